@@ -1,0 +1,99 @@
+//! The admin commands: projects and tokens, on the same store a server may be running on.
+
+use anyhow::{Context as _, bail};
+
+use crate::auth::{self, Role};
+use crate::config::{Config, ProjectCommand, TokenCommand};
+use crate::model::time::format_rfc3339;
+use crate::server::open_store;
+use crate::store::{NewToken, Project, Store};
+
+async fn project_named(store: &dyn Store, id_or_name: &str) -> anyhow::Result<Project> {
+    match store.find_project(id_or_name).await? {
+        Some(project) => Ok(project),
+        None => bail!("no project with id or name {id_or_name:?} (see `spanhouse project list`)"),
+    }
+}
+
+pub async fn project(config: &Config, command: ProjectCommand) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    match command {
+        ProjectCommand::Create { name } => {
+            if name.trim().is_empty() {
+                bail!("a project name must not be empty");
+            }
+            let project = store.create_project(&name).await?;
+            println!("{}", project.id);
+        }
+        ProjectCommand::List => {
+            println!("{:<18} {:<24} CREATED", "ID", "NAME");
+            for project in store.list_projects().await? {
+                println!(
+                    "{:<18} {:<24} {}",
+                    project.id,
+                    project.name,
+                    format_rfc3339(project.created_at_unix_nano)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    match command {
+        TokenCommand::Create {
+            project,
+            role,
+            name,
+        } => {
+            let project = project_named(store.as_ref(), &project).await?;
+            let role: Role = role.into();
+            let secret = auth::generate_token_secret();
+            let id = auth::generate_token_id();
+            store
+                .create_token(NewToken {
+                    id: id.clone(),
+                    project_id: project.id.clone(),
+                    role,
+                    name,
+                    secret_hash: auth::hash_token(&secret),
+                })
+                .await
+                .context("creating the token")?;
+            eprintln!(
+                "created {} token {id} for project {:?}; it is shown only now:",
+                role.as_str(),
+                project.name
+            );
+            println!("{secret}");
+        }
+        TokenCommand::List { project } => {
+            let project = project_named(store.as_ref(), &project).await?;
+            println!(
+                "{:<17} {:<7} {:<20} {:<31} REVOKED",
+                "ID", "ROLE", "NAME", "CREATED"
+            );
+            for token in store.list_tokens(&project.id).await? {
+                println!(
+                    "{:<17} {:<7} {:<20} {:<31} {}",
+                    token.id,
+                    token.role.as_str(),
+                    token.name.as_deref().unwrap_or("-"),
+                    format_rfc3339(token.created_at_unix_nano),
+                    token
+                        .revoked_at_unix_nano
+                        .map_or_else(|| "-".to_owned(), format_rfc3339)
+                );
+            }
+        }
+        TokenCommand::Revoke { token_id } => {
+            if !store.revoke_token(&token_id).await? {
+                bail!("no token with id {token_id:?} (see `spanhouse token list --project NAME`)");
+            }
+            eprintln!("revoked {token_id}; running servers stop accepting it within 5 seconds");
+        }
+    }
+    Ok(())
+}

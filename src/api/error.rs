@@ -1,0 +1,160 @@
+//! The one error type at the edge: every failure maps to an HTTP status, a gRPC code, and
+//! whether the client should retry.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::AuthError;
+use crate::otlp::{DecodeError, Encoding, encode_status};
+use crate::pipeline::PipelineError;
+use crate::store::StoreError;
+
+/// Seconds a client is asked to wait before retrying an overloaded server.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// Set on retryable answers (429, 503).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(RETRY_AFTER_SECONDS),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+
+    /// The gRPC code of this error (also the `code` of a `google.rpc.Status` body).
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self.status {
+            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                tonic::Code::InvalidArgument
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::InvalidArgument,
+            StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+            StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
+            StatusCode::NOT_FOUND => tonic::Code::NotFound,
+            StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
+            StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+            _ => tonic::Code::Internal,
+        }
+    }
+
+    /// The error as an OTLP/HTTP response: a `google.rpc.Status` in the request's encoding.
+    pub fn into_otlp_response(self, encoding: Encoding) -> Response {
+        let body = encode_status(encoding, self.grpc_code() as i32, &self.message);
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, encoding.content_type())],
+            body,
+        )
+            .into_response();
+        self.add_headers(&mut response);
+        response
+    }
+
+    pub fn into_grpc_status(self) -> tonic::Status {
+        let mut status = tonic::Status::new(self.grpc_code(), self.message);
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = seconds.to_string().parse()
+        {
+            status.metadata_mut().insert("retry-after", value);
+        }
+        status
+    }
+
+    fn add_headers(&self, response: &mut Response) {
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"spanhouse\""),
+            );
+        }
+    }
+}
+
+/// The query API's error body: `{"error": {"status": 404, "message": "..."}}`.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": { "status": self.status.as_u16(), "message": self.message }
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        self.add_headers(&mut response);
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        let status = match error {
+            AuthError::Missing | AuthError::Malformed(_) | AuthError::UnknownToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            AuthError::WrongRole { .. } | AuthError::WrongProject { .. } => StatusCode::FORBIDDEN,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+impl From<DecodeError> for ApiError {
+    fn from(error: DecodeError) -> Self {
+        let status = match error {
+            DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(error: PipelineError) -> Self {
+        match error {
+            PipelineError::TooManySpans { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
+            }
+            PipelineError::Overloaded { .. }
+            | PipelineError::ShuttingDown
+            | PipelineError::Store(_) => Self::unavailable(error.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(_) => Self::not_found(error.to_string()),
+            StoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, error.to_string()),
+            StoreError::Unavailable(_) => Self::unavailable(error.to_string()),
+            StoreError::Corrupt(_) => {
+                tracing::error!(%error, "stored data could not be read");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+            }
+        }
+    }
+}

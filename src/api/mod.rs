@@ -1,0 +1,94 @@
+//! The HTTP surface: OTLP/HTTP receivers, the JSON query API and health checks, on one router.
+
+pub mod error;
+mod otlp_http;
+mod query;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::auth::{Access, Authenticator, Principal};
+use crate::pipeline::Pipeline;
+use crate::store::Store;
+pub use error::ApiError;
+
+/// Size limits of OTLP/HTTP requests.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest request body as sent (compressed), in bytes.
+    pub max_body_bytes: usize,
+    /// Largest request body after decompression, in bytes.
+    pub max_decompressed_bytes: usize,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Authenticator>,
+    pub pipeline: Pipeline,
+    pub limits: HttpLimits,
+}
+
+/// The paths LLM platforms use for OTLP traces; all are served alike.
+pub const TRACE_PATHS: [&str; 4] = [
+    "/v1/traces",
+    "/otel/v1/traces",
+    "/api/otel/v1/traces",
+    "/api/public/otel/v1/traces",
+];
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new();
+    for path in TRACE_PATHS {
+        router = router.route(path, post(otlp_http::export_traces));
+    }
+    router
+        // OTLP bodies are read with their own limits (413 with an OTLP status body).
+        .layer(DefaultBodyLimit::disable())
+        .route("/api/v1/traces", get(query::list_traces))
+        .route("/api/v1/traces/{trace_id}", get(query::get_trace))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Authenticates a request from its headers.
+pub(crate) fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    access: Access,
+) -> Result<Arc<Principal>, ApiError> {
+    let header_text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let project = header_text("x-project-id").or_else(|| header_text("x-dbnl-project-id"));
+    Ok(state
+        .auth
+        .authenticate(header_text(header::AUTHORIZATION.as_str()), project, access)?)
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": "ready" })),
+        )
+            .into_response(),
+        Err(error) => ApiError::unavailable(error.to_string()).into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}

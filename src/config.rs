@@ -1,0 +1,389 @@
+//! Configuration: one tree, resolved once at start-up from flags, environment variables, an
+//! optional TOML file and defaults, in that order of precedence. Only this module reads the
+//! environment (through clap's `env` attributes).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::store::sqlite::Synchronous;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spanhouse",
+    version,
+    about = "An OpenTelemetry trace server for LLM applications"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command, accepted before or after it.
+#[derive(Debug, Args, Default)]
+pub struct GlobalArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "SPANHOUSE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where spanhouse keeps its data [default: ./spanhouse-data].
+    #[arg(long, global = true, env = "SPANHOUSE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// OTLP/HTTP, query API and UI address [default: 127.0.0.1:4318].
+    #[arg(
+        long,
+        global = true,
+        env = "SPANHOUSE_HTTP_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub http_listen: Option<SocketAddr>,
+    /// OTLP/gRPC address [default: 127.0.0.1:4317].
+    #[arg(
+        long,
+        global = true,
+        env = "SPANHOUSE_GRPC_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub grpc_listen: Option<SocketAddr>,
+    /// Storage backend [default: sqlite].
+    #[arg(long, global = true, env = "SPANHOUSE_STORAGE", value_enum)]
+    pub storage: Option<StorageKind>,
+    /// ClickHouse HTTP URL [default: http://127.0.0.1:8123].
+    #[arg(
+        long,
+        global = true,
+        env = "SPANHOUSE_CLICKHOUSE_URL",
+        value_name = "URL"
+    )]
+    pub clickhouse_url: Option<String>,
+    /// ClickHouse database [default: spanhouse].
+    #[arg(
+        long,
+        global = true,
+        env = "SPANHOUSE_CLICKHOUSE_DATABASE",
+        value_name = "DB"
+    )]
+    pub clickhouse_database: Option<String>,
+    /// ClickHouse user [default: default].
+    #[arg(
+        long,
+        global = true,
+        env = "SPANHOUSE_CLICKHOUSE_USER",
+        value_name = "U"
+    )]
+    pub clickhouse_user: Option<String>,
+    /// ClickHouse password [default: empty].
+    #[arg(
+        long,
+        global = true,
+        env = "SPANHOUSE_CLICKHOUSE_PASSWORD",
+        value_name = "P"
+    )]
+    pub clickhouse_password: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (OTLP/HTTP and query API, OTLP/gRPC).
+    Serve,
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Manage tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project; prints its id.
+    Create { name: String },
+    /// List projects.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints it on stdout, alone on one line, once.
+    Create {
+        /// Project id or name.
+        #[arg(long)]
+        project: String,
+        #[arg(long, value_enum, default_value = "ingest")]
+        role: RoleArg,
+        /// A label to recognise the token by.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a project's tokens (never their secrets).
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    /// Revoke a token by its id; running servers stop accepting it within 5 seconds.
+    Revoke { token_id: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Ingest,
+    Read,
+    Admin,
+}
+
+impl From<RoleArg> for crate::auth::Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Ingest => Self::Ingest,
+            RoleArg::Read => Self::Read,
+            RoleArg::Admin => Self::Admin,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    #[default]
+    Sqlite,
+    Clickhouse,
+}
+
+/// The TOML file. Every key is optional; unknown keys are an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub http_listen: Option<SocketAddr>,
+    pub grpc_listen: Option<SocketAddr>,
+    pub storage: Option<StorageKind>,
+    #[serde(default)]
+    pub clickhouse: FileClickHouse,
+    #[serde(default)]
+    pub limits: FileLimits,
+    #[serde(default)]
+    pub sqlite: FileSqlite,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileClickHouse {
+    pub url: Option<String>,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub max_body_bytes: Option<usize>,
+    pub max_decompressed_bytes: Option<usize>,
+    pub queue_capacity_spans: Option<usize>,
+    pub max_batch_spans: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSqlite {
+    pub synchronous: Option<Synchronous>,
+}
+
+/// The resolved configuration every part of spanhouse is built from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
+    pub storage: StorageKind,
+    pub clickhouse: ClickHouseConfig,
+    pub limits: Limits,
+    /// How SQLite makes commits durable: `full` (default) also survives power loss.
+    pub sqlite_synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClickHouseConfig {
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest OTLP/HTTP body as sent (compressed): 32 MiB.
+    pub max_body_bytes: usize,
+    /// Largest body after decompression, and largest gRPC message: 128 MiB.
+    pub max_decompressed_bytes: usize,
+    /// Spans waiting for the store before new requests get 503.
+    pub queue_capacity_spans: usize,
+    /// Most spans stored in one transaction.
+    pub max_batch_spans: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+            max_decompressed_bytes: 128 * 1024 * 1024,
+            queue_capacity_spans: 100_000,
+            max_batch_spans: 20_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Resolves flags and environment (already merged by clap) over the file over defaults.
+    pub fn resolve(args: &GlobalArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_body_bytes: file
+                .limits
+                .max_body_bytes
+                .unwrap_or(defaults.max_body_bytes),
+            max_decompressed_bytes: file
+                .limits
+                .max_decompressed_bytes
+                .unwrap_or(defaults.max_decompressed_bytes),
+            queue_capacity_spans: file
+                .limits
+                .queue_capacity_spans
+                .unwrap_or(defaults.queue_capacity_spans),
+            max_batch_spans: file
+                .limits
+                .max_batch_spans
+                .unwrap_or(defaults.max_batch_spans),
+        };
+        if limits.queue_capacity_spans == 0 || limits.max_batch_spans == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.queue_capacity_spans and limits.max_batch_spans must be positive".into(),
+            ));
+        }
+        Ok(Self {
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./spanhouse-data")),
+            http_listen: args
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4318))),
+            grpc_listen: args
+                .grpc_listen
+                .or(file.grpc_listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4317))),
+            storage: args.storage.or(file.storage).unwrap_or_default(),
+            clickhouse: ClickHouseConfig {
+                url: args
+                    .clickhouse_url
+                    .clone()
+                    .or(file.clickhouse.url)
+                    .unwrap_or_else(|| "http://127.0.0.1:8123".into()),
+                database: args
+                    .clickhouse_database
+                    .clone()
+                    .or(file.clickhouse.database)
+                    .unwrap_or_else(|| "spanhouse".into()),
+                user: args
+                    .clickhouse_user
+                    .clone()
+                    .or(file.clickhouse.user)
+                    .unwrap_or_else(|| "default".into()),
+                password: args
+                    .clickhouse_password
+                    .clone()
+                    .or(file.clickhouse.password)
+                    .unwrap_or_default(),
+            },
+            limits,
+            sqlite_synchronous: file.sqlite.synchronous.unwrap_or_default(),
+        })
+    }
+
+    /// A configuration for tests and embedding: everything default, ephemeral ports.
+    pub fn for_data_dir(data_dir: &Path) -> Self {
+        let args = GlobalArgs {
+            data_dir: Some(data_dir.to_owned()),
+            http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            grpc_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            ..GlobalArgs::default()
+        };
+        Self::resolve(&args).expect("defaults are valid")
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("spanhouse.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from/file\"\nhttp_listen = \"127.0.0.1:9000\"\n[limits]\nmax_body_bytes = 10\n",
+        )
+        .unwrap();
+        let args = GlobalArgs {
+            config: Some(path),
+            data_dir: Some("/from/flag".into()),
+            ..GlobalArgs::default()
+        };
+        let config = Config::resolve(&args).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(config.http_listen.port(), 9000);
+        assert_eq!(config.grpc_listen.port(), 4317);
+        assert_eq!(config.limits.max_body_bytes, 10);
+        assert_eq!(config.limits.max_decompressed_bytes, 128 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_an_error() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("spanhouse.toml");
+        std::fs::write(&path, "data_dri = \"typo\"\n").unwrap();
+        let args = GlobalArgs {
+            config: Some(path),
+            ..GlobalArgs::default()
+        };
+        let error = Config::resolve(&args).unwrap_err().to_string();
+        assert!(error.contains("data_dri"), "{error}");
+    }
+}

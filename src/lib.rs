@@ -1,0 +1,38 @@
+//! spanhouse: an OpenTelemetry trace server for LLM applications.
+//!
+//! The path of a span through the modules:
+//!
+//! ```text
+//! receiver ── api::otlp_http (OTLP/HTTP) or grpc (OTLP/gRPC); auth checks the token
+//!    │
+//!    ▼
+//! otlp ────── decompress with limits, decode protobuf or OTLP/JSON, convert to model::Span
+//!    │        (invalid spans are rejected one by one: partial_success)
+//!    ▼
+//! ingest ──── normalize::normalize_span reads the LLM meaning (model::SpanSemantics)
+//!    │
+//!    ▼
+//! pipeline ── bounded queue (503 when full); one writer batches concurrent requests
+//!    │
+//!    ▼
+//! store ───── the Store trait; store::sqlite writes spans and recomputes the TraceRecords of
+//!             touched traces in one transaction, then the receiver answers 200
+//!
+//! api::query ── reads TraceRecords and spans back through the same trait
+//! ```
+//!
+//! `config` resolves flags, environment and file once; `server` wires everything together;
+//! `admin` holds the project and token commands.
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod grpc;
+pub mod ingest;
+pub mod model;
+pub mod normalize;
+pub mod otlp;
+pub mod pipeline;
+pub mod server;
+pub mod store;

@@ -1,0 +1,50 @@
+//! spanhouse's own data types. No I/O here: receivers build these, the store keeps them, the API
+//! shows them.
+
+pub mod attributes;
+pub mod ids;
+pub mod llm;
+pub mod span;
+pub mod time;
+pub mod trace_record;
+
+pub use attributes::{AttrValue, KeyValue};
+pub use ids::{IdError, SpanId, TraceId};
+pub use llm::{LlmCall, SpanSemantics};
+pub use span::{Event, Link, Resource, Scope, Span, SpanKind, Status, StatusCode};
+pub use trace_record::{LlmDigest, SpanDigest, TraceRecord};
+
+/// A span ready to store: the span as sent, and what normalization read from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormalizedSpan {
+    pub span: Span,
+    pub semantics: SpanSemantics,
+}
+
+impl NormalizedSpan {
+    /// The facts of this span a TraceRecord is computed from.
+    pub fn digest(&self) -> SpanDigest {
+        let span = &self.span;
+        let semantics = &self.semantics;
+        SpanDigest {
+            span_id: Some(span.span_id),
+            parent_span_id: span.parent_span_id,
+            name: span.name.clone(),
+            start_time_unix_nano: span.start_time_unix_nano,
+            end_time_unix_nano: span.end_time_unix_nano,
+            status: span.status.code,
+            service_name: span.service_name().map(str::to_owned),
+            input: semantics.input.clone(),
+            output: semantics.output.clone(),
+            session_id: semantics.session_id.clone(),
+            user_id: semantics.user_id.clone(),
+            pipeline_id: semantics.pipeline_id.clone(),
+            llm: semantics.llm.as_ref().map(|llm| LlmDigest {
+                model: llm.model().map(str::to_owned),
+                usage: llm.usage,
+                cost: llm.cost,
+            }),
+            tool_name: semantics.tool.as_ref().map(|tool| tool.name.clone()),
+        }
+    }
+}

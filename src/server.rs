@@ -1,0 +1,185 @@
+//! `spanhouse serve`: opens the store, starts the pipeline and the receivers, and stops them in
+//! order.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState, HttpLimits};
+use crate::auth::{self, Authenticator, Role, TOKEN_REFRESH_INTERVAL};
+use crate::config::{Config, StorageKind};
+use crate::pipeline::{Pipeline, PipelineLimits};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{NewToken, Store};
+
+/// Opens the configured store.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match config.storage {
+        StorageKind::Sqlite => Ok(Arc::new(
+            SqliteStore::open(&config.data_dir, config.sqlite_synchronous)
+                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
+        )),
+        StorageKind::Clickhouse => anyhow::bail!(
+            "the clickhouse storage backend is not part of this build yet; use --storage sqlite"
+        ),
+    }
+}
+
+/// A server that is running; dropping it does not stop it, [`RunningServer::shutdown`] does.
+pub struct RunningServer {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    /// The admin token created on first start, if this start created one.
+    pub bootstrap_token: Option<String>,
+    stop: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    writer: JoinHandle<()>,
+    refresher: JoinHandle<()>,
+}
+
+/// Starts spanhouse and returns once it listens.
+pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
+    let store = open_store(config)?;
+    let bootstrap_token = bootstrap(store.as_ref(), &config.data_dir).await?;
+    let authenticator = Arc::new(
+        Authenticator::load(store.as_ref())
+            .await
+            .context("loading tokens")?,
+    );
+    let refresher = tokio::spawn(refresh_tokens(
+        Arc::clone(&authenticator),
+        Arc::clone(&store),
+    ));
+    let (pipeline, writer) = Pipeline::start(
+        Arc::clone(&store),
+        PipelineLimits {
+            queue_capacity_spans: config.limits.queue_capacity_spans,
+            max_batch_spans: config.limits.max_batch_spans,
+        },
+    );
+    let state = AppState {
+        store,
+        auth: authenticator,
+        pipeline,
+        limits: HttpLimits {
+            max_body_bytes: config.limits.max_body_bytes,
+            max_decompressed_bytes: config.limits.max_decompressed_bytes,
+        },
+    };
+
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("listening on {} (--http-listen)", config.http_listen))?;
+    let grpc_listener = TcpListener::bind(config.grpc_listen)
+        .await
+        .with_context(|| format!("listening on {} (--grpc-listen)", config.grpc_listen))?;
+    let http_addr = http_listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
+
+    let (stop, stopped) = watch::channel(false);
+    let stop_signal = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let http = tokio::spawn(
+        axum::serve(http_listener, api::app(state.clone()))
+            .with_graceful_shutdown(stop_signal(stopped.clone()))
+            .into_future(),
+    );
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(crate::grpc::trace_service(state))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc_listener),
+                stop_signal(stopped),
+            ),
+    );
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, "spanhouse ready");
+    Ok(RunningServer {
+        http_addr,
+        grpc_addr,
+        bootstrap_token,
+        stop,
+        http,
+        grpc,
+        writer,
+        refresher,
+    })
+}
+
+impl RunningServer {
+    /// Stops accepting, lets requests in flight finish (each is answered only once its spans
+    /// are durable), then stops the writer.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.http.await.context("http server task")??;
+        self.grpc.await.context("grpc server task")??;
+        self.refresher.abort();
+        // Every sender is gone with the servers: the writer drains and ends.
+        if tokio::time::timeout(Duration::from_secs(30), self.writer)
+            .await
+            .is_err()
+        {
+            anyhow::bail!("the writer did not finish within 30 s");
+        }
+        tracing::info!("spanhouse stopped");
+        Ok(())
+    }
+}
+
+async fn refresh_tokens(authenticator: Arc<Authenticator>, store: Arc<dyn Store>) {
+    let mut interval = tokio::time::interval(TOKEN_REFRESH_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(error) = authenticator.refresh(store.as_ref()).await {
+            tracing::warn!(%error, "reloading tokens failed; keeping the previous set");
+        }
+    }
+}
+
+/// On first start (no project at all) creates project `default` with an admin token, prints
+/// the token once and writes it to `DATA_DIR/bootstrap-token` (mode 0600).
+async fn bootstrap(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Option<String>> {
+    if !store.list_projects().await?.is_empty() {
+        return Ok(None);
+    }
+    let project = store.create_project("default").await?;
+    let secret = auth::generate_token_secret();
+    store
+        .create_token(NewToken {
+            id: auth::generate_token_id(),
+            project_id: project.id.clone(),
+            role: Role::Admin,
+            name: Some("bootstrap".into()),
+            secret_hash: auth::hash_token(&secret),
+        })
+        .await?;
+    let path = data_dir.join("bootstrap-token");
+    write_secret_file(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "spanhouse: created project \"default\" and its admin token (shown once, also in {}):\n{secret}",
+        path.display()
+    );
+    Ok(Some(secret))
+}
+
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()
+}

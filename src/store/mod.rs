@@ -1,0 +1,142 @@
+//! The storage trait: everything spanhouse keeps goes through it, and nothing above it knows
+//! which backend runs. Each backend lives in its own module.
+
+pub mod codec;
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::auth::Role;
+use crate::model::{NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
+
+/// A project: the unit every token, span and setting belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub created_at_unix_nano: u64,
+}
+
+/// A token as listed: never its secret, which only exists as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub project_id: String,
+    pub role: Role,
+    pub name: Option<String>,
+    pub created_at_unix_nano: u64,
+    pub revoked_at_unix_nano: Option<u64>,
+}
+
+/// A token to create: its SHA-256 hash and what it grants.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: String,
+    pub project_id: String,
+    pub role: Role,
+    pub name: Option<String>,
+    pub secret_hash: [u8; 32],
+}
+
+/// A token that is not revoked, with its project: what the authenticator caches.
+#[derive(Debug, Clone)]
+pub struct ActiveToken {
+    pub secret_hash: [u8; 32],
+    pub token_id: String,
+    pub role: Role,
+    pub project: Project,
+}
+
+/// The spans of one project that one write stores.
+#[derive(Debug, Clone)]
+pub struct SpanBatch {
+    pub project_id: String,
+    pub spans: Vec<NormalizedSpan>,
+}
+
+/// Where a page of traces ends: the next page starts after this trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceCursor {
+    pub timestamp_unix_nano: u64,
+    pub trace_id: TraceId,
+}
+
+/// A search over a project's TraceRecords, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct TraceQuery {
+    /// Inclusive start of the window on the trace timestamp.
+    pub start_unix_nano: u64,
+    /// Exclusive end of the window.
+    pub end_unix_nano: u64,
+    pub limit: usize,
+    pub cursor: Option<TraceCursor>,
+    /// Case-insensitive substring of input or output.
+    pub text: Option<String>,
+    pub status: Option<String>,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub pipeline_id: Option<String>,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TracePage {
+    pub traces: Vec<TraceRecord>,
+    /// Set when more traces match beyond this page.
+    pub next_cursor: Option<TraceCursor>,
+}
+
+/// A stored span as read back.
+#[derive(Debug, Clone)]
+pub struct StoredSpan {
+    pub span: Span,
+    pub semantics: SpanSemantics,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed in a way a retry may fix (busy, disk full, connection lost).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The request conflicts with what is stored (a project name taken, say).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Stored data could not be read back; a bug or a damaged store.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything spanhouse stores. Implementations must be safe to share between tasks.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the store answers (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_project(&self, name: &str) -> StoreResult<Project>;
+    async fn list_projects(&self) -> StoreResult<Vec<Project>>;
+    /// Finds a project by id or by name.
+    async fn find_project(&self, id_or_name: &str) -> StoreResult<Option<Project>>;
+
+    async fn create_token(&self, token: NewToken) -> StoreResult<()>;
+    async fn list_tokens(&self, project_id: &str) -> StoreResult<Vec<TokenInfo>>;
+    /// Marks a token revoked; `false` when no such token exists.
+    async fn revoke_token(&self, token_id: &str) -> StoreResult<bool>;
+    async fn active_tokens(&self) -> StoreResult<Vec<ActiveToken>>;
+
+    /// Stores spans durably, ignoring spans already stored (same project, trace and span id),
+    /// and brings the TraceRecords of the touched traces up to date. Returns once durable.
+    async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()>;
+
+    async fn query_traces(&self, project_id: &str, query: &TraceQuery) -> StoreResult<TracePage>;
+    /// A trace's record and spans ordered by start time, or `None` when the project has no such
+    /// trace.
+    async fn get_trace(
+        &self,
+        project_id: &str,
+        trace_id: TraceId,
+    ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>>;
+}

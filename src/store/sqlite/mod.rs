@@ -1,0 +1,353 @@
+//! The embedded default backend: one SQLite file in WAL mode.
+//!
+//! One writer connection takes every write, so the pipeline's batches become one transaction
+//! each (group commit); a small pool of reader connections serves queries concurrently with it.
+//! Connections are blocking, so every call runs on tokio's blocking pool.
+
+mod read;
+mod schema;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::{
+    ActiveToken, NewToken, Project, SpanBatch, Store, StoreError, StoreResult, StoredSpan,
+    TokenInfo, TracePage, TraceQuery,
+};
+use crate::auth::Role;
+use crate::model::time::now_unix_nano;
+use crate::model::{TraceId, TraceRecord};
+
+/// How SQLite makes a commit durable (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at every commit: a commit survives a power cut as well as a crash.
+    #[default]
+    Full,
+    /// fsync at checkpoints: a commit survives a crash of spanhouse (`kill -9`), not a power cut.
+    Normal,
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    synchronous: Synchronous,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error {
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => {
+                StoreError::Corrupt(error.to_string())
+            }
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `DATA_DIR/spanhouse.db` and brings its schema up to date.
+    pub fn open(data_dir: &Path, synchronous: Synchronous) -> StoreResult<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|error| {
+            StoreError::Unavailable(format!("cannot create {}: {error}", data_dir.display()))
+        })?;
+        let path = data_dir.join("spanhouse.db");
+        let mut writer = open_connection(&path, synchronous)?;
+        schema::migrate(&mut writer)?;
+        Ok(Self {
+            path,
+            synchronous,
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Runs `work` on the writer connection on the blocking pool.
+    async fn with_writer<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || work(&mut lock(&writer)))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("writer task failed: {error}")))?
+    }
+
+    /// Runs `work` on a pooled reader connection on the blocking pool.
+    async fn with_reader<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        let path = self.path.clone();
+        let synchronous = self.synchronous;
+        tokio::task::spawn_blocking(move || {
+            let pooled = lock(&readers).pop();
+            let connection = match pooled {
+                Some(connection) => connection,
+                None => open_connection(&path, synchronous)?,
+            };
+            let result = work(&connection);
+            let mut pool = lock(&readers);
+            if pool.len() < 8 {
+                pool.push(connection);
+            }
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("reader task failed: {error}")))?
+    }
+}
+
+fn open_connection(path: &Path, synchronous: Synchronous) -> StoreResult<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    let synchronous = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    connection.pragma_update(None, "synchronous", synchronous)?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.pragma_update(None, "cache_size", -65536)?;
+    Ok(connection)
+}
+
+fn random_project_id() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn project_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
+    Ok(Project {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_at_unix_nano: row.get::<_, i64>(2)? as u64,
+    })
+}
+
+fn role_from_text(text: &str) -> StoreResult<Role> {
+    Role::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown role {text:?}")))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.with_reader(|connection| {
+            connection.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_project(&self, name: &str) -> StoreResult<Project> {
+        let name = name.to_owned();
+        self.with_writer(move |connection| {
+            let project = Project {
+                id: random_project_id(),
+                name,
+                created_at_unix_nano: now_unix_nano(),
+            };
+            let inserted = connection.execute(
+                "INSERT INTO projects (id, name, created_at_ns) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![
+                    project.id,
+                    project.name,
+                    project.created_at_unix_nano as i64
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "a project named {:?} already exists",
+                    project.name
+                )));
+            }
+            Ok(project)
+        })
+        .await
+    }
+
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        self.with_reader(|connection| {
+            let mut statement = connection.prepare(
+                "SELECT id, name, created_at_ns FROM projects ORDER BY created_at_ns, name",
+            )?;
+            let projects = statement
+                .query_map([], project_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(projects)
+        })
+        .await
+    }
+
+    async fn find_project(&self, id_or_name: &str) -> StoreResult<Option<Project>> {
+        let key = id_or_name.to_owned();
+        self.with_reader(move |connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT id, name, created_at_ns FROM projects WHERE id = ?1 OR name = ?1
+                     ORDER BY id = ?1 DESC LIMIT 1",
+                    [key],
+                    project_from_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn create_token(&self, token: NewToken) -> StoreResult<()> {
+        self.with_writer(move |connection| {
+            connection.execute(
+                "INSERT INTO tokens (id, project_id, role, name, secret_hash, created_at_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    token.id,
+                    token.project_id,
+                    token.role.as_str(),
+                    token.name,
+                    token.secret_hash.as_slice(),
+                    now_unix_nano() as i64
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, project_id: &str) -> StoreResult<Vec<TokenInfo>> {
+        let project_id = project_id.to_owned();
+        self.with_reader(move |connection| {
+            let mut statement = connection.prepare(
+                "SELECT id, project_id, role, name, created_at_ns, revoked_at_ns FROM tokens
+                 WHERE project_id = ?1 ORDER BY created_at_ns, id",
+            )?;
+            let rows = statement.query_map([project_id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, Option<i64>>(5)?,
+                ))
+            })?;
+            let mut tokens = Vec::new();
+            for row in rows {
+                let (id, project_id, role, name, created, revoked) = row?;
+                tokens.push(TokenInfo {
+                    id,
+                    project_id,
+                    role: role_from_text(&role)?,
+                    name,
+                    created_at_unix_nano: created as u64,
+                    revoked_at_unix_nano: revoked.map(|revoked| revoked as u64),
+                });
+            }
+            Ok(tokens)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, token_id: &str) -> StoreResult<bool> {
+        let token_id = token_id.to_owned();
+        self.with_writer(move |connection| {
+            let exists = connection
+                .query_row(
+                    "SELECT 1 FROM tokens WHERE id = ?1",
+                    [&token_id],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            connection.execute(
+                "UPDATE tokens SET revoked_at_ns = ?2 WHERE id = ?1 AND revoked_at_ns IS NULL",
+                params![token_id, now_unix_nano() as i64],
+            )?;
+            Ok(exists)
+        })
+        .await
+    }
+
+    async fn active_tokens(&self) -> StoreResult<Vec<ActiveToken>> {
+        self.with_reader(|connection| {
+            let mut statement = connection.prepare(
+                "SELECT t.secret_hash, t.id, t.role, p.id, p.name, p.created_at_ns
+                 FROM tokens t JOIN projects p ON p.id = t.project_id
+                 WHERE t.revoked_at_ns IS NULL",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    Project {
+                        id: row.get(3)?,
+                        name: row.get(4)?,
+                        created_at_unix_nano: row.get::<_, i64>(5)? as u64,
+                    },
+                ))
+            })?;
+            let mut tokens = Vec::new();
+            for row in rows {
+                let (hash, token_id, role, project) = row?;
+                let secret_hash: [u8; 32] = hash
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("token hash is not 32 bytes".into()))?;
+                tokens.push(ActiveToken {
+                    secret_hash,
+                    token_id,
+                    role: role_from_text(&role)?,
+                    project,
+                });
+            }
+            Ok(tokens)
+        })
+        .await
+    }
+
+    async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
+        self.with_writer(move |connection| write::write_spans(connection, &batches))
+            .await
+    }
+
+    async fn query_traces(&self, project_id: &str, query: &TraceQuery) -> StoreResult<TracePage> {
+        let project_id = project_id.to_owned();
+        let query = query.clone();
+        self.with_reader(move |connection| read::query_traces(connection, &project_id, &query))
+            .await
+    }
+
+    async fn get_trace(
+        &self,
+        project_id: &str,
+        trace_id: TraceId,
+    ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
+        let project_id = project_id.to_owned();
+        self.with_reader(move |connection| read::get_trace(connection, &project_id, trace_id))
+            .await
+    }
+}

@@ -1,0 +1,233 @@
+//! The read path: TraceRecord pages and whole traces. Every value is a bound parameter.
+
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::model::trace_record::LlmDigest;
+use crate::model::{LlmCall, SpanDigest, SpanId, SpanSemantics, StatusCode, TraceId, TraceRecord};
+use crate::store::codec::{SpanColumns, decode_span};
+use crate::store::{StoreError, StoreResult, StoredSpan, TraceCursor, TracePage, TraceQuery};
+
+/// The columns `digest_from_row` reads, in its order.
+pub(super) const DIGEST_COLUMNS: &str = "span_id, parent_span_id, name, start_ns, end_ns, \
+    status_code, service_name, input, output, session_id, user_id, pipeline_id, llm IS NOT NULL, \
+    model, prompt_tokens, completion_tokens, total_tokens, prompt_cost, completion_cost, \
+    total_cost, json_extract(tool, '$.name')";
+
+fn span_id_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<SpanId>> {
+    let bytes: Option<Vec<u8>> = row.get(index)?;
+    match bytes {
+        None => Ok(None),
+        Some(bytes) => SpanId::from_bytes(&bytes).map(Some).map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Blob,
+                Box::new(error),
+            )
+        }),
+    }
+}
+
+pub(super) fn digest_from_row(row: &Row<'_>) -> rusqlite::Result<SpanDigest> {
+    let is_llm: bool = row.get(12)?;
+    let llm = is_llm
+        .then(|| -> rusqlite::Result<LlmDigest> {
+            Ok(LlmDigest {
+                model: row.get(13)?,
+                usage: crate::model::llm::TokenUsage {
+                    prompt: row.get(14)?,
+                    completion: row.get(15)?,
+                    total: row.get(16)?,
+                },
+                cost: crate::model::llm::Cost {
+                    prompt: row.get(17)?,
+                    completion: row.get(18)?,
+                    total: row.get(19)?,
+                },
+            })
+        })
+        .transpose()?;
+    Ok(SpanDigest {
+        span_id: span_id_column(row, 0)?,
+        parent_span_id: span_id_column(row, 1)?,
+        name: row.get(2)?,
+        start_time_unix_nano: row.get::<_, i64>(3)? as u64,
+        end_time_unix_nano: row.get::<_, i64>(4)? as u64,
+        status: StatusCode::from_otlp(row.get(5)?),
+        service_name: row.get(6)?,
+        input: row.get(7)?,
+        output: row.get(8)?,
+        session_id: row.get(9)?,
+        user_id: row.get(10)?,
+        pipeline_id: row.get(11)?,
+        llm,
+        tool_name: row.get(20)?,
+    })
+}
+
+/// Rebuilds a TraceRecord from its row: the JSON record and the text columns.
+fn record_from_row_parts(
+    record_json: &str,
+    input: Option<String>,
+    output: Option<String>,
+    timestamp_unix_nano: u64,
+) -> StoreResult<TraceRecord> {
+    let mut record: TraceRecord = serde_json::from_str(record_json)
+        .map_err(|error| StoreError::Corrupt(format!("trace record: {error}")))?;
+    record.input = input;
+    record.output = output;
+    record.timestamp_unix_nano = timestamp_unix_nano;
+    Ok(record)
+}
+
+const RECORD_COLUMNS: &str = "record, input, output, timestamp_ns";
+
+type RecordRow = (String, Option<String>, Option<String>, i64);
+
+fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+pub(super) fn query_traces(
+    connection: &Connection,
+    project_id: &str,
+    query: &TraceQuery,
+) -> StoreResult<TracePage> {
+    let mut sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM traces
+         WHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ?"
+    );
+    let mut values: Vec<Box<dyn ToSql>> = vec![
+        Box::new(project_id.to_owned()),
+        Box::new(query.start_unix_nano as i64),
+        Box::new(query.end_unix_nano.min(i64::MAX as u64) as i64),
+    ];
+    if let Some(cursor) = &query.cursor {
+        sql.push_str(" AND (timestamp_ns < ? OR (timestamp_ns = ? AND trace_id < ?))");
+        values.push(Box::new(cursor.timestamp_unix_nano as i64));
+        values.push(Box::new(cursor.timestamp_unix_nano as i64));
+        values.push(Box::new(cursor.trace_id.as_bytes().to_vec()));
+    }
+    let equal_filters = [
+        ("status", &query.status),
+        ("session_id", &query.session_id),
+        ("user_id", &query.user_id),
+        ("pipeline_id", &query.pipeline_id),
+    ];
+    for (column, value) in equal_filters {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            values.push(Box::new(value.clone()));
+        }
+    }
+    if let Some(model) = &query.model {
+        sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(traces.models) WHERE value = ?)");
+        values.push(Box::new(model.clone()));
+    }
+    if let Some(text) = &query.text {
+        // SQLite's lower() folds ASCII only; fold the needle the same way.
+        sql.push_str(" AND (instr(lower(input), ?) > 0 OR instr(lower(output), ?) > 0)");
+        let needle = text.to_ascii_lowercase();
+        values.push(Box::new(needle.clone()));
+        values.push(Box::new(needle));
+    }
+    sql.push_str(" ORDER BY timestamp_ns DESC, trace_id DESC LIMIT ?");
+    values.push(Box::new(query.limit as i64 + 1));
+
+    let mut statement = connection.prepare_cached(&sql)?;
+    let parameters: Vec<&dyn ToSql> = values.iter().map(|value| value.as_ref()).collect();
+    let rows = statement
+        .query_map(parameters.as_slice(), record_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+
+    let mut traces = Vec::with_capacity(rows.len().min(query.limit));
+    let mut next_cursor = None;
+    for (index, (record, input, output, timestamp)) in rows.into_iter().enumerate() {
+        if index == query.limit {
+            let last: &TraceRecord = traces.last().expect("limit is at least 1");
+            next_cursor = Some(TraceCursor {
+                timestamp_unix_nano: last.timestamp_unix_nano,
+                trace_id: TraceId::parse_hex(&last.trace_id)
+                    .map_err(|error| StoreError::Corrupt(error.to_string()))?,
+            });
+            break;
+        }
+        traces.push(record_from_row_parts(
+            &record,
+            input,
+            output,
+            timestamp as u64,
+        )?);
+    }
+    Ok(TracePage {
+        traces,
+        next_cursor,
+    })
+}
+
+const SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, \
+    status_code, body, input, output, session_id, user_id, pipeline_id, llm, tool";
+
+pub(super) fn get_trace(
+    connection: &Connection,
+    project_id: &str,
+    trace_id: TraceId,
+) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
+    let row = connection
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM traces WHERE project_id = ?1 AND trace_id = ?2"
+        ))?
+        .query_row(params![project_id, trace_id.as_bytes()], record_from_row)
+        .optional()?;
+    let Some((record, input, output, timestamp)) = row else {
+        return Ok(None);
+    };
+    let record = record_from_row_parts(&record, input, output, timestamp as u64)?;
+
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {SPAN_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2
+         ORDER BY start_ns, span_id"
+    ))?;
+    let mut rows = statement.query(params![project_id, trace_id.as_bytes()])?;
+    let mut spans = Vec::new();
+    while let Some(row) = rows.next()? {
+        spans.push(stored_span_from_row(row)?);
+    }
+    Ok(Some((record, spans)))
+}
+
+fn stored_span_from_row(row: &Row<'_>) -> StoreResult<StoredSpan> {
+    let trace_bytes: Vec<u8> = row.get(0)?;
+    let span_bytes: Vec<u8> = row.get(1)?;
+    let corrupt = |error: crate::model::IdError| StoreError::Corrupt(error.to_string());
+    let columns = SpanColumns {
+        trace_id: TraceId::from_bytes(&trace_bytes).map_err(corrupt)?,
+        span_id: SpanId::from_bytes(&span_bytes).map_err(corrupt)?,
+        parent_span_id: span_id_column(row, 2)?,
+        name: row.get(3)?,
+        kind: row.get(4)?,
+        start_time_unix_nano: row.get::<_, i64>(5)? as u64,
+        end_time_unix_nano: row.get::<_, i64>(6)? as u64,
+        status_code: row.get(7)?,
+    };
+    let body: String = row.get(8)?;
+    let span = decode_span(columns, &body)?;
+    let llm: Option<String> = row.get(14)?;
+    let tool: Option<String> = row.get(15)?;
+    let semantics = SpanSemantics {
+        input: row.get(9)?,
+        output: row.get(10)?,
+        session_id: row.get(11)?,
+        user_id: row.get(12)?,
+        pipeline_id: row.get(13)?,
+        llm: llm
+            .map(|text| serde_json::from_str::<LlmCall>(&text))
+            .transpose()
+            .map_err(|error| StoreError::Corrupt(format!("llm: {error}")))?,
+        tool: tool
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|error| StoreError::Corrupt(format!("tool: {error}")))?,
+    };
+    Ok(StoredSpan { span, semantics })
+}

@@ -1,0 +1,93 @@
+//! The SQLite schema, applied as numbered migrations recorded in `PRAGMA user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Each entry moves the schema from version `index` to `index + 1`. Never edit a shipped entry:
+/// add a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE projects (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    created_at_ns INTEGER NOT NULL
+);
+
+CREATE TABLE tokens (
+    id            TEXT PRIMARY KEY,
+    project_id    TEXT NOT NULL REFERENCES projects(id),
+    role          TEXT NOT NULL,
+    name          TEXT,
+    secret_hash   BLOB NOT NULL UNIQUE,
+    created_at_ns INTEGER NOT NULL,
+    revoked_at_ns INTEGER
+);
+
+-- One row per span. The columns hold what queries and TraceRecords need; `body` holds the rest
+-- of the span losslessly (see store/codec.rs); `llm` is the normalized LLM call as JSON.
+CREATE TABLE spans (
+    project_id        TEXT NOT NULL,
+    trace_id          BLOB NOT NULL,
+    span_id           BLOB NOT NULL,
+    parent_span_id    BLOB,
+    name              TEXT NOT NULL,
+    kind              INTEGER NOT NULL,
+    start_ns          INTEGER NOT NULL,
+    end_ns            INTEGER NOT NULL,
+    status_code       INTEGER NOT NULL,
+    service_name      TEXT,
+    body              TEXT NOT NULL,
+    input             TEXT,
+    output            TEXT,
+    session_id        TEXT,
+    user_id           TEXT,
+    pipeline_id       TEXT,
+    llm               TEXT,
+    model             TEXT,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    total_tokens      INTEGER,
+    prompt_cost       REAL,
+    completion_cost   REAL,
+    total_cost        REAL,
+    tool              TEXT
+);
+-- Deduplicates retries and finds the spans of a trace.
+CREATE UNIQUE INDEX spans_identity ON spans (project_id, trace_id, span_id);
+
+-- One row per trace: its TraceRecord, recomputed whenever a span of the trace is stored.
+CREATE TABLE traces (
+    project_id   TEXT NOT NULL,
+    trace_id     BLOB NOT NULL,
+    timestamp_ns INTEGER NOT NULL,
+    status       TEXT NOT NULL,
+    input        TEXT,
+    output       TEXT,
+    session_id   TEXT,
+    user_id      TEXT,
+    pipeline_id  TEXT,
+    models       TEXT NOT NULL,
+    record       TEXT NOT NULL
+);
+CREATE UNIQUE INDEX traces_identity ON traces (project_id, trace_id);
+CREATE INDEX traces_by_time ON traces (project_id, timestamp_ns DESC, trace_id DESC);
+CREATE INDEX traces_by_session ON traces (project_id, session_id, timestamp_ns DESC)
+    WHERE session_id IS NOT NULL;
+CREATE INDEX traces_by_user ON traces (project_id, user_id, timestamp_ns DESC)
+    WHERE user_id IS NOT NULL;
+CREATE INDEX traces_by_pipeline ON traces (project_id, pipeline_id, timestamp_ns DESC)
+    WHERE pipeline_id IS NOT NULL;
+"#];
+
+/// Brings the schema up to date. Safe when several processes open the same file at once: the
+/// version is read and raised inside one write transaction.
+pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let version = usize::try_from(version).unwrap_or(0);
+    for migration in MIGRATIONS.iter().skip(version) {
+        transaction.execute_batch(migration)?;
+    }
+    if version < MIGRATIONS.len() {
+        transaction.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    }
+    transaction.commit()
+}
