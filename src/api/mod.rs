@@ -82,7 +82,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            axum::Json(serde_json::json!({ "status": "ready" })),
+            axum::Json(serde_json::json!({
+                "status": "ready",
+                "buffered": state.pipeline.buffered(),
+            })),
         )
             .into_response(),
         Err(error) => ApiError::unavailable(error.to_string()).into_response(),

@@ -1,0 +1,210 @@
+//! Test support: a real spanhouse on ephemeral ports with a temporary data directory, and small
+//! builders of OTLP requests.
+
+#![allow(dead_code)]
+
+use std::io::Write as _;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message as _;
+use spanhouse::config::Config;
+use spanhouse::server::{RunningServer, start};
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub data_dir: tempfile::TempDir,
+    pub admin_token: String,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server whose configuration `adjust` may change first.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::for_data_dir(data_dir.path());
+        adjust(&mut config);
+        let server = start(&config).await.expect("server starts");
+        let admin_token = server
+            .bootstrap_token
+            .clone()
+            .expect("a new data dir bootstraps");
+        Self {
+            server: Some(server),
+            data_dir,
+            admin_token,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn running(&self) -> &RunningServer {
+        self.server.as_ref().expect("running")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.running().http_addr, path)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.running().grpc_addr)
+    }
+
+    pub fn config(&self) -> Config {
+        let mut config = Config::for_data_dir(self.data_dir.path());
+        config.http_listen = self.running().http_addr;
+        config
+    }
+
+    /// Creates a token through the admin commands' code path.
+    pub async fn create_token(&self, project: &str, role: &str) -> String {
+        let store = spanhouse::server::open_store(&self.config()).unwrap();
+        let project = match store.find_project(project).await.unwrap() {
+            Some(project) => project,
+            None => store.create_project(project).await.unwrap(),
+        };
+        let secret = spanhouse::auth::generate_token_secret();
+        store
+            .create_token(spanhouse::store::NewToken {
+                id: spanhouse::auth::generate_token_id(),
+                project_id: project.id,
+                role: spanhouse::auth::Role::parse(role).unwrap(),
+                name: None,
+                secret_hash: spanhouse::auth::hash_token(&secret),
+            })
+            .await
+            .unwrap();
+        secret
+    }
+
+    /// Waits (at most 5 s, as the contract allows) until `token` is accepted for reading.
+    pub async fn wait_for_token(&self, token: &str) {
+        for _ in 0..50 {
+            let response = self
+                .client
+                .get(self.url("/api/v1/traces"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            if response.status() != 401 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("token not accepted within 5 s");
+    }
+
+    pub async fn post_protobuf(
+        &self,
+        path: &str,
+        token: &str,
+        request: &ExportTraceServiceRequest,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/x-protobuf")
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.unwrap();
+        }
+    }
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+pub fn string_attribute(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn int_attribute(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Nanoseconds since the epoch, `seconds_ago` before now, so spans fall in the default window.
+pub fn recent(seconds_ago: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    now - seconds_ago * 1_000_000_000
+}
+
+/// A span of trace `trace` (a byte repeated) with span id `span`.
+pub fn span(trace: u8, span: u8, parent: Option<u8>, name: &str, start: u64) -> Span {
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![span; 8],
+        parent_span_id: parent.map(|parent| vec![parent; 8]).unwrap_or_default(),
+        name: name.into(),
+        kind: 1,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 250_000_000,
+        status: Some(Status {
+            code: 1,
+            message: String::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![string_attribute("service.name", service)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+pub fn hex_trace(trace: u8) -> String {
+    hex::encode([trace; 16])
+}

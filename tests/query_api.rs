@@ -1,0 +1,288 @@
+//! The query API against the real server: windows, filters, text search, pagination, scoping.
+
+mod common;
+
+use common::*;
+
+async fn ingest(
+    server: &TestServer,
+    token: &str,
+    spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+) {
+    let response = server
+        .post_protobuf("/v1/traces", token, &request("svc", spans))
+        .await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn pages_through_traces_newest_first_with_filters() {
+    let server = TestServer::start().await;
+    let token = server.admin_token.clone();
+    let mut spans = Vec::new();
+    for trace in 1..=7u8 {
+        let mut root = span(
+            trace,
+            1,
+            None,
+            &format!("trace-{trace}"),
+            recent(100 - trace as u64),
+        );
+        root.attributes = vec![
+            string_attribute("input.value", &format!("Question number {trace}")),
+            string_attribute(
+                "output.value",
+                if trace % 2 == 0 {
+                    "EVEN answer"
+                } else {
+                    "odd answer"
+                },
+            ),
+            string_attribute(
+                "session.id",
+                if trace <= 3 { "session-a" } else { "session-b" },
+            ),
+            string_attribute("user.id", "user-1"),
+        ];
+        if trace == 7 {
+            root.status.as_mut().unwrap().code = 2;
+        }
+        spans.push(root);
+    }
+    ingest(&server, &token, spans).await;
+
+    // Newest first, three per page, until the cursor runs out.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/traces?limit=3".to_owned();
+    loop {
+        let (status, page) = server.get_json(&path, &token).await;
+        assert_eq!(status, 200, "{page}");
+        for trace in page["traces"].as_array().unwrap() {
+            seen.push(trace["root_span_name"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/traces?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (1..=7)
+        .rev()
+        .map(|trace| format!("trace-{trace}"))
+        .collect();
+    assert_eq!(seen, expected);
+
+    let names = |page: &serde_json::Value| -> Vec<String> {
+        page["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|trace| trace["root_span_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, page) = server.get_json("/api/v1/traces?q=even", &token).await;
+    assert_eq!(names(&page), ["trace-6", "trace-4", "trace-2"]);
+    let (_, page) = server.get_json("/api/v1/traces?q=NUMBER%205", &token).await;
+    assert_eq!(names(&page), ["trace-5"]);
+    let (_, page) = server
+        .get_json("/api/v1/traces?session_id=session-a", &token)
+        .await;
+    assert_eq!(names(&page), ["trace-3", "trace-2", "trace-1"]);
+    let (_, page) = server.get_json("/api/v1/traces?status=error", &token).await;
+    assert_eq!(names(&page), ["trace-7"]);
+    let (_, page) = server
+        .get_json("/api/v1/traces?user_id=user-1&limit=1", &token)
+        .await;
+    assert_eq!(names(&page), ["trace-7"]);
+    assert!(page["next_cursor"].is_string());
+    let (_, page) = server
+        .get_json("/api/v1/traces?user_id=nobody", &token)
+        .await;
+    assert_eq!(page["traces"], serde_json::json!([]));
+    assert!(page["next_cursor"].is_null());
+
+    // A window that ends before the traces began holds none of them.
+    let end = spanhouse::model::time::format_rfc3339(recent(1000));
+    let (_, page) = server
+        .get_json(&format!("/api/v1/traces?end={end}"), &token)
+        .await;
+    assert_eq!(page["traces"], serde_json::json!([]));
+    let trace = &names(&server.get_json("/api/v1/traces?limit=1", &token).await.1);
+    assert_eq!(trace, &["trace-7"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn trace_record_shape_and_timestamps() {
+    let server = TestServer::start().await;
+    let start = recent(30);
+    ingest(
+        &server,
+        &server.admin_token,
+        vec![span(0x21, 1, None, "root", start)],
+    )
+    .await;
+    let (_, page) = server.get_json("/api/v1/traces", &server.admin_token).await;
+    let record = &page["traces"][0];
+    for field in [
+        "trace_id",
+        "project",
+        "timestamp",
+        "input",
+        "output",
+        "status",
+        "duration_ms",
+        "session_id",
+        "user_id",
+        "pipeline_id",
+        "root_span_name",
+        "service_name",
+        "span_count",
+        "models",
+        "prompt_token_count",
+        "completion_token_count",
+        "total_token_count",
+        "prompt_cost",
+        "completion_cost",
+        "total_cost",
+        "llm_call_count",
+        "tool_call_count",
+        "tool_call_error_count",
+        "tool_call_name_counts",
+    ] {
+        assert!(
+            record.get(field).is_some(),
+            "TraceRecord lacks {field}: {record}"
+        );
+    }
+    assert_eq!(record["trace_id"], hex_trace(0x21));
+    assert_eq!(
+        record["timestamp"],
+        spanhouse::model::time::format_rfc3339(start)
+    );
+    assert!(record["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(record["input"], serde_json::Value::Null);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400() {
+    let server = TestServer::start().await;
+    for query in [
+        "limit=0",
+        "limit=ten",
+        "status=broken",
+        "start=yesterday",
+        "cursor=garbage",
+        "start=2030-01-01T00:00:00Z&end=2020-01-01T00:00:00Z",
+    ] {
+        let (status, body) = server
+            .get_json(&format!("/api/v1/traces?{query}"), &server.admin_token)
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["error"]["message"].is_string());
+    }
+    let (status, _) = server
+        .get_json("/api/v1/traces/not-hex", &server.admin_token)
+        .await;
+    assert_eq!(status, 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn another_projects_traces_are_invisible() {
+    let server = TestServer::start().await;
+    let other_admin = server.create_token("other", "admin").await;
+    server.wait_for_token(&other_admin).await;
+    ingest(
+        &server,
+        &server.admin_token,
+        vec![span(0x71, 1, None, "mine", recent(5))],
+    )
+    .await;
+    ingest(
+        &server,
+        &other_admin,
+        vec![span(0x72, 1, None, "theirs", recent(5))],
+    )
+    .await;
+
+    let (status, _) = server
+        .get_json(
+            &format!("/api/v1/traces/{}", hex_trace(0x72)),
+            &server.admin_token,
+        )
+        .await;
+    assert_eq!(status, 404, "a foreign trace is as absent as a missing one");
+    let (status, _) = server
+        .get_json(
+            &format!("/api/v1/traces/{}", hex_trace(0x7f)),
+            &server.admin_token,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, page) = server.get_json("/api/v1/traces", &server.admin_token).await;
+    let traces = page["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0]["root_span_name"], "mine");
+    let (_, page) = server.get_json("/api/v1/traces", &other_admin).await;
+    assert_eq!(page["traces"][0]["root_span_name"], "theirs");
+
+    // The same trace id in two projects is two traces.
+    ingest(
+        &server,
+        &other_admin,
+        vec![span(0x71, 1, None, "theirs-too", recent(5))],
+    )
+    .await;
+    let (_, mine) = server
+        .get_json(
+            &format!("/api/v1/traces/{}", hex_trace(0x71)),
+            &server.admin_token,
+        )
+        .await;
+    assert_eq!(mine["trace"]["root_span_name"], "mine");
+    assert_eq!(mine["trace"]["span_count"], 1);
+    assert_eq!(server.get_json("/api/v1/traces", "").await.0, 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_trace_record_is_the_same_whatever_order_spans_arrive_in() {
+    let server = TestServer::start().await;
+    let token = server.admin_token.clone();
+    let start = recent(60);
+    let mut root = span(0x81, 1, None, "root", start);
+    root.end_time_unix_nano = start + 2_000_000_000;
+    root.attributes = vec![string_attribute("input.value", "root question")];
+    let mut child = span(0x81, 2, Some(1), "llm", start + 100);
+    child.attributes = vec![
+        string_attribute("input.value", "child question"),
+        string_attribute("output.value", "child answer"),
+    ];
+    // The child first, alone: the record uses what it has.
+    ingest(&server, &token, vec![child]).await;
+    let (_, early) = server
+        .get_json(&format!("/api/v1/traces/{}", hex_trace(0x81)), &token)
+        .await;
+    assert_eq!(early["trace"]["input"], "child question");
+    assert_eq!(early["trace"]["root_span_name"], serde_json::Value::Null);
+    assert_eq!(
+        early["trace"]["timestamp"],
+        spanhouse::model::time::format_rfc3339(start + 100)
+    );
+    // Then the root: the root now decides.
+    ingest(&server, &token, vec![root]).await;
+    let (_, late) = server
+        .get_json(&format!("/api/v1/traces/{}", hex_trace(0x81)), &token)
+        .await;
+    assert_eq!(late["trace"]["input"], "root question");
+    assert_eq!(late["trace"]["output"], "child answer");
+    assert_eq!(late["trace"]["root_span_name"], "root");
+    assert_eq!(late["trace"]["duration_ms"], 2000.0);
+    assert_eq!(
+        late["trace"]["timestamp"],
+        spanhouse::model::time::format_rfc3339(start)
+    );
+    assert_eq!(late["trace"]["span_count"], 2);
+    server.stop().await;
+}
