@@ -159,7 +159,7 @@ pub fn decode_trace_request(
 
 /// The export response: `partial_success` only when spans were rejected.
 pub fn trace_response(rejected_spans: usize, error_message: String) -> ExportTraceServiceResponse {
-    let partial_success = (rejected_spans > 0).then(|| ExportTracePartialSuccess {
+    let partial_success = (rejected_spans > 0).then_some(ExportTracePartialSuccess {
         rejected_spans: rejected_spans as i64,
         error_message,
     });
