@@ -32,7 +32,10 @@ fn python() -> Option<PathBuf> {
     let path = std::env::var_os("SPANHOUSE_E2E_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| project_root().join(".e2e/venv/bin/python"));
-    require(path.exists().then_some(path), "the OpenTelemetry Python SDK")
+    require(
+        path.exists().then_some(path),
+        "the OpenTelemetry Python SDK",
+    )
 }
 
 fn node_project() -> Option<PathBuf> {
@@ -49,13 +52,20 @@ fn run_sdk(mut command: Command) -> String {
     let output = command.output().expect("SDK program starts");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert!(output.status.success(), "SDK program failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "SDK program failed:\n{stdout}\n{stderr}"
+    );
     assert!(
         !stderr.contains("Failed to export"),
         "the exporter reported a failure:\n{stderr}"
     );
     let trace_id = stdout.lines().last().unwrap_or_default().trim().to_owned();
-    assert_eq!(trace_id.len(), 32, "no trace id printed:\n{stdout}\n{stderr}");
+    assert_eq!(
+        trace_id.len(),
+        32,
+        "no trace id printed:\n{stdout}\n{stderr}"
+    );
     trace_id
 }
 
@@ -78,10 +88,15 @@ async fn python_sdk_over_http_protobuf_with_gzip() {
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", server.url(""))
         .env(
             "OTEL_EXPORTER_OTLP_HEADERS",
-            format!("authorization=Bearer%20{},x-project-id=default", server.admin_token),
+            format!(
+                "authorization=Bearer%20{},x-project-id=default",
+                server.admin_token
+            ),
         )
         .env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip");
-    let trace_id = tokio::task::spawn_blocking(move || run_sdk(command)).await.unwrap();
+    let trace_id = tokio::task::spawn_blocking(move || run_sdk(command))
+        .await
+        .unwrap();
 
     let trace = read_trace(&server, &trace_id).await;
     let record = &trace["trace"];
@@ -92,12 +107,18 @@ async fn python_sdk_over_http_protobuf_with_gzip() {
     assert_eq!(record["span_count"], 3);
     assert_eq!(record["root_span_name"], "interaction");
     let spans = trace["spans"].as_array().unwrap();
-    let llm = spans.iter().find(|span| span["name"] == "chat gpt-4o-mini").unwrap();
+    let llm = spans
+        .iter()
+        .find(|span| span["name"] == "chat gpt-4o-mini")
+        .unwrap();
     assert_eq!(llm["attributes"]["gen_ai.usage.input_tokens"], 12);
     assert_eq!(llm["events"][0]["name"], "gen_ai.choice");
     assert_eq!(llm["events"][0]["attributes"]["finish_reason"], "stop");
     assert_eq!(llm["scope"]["name"], "spanhouse-e2e");
-    let tool = spans.iter().find(|span| span["name"] == "failing tool").unwrap();
+    let tool = spans
+        .iter()
+        .find(|span| span["name"] == "failing tool")
+        .unwrap();
     assert_eq!(tool["status"]["code"], "error");
     assert_eq!(tool["status"]["message"], "tool broke");
     server.stop().await;
@@ -117,7 +138,9 @@ async fn python_sdk_over_grpc() {
             "OTEL_EXPORTER_OTLP_HEADERS",
             format!("authorization=Bearer%20{}", server.admin_token),
         );
-    let trace_id = tokio::task::spawn_blocking(move || run_sdk(command)).await.unwrap();
+    let trace_id = tokio::task::spawn_blocking(move || run_sdk(command))
+        .await
+        .unwrap();
 
     let trace = read_trace(&server, &trace_id).await;
     assert_eq!(trace["trace"]["input"], "Say hi (py-grpc)");
@@ -129,7 +152,9 @@ async fn python_sdk_over_grpc() {
 
 #[tokio::test]
 async fn node_sdk_over_http_json() {
-    let Some(directory) = node_project() else { return };
+    let Some(directory) = node_project() else {
+        return;
+    };
     let server = TestServer::start().await;
     let mut command = Command::new("node");
     command
@@ -140,7 +165,9 @@ async fn node_sdk_over_http_json() {
             "OTEL_EXPORTER_OTLP_HEADERS",
             format!("authorization=Bearer%20{}", server.admin_token),
         );
-    let trace_id = tokio::task::spawn_blocking(move || run_sdk(command)).await.unwrap();
+    let trace_id = tokio::task::spawn_blocking(move || run_sdk(command))
+        .await
+        .unwrap();
 
     let trace = read_trace(&server, &trace_id).await;
     let record = &trace["trace"];
