@@ -51,7 +51,9 @@ fn make_request(connection: u64, request: u64, spans: usize) -> ExportTraceServi
             trace_id[15] = 1;
             Span {
                 trace_id: trace_id.to_vec(),
-                span_id: ((trace << 3) | (position as u64 + 1)).to_be_bytes().to_vec(),
+                span_id: ((trace << 3) | (position as u64 + 1))
+                    .to_be_bytes()
+                    .to_vec(),
                 parent_span_id: if position == 0 {
                     Vec::new()
                 } else {

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use std::collections::BTreeMap;
+
+use crate::normalize::pricing::ModelPrice;
 use crate::store::sqlite::Synchronous;
 
 #[derive(Debug, Parser)]
@@ -166,6 +169,9 @@ pub struct FileConfig {
     pub limits: FileLimits,
     #[serde(default)]
     pub sqlite: FileSqlite,
+    /// Model prices (USD per million tokens) added to or replacing the built-in table.
+    #[serde(default)]
+    pub pricing: BTreeMap<String, ModelPrice>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,6 +209,8 @@ pub struct Config {
     pub limits: Limits,
     /// How SQLite makes commits durable: `full` (default) also survives power loss.
     pub sqlite_synchronous: Synchronous,
+    /// Model price overrides; see `normalize::pricing`.
+    pub pricing: BTreeMap<String, ModelPrice>,
 }
 
 #[derive(Debug, Clone)]
@@ -322,6 +330,7 @@ impl Config {
             },
             limits,
             sqlite_synchronous: file.sqlite.synchronous.unwrap_or_default(),
+            pricing: file.pricing,
         })
     }
 

@@ -55,7 +55,8 @@ impl TraceService for TraceReceiver {
             )
             .map_err(|error| ApiError::from(error).into_grpc_status())?;
         let export = request.into_inner();
-        let prepared = tokio::task::spawn_blocking(move || ingest::prepare(export))
+        let normalizer = std::sync::Arc::clone(&self.state.normalizer);
+        let prepared = tokio::task::spawn_blocking(move || ingest::prepare(export, &normalizer))
             .await
             .map_err(|error| Status::unavailable(format!("decoder failed: {error}")))?;
         let outcome = ingest::store_prepared(&self.state.pipeline, &principal.project.id, prepared)

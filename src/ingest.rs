@@ -4,7 +4,7 @@
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use crate::model::NormalizedSpan;
-use crate::normalize::normalize_span;
+use crate::normalize::Normalizer;
 use crate::otlp::spans_from_request;
 use crate::pipeline::{Pipeline, PipelineError};
 
@@ -19,7 +19,7 @@ pub struct PreparedSpans {
 
 /// Converts and normalizes a request. CPU work only: receivers run it off the async runtime
 /// for large requests.
-pub fn prepare(request: ExportTraceServiceRequest) -> PreparedSpans {
+pub fn prepare(request: ExportTraceServiceRequest, normalizer: &Normalizer) -> PreparedSpans {
     let converted = spans_from_request(request);
     let error_message = converted.error_message();
     for rejected in converted.rejected.iter().take(3) {
@@ -29,7 +29,7 @@ pub fn prepare(request: ExportTraceServiceRequest) -> PreparedSpans {
         .spans
         .into_iter()
         .map(|span| NormalizedSpan {
-            semantics: normalize_span(&span),
+            semantics: normalizer.normalize(&span, &[]),
             span,
         })
         .collect();

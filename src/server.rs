@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, HttpLimits};
 use crate::auth::{self, Authenticator, Role, TOKEN_REFRESH_INTERVAL};
 use crate::config::{Config, StorageKind};
+use crate::normalize::Normalizer;
+use crate::normalize::pricing::Pricing;
 use crate::pipeline::{Pipeline, PipelineLimits};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NewToken, Store};
@@ -46,6 +48,7 @@ pub struct RunningServer {
 
 /// Starts spanhouse and returns once it listens.
 pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
+    let normalizer = Arc::new(Normalizer::new(Pricing::with_overrides(&config.pricing)));
     let store = open_store(config)?;
     let bootstrap_token = bootstrap(store.as_ref(), &config.data_dir).await?;
     let authenticator = Arc::new(
@@ -68,6 +71,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         store,
         auth: authenticator,
         pipeline,
+        normalizer,
         limits: HttpLimits {
             max_body_bytes: config.limits.max_body_bytes,
             max_decompressed_bytes: config.limits.max_decompressed_bytes,

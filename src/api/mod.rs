@@ -14,6 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 use crate::auth::{Access, Authenticator, Principal};
+use crate::normalize::Normalizer;
 use crate::pipeline::Pipeline;
 use crate::store::Store;
 pub use error::ApiError;
@@ -33,6 +34,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub auth: Arc<Authenticator>,
     pub pipeline: Pipeline,
+    pub normalizer: Arc<Normalizer>,
     pub limits: HttpLimits,
 }
 

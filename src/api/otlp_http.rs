@@ -1,5 +1,7 @@
 //! OTLP/HTTP receivers: extract, decode, one call, map the error.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -71,10 +73,11 @@ async fn export(
     })?;
     let body = read_body(body, headers, state.limits.max_body_bytes).await?;
     let max_decompressed = state.limits.max_decompressed_bytes;
+    let normalizer = Arc::clone(&state.normalizer);
     let decode = move || -> Result<PreparedSpans, ApiError> {
         let body = otlp::decompress(compression, body, max_decompressed)?;
         let request: ExportTraceServiceRequest = otlp::decode_trace_request(encoding, &body)?;
-        Ok(ingest::prepare(request))
+        Ok(ingest::prepare(request, &normalizer))
     };
     let prepared = if headers
         .get(header::CONTENT_LENGTH)

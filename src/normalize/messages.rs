@@ -1,0 +1,375 @@
+//! Message lists in every shape conventions write them, and the texts read from them.
+//!
+//! Shapes understood:
+//! - OpenTelemetry GenAI JSON: `[{"role", "parts": [{"type": "text", "content"}, {"type":
+//!   "tool_call", ..}, {"type": "tool_call_response", ..}], "finish_reason"}]`, and system
+//!   instructions as a bare list of parts;
+//! - OpenAI chat JSON: `[{"role", "content": "…" | [{"type": "text", "text"}], "tool_calls"}]`,
+//!   a request object holding `"messages"`, a response object holding `"choices"`;
+//! - flattened attributes: `llm.input_messages.N.message.*` (OpenInference) and
+//!   `gen_ai.prompt.N.*` / `gen_ai.completion.N.*` (older GenAI, OpenLLMetry).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::values::json_as_text;
+use crate::model::attributes::{AttrValue, KeyValue};
+use crate::model::llm::{Message, ToolCallRequest};
+
+/// Roles as the conventions agree on them.
+fn canonical_role(role: &str) -> String {
+    match role.to_ascii_lowercase().as_str() {
+        "human" => "user".to_owned(),
+        "ai" | "model" | "bot" => "assistant".to_owned(),
+        "developer" => "system".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// Reads a message list from JSON in any of the shapes above; `None` when it is none of them.
+pub fn messages_from_json(value: &Value) -> Option<Vec<Message>> {
+    match value {
+        Value::Array(items) if !items.is_empty() => {
+            if items.iter().all(is_message_object) {
+                Some(items.iter().filter_map(message_from_json).collect())
+            } else if items.iter().all(is_part_object) {
+                // A bare list of parts: GenAI system instructions.
+                let (content, _) = content_from_parts(items);
+                Some(vec![Message {
+                    role: "system".into(),
+                    content,
+                    ..Default::default()
+                }])
+            } else {
+                None
+            }
+        }
+        Value::Object(object) => {
+            if let Some(messages) = object.get("messages") {
+                return messages_from_json(messages);
+            }
+            if let Some(Value::Array(choices)) = object.get("choices") {
+                let messages: Vec<Message> = choices.iter().filter_map(choice_from_json).collect();
+                return (!messages.is_empty()).then_some(messages);
+            }
+            if is_message_object(value) {
+                return message_from_json(value).map(|message| vec![message]);
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+fn is_message_object(value: &Value) -> bool {
+    value.get("role").is_some_and(Value::is_string)
+}
+
+fn is_part_object(value: &Value) -> bool {
+    value.get("type").is_some_and(Value::is_string)
+        && (value.get("content").is_some() || value.get("text").is_some())
+}
+
+/// One OpenAI response choice: `{"message": {..}, "finish_reason"}` or `{"text"}` (completions).
+fn choice_from_json(choice: &Value) -> Option<Message> {
+    let mut message = match choice.get("message").or_else(|| choice.get("delta")) {
+        Some(inner) => message_from_json(inner)?,
+        None => Message {
+            role: "assistant".into(),
+            content: choice.get("text").and_then(json_as_text),
+            ..Default::default()
+        },
+    };
+    if message.finish_reason.is_none() {
+        message.finish_reason = choice
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    }
+    Some(message)
+}
+
+fn message_from_json(value: &Value) -> Option<Message> {
+    let role = canonical_role(value.get("role")?.as_str()?);
+    let mut tool_calls = Vec::new();
+    let mut tool_call_id = value
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let content = if let Some(Value::Array(parts)) = value.get("parts") {
+        let (content, parts_info) = content_from_parts(parts);
+        tool_calls = parts_info.tool_calls;
+        tool_call_id = tool_call_id.or(parts_info.tool_call_id);
+        content
+    } else {
+        match value.get("content") {
+            Some(Value::Array(parts)) => content_from_parts(parts).0,
+            Some(other) => json_as_text(other),
+            None => None,
+        }
+    };
+    if let Some(Value::Array(calls)) = value.get("tool_calls") {
+        tool_calls.extend(calls.iter().filter_map(tool_call_from_json));
+    }
+    if let Some(call) = value.get("function_call").and_then(tool_call_from_json) {
+        tool_calls.push(call);
+    }
+    Some(Message {
+        role,
+        content,
+        tool_calls,
+        tool_call_id: tool_call_id.or_else(|| {
+            value
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|_| value.get("role").and_then(Value::as_str) == Some("tool"))
+                .map(str::to_owned)
+        }),
+        finish_reason: value
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
+/// `{"id", "function": {"name", "arguments"}}` (OpenAI) or `{"id", "name", "arguments"}`.
+fn tool_call_from_json(value: &Value) -> Option<ToolCallRequest> {
+    let function = value.get("function").unwrap_or(value);
+    let name = function.get("name")?.as_str()?.to_owned();
+    Some(ToolCallRequest {
+        id: value.get("id").and_then(Value::as_str).map(str::to_owned),
+        name,
+        arguments: function.get("arguments").and_then(json_as_text),
+    })
+}
+
+#[derive(Default)]
+struct PartsInfo {
+    tool_calls: Vec<ToolCallRequest>,
+    tool_call_id: Option<String>,
+}
+
+/// Joins the text parts of a message; collects its tool calls.
+fn content_from_parts(parts: &[Value]) -> (Option<String>, PartsInfo) {
+    let mut texts = Vec::new();
+    let mut info = PartsInfo::default();
+    for part in parts {
+        match part.get("type").and_then(Value::as_str).unwrap_or("text") {
+            "text" | "input_text" | "output_text" => {
+                if let Some(text) = part
+                    .get("content")
+                    .or_else(|| part.get("text"))
+                    .and_then(json_as_text)
+                {
+                    texts.push(text);
+                }
+            }
+            "tool_call" => {
+                if let Some(call) = tool_call_from_json(part) {
+                    info.tool_calls.push(call);
+                }
+            }
+            "tool_call_response" => {
+                info.tool_call_id = part.get("id").and_then(Value::as_str).map(str::to_owned);
+                if let Some(text) = part.get("response").and_then(json_as_text) {
+                    texts.push(text);
+                }
+            }
+            _ => {}
+        }
+    }
+    let content = (!texts.is_empty()).then(|| texts.join("\n"));
+    (content, info)
+}
+
+/// Reads flattened messages: every attribute `PREFIX.N.…`, grouped by N.
+pub fn messages_from_flattened(attributes: &[KeyValue], prefix: &str) -> Vec<Message> {
+    let mut by_index: BTreeMap<usize, Vec<(&str, &AttrValue)>> = BTreeMap::new();
+    for entry in attributes {
+        let Some(rest) = entry.key.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some((index, field)) = rest.split_once('.') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        let field = field.strip_prefix("message.").unwrap_or(field);
+        by_index
+            .entry(index)
+            .or_default()
+            .push((field, &entry.value));
+    }
+    by_index
+        .into_values()
+        .filter_map(|fields| flattened_message(&fields))
+        .collect()
+}
+
+fn flattened_message(fields: &[(&str, &AttrValue)]) -> Option<Message> {
+    let text = |name: &str| {
+        fields
+            .iter()
+            .find(|(field, _)| *field == name)
+            .and_then(|(_, value)| value.as_str())
+            .map(str::to_owned)
+    };
+    let mut content = text("content");
+    if content.is_none() {
+        // OpenInference multi-part content: contents.J.message_content.text
+        let parts: BTreeMap<usize, String> = fields
+            .iter()
+            .filter_map(|(field, value)| {
+                let rest = field.strip_prefix("contents.")?;
+                let (index, name) = rest.split_once('.')?;
+                (name == "message_content.text")
+                    .then(|| Some((index.parse().ok()?, value.as_str()?.to_owned())))?
+            })
+            .collect();
+        if !parts.is_empty() {
+            content = Some(parts.into_values().collect::<Vec<_>>().join("\n"));
+        }
+    }
+    let mut calls: BTreeMap<usize, ToolCallRequest> = BTreeMap::new();
+    for (field, value) in fields {
+        let Some(rest) = field.strip_prefix("tool_calls.") else {
+            continue;
+        };
+        let Some((index, name)) = rest.split_once('.') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        let name = name.strip_prefix("tool_call.").unwrap_or(name);
+        let name = name.strip_prefix("function.").unwrap_or(name);
+        let call = calls.entry(index).or_default();
+        let text = value.as_str().map(str::to_owned);
+        match name {
+            "name" => call.name = text.unwrap_or_default(),
+            "arguments" => call.arguments = text,
+            "id" => call.id = text,
+            _ => {}
+        }
+    }
+    let role = text("role");
+    if role.is_none() && content.is_none() && calls.is_empty() {
+        return None;
+    }
+    Some(Message {
+        role: canonical_role(role.as_deref().unwrap_or("user")),
+        content,
+        tool_calls: calls
+            .into_values()
+            .filter(|call| !call.name.is_empty())
+            .collect(),
+        tool_call_id: text("tool_call_id"),
+        finish_reason: text("finish_reason"),
+    })
+}
+
+/// The input text of a conversation: the last user message that has text.
+pub fn input_text(messages: &[Message]) -> Option<String> {
+    messages
+        .iter()
+        .rev()
+        .find(|message| message.role == "user" && message.content.is_some())
+        .and_then(|message| message.content.clone())
+}
+
+/// The output text of a response: the first choice that has text.
+pub fn output_text(messages: &[Message]) -> Option<String> {
+    messages.iter().find_map(|message| message.content.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn genai_parts_and_openai_content_read_alike() {
+        let genai = json!([
+            {"role": "system", "parts": [{"type": "text", "content": "Be terse."}]},
+            {"role": "user", "parts": [{"type": "text", "content": "Say hi"}]}
+        ]);
+        let openai = json!({"model": "m", "messages": [
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": [{"type": "text", "text": "Say hi"}]}
+        ]});
+        let from_genai = messages_from_json(&genai).unwrap();
+        assert_eq!(from_genai, messages_from_json(&openai).unwrap());
+        assert_eq!(input_text(&from_genai).as_deref(), Some("Say hi"));
+    }
+
+    #[test]
+    fn responses_tool_calls_and_system_instructions() {
+        let response = json!({"choices": [{"finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": null,
+            "tool_calls": [{"id": "c1", "type": "function",
+                            "function": {"name": "search", "arguments": "{\"q\":1}"}}]}}]});
+        let messages = messages_from_json(&response).unwrap();
+        assert_eq!(messages[0].tool_calls[0].name, "search");
+        assert_eq!(messages[0].finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(output_text(&messages), None);
+
+        let instructions = json!([{"type": "text", "content": "You are kind."}]);
+        let system = messages_from_json(&instructions).unwrap();
+        assert_eq!(system[0].role, "system");
+        assert_eq!(system[0].content.as_deref(), Some("You are kind."));
+
+        assert_eq!(messages_from_json(&json!([{"q": "Say hello"}])), None);
+        assert_eq!(messages_from_json(&json!("text")), None);
+    }
+
+    #[test]
+    fn flattened_openinference_and_genai() {
+        let attributes = vec![
+            KeyValue::new(
+                "llm.input_messages.1.message.role",
+                AttrValue::String("user".into()),
+            ),
+            KeyValue::new(
+                "llm.input_messages.1.message.contents.0.message_content.type",
+                AttrValue::String("text".into()),
+            ),
+            KeyValue::new(
+                "llm.input_messages.1.message.contents.0.message_content.text",
+                AttrValue::String("Hello".into()),
+            ),
+            KeyValue::new(
+                "llm.input_messages.0.message.role",
+                AttrValue::String("system".into()),
+            ),
+            KeyValue::new(
+                "llm.input_messages.0.message.content",
+                AttrValue::String("Sys".into()),
+            ),
+            KeyValue::new(
+                "gen_ai.completion.0.role",
+                AttrValue::String("assistant".into()),
+            ),
+            KeyValue::new(
+                "gen_ai.completion.0.finish_reason",
+                AttrValue::String("tool_calls".into()),
+            ),
+            KeyValue::new(
+                "gen_ai.completion.0.tool_calls.0.name",
+                AttrValue::String("lookup".into()),
+            ),
+            KeyValue::new(
+                "gen_ai.completion.0.tool_calls.0.arguments",
+                AttrValue::String("{}".into()),
+            ),
+        ];
+        let input = messages_from_flattened(&attributes, "llm.input_messages.");
+        assert_eq!(input.len(), 2);
+        assert_eq!(input[0].role, "system");
+        assert_eq!(input_text(&input).as_deref(), Some("Hello"));
+        let output = messages_from_flattened(&attributes, "gen_ai.completion.");
+        assert_eq!(output[0].tool_calls[0].name, "lookup");
+        assert_eq!(output[0].finish_reason.as_deref(), Some("tool_calls"));
+    }
+}

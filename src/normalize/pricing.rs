@@ -1,0 +1,199 @@
+//! Model prices, used for the cost of an LLM call that does not report one.
+//!
+//! Prices are USD per million tokens, list prices of the providers' public price pages (standard
+//! tier, no caching or batch discounts). A model matches the longest listed name it starts with,
+//! after dropping a provider prefix (`openai/`, `models/`, …), so `gpt-4o-mini-2024-07-18` is
+//! priced as `gpt-4o-mini`. Configuration can add or override entries.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The price of one model.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    /// USD per million input (prompt) tokens.
+    pub input_per_million: f64,
+    /// USD per million output (completion) tokens.
+    pub output_per_million: f64,
+}
+
+const fn price(input_per_million: f64, output_per_million: f64) -> ModelPrice {
+    ModelPrice {
+        input_per_million,
+        output_per_million,
+    }
+}
+
+/// The built-in table.
+const DEFAULT_PRICES: &[(&str, ModelPrice)] = &[
+    // OpenAI
+    ("gpt-5", price(1.25, 10.0)),
+    ("gpt-5-mini", price(0.25, 2.0)),
+    ("gpt-5-nano", price(0.05, 0.40)),
+    ("gpt-4.1", price(2.0, 8.0)),
+    ("gpt-4.1-mini", price(0.40, 1.60)),
+    ("gpt-4.1-nano", price(0.10, 0.40)),
+    ("gpt-4o", price(2.50, 10.0)),
+    ("gpt-4o-mini", price(0.15, 0.60)),
+    ("gpt-4-turbo", price(10.0, 30.0)),
+    ("gpt-4", price(30.0, 60.0)),
+    ("gpt-3.5-turbo", price(0.50, 1.50)),
+    ("o1", price(15.0, 60.0)),
+    ("o1-mini", price(1.10, 4.40)),
+    ("o3", price(2.0, 8.0)),
+    ("o3-mini", price(1.10, 4.40)),
+    ("o4-mini", price(1.10, 4.40)),
+    ("text-embedding-3-small", price(0.02, 0.0)),
+    ("text-embedding-3-large", price(0.13, 0.0)),
+    ("text-embedding-ada-002", price(0.10, 0.0)),
+    // Anthropic
+    ("claude-opus-4", price(15.0, 75.0)),
+    ("claude-sonnet-4", price(3.0, 15.0)),
+    ("claude-haiku-4", price(1.0, 5.0)),
+    ("claude-3-7-sonnet", price(3.0, 15.0)),
+    ("claude-3-5-sonnet", price(3.0, 15.0)),
+    ("claude-3-5-haiku", price(0.80, 4.0)),
+    ("claude-3-opus", price(15.0, 75.0)),
+    ("claude-3-sonnet", price(3.0, 15.0)),
+    ("claude-3-haiku", price(0.25, 1.25)),
+    // Google
+    ("gemini-2.5-pro", price(1.25, 10.0)),
+    ("gemini-2.5-flash", price(0.30, 2.50)),
+    ("gemini-2.5-flash-lite", price(0.10, 0.40)),
+    ("gemini-2.0-flash", price(0.10, 0.40)),
+    ("gemini-2.0-flash-lite", price(0.075, 0.30)),
+    ("gemini-1.5-pro", price(1.25, 5.0)),
+    ("gemini-1.5-flash", price(0.075, 0.30)),
+    // Mistral
+    ("mistral-large", price(2.0, 6.0)),
+    ("mistral-medium", price(0.40, 2.0)),
+    ("mistral-small", price(0.10, 0.30)),
+    ("codestral", price(0.30, 0.90)),
+    ("ministral-8b", price(0.10, 0.10)),
+    ("ministral-3b", price(0.04, 0.04)),
+    ("open-mistral-nemo", price(0.15, 0.15)),
+    ("pixtral-large", price(2.0, 6.0)),
+];
+
+/// The price table in force: the built-in one with configured entries over it.
+#[derive(Debug, Clone)]
+pub struct Pricing {
+    /// Lowercase model name prefix to price.
+    prices: BTreeMap<String, ModelPrice>,
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Self::with_overrides(&BTreeMap::new())
+    }
+}
+
+impl Pricing {
+    /// The built-in table with `overrides` (model name → price) added or replacing entries.
+    pub fn with_overrides(overrides: &BTreeMap<String, ModelPrice>) -> Self {
+        let mut prices: BTreeMap<String, ModelPrice> = DEFAULT_PRICES
+            .iter()
+            .map(|(name, price)| ((*name).to_owned(), *price))
+            .collect();
+        for (name, price) in overrides {
+            prices.insert(name.to_ascii_lowercase(), *price);
+        }
+        Self { prices }
+    }
+
+    /// The price of `model`: the longest listed name it starts with.
+    pub fn lookup(&self, model: &str) -> Option<ModelPrice> {
+        let model = model.to_ascii_lowercase();
+        let model = model.rsplit('/').next().unwrap_or(&model);
+        self.prices
+            .iter()
+            .filter(|(name, _)| is_name_prefix(model, name))
+            .map(|(name, price)| (name.len(), *price))
+            .max_by_key(|(length, _)| *length)
+            .map(|(_, price)| price)
+    }
+
+    /// Prompt, completion and total cost of a call, when the model is priced and tokens known.
+    pub fn cost(
+        &self,
+        model: Option<&str>,
+        prompt_tokens: Option<i64>,
+        completion_tokens: Option<i64>,
+    ) -> Option<(f64, f64, f64)> {
+        let price = self.lookup(model?)?;
+        if prompt_tokens.is_none() && completion_tokens.is_none() {
+            return None;
+        }
+        let prompt = prompt_tokens.unwrap_or(0).max(0) as f64 * price.input_per_million / 1e6;
+        let completion =
+            completion_tokens.unwrap_or(0).max(0) as f64 * price.output_per_million / 1e6;
+        Some((prompt, completion, prompt + completion))
+    }
+}
+
+/// `name` is `model` or a prefix of it that ends where a version or variant begins, so that
+/// `o1` prices `o1-2024-12-17` but `gpt-4` does not price `gpt-4o`.
+fn is_name_prefix(model: &str, name: &str) -> bool {
+    model == name
+        || (model.starts_with(name)
+            && matches!(
+                model.as_bytes().get(name.len()),
+                Some(b'-' | b'@' | b':' | b'.')
+            ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_matching_name_wins() {
+        let pricing = Pricing::default();
+        assert_eq!(
+            pricing.lookup("gpt-4o-mini-2024-07-18"),
+            Some(price(0.15, 0.60))
+        );
+        assert_eq!(pricing.lookup("gpt-4o-2024-08-06"), Some(price(2.50, 10.0)));
+        assert_eq!(pricing.lookup("openai/gpt-4o"), Some(price(2.50, 10.0)));
+        assert_eq!(pricing.lookup("GPT-4"), Some(price(30.0, 60.0)));
+        assert_eq!(
+            pricing.lookup("gpt-4.1-mini-2025-04-14"),
+            Some(price(0.40, 1.60))
+        );
+        assert_eq!(
+            pricing.lookup("claude-3-5-sonnet-20241022"),
+            Some(price(3.0, 15.0))
+        );
+        assert_eq!(
+            pricing.lookup("models/gemini-1.5-flash-002"),
+            Some(price(0.075, 0.30))
+        );
+        assert_eq!(pricing.lookup("o1-mini"), Some(price(1.10, 4.40)));
+        assert_eq!(pricing.lookup("gpt-4x"), None);
+        assert_eq!(pricing.lookup("llama-3"), None);
+    }
+
+    #[test]
+    fn overrides_and_cost() {
+        let overrides = BTreeMap::from([
+            ("my-model".to_owned(), price(1.0, 2.0)),
+            ("gpt-4o-mini".to_owned(), price(0.0, 0.0)),
+        ]);
+        let pricing = Pricing::with_overrides(&overrides);
+        let (prompt, completion, total) = pricing
+            .cost(Some("my-model-v2"), Some(1_000_000), Some(500_000))
+            .unwrap();
+        assert_eq!((prompt, completion, total), (1.0, 1.0, 2.0));
+        assert_eq!(
+            pricing
+                .cost(Some("gpt-4o-mini"), Some(10), Some(10))
+                .unwrap()
+                .2,
+            0.0
+        );
+        assert_eq!(pricing.cost(Some("my-model"), None, None), None);
+        assert_eq!(pricing.cost(None, Some(1), Some(1)), None);
+    }
+}
