@@ -1,5 +1,12 @@
-//! OTLP/gRPC receiver: `TraceService/Export`, with the same auth and semantics as HTTP.
+//! OTLP/gRPC receivers: `TraceService/Export` and `LogsService/Export`, with the same auth and
+//! semantics as HTTP.
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -27,14 +34,17 @@ pub fn trace_service(state: AppState) -> TraceServiceServer<TraceReceiver> {
         .max_decoding_message_size(max_message)
 }
 
-fn metadata_text<'a>(
-    request: &'a Request<ExportTraceServiceRequest>,
-    key: &str,
-) -> Option<&'a str> {
-    request
-        .metadata()
-        .get(key)
-        .and_then(|value| value.to_str().ok())
+/// Authenticates a call from its `authorization` and project metadata.
+fn authenticate(
+    state: &AppState,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<std::sync::Arc<crate::auth::Principal>, Status> {
+    let text = |key: &str| metadata.get(key).and_then(|value| value.to_str().ok());
+    let project_header = text("x-project-id").or_else(|| text("x-dbnl-project-id"));
+    state
+        .auth
+        .authenticate(text("authorization"), project_header, Access::Ingest)
+        .map_err(|error| ApiError::from(error).into_grpc_status())
 }
 
 #[tonic::async_trait]
@@ -43,17 +53,7 @@ impl TraceService for TraceReceiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let project_header = metadata_text(&request, "x-project-id")
-            .or_else(|| metadata_text(&request, "x-dbnl-project-id"));
-        let principal = self
-            .state
-            .auth
-            .authenticate(
-                metadata_text(&request, "authorization"),
-                project_header,
-                Access::Ingest,
-            )
-            .map_err(|error| ApiError::from(error).into_grpc_status())?;
+        let principal = authenticate(&self.state, request.metadata())?;
         let export = request.into_inner();
         let normalizer = std::sync::Arc::clone(&self.state.normalizer);
         let prepared = tokio::task::spawn_blocking(move || ingest::prepare(export, &normalizer))
@@ -66,5 +66,37 @@ impl TraceService for TraceReceiver {
             outcome.rejected,
             outcome.error_message,
         )))
+    }
+}
+
+pub struct LogsReceiver {
+    state: AppState,
+}
+
+/// The gRPC logs service: GenAI content events are attached to their spans.
+pub fn logs_service(state: AppState) -> LogsServiceServer<LogsReceiver> {
+    let max_message = state.limits.max_decompressed_bytes;
+    LogsServiceServer::new(LogsReceiver { state })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_message)
+}
+
+#[tonic::async_trait]
+impl LogsService for LogsReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let principal = authenticate(&self.state, request.metadata())?;
+        let export = request.into_inner();
+        let converted =
+            tokio::task::spawn_blocking(move || otlp::logs::content_events_from_request(export))
+                .await
+                .map_err(|error| Status::unavailable(format!("decoder failed: {error}")))?;
+        ingest::store_content_events(&self.state.pipeline, &principal.project.id, converted)
+            .await
+            .map_err(|error| ApiError::from(error).into_grpc_status())?;
+        Ok(Response::new(ExportLogsServiceResponse::default()))
     }
 }

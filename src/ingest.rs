@@ -5,6 +5,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use crate::model::NormalizedSpan;
 use crate::normalize::Normalizer;
+use crate::otlp::logs::ConvertedLogs;
 use crate::otlp::spans_from_request;
 use crate::pipeline::{Pipeline, PipelineError};
 
@@ -46,6 +47,23 @@ pub struct IngestOutcome {
     pub accepted: usize,
     pub rejected: usize,
     pub error_message: String,
+}
+
+/// Stores the GenAI content events of a logs request; returns once they are durable.
+pub async fn store_content_events(
+    pipeline: &Pipeline,
+    project_id: &str,
+    converted: ConvertedLogs,
+) -> Result<(), PipelineError> {
+    if converted.ignored > 0 {
+        tracing::debug!(
+            records = converted.ignored,
+            "log records without GenAI content for a span"
+        );
+    }
+    pipeline
+        .submit_content_events(project_id, converted.content)
+        .await
 }
 
 /// Stores prepared spans for a project; returns once they are durable.

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::model::NormalizedSpan;
-use crate::store::{SpanBatch, Store, StoreError};
+use crate::model::{ContentEvent, NormalizedSpan};
+use crate::store::{ContentEventBatch, SpanBatch, Store, StoreError};
 
 /// How the pipeline is sized.
 #[derive(Debug, Clone, Copy)]
@@ -39,8 +39,16 @@ pub enum PipelineError {
     Store(#[from] StoreError),
 }
 
+/// What a job stores: the spans of a request, or the GenAI content events of a logs request.
+enum Payload {
+    Spans(SpanBatch),
+    ContentEvents(ContentEventBatch),
+}
+
 struct WriteJob {
-    batch: SpanBatch,
+    payload: Payload,
+    /// Spans or events in the payload: its share of the queue.
+    items: usize,
     /// Holds the job's place in the queue until it is stored.
     _permit: OwnedSemaphorePermit,
     done: oneshot::Sender<Result<(), Arc<StoreError>>>,
@@ -87,26 +95,47 @@ impl Pipeline {
         project_id: &str,
         spans: Vec<NormalizedSpan>,
     ) -> Result<(), PipelineError> {
-        if spans.is_empty() {
+        let items = spans.len();
+        let batch = SpanBatch {
+            project_id: project_id.to_owned(),
+            spans,
+        };
+        self.enqueue(Payload::Spans(batch), items).await
+    }
+
+    /// Queues the GenAI content events of one logs request and waits until they are durable.
+    pub async fn submit_content_events(
+        &self,
+        project_id: &str,
+        events: Vec<ContentEvent>,
+    ) -> Result<(), PipelineError> {
+        let items = events.len();
+        let batch = ContentEventBatch {
+            project_id: project_id.to_owned(),
+            events,
+        };
+        self.enqueue(Payload::ContentEvents(batch), items).await
+    }
+
+    async fn enqueue(&self, payload: Payload, items: usize) -> Result<(), PipelineError> {
+        if items == 0 {
             return Ok(());
         }
         let capacity = self.limits.queue_capacity_spans;
-        if spans.len() > capacity {
+        if items > capacity {
             return Err(PipelineError::TooManySpans {
-                spans: spans.len(),
+                spans: items,
                 capacity,
             });
         }
         let permit = Arc::clone(&self.capacity)
-            .try_acquire_many_owned(spans.len() as u32)
+            .try_acquire_many_owned(items as u32)
             .map_err(|_| PipelineError::Overloaded { capacity })?;
-        let span_count = spans.len() as u64;
+        let span_count = items as u64;
         let (done, answer) = oneshot::channel();
         let job = WriteJob {
-            batch: SpanBatch {
-                project_id: project_id.to_owned(),
-                spans,
-            },
+            payload,
+            items,
             _permit: permit,
             done,
         };
@@ -132,36 +161,67 @@ async fn run_writer(
     buffered: Arc<AtomicU64>,
 ) {
     while let Some(first) = receiver.recv().await {
-        let mut span_count = first.batch.spans.len();
+        let mut item_count = first.items;
         let mut jobs = vec![first];
-        while span_count < max_batch_spans {
+        while item_count < max_batch_spans {
             match receiver.try_recv() {
                 Ok(job) => {
-                    span_count += job.batch.spans.len();
+                    item_count += job.items;
                     jobs.push(job);
                 }
                 Err(_) => break,
             }
         }
-        let (batches, answers): (Vec<_>, Vec<_>) = jobs
-            .into_iter()
-            .map(|job| (job.batch, (job.done, job._permit)))
-            .unzip();
-        let started = std::time::Instant::now();
-        let result = store.write_spans(batches).await.map_err(Arc::new);
-        match &result {
-            Ok(()) => tracing::debug!(
-                spans = span_count,
-                requests = answers.len(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "stored batch"
-            ),
-            Err(error) => tracing::error!(spans = span_count, %error, "storing batch failed"),
+        let mut span_batches = Vec::new();
+        let mut span_answers = Vec::new();
+        let mut event_batches = Vec::new();
+        let mut event_answers = Vec::new();
+        for job in jobs {
+            let answer = (job.done, job._permit, job.items);
+            match job.payload {
+                Payload::Spans(batch) => {
+                    span_batches.push(batch);
+                    span_answers.push(answer);
+                }
+                Payload::ContentEvents(batch) => {
+                    event_batches.push(batch);
+                    event_answers.push(answer);
+                }
+            }
         }
-        buffered.fetch_sub(span_count as u64, Ordering::Relaxed);
-        for (done, permit) in answers {
-            let _ = done.send(result.clone());
-            drop(permit);
+        if !span_batches.is_empty() {
+            let result = store.write_spans(span_batches).await;
+            finish("spans", result, span_answers, &buffered);
         }
+        if !event_batches.is_empty() {
+            let result = store.write_content_events(event_batches).await;
+            finish("content events", result, event_answers, &buffered);
+        }
+    }
+}
+
+type Answer = (
+    oneshot::Sender<Result<(), Arc<StoreError>>>,
+    OwnedSemaphorePermit,
+    usize,
+);
+
+/// Answers the jobs of one write and frees their place in the queue.
+fn finish(
+    what: &'static str,
+    result: Result<(), StoreError>,
+    answers: Vec<Answer>,
+    buffered: &AtomicU64,
+) {
+    let items: usize = answers.iter().map(|(_, _, items)| items).sum();
+    let result = result.map_err(Arc::new);
+    match &result {
+        Ok(()) => tracing::debug!(items, requests = answers.len(), what, "stored batch"),
+        Err(error) => tracing::error!(items, what, %error, "storing batch failed"),
+    }
+    buffered.fetch_sub(items as u64, Ordering::Relaxed);
+    for (done, permit, _) in answers {
+        let _ = done.send(result.clone());
+        drop(permit);
     }
 }

@@ -20,12 +20,21 @@ use crate::pipeline::{Pipeline, PipelineLimits};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NewToken, Store};
 
+/// The normalizer the configuration asks for (its price table).
+pub fn normalizer(config: &Config) -> Arc<Normalizer> {
+    Arc::new(Normalizer::new(Pricing::with_overrides(&config.pricing)))
+}
+
 /// Opens the configured store.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match config.storage {
         StorageKind::Sqlite => Ok(Arc::new(
-            SqliteStore::open(&config.data_dir, config.sqlite_synchronous)
-                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
+            SqliteStore::open(
+                &config.data_dir,
+                config.sqlite_synchronous,
+                normalizer(config),
+            )
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
         )),
         StorageKind::Clickhouse => anyhow::bail!(
             "the clickhouse storage backend is not part of this build yet; use --storage sqlite"
@@ -48,7 +57,7 @@ pub struct RunningServer {
 
 /// Starts spanhouse and returns once it listens.
 pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
-    let normalizer = Arc::new(Normalizer::new(Pricing::with_overrides(&config.pricing)));
+    let normalizer = normalizer(config);
     let store = open_store(config)?;
     let bootstrap_token = bootstrap(store.as_ref(), &config.data_dir).await?;
     let authenticator = Arc::new(
@@ -98,7 +107,8 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     );
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(crate::grpc::trace_service(state))
+            .add_service(crate::grpc::trace_service(state.clone()))
+            .add_service(crate::grpc::logs_service(state))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc_listener),
                 stop_signal(stopped),

@@ -46,11 +46,22 @@ pub const TRACE_PATHS: [&str; 4] = [
     "/api/public/otel/v1/traces",
 ];
 
+/// The same prefixes for the logs signal.
+pub const LOG_PATHS: [&str; 4] = [
+    "/v1/logs",
+    "/otel/v1/logs",
+    "/api/otel/v1/logs",
+    "/api/public/otel/v1/logs",
+];
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
     for path in TRACE_PATHS {
         router = router.route(path, post(otlp_http::export_traces));
+    }
+    for path in LOG_PATHS {
+        router = router.route(path, post(otlp_http::export_logs));
     }
     router
         // OTLP bodies are read with their own limits (413 with an OTLP status body).

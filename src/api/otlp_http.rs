@@ -6,12 +6,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::error::ApiError;
 use super::{AppState, authenticate};
-use crate::auth::Access;
-use crate::ingest::{self, PreparedSpans};
+use crate::auth::{Access, Principal};
+use crate::ingest;
 use crate::otlp::{self, Compression, Encoding};
 
 /// Bodies above this size are decoded on the blocking pool rather than on the async runtime.
@@ -23,27 +22,80 @@ pub async fn export_traces(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(encoding) = headers
+    let encoding = match request_encoding(&headers) {
+        Ok(encoding) => encoding,
+        Err(response) => return response,
+    };
+    let result = async {
+        let received = receive(&state, &headers, body).await?;
+        let normalizer = Arc::clone(&state.normalizer);
+        let limit = state.limits.max_decompressed_bytes;
+        let prepared = off_runtime(received.body.len(), move || {
+            let body = otlp::decompress(received.compression, received.body, limit)?;
+            let request = otlp::decode_trace_request(encoding, &body)?;
+            Ok(ingest::prepare(request, &normalizer))
+        })
+        .await?;
+        let outcome =
+            ingest::store_prepared(&state.pipeline, &received.principal.project.id, prepared)
+                .await?;
+        let response = otlp::trace_response(outcome.rejected, outcome.error_message);
+        Ok(otlp::encode_trace_response(encoding, &response))
+    }
+    .await;
+    respond(encoding, result)
+}
+
+/// `POST /v1/logs` and its aliases: GenAI content events are attached to their spans, other
+/// records are acknowledged and not stored.
+pub async fn export_logs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let encoding = match request_encoding(&headers) {
+        Ok(encoding) => encoding,
+        Err(response) => return response,
+    };
+    let result = async {
+        let received = receive(&state, &headers, body).await?;
+        let limit = state.limits.max_decompressed_bytes;
+        let converted = off_runtime(received.body.len(), move || {
+            let body = otlp::decompress(received.compression, received.body, limit)?;
+            let request = otlp::decode_logs_request(encoding, &body)?;
+            Ok(otlp::logs::content_events_from_request(request))
+        })
+        .await?;
+        ingest::store_content_events(&state.pipeline, &received.principal.project.id, converted)
+            .await?;
+        Ok(otlp::encode_logs_response(encoding))
+    }
+    .await;
+    respond(encoding, result)
+}
+
+fn request_encoding(headers: &HeaderMap) -> Result<Encoding, Response> {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .and_then(Encoding::from_content_type)
-    else {
-        return ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/x-protobuf or application/json",
-        )
-        .into_otlp_response(Encoding::Json);
-    };
-    match export(&state, &headers, encoding, body).await {
-        Ok(outcome) => {
-            let response = otlp::trace_response(outcome.rejected, outcome.error_message);
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, encoding.content_type())],
-                otlp::encode_trace_response(encoding, &response),
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/x-protobuf or application/json",
             )
-                .into_response()
-        }
+            .into_otlp_response(Encoding::Json)
+        })
+}
+
+fn respond(encoding: Encoding, result: Result<Vec<u8>, ApiError>) -> Response {
+    match result {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoding.content_type())],
+            body,
+        )
+            .into_response(),
         Err(error) => {
             if error.status.is_server_error() {
                 tracing::warn!(status = %error.status, message = %error.message, "export failed");
@@ -53,12 +105,15 @@ pub async fn export_traces(
     }
 }
 
-async fn export(
-    state: &AppState,
-    headers: &HeaderMap,
-    encoding: Encoding,
-    body: Body,
-) -> Result<ingest::IngestOutcome, ApiError> {
+/// An authenticated request's body as sent.
+struct Received {
+    principal: Arc<Principal>,
+    compression: Compression,
+    body: bytes::Bytes,
+}
+
+/// Authenticates, then reads the body (before decompression) within the limit.
+async fn receive(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Received, ApiError> {
     let principal = authenticate(state, headers, Access::Ingest)?;
     let compression = Compression::from_content_encoding(
         headers
@@ -72,26 +127,24 @@ async fn export(
         )
     })?;
     let body = read_body(body, headers, state.limits.max_body_bytes).await?;
-    let max_decompressed = state.limits.max_decompressed_bytes;
-    let normalizer = Arc::clone(&state.normalizer);
-    let decode = move || -> Result<PreparedSpans, ApiError> {
-        let body = otlp::decompress(compression, body, max_decompressed)?;
-        let request: ExportTraceServiceRequest = otlp::decode_trace_request(encoding, &body)?;
-        Ok(ingest::prepare(request, &normalizer))
-    };
-    let prepared = if headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok())
-        .is_some_and(|length| length < BLOCKING_DECODE_THRESHOLD)
-    {
-        decode()?
-    } else {
-        tokio::task::spawn_blocking(decode)
-            .await
-            .map_err(|error| ApiError::unavailable(format!("decoder failed: {error}")))??
-    };
-    Ok(ingest::store_prepared(&state.pipeline, &principal.project.id, prepared).await?)
+    Ok(Received {
+        principal,
+        compression,
+        body,
+    })
+}
+
+/// Runs CPU work for a body of `size` bytes: inline when small, on the blocking pool when large.
+async fn off_runtime<T: Send + 'static>(
+    size: usize,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if size < BLOCKING_DECODE_THRESHOLD {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::unavailable(format!("decoder failed: {error}")))?
 }
 
 /// Reads the whole body, chunked or not, refusing more than `limit` bytes.

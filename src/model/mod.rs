@@ -14,6 +14,15 @@ pub use llm::{LlmCall, SpanSemantics};
 pub use span::{Event, Link, Resource, Scope, Span, SpanKind, Status, StatusCode};
 pub use trace_record::{LlmDigest, SpanDigest, TraceRecord};
 
+/// GenAI content that arrived as a log record, addressed to the span it belongs to. Its
+/// event's attributes are the record's attributes and its body under the key `body`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentEvent {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub event: Event,
+}
+
 /// A span ready to store: the span as sent, and what normalization read from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NormalizedSpan {

@@ -27,9 +27,9 @@ pub struct JsonError {
 /// Deepest `AnyValue` nesting accepted; deeper values are a client bug or an attack.
 const MAX_DEPTH: usize = 32;
 
-type Result<T> = std::result::Result<T, JsonError>;
+pub(super) type Result<T> = std::result::Result<T, JsonError>;
 
-fn fail<T>(path: &str, problem: impl Into<String>) -> Result<T> {
+pub(super) fn fail<T>(path: &str, problem: impl Into<String>) -> Result<T> {
     Err(JsonError {
         path: path.to_owned(),
         problem: problem.into(),
@@ -51,21 +51,25 @@ pub fn decode_trace_request(body: &[u8]) -> Result<ExportTraceServiceRequest> {
     Ok(ExportTraceServiceRequest { resource_spans })
 }
 
-fn object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
+pub(super) fn object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
     value
         .as_object()
         .map_or_else(|| fail(path, "expected an object"), Ok)
 }
 
 /// Looks a field up by its lowerCamelCase or its original snake_case name.
-fn field<'a>(object: &'a Map<String, Value>, camel: &str, snake: &str) -> Option<&'a Value> {
+pub(super) fn field<'a>(
+    object: &'a Map<String, Value>,
+    camel: &str,
+    snake: &str,
+) -> Option<&'a Value> {
     object
         .get(camel)
         .or_else(|| object.get(snake))
         .filter(|value| !value.is_null())
 }
 
-fn array<'a>(
+pub(super) fn array<'a>(
     object: &'a Map<String, Value>,
     path: &str,
     camel: &str,
@@ -78,7 +82,12 @@ fn array<'a>(
     }
 }
 
-fn string(object: &Map<String, Value>, path: &str, camel: &str, snake: &str) -> Result<String> {
+pub(super) fn string(
+    object: &Map<String, Value>,
+    path: &str,
+    camel: &str,
+    snake: &str,
+) -> Result<String> {
     match field(object, camel, snake) {
         None => Ok(String::new()),
         Some(Value::String(text)) => Ok(text.clone()),
@@ -86,7 +95,12 @@ fn string(object: &Map<String, Value>, path: &str, camel: &str, snake: &str) -> 
     }
 }
 
-fn unsigned(object: &Map<String, Value>, path: &str, camel: &str, snake: &str) -> Result<u64> {
+pub(super) fn unsigned(
+    object: &Map<String, Value>,
+    path: &str,
+    camel: &str,
+    snake: &str,
+) -> Result<u64> {
     match field(object, camel, snake) {
         None => Ok(0),
         Some(Value::Number(number)) => number.as_u64().map_or_else(
@@ -101,13 +115,18 @@ fn unsigned(object: &Map<String, Value>, path: &str, camel: &str, snake: &str) -
     }
 }
 
-fn unsigned32(object: &Map<String, Value>, path: &str, camel: &str, snake: &str) -> Result<u32> {
+pub(super) fn unsigned32(
+    object: &Map<String, Value>,
+    path: &str,
+    camel: &str,
+    snake: &str,
+) -> Result<u32> {
     let number = unsigned(object, path, camel, snake)?;
     u32::try_from(number).map_or_else(|_| fail(&format!("{path}.{camel}"), "out of range"), Ok)
 }
 
 /// An enum given as a number or as its name (with or without the `PREFIX_`).
-fn enumeration(
+pub(super) fn enumeration(
     object: &Map<String, Value>,
     path: &str,
     camel: &str,
@@ -139,30 +158,61 @@ fn enumeration(
 
 /// A trace or span id in hex. An id that is not hex is kept as its raw text so that the span
 /// is rejected on its own, with the other spans of the request still stored.
-fn id(object: &Map<String, Value>, path: &str, camel: &str, snake: &str) -> Result<Vec<u8>> {
+pub(super) fn id(
+    object: &Map<String, Value>,
+    path: &str,
+    camel: &str,
+    snake: &str,
+) -> Result<Vec<u8>> {
     let text = string(object, path, camel, snake)?;
     Ok(hex::decode(&text).unwrap_or_else(|_| text.into_bytes()))
 }
 
+/// The `resource` field of a `ResourceSpans` or `ResourceLogs`.
+pub(super) fn resource(object: &Map<String, Value>, path: &str) -> Result<Option<Resource>> {
+    let Some(value) = field(object, "resource", "resource") else {
+        return Ok(None);
+    };
+    let path = format!("{path}.resource");
+    let resource = self::object(value, &path)?;
+    Ok(Some(Resource {
+        attributes: attributes(resource, &path)?,
+        dropped_attributes_count: unsigned32(
+            resource,
+            &path,
+            "droppedAttributesCount",
+            "dropped_attributes_count",
+        )?,
+        ..Default::default()
+    }))
+}
+
+/// The `scope` field of a `ScopeSpans` or `ScopeLogs`.
+pub(super) fn scope(
+    object: &Map<String, Value>,
+    path: &str,
+) -> Result<Option<InstrumentationScope>> {
+    let Some(value) = field(object, "scope", "scope") else {
+        return Ok(None);
+    };
+    let path = format!("{path}.scope");
+    let scope = self::object(value, &path)?;
+    Ok(Some(InstrumentationScope {
+        name: string(scope, &path, "name", "name")?,
+        version: string(scope, &path, "version", "version")?,
+        attributes: attributes(scope, &path)?,
+        dropped_attributes_count: unsigned32(
+            scope,
+            &path,
+            "droppedAttributesCount",
+            "dropped_attributes_count",
+        )?,
+    }))
+}
+
 fn resource_spans(value: &Value, path: &str) -> Result<ResourceSpans> {
     let object = object(value, path)?;
-    let resource = match field(object, "resource", "resource") {
-        None => None,
-        Some(value) => {
-            let path = format!("{path}.resource");
-            let resource = self::object(value, &path)?;
-            Some(Resource {
-                attributes: attributes(resource, &path)?,
-                dropped_attributes_count: unsigned32(
-                    resource,
-                    &path,
-                    "droppedAttributesCount",
-                    "dropped_attributes_count",
-                )?,
-                ..Default::default()
-            })
-        }
-    };
+    let resource = resource(object, path)?;
     let scope_spans = array(object, path, "scopeSpans", "scope_spans")?
         .iter()
         .enumerate()
@@ -177,24 +227,7 @@ fn resource_spans(value: &Value, path: &str) -> Result<ResourceSpans> {
 
 fn scope_spans(value: &Value, path: &str) -> Result<ScopeSpans> {
     let object = object(value, path)?;
-    let scope = match field(object, "scope", "scope") {
-        None => None,
-        Some(value) => {
-            let path = format!("{path}.scope");
-            let scope = self::object(value, &path)?;
-            Some(InstrumentationScope {
-                name: string(scope, &path, "name", "name")?,
-                version: string(scope, &path, "version", "version")?,
-                attributes: attributes(scope, &path)?,
-                dropped_attributes_count: unsigned32(
-                    scope,
-                    &path,
-                    "droppedAttributesCount",
-                    "dropped_attributes_count",
-                )?,
-            })
-        }
-    };
+    let scope = scope(object, path)?;
     let spans = array(object, path, "spans", "spans")?
         .iter()
         .enumerate()
@@ -307,7 +340,7 @@ fn link(value: &Value, path: &str) -> Result<Link> {
     })
 }
 
-fn attributes(object: &Map<String, Value>, path: &str) -> Result<Vec<KeyValue>> {
+pub(super) fn attributes(object: &Map<String, Value>, path: &str) -> Result<Vec<KeyValue>> {
     key_values(array(object, path, "attributes", "attributes")?, path, 0)
 }
 
@@ -331,7 +364,7 @@ fn key_values(items: &[Value], path: &str, depth: usize) -> Result<Vec<KeyValue>
         .collect()
 }
 
-fn any_value(value: &Value, path: &str, depth: usize) -> Result<AnyValue> {
+pub(super) fn any_value(value: &Value, path: &str, depth: usize) -> Result<AnyValue> {
     if depth > MAX_DEPTH {
         return fail(
             path,

@@ -3,6 +3,8 @@
 
 pub mod convert;
 pub mod json;
+pub mod json_logs;
+pub mod logs;
 
 use std::io::Read;
 
@@ -77,7 +79,7 @@ pub enum DecodeError {
         compression: &'static str,
         source: std::io::Error,
     },
-    #[error("body is not a valid protobuf ExportTraceServiceRequest: {0}")]
+    #[error("body is not a valid protobuf export request: {0}")]
     Protobuf(#[from] prost::DecodeError),
     #[error(transparent)]
     Json(#[from] json::JsonError),
@@ -143,6 +145,33 @@ impl Read for DeflateReader<'_> {
             Self::Zlib(reader) => reader.read(buffer),
             Self::Raw(reader) => reader.read(buffer),
         }
+    }
+}
+
+/// Decodes a logs export request in either encoding.
+pub fn decode_logs_request(
+    encoding: Encoding,
+    body: &[u8],
+) -> Result<opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest, DecodeError>
+{
+    match encoding {
+        Encoding::Protobuf => Ok(
+            opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(
+                body,
+            )?,
+        ),
+        Encoding::Json => Ok(json_logs::decode_logs_request(body)?),
+    }
+}
+
+/// Encodes a logs export response (always a full success: logs are never rejected).
+pub fn encode_logs_response(encoding: Encoding) -> Vec<u8> {
+    match encoding {
+        Encoding::Protobuf => {
+            opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::default()
+                .encode_to_vec()
+        }
+        Encoding::Json => b"{}".to_vec(),
     }
 }
 

@@ -7,7 +7,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 use crate::auth::Role;
-use crate::model::{NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
+use crate::model::{ContentEvent, NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
 
 /// A project: the unit every token, span and setting belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,13 @@ pub struct ActiveToken {
 pub struct SpanBatch {
     pub project_id: String,
     pub spans: Vec<NormalizedSpan>,
+}
+
+/// The GenAI content events of one project that one write stores.
+#[derive(Debug, Clone)]
+pub struct ContentEventBatch {
+    pub project_id: String,
+    pub events: Vec<ContentEvent>,
 }
 
 /// Where a page of traces ends: the next page starts after this trace.
@@ -130,6 +137,11 @@ pub trait Store: Send + Sync + 'static {
     /// Stores spans durably, ignoring spans already stored (same project, trace and span id),
     /// and brings the TraceRecords of the touched traces up to date. Returns once durable.
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()>;
+
+    /// Stores GenAI content events durably (a retried event is stored once) and attaches them
+    /// to their spans: a stored span is normalized again with all its content events and its
+    /// trace's record recomputed; a span that arrives later is normalized with them then.
+    async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()>;
 
     async fn query_traces(&self, project_id: &str, query: &TraceQuery) -> StoreResult<TracePage>;
     /// A trace's record and spans ordered by start time, or `None` when the project has no such

@@ -16,12 +16,13 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
-    ActiveToken, NewToken, Project, SpanBatch, Store, StoreError, StoreResult, StoredSpan,
-    TokenInfo, TracePage, TraceQuery,
+    ActiveToken, ContentEventBatch, NewToken, Project, SpanBatch, Store, StoreError, StoreResult,
+    StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
 use crate::auth::Role;
 use crate::model::time::now_unix_nano;
 use crate::model::{TraceId, TraceRecord};
+use crate::normalize::Normalizer;
 
 /// How SQLite makes a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -37,6 +38,8 @@ pub enum Synchronous {
 /// The SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
+    /// Normalizes spans again when log records bring content for them.
+    normalizer: Arc<Normalizer>,
     synchronous: Synchronous,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
@@ -61,7 +64,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl SqliteStore {
     /// Opens (creating if needed) `DATA_DIR/spanhouse.db` and brings its schema up to date.
-    pub fn open(data_dir: &Path, synchronous: Synchronous) -> StoreResult<Self> {
+    pub fn open(
+        data_dir: &Path,
+        synchronous: Synchronous,
+        normalizer: Arc<Normalizer>,
+    ) -> StoreResult<Self> {
         std::fs::create_dir_all(data_dir).map_err(|error| {
             StoreError::Unavailable(format!("cannot create {}: {error}", data_dir.display()))
         })?;
@@ -70,6 +77,7 @@ impl SqliteStore {
         schema::migrate(&mut writer)?;
         Ok(Self {
             path,
+            normalizer,
             synchronous,
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
@@ -330,8 +338,17 @@ impl Store for SqliteStore {
     }
 
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
-        self.with_writer(move |connection| write::write_spans(connection, &batches))
+        let normalizer = Arc::clone(&self.normalizer);
+        self.with_writer(move |connection| write::write_spans(connection, &batches, &normalizer))
             .await
+    }
+
+    async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {
+        let normalizer = Arc::clone(&self.normalizer);
+        self.with_writer(move |connection| {
+            write::write_content_events(connection, &batches, &normalizer)
+        })
+        .await
     }
 
     async fn query_traces(&self, project_id: &str, query: &TraceQuery) -> StoreResult<TracePage> {

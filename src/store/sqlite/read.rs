@@ -165,7 +165,7 @@ pub(super) fn query_traces(
     })
 }
 
-const SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, \
+pub(super) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, \
     status_code, body, input, output, session_id, user_id, pipeline_id, llm, tool";
 
 pub(super) fn get_trace(
@@ -196,7 +196,7 @@ pub(super) fn get_trace(
     Ok(Some((record, spans)))
 }
 
-fn stored_span_from_row(row: &Row<'_>) -> StoreResult<StoredSpan> {
+pub(super) fn stored_span_from_row(row: &Row<'_>) -> StoreResult<StoredSpan> {
     let trace_bytes: Vec<u8> = row.get(0)?;
     let span_bytes: Vec<u8> = row.get(1)?;
     let corrupt = |error: crate::model::IdError| StoreError::Corrupt(error.to_string());

@@ -4,7 +4,8 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// Each entry moves the schema from version `index` to `index + 1`. Never edit a shipped entry:
 /// add a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE projects (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
@@ -75,7 +76,23 @@ CREATE INDEX traces_by_user ON traces (project_id, user_id, timestamp_ns DESC)
     WHERE user_id IS NOT NULL;
 CREATE INDEX traces_by_pipeline ON traces (project_id, pipeline_id, timestamp_ns DESC)
     WHERE pipeline_id IS NOT NULL;
-"#];
+"#,
+    r#"
+-- GenAI content that arrived as log records, kept per span so that it is attached whether the
+-- span came before or after it. `fingerprint` deduplicates retried records.
+CREATE TABLE span_content_events (
+    project_id  TEXT NOT NULL,
+    trace_id    BLOB NOT NULL,
+    span_id     BLOB NOT NULL,
+    time_ns     INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    attributes  TEXT NOT NULL,
+    fingerprint BLOB NOT NULL
+);
+CREATE UNIQUE INDEX span_content_events_identity
+    ON span_content_events (project_id, trace_id, span_id, fingerprint);
+"#,
+];
 
 /// Brings the schema up to date. Safe when several processes open the same file at once: the
 /// version is read and raised inside one write transaction.

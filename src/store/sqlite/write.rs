@@ -1,43 +1,222 @@
 //! The write path: one transaction per batch, spans deduplicated by their identity, and the
 //! TraceRecord of every trace that gained a span recomputed from the spans stored so far.
+//! GenAI content events from the logs signal are kept per span; a span is normalized with
+//! them whether it arrives before or after them.
 
 use std::collections::BTreeSet;
 
-use rusqlite::{Connection, Statement, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
+};
+use sha2::{Digest as _, Sha256};
 
-use super::read::{DIGEST_COLUMNS, digest_from_row};
-use crate::model::{NormalizedSpan, TraceId, TraceRecord};
+use super::read::{DIGEST_COLUMNS, SPAN_COLUMNS, digest_from_row, stored_span_from_row};
+use crate::model::attributes::{from_stored_json, to_stored_json};
+use crate::model::{Event, NormalizedSpan, SpanId, SpanSemantics, TraceId, TraceRecord};
+use crate::normalize::Normalizer;
 use crate::store::codec::encode_body;
-use crate::store::{SpanBatch, StoreResult};
+use crate::store::{ContentEventBatch, SpanBatch, StoreError, StoreResult};
 
-pub(super) fn write_spans(connection: &mut Connection, batches: &[SpanBatch]) -> StoreResult<()> {
+type TraceKey<'a> = (&'a str, TraceId);
+
+pub(super) fn write_spans(
+    connection: &mut Connection,
+    batches: &[SpanBatch],
+    normalizer: &Normalizer,
+) -> StoreResult<()> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut touched: BTreeSet<(&str, TraceId)> = BTreeSet::new();
+    let mut touched: BTreeSet<TraceKey> = BTreeSet::new();
     {
         let mut insert = transaction.prepare_cached(INSERT_SPAN)?;
+        let mut events = transaction.prepare_cached(SELECT_CONTENT_EVENTS)?;
         for batch in batches {
-            for span in &batch.spans {
-                if insert_span(&mut insert, &batch.project_id, span)? {
-                    touched.insert((batch.project_id.as_str(), span.span.trace_id));
+            for normalized in &batch.spans {
+                let span = &normalized.span;
+                let content =
+                    content_events(&mut events, &batch.project_id, span.trace_id, span.span_id)?;
+                let semantics = if content.is_empty() {
+                    None
+                } else {
+                    Some(normalizer.normalize(span, &content))
+                };
+                let semantics = semantics.as_ref().unwrap_or(&normalized.semantics);
+                if insert_span(&mut insert, &batch.project_id, normalized, semantics)? {
+                    touched.insert((batch.project_id.as_str(), span.trace_id));
                 }
             }
         }
     }
-    {
-        let mut select = transaction.prepare_cached(&format!(
-            "SELECT {DIGEST_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2"
-        ))?;
-        let mut upsert = transaction.prepare_cached(UPSERT_TRACE)?;
-        for (project_id, trace_id) in touched {
-            let digests = select
-                .query_map(params![project_id, trace_id.as_bytes()], digest_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let record = TraceRecord::compute(project_id, trace_id, &digests);
-            upsert_trace(&mut upsert, project_id, trace_id, &record)?;
-        }
-    }
+    recompute_traces(&transaction, touched)?;
     transaction.commit()?;
     Ok(())
+}
+
+pub(super) fn write_content_events(
+    connection: &mut Connection,
+    batches: &[ContentEventBatch],
+    normalizer: &Normalizer,
+) -> StoreResult<()> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut changed_spans: BTreeSet<(&str, TraceId, SpanId)> = BTreeSet::new();
+    {
+        let mut insert = transaction.prepare_cached(INSERT_CONTENT_EVENT)?;
+        for batch in batches {
+            for content in &batch.events {
+                let attributes = to_stored_json(&content.event.attributes);
+                let mut fingerprint = Sha256::new();
+                fingerprint.update(content.event.time_unix_nano.to_be_bytes());
+                fingerprint.update(content.event.name.as_bytes());
+                fingerprint.update([0]);
+                fingerprint.update(attributes.as_bytes());
+                let inserted = insert.execute(params![
+                    batch.project_id,
+                    content.trace_id.as_bytes(),
+                    content.span_id.as_bytes(),
+                    content.event.time_unix_nano as i64,
+                    content.event.name,
+                    attributes,
+                    &fingerprint.finalize()[..16],
+                ])?;
+                if inserted > 0 {
+                    changed_spans.insert((&batch.project_id, content.trace_id, content.span_id));
+                }
+            }
+        }
+    }
+    let mut touched: BTreeSet<TraceKey> = BTreeSet::new();
+    {
+        let mut select_span = transaction.prepare_cached(&format!(
+            "SELECT {SPAN_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3"
+        ))?;
+        let mut events = transaction.prepare_cached(SELECT_CONTENT_EVENTS)?;
+        let mut update = transaction.prepare_cached(UPDATE_SEMANTICS)?;
+        for (project_id, trace_id, span_id) in changed_spans {
+            let stored = select_span
+                .query_row(
+                    params![project_id, trace_id.as_bytes(), span_id.as_bytes()],
+                    |row| Ok(stored_span_from_row(row)),
+                )
+                .optional()?;
+            // The span has not arrived yet: it is normalized with these events when it does.
+            let Some(stored) = stored.transpose()? else {
+                continue;
+            };
+            let content = content_events(&mut events, project_id, trace_id, span_id)?;
+            let semantics = normalizer.normalize(&stored.span, &content);
+            let derived = DerivedColumns::of(&semantics);
+            update.execute(params![
+                project_id,
+                trace_id.as_bytes(),
+                span_id.as_bytes(),
+                semantics.input,
+                semantics.output,
+                semantics.session_id,
+                semantics.user_id,
+                semantics.pipeline_id,
+                derived.llm_json,
+                derived.model,
+                derived.prompt_tokens,
+                derived.completion_tokens,
+                derived.total_tokens,
+                derived.prompt_cost,
+                derived.completion_cost,
+                derived.total_cost,
+                derived.tool_json,
+            ])?;
+            touched.insert((project_id, trace_id));
+        }
+    }
+    recompute_traces(&transaction, touched)?;
+    transaction.commit()?;
+    Ok(())
+}
+
+const INSERT_CONTENT_EVENT: &str = "INSERT INTO span_content_events
+    (project_id, trace_id, span_id, time_ns, name, attributes, fingerprint)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+    ON CONFLICT (project_id, trace_id, span_id, fingerprint) DO NOTHING";
+
+const SELECT_CONTENT_EVENTS: &str = "SELECT time_ns, name, attributes FROM span_content_events
+    WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3 ORDER BY time_ns, rowid";
+
+fn content_events(
+    statement: &mut Statement<'_>,
+    project_id: &str,
+    trace_id: TraceId,
+    span_id: SpanId,
+) -> StoreResult<Vec<Event>> {
+    let rows = statement
+        .query_map(
+            params![project_id, trace_id.as_bytes(), span_id.as_bytes()],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(time, name, attributes)| {
+            Ok(Event {
+                time_unix_nano: time as u64,
+                name,
+                attributes: from_stored_json(&attributes)
+                    .map_err(|error| StoreError::Corrupt(format!("content event: {error}")))?,
+                dropped_attributes_count: 0,
+            })
+        })
+        .collect()
+}
+
+/// Recomputes the TraceRecord of each trace from its stored spans.
+fn recompute_traces(transaction: &Transaction<'_>, touched: BTreeSet<TraceKey>) -> StoreResult<()> {
+    let mut select = transaction.prepare_cached(&format!(
+        "SELECT {DIGEST_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2"
+    ))?;
+    let mut upsert = transaction.prepare_cached(UPSERT_TRACE)?;
+    for (project_id, trace_id) in touched {
+        let digests = select
+            .query_map(params![project_id, trace_id.as_bytes()], digest_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let record = TraceRecord::compute(project_id, trace_id, &digests);
+        upsert_trace(&mut upsert, project_id, trace_id, &record)?;
+    }
+    Ok(())
+}
+
+/// The span columns that hold what normalization read.
+struct DerivedColumns {
+    llm_json: Option<String>,
+    tool_json: Option<String>,
+    model: Option<String>,
+    prompt_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+    total_tokens: Option<i64>,
+    prompt_cost: Option<f64>,
+    completion_cost: Option<f64>,
+    total_cost: Option<f64>,
+}
+
+impl DerivedColumns {
+    fn of(semantics: &SpanSemantics) -> Self {
+        let llm = semantics.llm.as_ref();
+        Self {
+            llm_json: llm.map(|llm| serde_json::to_string(llm).unwrap_or_default()),
+            tool_json: semantics
+                .tool
+                .as_ref()
+                .map(|tool| serde_json::to_string(tool).unwrap_or_default()),
+            model: llm.and_then(|llm| llm.model().map(str::to_owned)),
+            prompt_tokens: llm.and_then(|llm| llm.usage.prompt),
+            completion_tokens: llm.and_then(|llm| llm.usage.completion),
+            total_tokens: llm.and_then(|llm| llm.usage.total),
+            prompt_cost: llm.and_then(|llm| llm.cost.prompt),
+            completion_cost: llm.and_then(|llm| llm.cost.completion),
+            total_cost: llm.and_then(|llm| llm.cost.total),
+        }
+    }
 }
 
 const INSERT_SPAN: &str = "INSERT INTO spans (
@@ -48,24 +227,21 @@ const INSERT_SPAN: &str = "INSERT INTO spans (
           ?20, ?21, ?22, ?23, ?24, ?25)
 ON CONFLICT (project_id, trace_id, span_id) DO NOTHING";
 
+const UPDATE_SEMANTICS: &str = "UPDATE spans SET
+    input = ?4, output = ?5, session_id = ?6, user_id = ?7, pipeline_id = ?8, llm = ?9,
+    model = ?10, prompt_tokens = ?11, completion_tokens = ?12, total_tokens = ?13,
+    prompt_cost = ?14, completion_cost = ?15, total_cost = ?16, tool = ?17
+WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3";
+
 /// Inserts one span; `false` when it was stored before (a retry).
 fn insert_span(
     insert: &mut Statement<'_>,
     project_id: &str,
     normalized: &NormalizedSpan,
+    semantics: &SpanSemantics,
 ) -> StoreResult<bool> {
     let span = &normalized.span;
-    let semantics = &normalized.semantics;
-    let digest = normalized.digest();
-    let llm_json = semantics
-        .llm
-        .as_ref()
-        .map(|llm| serde_json::to_string(llm).unwrap_or_default());
-    let tool_json = semantics
-        .tool
-        .as_ref()
-        .map(|tool| serde_json::to_string(tool).unwrap_or_default());
-    let llm = digest.llm.unwrap_or_default();
+    let derived = DerivedColumns::of(semantics);
     let inserted = insert.execute(params![
         project_id,
         span.trace_id.as_bytes(),
@@ -83,15 +259,15 @@ fn insert_span(
         semantics.session_id,
         semantics.user_id,
         semantics.pipeline_id,
-        llm_json,
-        llm.model,
-        llm.usage.prompt,
-        llm.usage.completion,
-        llm.usage.total,
-        llm.cost.prompt,
-        llm.cost.completion,
-        llm.cost.total,
-        tool_json,
+        derived.llm_json,
+        derived.model,
+        derived.prompt_tokens,
+        derived.completion_tokens,
+        derived.total_tokens,
+        derived.prompt_cost,
+        derived.completion_cost,
+        derived.total_cost,
+        derived.tool_json,
     ])?;
     Ok(inserted > 0)
 }

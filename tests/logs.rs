@@ -1,0 +1,254 @@
+//! The logs signal: GenAI content records are attached to their span whichever comes first;
+//! other records are acknowledged and not stored.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, KeyValueList, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use prost::Message as _;
+use serde_json::json;
+
+fn map(entries: Vec<(&str, any_value::Value)>) -> AnyValue {
+    AnyValue {
+        value: Some(any_value::Value::KvlistValue(KeyValueList {
+            values: entries
+                .into_iter()
+                .map(|(key, value)| KeyValue {
+                    key: key.into(),
+                    value: Some(AnyValue { value: Some(value) }),
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+    }
+}
+
+fn text(value: &str) -> any_value::Value {
+    any_value::Value::StringValue(value.into())
+}
+
+fn record(trace_id: &[u8], span_id: &[u8], event_name: &str, time: u64) -> LogRecord {
+    LogRecord {
+        time_unix_nano: time,
+        trace_id: trace_id.to_vec(),
+        span_id: span_id.to_vec(),
+        event_name: event_name.into(),
+        ..Default::default()
+    }
+}
+
+fn logs(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// The official OpenAI instrumentation's span, which carries no content in its default mode.
+fn otel_v2_span() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let body = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/otel-v2.pb"),
+    )
+    .unwrap();
+    let request = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+    let span = &request.resource_spans[0].scope_spans[0].spans[0];
+    (body.clone(), span.trace_id.clone(), span.span_id.clone())
+}
+
+/// The older event form: a user message and a choice, content in the body.
+fn message_records(trace_id: &[u8], span_id: &[u8]) -> Vec<LogRecord> {
+    let mut user = record(trace_id, span_id, "gen_ai.user.message", 1);
+    user.body = Some(map(vec![("content", text("Say hello and praise OTLP."))]));
+    let mut choice = record(trace_id, span_id, "gen_ai.choice", 2);
+    choice.body = Some(map(vec![
+        ("index", any_value::Value::IntValue(0)),
+        ("finish_reason", text("stop")),
+        (
+            "message",
+            map(vec![
+                ("role", text("assistant")),
+                ("content", text("Hello from the fake model! OTLP is great.")),
+            ])
+            .value
+            .unwrap(),
+        ),
+    ]));
+    vec![user, choice]
+}
+
+async fn post_logs(server: &TestServer, request: &ExportLogsServiceRequest) -> u16 {
+    server
+        .client
+        .post(server.url("/v1/logs"))
+        .bearer_auth(&server.admin_token)
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn content_records_after_the_span_fill_in_input_and_output() {
+    let server = TestServer::start().await;
+    let (body, trace_id, span_id) = otel_v2_span();
+    let response = server
+        .client
+        .post(server.url("/v1/traces"))
+        .bearer_auth(&server.admin_token)
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let path = format!("/api/v1/traces/{}", hex::encode(&trace_id));
+    assert_eq!(
+        server.get_json(&path, &server.admin_token).await.1["trace"]["input"],
+        json!(null)
+    );
+
+    let request = logs(message_records(&trace_id, &span_id));
+    assert_eq!(post_logs(&server, &request).await, 200);
+    // A retry of the same records changes nothing.
+    assert_eq!(post_logs(&server, &request).await, 200);
+
+    let (_, trace) = server.get_json(&path, &server.admin_token).await;
+    assert_eq!(trace["trace"]["input"], "Say hello and praise OTLP.");
+    assert_eq!(
+        trace["trace"]["output"],
+        "Hello from the fake model! OTLP is great."
+    );
+    let llm = &trace["spans"][0]["llm"];
+    assert_eq!(llm["input_messages"].as_array().unwrap().len(), 1);
+    assert_eq!(llm["output_messages"].as_array().unwrap().len(), 1);
+    assert_eq!(llm["prompt_tokens"], 19);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn operation_details_before_the_span_over_json_and_grpc() {
+    let server = TestServer::start().await;
+    let (body, trace_id, span_id) = otel_v2_span();
+    // OTLP/JSON logs, structured message attributes, as the current convention sends them.
+    let logs_json = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
+        "timeUnixNano": "5",
+        "eventName": "gen_ai.client.inference.operation.details",
+        "traceId": hex::encode(&trace_id),
+        "spanId": hex::encode(&span_id),
+        "attributes": [
+            {"key": "gen_ai.input.messages", "value": {"arrayValue": {"values": [{"kvlistValue": {"values": [
+                {"key": "role", "value": {"stringValue": "user"}},
+                {"key": "parts", "value": {"arrayValue": {"values": [{"kvlistValue": {"values": [
+                    {"key": "type", "value": {"stringValue": "text"}},
+                    {"key": "content", "value": {"stringValue": "Question from the logs"}}
+                ]}}]}}}
+            ]}}]}}},
+            {"key": "gen_ai.output.messages", "value": {"stringValue":
+                "[{\"role\": \"assistant\", \"parts\": [{\"type\": \"text\", \"content\": \"Answer from the logs\"}], \"finish_reason\": \"stop\"}]"}}
+        ]
+    }]}]}]});
+    let response = server
+        .client
+        .post(server.url("/api/public/otel/v1/logs"))
+        .bearer_auth(&server.admin_token)
+        .header("content-type", "application/json")
+        .body(logs_json.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        json!({})
+    );
+
+    // Non-GenAI records over gRPC: acknowledged, nothing stored.
+    let mut client = LogsServiceClient::connect(server.grpc_url()).await.unwrap();
+    let mut plain = record(&trace_id, &span_id, "", 9);
+    plain.body = Some(AnyValue {
+        value: Some(text("GET /health 200")),
+    });
+    let mut grpc_request = tonic::Request::new(logs(vec![plain]));
+    grpc_request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.admin_token).parse().unwrap(),
+    );
+    client.export(grpc_request).await.unwrap();
+    let mut unauthenticated = tonic::Request::new(logs(Vec::new()));
+    unauthenticated
+        .metadata_mut()
+        .insert("authorization", "Bearer sh_nope".parse().unwrap());
+    assert_eq!(
+        client.export(unauthenticated).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+
+    let response = server
+        .client
+        .post(server.url("/v1/traces"))
+        .bearer_auth(&server.admin_token)
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, trace) = server
+        .get_json(
+            &format!("/api/v1/traces/{}", hex::encode(&trace_id)),
+            &server.admin_token,
+        )
+        .await;
+    assert_eq!(trace["trace"]["input"], "Question from the logs");
+    assert_eq!(trace["trace"]["output"], "Answer from the logs");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn logs_need_an_ingest_token_and_a_content_type() {
+    let server = TestServer::start().await;
+    let response = server
+        .client
+        .post(server.url("/otel/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .body(logs(Vec::new()).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let response = server
+        .client
+        .post(server.url("/api/otel/v1/logs"))
+        .bearer_auth(&server.admin_token)
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let response = server
+        .client
+        .post(server.url("/v1/logs"))
+        .bearer_auth(&server.admin_token)
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0xff; 4])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    server.stop().await;
+}
