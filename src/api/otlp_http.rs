@@ -24,7 +24,7 @@ pub async fn export_traces(
 ) -> Response {
     let encoding = match request_encoding(&headers) {
         Ok(encoding) => encoding,
-        Err(response) => return response,
+        Err(error) => return error.into_otlp_response(Encoding::Json),
     };
     let result = async {
         let received = receive(&state, &headers, body).await?;
@@ -55,7 +55,7 @@ pub async fn export_logs(
 ) -> Response {
     let encoding = match request_encoding(&headers) {
         Ok(encoding) => encoding,
-        Err(response) => return response,
+        Err(error) => return error.into_otlp_response(Encoding::Json),
     };
     let result = async {
         let received = receive(&state, &headers, body).await?;
@@ -74,7 +74,8 @@ pub async fn export_logs(
     respond(encoding, result)
 }
 
-fn request_encoding(headers: &HeaderMap) -> Result<Encoding, Response> {
+/// The encoding named by `Content-Type`; the error answers in JSON, the encoding being unknown.
+fn request_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -84,7 +85,6 @@ fn request_encoding(headers: &HeaderMap) -> Result<Encoding, Response> {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Content-Type must be application/x-protobuf or application/json",
             )
-            .into_otlp_response(Encoding::Json)
         })
 }
 
