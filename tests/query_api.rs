@@ -286,3 +286,146 @@ async fn a_trace_record_is_the_same_whatever_order_spans_arrive_in() {
     assert_eq!(late["trace"]["span_count"], 2);
     server.stop().await;
 }
+
+fn llm_span(
+    trace: u8,
+    span_id: u8,
+    parent: Option<u8>,
+    model: &str,
+    start: u64,
+) -> opentelemetry_proto::tonic::trace::v1::Span {
+    let mut llm = span(trace, span_id, parent, "chat", start);
+    llm.attributes = vec![
+        string_attribute("gen_ai.operation.name", "chat"),
+        string_attribute("gen_ai.request.model", model),
+        int_attribute("gen_ai.usage.input_tokens", 10),
+        int_attribute("gen_ai.usage.output_tokens", 5),
+    ];
+    llm
+}
+
+#[tokio::test]
+async fn model_filter_uses_every_model_of_a_trace() {
+    let server = TestServer::start().await;
+    let token = server.admin_token.clone();
+    ingest(
+        &server,
+        &token,
+        vec![
+            span(0xd1, 1, None, "two-models", recent(30)),
+            llm_span(0xd1, 2, Some(1), "gpt-4o", recent(30)),
+            llm_span(0xd1, 3, Some(1), "claude-3-5-haiku", recent(30)),
+            span(0xd2, 1, None, "one-model", recent(20)),
+            llm_span(0xd2, 2, Some(1), "gpt-4o", recent(20)),
+            span(0xd3, 1, None, "no-model", recent(10)),
+        ],
+    )
+    .await;
+    let names = |page: serde_json::Value| -> Vec<String> {
+        page["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|trace| trace["root_span_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, page) = server.get_json("/api/v1/traces?model=gpt-4o", &token).await;
+    assert_eq!(names(page), ["one-model", "two-models"]);
+    let (_, page) = server
+        .get_json("/api/v1/traces?model=claude-3-5-haiku", &token)
+        .await;
+    assert_eq!(names(page.clone()), ["two-models"]);
+    assert_eq!(
+        page["traces"][0]["models"],
+        serde_json::json!(["claude-3-5-haiku", "gpt-4o"])
+    );
+    assert_eq!(page["traces"][0]["llm_call_count"], 2);
+    assert_eq!(page["traces"][0]["total_token_count"], 30);
+    let (_, page) = server.get_json("/api/v1/traces?model=gpt-4", &token).await;
+    assert_eq!(names(page), Vec::<String>::new());
+    server.stop().await;
+}
+
+/// Any order and any split of a trace's spans into requests gives the same TraceRecord.
+#[tokio::test]
+async fn permutations_and_splits_give_the_same_record() {
+    let server = TestServer::start().await;
+    let token = server.admin_token.clone();
+    let start = recent(100);
+    let trace_spans = |trace: u8| {
+        let mut root = span(trace, 1, None, "interaction", start);
+        root.end_time_unix_nano = start + 3_000_000_000;
+        root.attributes = vec![
+            string_attribute("input.value", "root question"),
+            string_attribute("session.id", "s"),
+        ];
+        let mut tool = span(trace, 4, Some(1), "tool", start + 30);
+        tool.attributes = vec![
+            string_attribute("gen_ai.operation.name", "execute_tool"),
+            string_attribute("gen_ai.tool.name", "search"),
+        ];
+        tool.status.as_mut().unwrap().code = 2;
+        let mut late = llm_span(trace, 5, Some(1), "gpt-4o-mini", start + 40);
+        late.attributes
+            .push(string_attribute("output.value", "final answer"));
+        late.end_time_unix_nano = start + 2_900_000_000;
+        vec![
+            root,
+            llm_span(trace, 2, Some(1), "gpt-4o", start + 10),
+            llm_span(trace, 3, Some(2), "gpt-4o", start + 20),
+            tool,
+            late,
+        ]
+    };
+    // A small deterministic generator, so every run tries the same orders.
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    let mut next = move |bound: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % bound as u64) as usize
+    };
+    let mut records = Vec::new();
+    for trace in 1..=12u8 {
+        let mut spans = trace_spans(trace);
+        for index in (1..spans.len()).rev() {
+            spans.swap(index, next(index + 1));
+        }
+        // Split into requests of random sizes, and send one span twice, as a retry would.
+        let retried = spans[next(spans.len())].clone();
+        let mut remaining = spans;
+        remaining.push(retried);
+        while !remaining.is_empty() {
+            let take = 1 + next(remaining.len());
+            let chunk: Vec<_> = remaining.drain(..take).collect();
+            ingest(&server, &token, chunk).await;
+        }
+        let (_, trace_json) = server
+            .get_json(&format!("/api/v1/traces/{}", hex_trace(trace)), &token)
+            .await;
+        let mut record = trace_json["trace"].clone();
+        record.as_object_mut().unwrap().remove("trace_id");
+        records.push(record);
+    }
+    let first = &records[0];
+    assert_eq!(first["input"], "root question");
+    assert_eq!(first["output"], "final answer");
+    assert_eq!(first["span_count"], 5);
+    assert_eq!(first["llm_call_count"], 3);
+    assert_eq!(first["tool_call_count"], 1);
+    assert_eq!(first["tool_call_error_count"], 1);
+    assert_eq!(
+        first["tool_call_name_counts"],
+        serde_json::json!({"search": 1})
+    );
+    assert_eq!(
+        first["models"],
+        serde_json::json!(["gpt-4o", "gpt-4o-mini"])
+    );
+    assert_eq!(first["total_token_count"], 45);
+    assert_eq!(first["session_id"], "s");
+    for record in &records[1..] {
+        assert_eq!(record, first);
+    }
+    server.stop().await;
+}

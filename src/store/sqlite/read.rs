@@ -121,8 +121,14 @@ pub(super) fn query_traces(
         }
     }
     if let Some(model) = &query.model {
-        sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(traces.models) WHERE value = ?)");
+        sql.push_str(
+            " AND trace_id IN (SELECT trace_id FROM trace_models
+                               WHERE project_id = ? AND model = ? AND timestamp_ns >= ? AND timestamp_ns < ?)",
+        );
+        values.push(Box::new(project_id.to_owned()));
         values.push(Box::new(model.clone()));
+        values.push(Box::new(query.start_unix_nano as i64));
+        values.push(Box::new(query.end_unix_nano.min(i64::MAX as u64) as i64));
     }
     if let Some(text) = &query.text {
         // SQLite's lower() folds ASCII only; fold the needle the same way.

@@ -92,6 +92,20 @@ CREATE TABLE span_content_events (
 CREATE UNIQUE INDEX span_content_events_identity
     ON span_content_events (project_id, trace_id, span_id, fingerprint);
 "#,
+    r#"
+-- The models of each trace, one row per model, so that the model filter uses an index.
+CREATE TABLE trace_models (
+    project_id   TEXT NOT NULL,
+    model        TEXT NOT NULL,
+    timestamp_ns INTEGER NOT NULL,
+    trace_id     BLOB NOT NULL,
+    PRIMARY KEY (project_id, model, timestamp_ns, trace_id)
+) WITHOUT ROWID;
+CREATE INDEX trace_models_by_trace ON trace_models (project_id, trace_id);
+INSERT INTO trace_models (project_id, model, timestamp_ns, trace_id)
+    SELECT traces.project_id, json_each.value, traces.timestamp_ns, traces.trace_id
+    FROM traces, json_each(traces.models);
+"#,
 ];
 
 /// Brings the schema up to date. Safe when several processes open the same file at once: the

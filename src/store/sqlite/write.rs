@@ -176,12 +176,27 @@ fn recompute_traces(transaction: &Transaction<'_>, touched: BTreeSet<TraceKey>) 
         "SELECT {DIGEST_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2"
     ))?;
     let mut upsert = transaction.prepare_cached(UPSERT_TRACE)?;
+    let mut forget_models = transaction
+        .prepare_cached("DELETE FROM trace_models WHERE project_id = ?1 AND trace_id = ?2")?;
+    let mut add_model = transaction.prepare_cached(
+        "INSERT OR IGNORE INTO trace_models (project_id, model, timestamp_ns, trace_id)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
     for (project_id, trace_id) in touched {
         let digests = select
             .query_map(params![project_id, trace_id.as_bytes()], digest_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let record = TraceRecord::compute(project_id, trace_id, &digests);
         upsert_trace(&mut upsert, project_id, trace_id, &record)?;
+        forget_models.execute(params![project_id, trace_id.as_bytes()])?;
+        for model in &record.models {
+            add_model.execute(params![
+                project_id,
+                model,
+                record.timestamp_unix_nano as i64,
+                trace_id.as_bytes()
+            ])?;
+        }
     }
     Ok(())
 }
