@@ -28,6 +28,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod filter;
 pub mod grpc;
 pub mod ingest;
 pub mod model;

@@ -139,10 +139,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"unknown path {self.path}", "type": "not_found"}})
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # Clients closing kept-alive connections are not errors worth a traceback.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 def start(port=0, host="127.0.0.1"):
     """Serves from a daemon thread; returns the port actually bound."""
-    server = ThreadingHTTPServer((host, port), _Handler)
-    server.daemon_threads = True
+    server = _Server((host, port), _Handler)
     thread = threading.Thread(target=server.serve_forever, name="fake-openai", daemon=True)
     thread.start()
     return server.server_address[1]
@@ -150,8 +158,7 @@ def start(port=0, host="127.0.0.1"):
 
 def main():
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", port), _Handler)
     print(server.server_address[1], flush=True)
     try:
         server.serve_forever()

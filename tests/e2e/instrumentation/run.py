@@ -200,6 +200,8 @@ def run_openai_v2(url, token, base_url, stream):
 def run_langfuse(url, token, base_url, stream):
     # Langfuse exports to {base_url}/api/public/otel/v1/traces with
     # Authorization: Basic base64(public_key:secret_key); spanhouse takes the password as token.
+    # Langfuse builds its own TracerProvider; its resource takes the service name from here.
+    os.environ.setdefault("OTEL_SERVICE_NAME", "e2e-langfuse")
     from langfuse import Langfuse, propagate_attributes
 
     langfuse = Langfuse(
@@ -248,7 +250,9 @@ def run_gentrace(url, token, base_url, stream):
 
     text = answer_question({"q": USER_PROMPT})
     log(f"answer: {text!r}")
-    flush(trace.get_tracer_provider())
+    # gentrace shuts its provider down at exit; a flush is enough (it exports synchronously).
+    if not trace.get_tracer_provider().force_flush(FLUSH_MILLIS):
+        raise RuntimeError("tracer provider flush timed out")
     trace_id = seen["trace_id"]
     if trace_id not in {t for t, _ in EXPORTS.spans}:
         raise RuntimeError(f"gentrace exported no span of trace {trace_id}: {EXPORTS.spans}")

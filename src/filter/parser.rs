@@ -1,0 +1,450 @@
+//! The grammar of OTTL conditions:
+//!
+//! ```text
+//! condition  := or
+//! or         := and ("or" and)*
+//! and        := unary ("and" unary)*
+//! unary      := "not" unary | primary
+//! primary    := "(" condition ")" | value (comparator value)?
+//! value      := literal | constant | path | call
+//! ```
+
+use regex::Regex;
+
+use super::ParseError;
+use super::lexer::{Spanned, Token};
+
+/// Deepest nesting of parentheses, `not` and calls accepted.
+const MAX_DEPTH: usize = 64;
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    Or(Vec<Condition>),
+    And(Vec<Condition>),
+    Not(Box<Condition>),
+    Compare(Expr, Comparator, Expr),
+    /// A value used as a condition: true only when it is the boolean `true`.
+    Truthy(Expr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparator {
+    Equal,
+    NotEqual,
+    Less,
+    LessEqual,
+    Greater,
+    GreaterEqual,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum Expr {
+    Literal(Literal),
+    Path(Path),
+    Call(Call),
+}
+
+/// What a path reads from a span; `keys` index into map values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Path {
+    Name,
+    Kind,
+    StatusCode,
+    StatusMessage,
+    TraceId,
+    SpanId,
+    ParentSpanId,
+    TraceState,
+    StartTime,
+    EndTime,
+    Attribute(Vec<String>),
+    ResourceAttribute(Vec<String>),
+    ScopeName,
+    ScopeVersion,
+    ScopeAttribute(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub enum Call {
+    IsMatch(Box<Expr>, Regex),
+    IsType(Box<Expr>, TypeCheck),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeCheck {
+    String,
+    Int,
+    Double,
+    Bool,
+    Map,
+    List,
+}
+
+pub struct Parser {
+    tokens: Vec<Spanned>,
+    position: usize,
+    end_column: usize,
+    depth: usize,
+}
+
+fn constant(name: &str) -> Option<i64> {
+    Some(match name {
+        "SPAN_KIND_UNSPECIFIED" => 0,
+        "SPAN_KIND_INTERNAL" => 1,
+        "SPAN_KIND_SERVER" => 2,
+        "SPAN_KIND_CLIENT" => 3,
+        "SPAN_KIND_PRODUCER" => 4,
+        "SPAN_KIND_CONSUMER" => 5,
+        "STATUS_CODE_UNSET" => 0,
+        "STATUS_CODE_OK" => 1,
+        "STATUS_CODE_ERROR" => 2,
+        _ => return None,
+    })
+}
+
+impl Parser {
+    pub fn new(tokens: Vec<Spanned>, length: usize) -> Self {
+        Self {
+            tokens,
+            position: 0,
+            end_column: length + 1,
+            depth: 0,
+        }
+    }
+
+    pub fn parse(mut self) -> Result<Condition, ParseError> {
+        if self.tokens.is_empty() {
+            return Err(self.error_here("empty condition"));
+        }
+        let condition = self.or()?;
+        if let Some(extra) = self.tokens.get(self.position) {
+            return Err(ParseError {
+                column: extra.column,
+                message: format!("unexpected {} after the condition", describe(&extra.token)),
+            });
+        }
+        Ok(condition)
+    }
+
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.position).map(|spanned| &spanned.token)
+    }
+
+    fn column(&self) -> usize {
+        self.tokens
+            .get(self.position)
+            .map_or(self.end_column, |spanned| spanned.column)
+    }
+
+    fn error_here(&self, message: impl Into<String>) -> ParseError {
+        ParseError {
+            column: self.column(),
+            message: message.into(),
+        }
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let token = self
+            .tokens
+            .get(self.position)
+            .map(|spanned| spanned.token.clone());
+        self.position += 1;
+        token
+    }
+
+    fn expect(&mut self, expected: Token, what: &str) -> Result<(), ParseError> {
+        if self.peek() == Some(&expected) {
+            self.position += 1;
+            Ok(())
+        } else {
+            Err(self.error_here(format!("expected {what}, found {}", self.found())))
+        }
+    }
+
+    fn found(&self) -> String {
+        self.peek().map_or("the end".to_owned(), describe)
+    }
+
+    fn is_keyword(&self, keyword: &str) -> bool {
+        matches!(self.peek(), Some(Token::Ident(word)) if word == keyword)
+    }
+
+    fn deeper(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error_here(format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        Ok(())
+    }
+
+    fn or(&mut self) -> Result<Condition, ParseError> {
+        let mut terms = vec![self.and()?];
+        while self.is_keyword("or") {
+            self.position += 1;
+            terms.push(self.and()?);
+        }
+        Ok(if terms.len() == 1 {
+            terms.remove(0)
+        } else {
+            Condition::Or(terms)
+        })
+    }
+
+    fn and(&mut self) -> Result<Condition, ParseError> {
+        let mut terms = vec![self.unary()?];
+        while self.is_keyword("and") {
+            self.position += 1;
+            terms.push(self.unary()?);
+        }
+        Ok(if terms.len() == 1 {
+            terms.remove(0)
+        } else {
+            Condition::And(terms)
+        })
+    }
+
+    fn unary(&mut self) -> Result<Condition, ParseError> {
+        if self.is_keyword("not") {
+            self.position += 1;
+            self.deeper()?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Condition::Not(Box::new(inner)));
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Condition, ParseError> {
+        if self.peek() == Some(&Token::LeftParen) {
+            self.position += 1;
+            self.deeper()?;
+            let inner = self.or()?;
+            self.depth -= 1;
+            self.expect(Token::RightParen, "\")\"")?;
+            return Ok(inner);
+        }
+        let left = self.value()?;
+        let comparator = match self.peek() {
+            Some(Token::Equal) => Comparator::Equal,
+            Some(Token::NotEqual) => Comparator::NotEqual,
+            Some(Token::Less) => Comparator::Less,
+            Some(Token::LessEqual) => Comparator::LessEqual,
+            Some(Token::Greater) => Comparator::Greater,
+            Some(Token::GreaterEqual) => Comparator::GreaterEqual,
+            _ => return Ok(Condition::Truthy(left)),
+        };
+        self.position += 1;
+        let right = self.value()?;
+        Ok(Condition::Compare(left, comparator, right))
+    }
+
+    fn value(&mut self) -> Result<Expr, ParseError> {
+        let column = self.column();
+        let Some(token) = self.next() else {
+            return Err(ParseError {
+                column,
+                message: "expected a value, found the end".into(),
+            });
+        };
+        match token {
+            Token::Str(text) => Ok(Expr::Literal(Literal::Str(text))),
+            Token::Int(number) => Ok(Expr::Literal(Literal::Int(number))),
+            Token::Float(number) => Ok(Expr::Literal(Literal::Float(number))),
+            Token::Ident(word) => match word.as_str() {
+                "nil" => Ok(Expr::Literal(Literal::Nil)),
+                "true" => Ok(Expr::Literal(Literal::Bool(true))),
+                "false" => Ok(Expr::Literal(Literal::Bool(false))),
+                _ if self.peek() == Some(&Token::LeftParen) => self.call(word, column),
+                _ => {
+                    if let Some(number) = constant(&word) {
+                        return Ok(Expr::Literal(Literal::Int(number)));
+                    }
+                    self.path(word, column).map(Expr::Path)
+                }
+            },
+            other => Err(ParseError {
+                column,
+                message: format!("expected a value, found {}", describe(&other)),
+            }),
+        }
+    }
+
+    fn call(&mut self, name: String, column: usize) -> Result<Expr, ParseError> {
+        self.position += 1; // "("
+        self.deeper()?;
+        let mut arguments = Vec::new();
+        if self.peek() != Some(&Token::RightParen) {
+            loop {
+                let argument_column = self.column();
+                arguments.push((self.value()?, argument_column));
+                if self.peek() == Some(&Token::Comma) {
+                    self.position += 1;
+                    continue;
+                }
+                break;
+            }
+        }
+        self.expect(Token::RightParen, "\")\" or \",\"")?;
+        self.depth -= 1;
+        let arity = |expected: usize| -> Result<(), ParseError> {
+            if arguments.len() == expected {
+                Ok(())
+            } else {
+                Err(ParseError {
+                    column,
+                    message: format!(
+                        "{name} takes {expected} argument(s), got {}",
+                        arguments.len()
+                    ),
+                })
+            }
+        };
+        let type_check = match name.as_str() {
+            "IsMatch" => {
+                arity(2)?;
+                let mut arguments = arguments.into_iter();
+                let (target, _) = arguments.next().expect("arity checked");
+                let (pattern, pattern_column) = arguments.next().expect("arity checked");
+                let Expr::Literal(Literal::Str(pattern)) = pattern else {
+                    return Err(ParseError {
+                        column: pattern_column,
+                        message: "IsMatch's pattern must be a string literal".into(),
+                    });
+                };
+                let regex = Regex::new(&pattern).map_err(|error| ParseError {
+                    column: pattern_column,
+                    message: format!("invalid regular expression: {error}"),
+                })?;
+                return Ok(Expr::Call(Call::IsMatch(Box::new(target), regex)));
+            }
+            "IsString" => TypeCheck::String,
+            "IsInt" => TypeCheck::Int,
+            "IsDouble" => TypeCheck::Double,
+            "IsBool" => TypeCheck::Bool,
+            "IsMap" => TypeCheck::Map,
+            "IsList" => TypeCheck::List,
+            _ => {
+                return Err(ParseError {
+                    column,
+                    message: format!(
+                        "unknown function {name}; supported: IsMatch, IsString, IsInt, IsDouble, \
+                         IsBool, IsMap, IsList"
+                    ),
+                });
+            }
+        };
+        arity(1)?;
+        let (value, _) = arguments.into_iter().next().expect("arity checked");
+        Ok(Expr::Call(Call::IsType(Box::new(value), type_check)))
+    }
+
+    fn path(&mut self, first: String, column: usize) -> Result<Path, ParseError> {
+        let mut segments = vec![first];
+        while self.peek() == Some(&Token::Dot) {
+            self.position += 1;
+            match self.next() {
+                Some(Token::Ident(segment)) => segments.push(segment),
+                _ => {
+                    self.position -= 1;
+                    return Err(self.error_here("expected a name after \".\""));
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        while self.peek() == Some(&Token::LeftBracket) {
+            self.position += 1;
+            let key_column = self.column();
+            match self.next() {
+                Some(Token::Str(key)) => keys.push(key),
+                _ => {
+                    return Err(ParseError {
+                        column: key_column,
+                        message: "expected a string key inside [ ]".into(),
+                    });
+                }
+            }
+            self.expect(Token::RightBracket, "\"]\"")?;
+        }
+        if segments.first().map(String::as_str) == Some("span") && segments.len() > 1 {
+            segments.remove(0);
+        }
+        let words: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let unknown = || ParseError {
+            column,
+            message: format!("unknown path {:?}", segments.join(".")),
+        };
+        let no_keys = |path: Path| -> Result<Path, ParseError> {
+            if keys.is_empty() {
+                Ok(path)
+            } else {
+                Err(ParseError {
+                    column,
+                    message: format!("{} is not a map and takes no [\"key\"]", segments.join(".")),
+                })
+            }
+        };
+        let with_keys = |path: fn(Vec<String>) -> Path| -> Result<Path, ParseError> {
+            if keys.is_empty() {
+                Err(ParseError {
+                    column,
+                    message: format!(
+                        "{} needs a key: {}[\"key\"]",
+                        segments.join("."),
+                        segments.join(".")
+                    ),
+                })
+            } else {
+                Ok(path(keys.clone()))
+            }
+        };
+        match words.as_slice() {
+            ["name"] => no_keys(Path::Name),
+            ["kind"] => no_keys(Path::Kind),
+            ["status", "code"] => no_keys(Path::StatusCode),
+            ["status", "message"] => no_keys(Path::StatusMessage),
+            ["trace_id"] | ["trace_id", "string"] => no_keys(Path::TraceId),
+            ["span_id"] | ["span_id", "string"] => no_keys(Path::SpanId),
+            ["parent_span_id"] | ["parent_span_id", "string"] => no_keys(Path::ParentSpanId),
+            ["trace_state"] => no_keys(Path::TraceState),
+            ["start_time_unix_nano"] => no_keys(Path::StartTime),
+            ["end_time_unix_nano"] => no_keys(Path::EndTime),
+            ["attributes"] => with_keys(Path::Attribute),
+            ["resource", "attributes"] => with_keys(Path::ResourceAttribute),
+            ["instrumentation_scope", "name"] => no_keys(Path::ScopeName),
+            ["instrumentation_scope", "version"] => no_keys(Path::ScopeVersion),
+            ["instrumentation_scope", "attributes"] => with_keys(Path::ScopeAttribute),
+            _ => Err(unknown()),
+        }
+    }
+}
+
+fn describe(token: &Token) -> String {
+    match token {
+        Token::Ident(word) => format!("{word:?}"),
+        Token::Str(text) => format!("string {text:?}"),
+        Token::Int(number) => format!("number {number}"),
+        Token::Float(number) => format!("number {number}"),
+        Token::LeftParen => "\"(\"".into(),
+        Token::RightParen => "\")\"".into(),
+        Token::LeftBracket => "\"[\"".into(),
+        Token::RightBracket => "\"]\"".into(),
+        Token::Dot => "\".\"".into(),
+        Token::Comma => "\",\"".into(),
+        Token::Equal => "\"==\"".into(),
+        Token::NotEqual => "\"!=\"".into(),
+        Token::Less => "\"<\"".into(),
+        Token::LessEqual => "\"<=\"".into(),
+        Token::Greater => "\">\"".into(),
+        Token::GreaterEqual => "\">=\"".into(),
+    }
+}
