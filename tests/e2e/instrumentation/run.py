@@ -130,9 +130,16 @@ def flush(provider, what="tracer provider"):
     provider.shutdown()
 
 
+def exported_trace_ids():
+    """Trace ids of the spans exported so far; raises if any export failed."""
+    if EXPORTS.failures:
+        raise RuntimeError("export failed: " + "; ".join(EXPORTS.failures))
+    return {trace_id for trace_id, _ in EXPORTS.spans}
+
+
 def the_trace_id():
     """The one trace the exporters sent (for libraries whose root span is the LLM span)."""
-    trace_ids = sorted({trace_id for trace_id, _ in EXPORTS.spans})
+    trace_ids = sorted(exported_trace_ids())
     if len(trace_ids) != 1:
         raise RuntimeError(f"expected spans of exactly one trace, got {trace_ids}")
     return trace_ids[0]
@@ -173,7 +180,14 @@ def run_openai_v2(url, token, base_url, stream):
     os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "EVENT_ONLY"
     os.environ["OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"] = "true"
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    try:
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    except ModuleNotFoundError as error:
+        raise RuntimeError(
+            "opentelemetry-instrumentation-openai-v2 2.4b0 needs opentelemetry-util-genai==1.1b0 "
+            "(see requirements.txt)"
+        ) from error
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
@@ -223,7 +237,7 @@ def run_langfuse(url, token, base_url, stream):
     log(f"answer: {text!r}")
     langfuse.flush()
     langfuse.shutdown()
-    if trace_id not in {t for t, _ in EXPORTS.spans}:
+    if trace_id not in exported_trace_ids():
         raise RuntimeError(f"langfuse exported no span of trace {trace_id}: {EXPORTS.spans}")
     return {"trace_id": trace_id, "user_id": USER_ID, "session_id": SESSION_ID}
 
@@ -254,7 +268,7 @@ def run_gentrace(url, token, base_url, stream):
     if not trace.get_tracer_provider().force_flush(FLUSH_MILLIS):
         raise RuntimeError("tracer provider flush timed out")
     trace_id = seen["trace_id"]
-    if trace_id not in {t for t, _ in EXPORTS.spans}:
+    if trace_id not in exported_trace_ids():
         raise RuntimeError(f"gentrace exported no span of trace {trace_id}: {EXPORTS.spans}")
     return {"trace_id": trace_id, "pipeline_id": PIPELINE_ID}
 
