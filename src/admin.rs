@@ -25,6 +25,33 @@ pub async fn project(config: &Config, command: ProjectCommand) -> anyhow::Result
             let project = store.create_project(&name).await?;
             println!("{}", project.id);
         }
+        ProjectCommand::Configure(arguments) => {
+            let project = project_named(store.as_ref(), &arguments.name).await?;
+            let mut settings = store.get_settings(&project.id).await?;
+            if arguments.no_sample_attribute {
+                settings.sample_attribute = None;
+            }
+            if let Some(attribute) = arguments.sample_attribute {
+                settings.sample_attribute = Some(attribute);
+            }
+            if arguments.clear_filters {
+                settings.filters.clear();
+            }
+            settings.filters.extend(arguments.filters);
+            if arguments.no_rate_limit {
+                settings.rate_limit = None;
+                settings.rate_limit_burst = None;
+            }
+            if let Some(rate) = arguments.rate_limit {
+                settings.rate_limit = Some(rate);
+            }
+            settings
+                .compile()
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            store.put_settings(&project.id, &settings).await?;
+            println!("{}", serde_json::to_string_pretty(&settings)?);
+            eprintln!("saved; running servers apply these settings within 5 seconds");
+        }
         ProjectCommand::List => {
             println!("{:<18} {:<24} CREATED", "ID", "NAME");
             for project in store.list_projects().await? {

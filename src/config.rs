@@ -106,6 +106,36 @@ pub enum ProjectCommand {
     Create { name: String },
     /// List projects.
     List,
+    /// Change a project's ingestion settings; running servers apply them within 5 seconds.
+    Configure(ConfigureArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigureArgs {
+    /// Project id or name.
+    pub name: String,
+    /// Keep only spans whose attribute KEY is "true" (and their traces' spans in the request).
+    #[arg(long, value_name = "KEY", conflicts_with = "no_sample_attribute")]
+    pub sample_attribute: Option<String>,
+    /// Keep spans whatever their sampling attribute.
+    #[arg(long)]
+    pub no_sample_attribute: bool,
+    /// Add an OTTL condition; spans matching any condition are dropped. Repeatable.
+    #[arg(long = "filter", value_name = "CONDITION")]
+    pub filters: Vec<String>,
+    /// Remove all conditions (before adding those given with --filter).
+    #[arg(long)]
+    pub clear_filters: bool,
+    /// Accept at most this many spans per second for the project; more is answered 429.
+    #[arg(
+        long,
+        value_name = "SPANS_PER_SECOND",
+        conflicts_with = "no_rate_limit"
+    )]
+    pub rate_limit: Option<f64>,
+    /// Remove the rate limit.
+    #[arg(long)]
+    pub no_rate_limit: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +220,9 @@ pub struct FileLimits {
     pub max_decompressed_bytes: Option<usize>,
     pub queue_capacity_spans: Option<usize>,
     pub max_batch_spans: Option<usize>,
+    pub max_attribute_value_bytes: Option<usize>,
+    pub max_attribute_depth: Option<usize>,
+    pub max_spans_per_request: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +264,12 @@ pub struct Limits {
     pub queue_capacity_spans: usize,
     /// Most spans stored in one transaction.
     pub max_batch_spans: usize,
+    /// Longest attribute value kept, in bytes; longer values are cut and marked.
+    pub max_attribute_value_bytes: usize,
+    /// Deepest nesting of attribute arrays and maps kept.
+    pub max_attribute_depth: usize,
+    /// Most spans in one request; more is answered 413.
+    pub max_spans_per_request: usize,
 }
 
 impl Default for Limits {
@@ -240,6 +279,9 @@ impl Default for Limits {
             max_decompressed_bytes: 128 * 1024 * 1024,
             queue_capacity_spans: 100_000,
             max_batch_spans: 20_000,
+            max_attribute_value_bytes: 1024 * 1024,
+            max_attribute_depth: 16,
+            max_spans_per_request: 50_000,
         }
     }
 }
@@ -285,6 +327,18 @@ impl Config {
                 .limits
                 .max_batch_spans
                 .unwrap_or(defaults.max_batch_spans),
+            max_attribute_value_bytes: file
+                .limits
+                .max_attribute_value_bytes
+                .unwrap_or(defaults.max_attribute_value_bytes),
+            max_attribute_depth: file
+                .limits
+                .max_attribute_depth
+                .unwrap_or(defaults.max_attribute_depth),
+            max_spans_per_request: file
+                .limits
+                .max_spans_per_request
+                .unwrap_or(defaults.max_spans_per_request),
         };
         if limits.queue_capacity_spans == 0 || limits.max_batch_spans == 0 {
             return Err(ConfigError::Invalid(

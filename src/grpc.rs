@@ -18,7 +18,6 @@ use tonic::{Request, Response, Status};
 
 use crate::api::{ApiError, AppState};
 use crate::auth::Access;
-use crate::ingest;
 use crate::otlp;
 
 pub struct TraceReceiver {
@@ -55,11 +54,16 @@ impl TraceService for TraceReceiver {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let principal = authenticate(&self.state, request.metadata())?;
         let export = request.into_inner();
-        let normalizer = std::sync::Arc::clone(&self.state.normalizer);
-        let prepared = tokio::task::spawn_blocking(move || ingest::prepare(export, &normalizer))
+        let ingest = std::sync::Arc::clone(&self.state.ingest);
+        let project_id = principal.project.id.clone();
+        let prepared = tokio::task::spawn_blocking(move || ingest.prepare(&project_id, export))
             .await
-            .map_err(|error| Status::unavailable(format!("decoder failed: {error}")))?;
-        let outcome = ingest::store_prepared(&self.state.pipeline, &principal.project.id, prepared)
+            .map_err(|error| Status::unavailable(format!("decoder failed: {error}")))?
+            .map_err(|error| ApiError::from(error).into_grpc_status())?;
+        let outcome = self
+            .state
+            .ingest
+            .store(&principal.project.id, prepared)
             .await
             .map_err(|error| ApiError::from(error).into_grpc_status())?;
         Ok(Response::new(otlp::trace_response(
@@ -94,7 +98,9 @@ impl LogsService for LogsReceiver {
             tokio::task::spawn_blocking(move || otlp::logs::content_events_from_request(export))
                 .await
                 .map_err(|error| Status::unavailable(format!("decoder failed: {error}")))?;
-        ingest::store_content_events(&self.state.pipeline, &principal.project.id, converted)
+        self.state
+            .ingest
+            .store_content_events(&principal.project.id, converted)
             .await
             .map_err(|error| ApiError::from(error).into_grpc_status())?;
         Ok(Response::new(ExportLogsServiceResponse::default()))

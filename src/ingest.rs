@@ -1,44 +1,45 @@
 //! What happens to an export request once it is decoded, for every receiver alike: spans are
-//! checked and converted, normalized, and handed to the pipeline.
+//! checked and converted, values cut to the limits, the project's sampling attribute and filters
+//! applied, the rest normalized, rate-limited and handed to the pipeline. Every span is counted
+//! under what happened to it (`stats`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use crate::model::NormalizedSpan;
+use crate::limits::{SpanLimits, truncate_span};
+use crate::model::attributes::find;
+use crate::model::{AttrValue, NormalizedSpan, Span, TraceId};
 use crate::normalize::Normalizer;
 use crate::otlp::logs::ConvertedLogs;
 use crate::otlp::spans_from_request;
 use crate::pipeline::{Pipeline, PipelineError};
+use crate::settings::{ProjectRules, RulesCache};
+use crate::stats::{IngestionStats, SAMPLING_RULE, counter, reason};
 
-/// The spans of one request, ready to store, and what was rejected.
+/// Why a decoded request is not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("request has {count} spans; at most {limit} are accepted per request")]
+    TooManySpans { count: usize, limit: usize },
+    #[error("the project's rate limit is exceeded; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: Duration },
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// The spans of one request, ready to store, and what happened to the others.
 #[derive(Debug, Default)]
 pub struct PreparedSpans {
     pub spans: Vec<NormalizedSpan>,
     pub rejected: usize,
     /// Readable reason for `partial_success.error_message`; empty when nothing was rejected.
     pub error_message: String,
-}
-
-/// Converts and normalizes a request. CPU work only: receivers run it off the async runtime
-/// for large requests.
-pub fn prepare(request: ExportTraceServiceRequest, normalizer: &Normalizer) -> PreparedSpans {
-    let converted = spans_from_request(request);
-    let error_message = converted.error_message();
-    for rejected in converted.rejected.iter().take(3) {
-        tracing::debug!(reason = %rejected.reason, "rejected span");
-    }
-    let spans = converted
-        .spans
-        .into_iter()
-        .map(|span| NormalizedSpan {
-            semantics: normalizer.normalize(&span, &[]),
-            span,
-        })
-        .collect();
-    PreparedSpans {
-        spans,
-        rejected: converted.rejected.len(),
-        error_message,
-    }
+    /// Spans among `spans` with a value cut to the limits.
+    pub truncated: usize,
+    rules: Option<Arc<ProjectRules>>,
 }
 
 /// The outcome of an accepted request.
@@ -49,34 +50,240 @@ pub struct IngestOutcome {
     pub error_message: String,
 }
 
-/// Stores the GenAI content events of a logs request; returns once they are durable.
-pub async fn store_content_events(
-    pipeline: &Pipeline,
-    project_id: &str,
-    converted: ConvertedLogs,
-) -> Result<(), PipelineError> {
-    if converted.ignored > 0 {
-        tracing::debug!(
-            records = converted.ignored,
-            "log records without GenAI content for a span"
-        );
-    }
-    pipeline
-        .submit_content_events(project_id, converted.content)
-        .await
+/// The ingest path shared by the receivers.
+pub struct Ingest {
+    pub pipeline: Pipeline,
+    pub normalizer: Arc<Normalizer>,
+    pub rules: Arc<RulesCache>,
+    pub stats: Arc<IngestionStats>,
+    pub limits: SpanLimits,
 }
 
-/// Stores prepared spans for a project; returns once they are durable.
-pub async fn store_prepared(
-    pipeline: &Pipeline,
-    project_id: &str,
-    prepared: PreparedSpans,
-) -> Result<IngestOutcome, PipelineError> {
-    let accepted = prepared.spans.len();
-    pipeline.submit(project_id, prepared.spans).await?;
-    Ok(IngestOutcome {
-        accepted,
-        rejected: prepared.rejected,
-        error_message: prepared.error_message,
-    })
+impl Ingest {
+    /// Converts, limits, filters and normalizes a request. CPU work only: receivers run it off
+    /// the async runtime for large requests.
+    pub fn prepare(
+        &self,
+        project_id: &str,
+        request: ExportTraceServiceRequest,
+    ) -> Result<PreparedSpans, IngestError> {
+        let converted = spans_from_request(request);
+        let received = converted.spans.len() + converted.rejected.len();
+        self.stats
+            .record(project_id, counter::RECEIVED, "", received as u64);
+        if received > self.limits.max_spans_per_request {
+            self.stats.record(
+                project_id,
+                counter::REJECTED,
+                reason::TOO_MANY_SPANS,
+                received as u64,
+            );
+            return Err(IngestError::TooManySpans {
+                count: received,
+                limit: self.limits.max_spans_per_request,
+            });
+        }
+        self.stats.record(
+            project_id,
+            counter::REJECTED,
+            reason::INVALID_SPAN,
+            converted.rejected.len() as u64,
+        );
+        for rejected in converted.rejected.iter().take(3) {
+            tracing::debug!(project = project_id, reason = %rejected.reason, "rejected span");
+        }
+        let error_message = converted.error_message();
+        let rules = self.rules.get(project_id);
+        let kept = match &rules {
+            Some(rules) => self.apply_rules(project_id, rules, converted.spans),
+            None => converted.spans,
+        };
+        let mut truncated = 0;
+        let spans = kept
+            .into_iter()
+            .map(|mut span| {
+                if truncate_span(&mut span, &self.limits) {
+                    truncated += 1;
+                }
+                NormalizedSpan {
+                    semantics: self.normalizer.normalize(&span, &[]),
+                    span,
+                }
+            })
+            .collect();
+        Ok(PreparedSpans {
+            spans,
+            rejected: converted.rejected.len(),
+            error_message,
+            truncated,
+            rules,
+        })
+    }
+
+    /// The sampling attribute, then the filter conditions; counts what they drop, by rule.
+    fn apply_rules(&self, project_id: &str, rules: &ProjectRules, spans: Vec<Span>) -> Vec<Span> {
+        let spans = match &rules.settings.sample_attribute {
+            Some(attribute) => {
+                let (kept, dropped) = sample(spans, attribute);
+                self.stats
+                    .record(project_id, counter::FILTERED, SAMPLING_RULE, dropped as u64);
+                kept
+            }
+            None => spans,
+        };
+        if rules.filters.is_empty() {
+            return spans;
+        }
+        spans
+            .into_iter()
+            .filter(|span| {
+                let Some((rule, _)) = rules
+                    .filters
+                    .iter()
+                    .find(|(_, condition)| condition.matches(span))
+                else {
+                    return true;
+                };
+                self.stats.record(project_id, counter::FILTERED, rule, 1);
+                false
+            })
+            .collect()
+    }
+
+    /// Rate-limits and stores prepared spans; returns once they are durable.
+    pub async fn store(
+        &self,
+        project_id: &str,
+        prepared: PreparedSpans,
+    ) -> Result<IngestOutcome, IngestError> {
+        let accepted = prepared.spans.len();
+        if accepted > 0
+            && let Some(limiter) = prepared
+                .rules
+                .as_ref()
+                .and_then(|rules| rules.rate_limiter.as_ref())
+            && let Err(retry_after) = limiter.try_take(accepted)
+        {
+            self.stats
+                .record(project_id, counter::RATE_LIMITED, "", accepted as u64);
+            return Err(IngestError::RateLimited { retry_after });
+        }
+        if let Err(error) = self.pipeline.submit(project_id, prepared.spans).await {
+            let why = match &error {
+                PipelineError::Overloaded { .. } | PipelineError::ShuttingDown => {
+                    reason::OVERLOADED
+                }
+                PipelineError::TooManySpans { .. } => reason::TOO_MANY_SPANS,
+                PipelineError::Store(_) => reason::STORE_UNAVAILABLE,
+            };
+            self.stats
+                .record(project_id, counter::REJECTED, why, accepted as u64);
+            return Err(error.into());
+        }
+        self.stats
+            .record(project_id, counter::ACCEPTED, "", accepted as u64);
+        self.stats.record(
+            project_id,
+            counter::TRUNCATED,
+            "",
+            prepared.truncated as u64,
+        );
+        Ok(IngestOutcome {
+            accepted,
+            rejected: prepared.rejected,
+            error_message: prepared.error_message,
+        })
+    }
+
+    /// Stores the GenAI content events of a logs request; returns once they are durable.
+    pub async fn store_content_events(
+        &self,
+        project_id: &str,
+        converted: ConvertedLogs,
+    ) -> Result<(), IngestError> {
+        if converted.ignored > 0 {
+            tracing::debug!(
+                records = converted.ignored,
+                "log records without GenAI content for a span"
+            );
+        }
+        self.pipeline
+            .submit_content_events(project_id, converted.content)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Whether a span carries the sampling attribute set to true (`"true"` or `true`).
+fn is_sampled(span: &Span, attribute: &str) -> bool {
+    match find(&span.attributes, attribute) {
+        Some(AttrValue::String(text)) => text.eq_ignore_ascii_case("true"),
+        Some(AttrValue::Bool(flag)) => *flag,
+        _ => false,
+    }
+}
+
+/// Keeps the sampled spans and every span of a trace that has a sampled span in the same
+/// request, so that sampling never orphans part of a kept trace. Returns the kept spans and how
+/// many were dropped.
+fn sample(spans: Vec<Span>, attribute: &str) -> (Vec<Span>, usize) {
+    let sampled_traces: HashSet<TraceId> = spans
+        .iter()
+        .filter(|span| is_sampled(span, attribute))
+        .map(|span| span.trace_id)
+        .collect();
+    let total = spans.len();
+    let kept: Vec<Span> = spans
+        .into_iter()
+        .filter(|span| sampled_traces.contains(&span.trace_id))
+        .collect();
+    let dropped = total - kept.len();
+    (kept, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::KeyValue;
+    use crate::model::span::test_support::make_span;
+
+    #[test]
+    fn sampling_keeps_whole_traces_of_the_request() {
+        let sampled_root = Span {
+            attributes: vec![KeyValue::new(
+                "gentrace.sample",
+                AttrValue::String("true".into()),
+            )],
+            ..make_span(1, 1)
+        };
+        let child_without_attribute = make_span(1, 2);
+        let other_trace = make_span(2, 1);
+        let explicitly_false = Span {
+            attributes: vec![KeyValue::new(
+                "gentrace.sample",
+                AttrValue::String("false".into()),
+            )],
+            ..make_span(3, 1)
+        };
+        let boolean = Span {
+            attributes: vec![KeyValue::new("gentrace.sample", AttrValue::Bool(true))],
+            ..make_span(4, 1)
+        };
+        let (kept, dropped) = sample(
+            vec![
+                sampled_root,
+                child_without_attribute,
+                other_trace,
+                explicitly_false,
+                boolean,
+            ],
+            "gentrace.sample",
+        );
+        assert_eq!(dropped, 2);
+        let kept: Vec<(u8, u8)> = kept
+            .iter()
+            .map(|span| (span.trace_id.0[0], span.span_id.0[0]))
+            .collect();
+        assert_eq!(kept, vec![(1, 1), (1, 2), (4, 1)]);
+    }
 }

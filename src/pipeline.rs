@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use std::collections::HashMap;
+
+use crate::metrics::Metrics;
 use crate::model::{ContentEvent, NormalizedSpan};
 use crate::store::{ContentEventBatch, SpanBatch, Store, StoreError};
 
@@ -60,20 +63,58 @@ pub struct Pipeline {
     jobs: mpsc::UnboundedSender<WriteJob>,
     capacity: Arc<Semaphore>,
     limits: PipelineLimits,
-    buffered: Arc<AtomicU64>,
+    buffered: Arc<Buffered>,
+}
+
+/// Items waiting for the store, in all and per project.
+#[derive(Default)]
+struct Buffered {
+    total: AtomicU64,
+    by_project: std::sync::Mutex<HashMap<String, u64>>,
+}
+
+impl Buffered {
+    fn add(&self, project_id: &str, items: u64) {
+        self.total.fetch_add(items, Ordering::Relaxed);
+        *self
+            .by_project
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .entry(project_id.to_owned())
+            .or_default() += items;
+    }
+
+    fn remove(&self, project_id: &str, items: u64) {
+        self.total.fetch_sub(items, Ordering::Relaxed);
+        let mut by_project = self
+            .by_project
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(count) = by_project.get_mut(project_id) {
+            *count = count.saturating_sub(items);
+            if *count == 0 {
+                by_project.remove(project_id);
+            }
+        }
+    }
 }
 
 impl Pipeline {
     /// Starts the writer task. It ends once every `Pipeline` clone is dropped and the queue is
     /// drained.
-    pub fn start(store: Arc<dyn Store>, limits: PipelineLimits) -> (Self, JoinHandle<()>) {
+    pub fn start(
+        store: Arc<dyn Store>,
+        limits: PipelineLimits,
+        metrics: Arc<Metrics>,
+    ) -> (Self, JoinHandle<()>) {
         let (jobs, receiver) = mpsc::unbounded_channel();
-        let buffered = Arc::new(AtomicU64::new(0));
+        let buffered = Arc::new(Buffered::default());
         let writer = tokio::spawn(run_writer(
             store,
             receiver,
             limits.max_batch_spans,
             Arc::clone(&buffered),
+            metrics,
         ));
         let pipeline = Self {
             jobs,
@@ -84,9 +125,20 @@ impl Pipeline {
         (pipeline, writer)
     }
 
-    /// Spans accepted and not yet stored.
+    /// Spans and content events waiting for the store.
     pub fn buffered(&self) -> u64 {
-        self.buffered.load(Ordering::Relaxed)
+        self.buffered.total.load(Ordering::Relaxed)
+    }
+
+    /// Spans and content events of one project waiting for the store.
+    pub fn buffered_for(&self, project_id: &str) -> u64 {
+        self.buffered
+            .by_project
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(project_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Queues the spans of one request and waits until they are durable.
@@ -100,7 +152,7 @@ impl Pipeline {
             project_id: project_id.to_owned(),
             spans,
         };
-        self.enqueue(Payload::Spans(batch), items).await
+        self.enqueue(project_id, Payload::Spans(batch), items).await
     }
 
     /// Queues the GenAI content events of one logs request and waits until they are durable.
@@ -114,10 +166,16 @@ impl Pipeline {
             project_id: project_id.to_owned(),
             events,
         };
-        self.enqueue(Payload::ContentEvents(batch), items).await
+        self.enqueue(project_id, Payload::ContentEvents(batch), items)
+            .await
     }
 
-    async fn enqueue(&self, payload: Payload, items: usize) -> Result<(), PipelineError> {
+    async fn enqueue(
+        &self,
+        project_id: &str,
+        payload: Payload,
+        items: usize,
+    ) -> Result<(), PipelineError> {
         if items == 0 {
             return Ok(());
         }
@@ -139,9 +197,9 @@ impl Pipeline {
             _permit: permit,
             done,
         };
-        self.buffered.fetch_add(span_count, Ordering::Relaxed);
+        self.buffered.add(project_id, span_count);
         if self.jobs.send(job).is_err() {
-            self.buffered.fetch_sub(span_count, Ordering::Relaxed);
+            self.buffered.remove(project_id, span_count);
             return Err(PipelineError::ShuttingDown);
         }
         match answer.await {
@@ -158,7 +216,8 @@ async fn run_writer(
     store: Arc<dyn Store>,
     mut receiver: mpsc::UnboundedReceiver<WriteJob>,
     max_batch_spans: usize,
-    buffered: Arc<AtomicU64>,
+    buffered: Arc<Buffered>,
+    metrics: Arc<Metrics>,
 ) {
     while let Some(first) = receiver.recv().await {
         let mut item_count = first.items;
@@ -177,7 +236,11 @@ async fn run_writer(
         let mut event_batches = Vec::new();
         let mut event_answers = Vec::new();
         for job in jobs {
-            let answer = (job.done, job._permit, job.items);
+            let project_id = match &job.payload {
+                Payload::Spans(batch) => batch.project_id.clone(),
+                Payload::ContentEvents(batch) => batch.project_id.clone(),
+            };
+            let answer = (job.done, job._permit, job.items, project_id);
             match job.payload {
                 Payload::Spans(batch) => {
                     span_batches.push(batch);
@@ -190,11 +253,15 @@ async fn run_writer(
             }
         }
         if !span_batches.is_empty() {
+            let started = std::time::Instant::now();
             let result = store.write_spans(span_batches).await;
+            metrics.store_writes.observe(started.elapsed());
             finish("spans", result, span_answers, &buffered);
         }
         if !event_batches.is_empty() {
+            let started = std::time::Instant::now();
             let result = store.write_content_events(event_batches).await;
+            metrics.store_writes.observe(started.elapsed());
             finish("content events", result, event_answers, &buffered);
         }
     }
@@ -204,6 +271,7 @@ type Answer = (
     oneshot::Sender<Result<(), Arc<StoreError>>>,
     OwnedSemaphorePermit,
     usize,
+    String,
 );
 
 /// Answers the jobs of one write and frees their place in the queue.
@@ -211,16 +279,16 @@ fn finish(
     what: &'static str,
     result: Result<(), StoreError>,
     answers: Vec<Answer>,
-    buffered: &AtomicU64,
+    buffered: &Buffered,
 ) {
-    let items: usize = answers.iter().map(|(_, _, items)| items).sum();
+    let items: usize = answers.iter().map(|(_, _, items, _)| items).sum();
     let result = result.map_err(Arc::new);
     match &result {
         Ok(()) => tracing::debug!(items, requests = answers.len(), what, "stored batch"),
         Err(error) => tracing::error!(items, what, %error, "storing batch failed"),
     }
-    buffered.fetch_sub(items as u64, Ordering::Relaxed);
-    for (done, permit, _) in answers {
+    for (done, permit, items, project_id) in answers {
+        buffered.remove(&project_id, items as u64);
         let _ = done.send(result.clone());
         drop(permit);
     }

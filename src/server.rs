@@ -14,9 +14,14 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, HttpLimits};
 use crate::auth::{self, Authenticator, Role, TOKEN_REFRESH_INTERVAL};
 use crate::config::{Config, StorageKind};
+use crate::ingest::Ingest;
+use crate::limits::SpanLimits;
+use crate::metrics::Metrics;
 use crate::normalize::Normalizer;
 use crate::normalize::pricing::Pricing;
 use crate::pipeline::{Pipeline, PipelineLimits};
+use crate::settings::RulesCache;
+use crate::stats::IngestionStats;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NewToken, Store};
 
@@ -53,6 +58,9 @@ pub struct RunningServer {
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     writer: JoinHandle<()>,
     refresher: JoinHandle<()>,
+    flusher: JoinHandle<()>,
+    stats: Arc<IngestionStats>,
+    store: Arc<dyn Store>,
 }
 
 /// Starts spanhouse and returns once it listens.
@@ -65,22 +73,43 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             .await
             .context("loading tokens")?,
     );
-    let refresher = tokio::spawn(refresh_tokens(
+    let rules = Arc::new(RulesCache::default());
+    rules
+        .refresh(store.as_ref())
+        .await
+        .context("loading project settings")?;
+    let refresher = tokio::spawn(refresh(
         Arc::clone(&authenticator),
+        Arc::clone(&rules),
         Arc::clone(&store),
     ));
+    let stats = Arc::new(IngestionStats::default());
+    let flusher = tokio::spawn(flush_stats(Arc::clone(&stats), Arc::clone(&store)));
+    let metrics = Arc::new(Metrics::default());
     let (pipeline, writer) = Pipeline::start(
         Arc::clone(&store),
         PipelineLimits {
             queue_capacity_spans: config.limits.queue_capacity_spans,
             max_batch_spans: config.limits.max_batch_spans,
         },
+        Arc::clone(&metrics),
     );
-    let state = AppState {
-        store,
-        auth: authenticator,
+    let ingest = Arc::new(Ingest {
         pipeline,
         normalizer,
+        rules,
+        stats: Arc::clone(&stats),
+        limits: SpanLimits {
+            max_attribute_value_bytes: config.limits.max_attribute_value_bytes,
+            max_attribute_depth: config.limits.max_attribute_depth,
+            max_spans_per_request: config.limits.max_spans_per_request,
+        },
+    });
+    let state = AppState {
+        store: Arc::clone(&store),
+        auth: authenticator,
+        ingest,
+        metrics,
         limits: HttpLimits {
             max_body_bytes: config.limits.max_body_bytes,
             max_decompressed_bytes: config.limits.max_decompressed_bytes,
@@ -124,6 +153,9 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         grpc,
         writer,
         refresher,
+        flusher,
+        stats,
+        store,
     })
 }
 
@@ -142,18 +174,40 @@ impl RunningServer {
         {
             anyhow::bail!("the writer did not finish within 30 s");
         }
+        self.flusher.abort();
+        if let Err(error) = self.stats.flush(self.store.as_ref()).await {
+            tracing::warn!(%error, "the last ingestion counts could not be saved");
+        }
         tracing::info!("spanhouse stopped");
         Ok(())
     }
 }
 
-async fn refresh_tokens(authenticator: Arc<Authenticator>, store: Arc<dyn Store>) {
+/// Reloads tokens and project settings, so that changes made by admin commands, the API or
+/// another node apply within the five seconds SPEC §1 and §4 allow.
+async fn refresh(authenticator: Arc<Authenticator>, rules: Arc<RulesCache>, store: Arc<dyn Store>) {
     let mut interval = tokio::time::interval(TOKEN_REFRESH_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
     loop {
         interval.tick().await;
         if let Err(error) = authenticator.refresh(store.as_ref()).await {
             tracing::warn!(%error, "reloading tokens failed; keeping the previous set");
+        }
+        if let Err(error) = rules.refresh(store.as_ref()).await {
+            tracing::warn!(%error, "reloading project settings failed; keeping the previous set");
+        }
+    }
+}
+
+/// Saves the ingestion counts every second.
+async fn flush_stats(stats: Arc<IngestionStats>, store: Arc<dyn Store>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(error) = stats.flush(store.as_ref()).await {
+            tracing::warn!(%error, "saving ingestion counts failed; will retry");
         }
     }
 }

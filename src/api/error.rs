@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::AuthError;
+use crate::ingest::IngestError;
 use crate::otlp::{DecodeError, Encoding, encode_status};
 use crate::pipeline::PipelineError;
 use crate::store::StoreError;
@@ -141,6 +142,21 @@ impl From<PipelineError> for ApiError {
             PipelineError::Overloaded { .. }
             | PipelineError::ShuttingDown
             | PipelineError::Store(_) => Self::unavailable(error.to_string()),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::TooManySpans { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
+            }
+            IngestError::RateLimited { retry_after } => Self {
+                retry_after: Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, error.to_string())
+            },
+            IngestError::Pipeline(error) => error.into(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface: OTLP/HTTP receivers, the JSON query API and health checks, on one router.
 
+mod control;
 pub mod error;
 mod otlp_http;
 mod query;
@@ -14,8 +15,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 use crate::auth::{Access, Authenticator, Principal};
-use crate::normalize::Normalizer;
-use crate::pipeline::Pipeline;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
 use crate::store::Store;
 pub use error::ApiError;
 
@@ -33,8 +34,8 @@ pub struct HttpLimits {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub auth: Arc<Authenticator>,
-    pub pipeline: Pipeline,
-    pub normalizer: Arc<Normalizer>,
+    pub ingest: Arc<Ingest>,
+    pub metrics: Arc<Metrics>,
     pub limits: HttpLimits,
 }
 
@@ -67,10 +68,20 @@ pub fn app(state: AppState) -> Router {
         // OTLP bodies are read with their own limits (413 with an OTLP status body).
         .layer(DefaultBodyLimit::disable())
         .route("/api/v1/traces", get(query::list_traces))
+        .route(
+            "/api/v1/project/settings",
+            get(control::get_settings).put(control::put_settings),
+        )
+        .route("/api/v1/ingestion", get(control::ingestion))
+        .route("/metrics", get(control::metrics))
         .route("/api/v1/traces/{trace_id}", get(query::get_trace))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            control::track,
+        ))
         .with_state(state)
 }
 
@@ -97,7 +108,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             StatusCode::OK,
             axum::Json(serde_json::json!({
                 "status": "ready",
-                "buffered": state.pipeline.buffered(),
+                "buffered": state.ingest.pipeline.buffered(),
             })),
         )
             .into_response(),

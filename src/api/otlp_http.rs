@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::{AppState, authenticate};
 use crate::auth::{Access, Principal};
-use crate::ingest;
 use crate::otlp::{self, Compression, Encoding};
 
 /// Bodies above this size are decoded on the blocking pool rather than on the async runtime.
@@ -28,17 +27,17 @@ pub async fn export_traces(
     };
     let result = async {
         let received = receive(&state, &headers, body).await?;
-        let normalizer = Arc::clone(&state.normalizer);
+        let ingest = Arc::clone(&state.ingest);
+        let project_id = received.principal.project.id.clone();
         let limit = state.limits.max_decompressed_bytes;
         let prepared = off_runtime(received.body.len(), move || {
             let body = otlp::decompress(received.compression, received.body, limit)?;
             let request = otlp::decode_trace_request(encoding, &body)?;
-            Ok(ingest::prepare(request, &normalizer))
+            Ok(ingest.prepare(&project_id, request)?)
         })
         .await?;
-        let outcome =
-            ingest::store_prepared(&state.pipeline, &received.principal.project.id, prepared)
-                .await?;
+        let project_id = &received.principal.project.id;
+        let outcome = state.ingest.store(project_id, prepared).await?;
         let response = otlp::trace_response(outcome.rejected, outcome.error_message);
         Ok(otlp::encode_trace_response(encoding, &response))
     }
@@ -59,6 +58,7 @@ pub async fn export_logs(
     };
     let result = async {
         let received = receive(&state, &headers, body).await?;
+        let project_id = received.principal.project.id.clone();
         let limit = state.limits.max_decompressed_bytes;
         let converted = off_runtime(received.body.len(), move || {
             let body = otlp::decompress(received.compression, received.body, limit)?;
@@ -66,7 +66,9 @@ pub async fn export_logs(
             Ok(otlp::logs::content_events_from_request(request))
         })
         .await?;
-        ingest::store_content_events(&state.pipeline, &received.principal.project.id, converted)
+        state
+            .ingest
+            .store_content_events(&project_id, converted)
             .await?;
         Ok(otlp::encode_logs_response(encoding))
     }

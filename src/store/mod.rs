@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::auth::Role;
 use crate::model::{ContentEvent, NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
+use crate::settings::ProjectSettings;
 
 /// A project: the unit every token, span and setting belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,18 @@ pub struct SpanBatch {
 pub struct ContentEventBatch {
     pub project_id: String,
     pub events: Vec<ContentEvent>,
+}
+
+/// One ingestion counter of one project in one time bucket, or an amount to add to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountDelta {
+    pub project_id: String,
+    pub bucket_start_unix_nano: u64,
+    /// `received`, `accepted`, `filtered`, `rejected`, `rate_limited` or `truncated`.
+    pub counter: String,
+    /// The filter rule or rejection reason; empty for the plain counters.
+    pub label: String,
+    pub value: u64,
 }
 
 /// Where a page of traces ends: the next page starts after this trace.
@@ -142,6 +155,22 @@ pub trait Store: Send + Sync + 'static {
     /// to their spans: a stored span is normalized again with all its content events and its
     /// trace's record recomputed; a span that arrives later is normalized with them then.
     async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()>;
+
+    /// A project's ingestion settings; the defaults when none were saved.
+    async fn get_settings(&self, project_id: &str) -> StoreResult<ProjectSettings>;
+    async fn put_settings(&self, project_id: &str, settings: &ProjectSettings) -> StoreResult<()>;
+    /// The settings of every project that saved some.
+    async fn all_settings(&self) -> StoreResult<Vec<(String, ProjectSettings)>>;
+
+    /// Adds to the persisted ingestion counters.
+    async fn add_ingestion_counts(&self, deltas: Vec<CountDelta>) -> StoreResult<()>;
+    /// The persisted counters of a project with bucket starts in `[start, end)`.
+    async fn ingestion_counts(
+        &self,
+        project_id: &str,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> StoreResult<Vec<CountDelta>>;
 
     async fn query_traces(&self, project_id: &str, query: &TraceQuery) -> StoreResult<TracePage>;
     /// A trace's record and spans ordered by start time, or `None` when the project has no such

@@ -16,13 +16,14 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
-    ActiveToken, ContentEventBatch, NewToken, Project, SpanBatch, Store, StoreError, StoreResult,
-    StoredSpan, TokenInfo, TracePage, TraceQuery,
+    ActiveToken, ContentEventBatch, CountDelta, NewToken, Project, SpanBatch, Store, StoreError,
+    StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
 use crate::auth::Role;
 use crate::model::time::now_unix_nano;
 use crate::model::{TraceId, TraceRecord};
 use crate::normalize::Normalizer;
+use crate::settings::ProjectSettings;
 
 /// How SQLite makes a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -155,6 +156,10 @@ fn project_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
         name: row.get(1)?,
         created_at_unix_nano: row.get::<_, i64>(2)? as u64,
     })
+}
+
+fn parse_settings(text: &str) -> StoreResult<ProjectSettings> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("settings: {error}")))
 }
 
 fn role_from_text(text: &str) -> StoreResult<Role> {
@@ -347,6 +352,116 @@ impl Store for SqliteStore {
         let normalizer = Arc::clone(&self.normalizer);
         self.with_writer(move |connection| {
             write::write_content_events(connection, &batches, &normalizer)
+        })
+        .await
+    }
+
+    async fn get_settings(&self, project_id: &str) -> StoreResult<ProjectSettings> {
+        let project_id = project_id.to_owned();
+        self.with_reader(move |connection| {
+            let text: Option<String> = connection
+                .query_row(
+                    "SELECT settings FROM project_settings WHERE project_id = ?1",
+                    [project_id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            text.map_or(Ok(ProjectSettings::default()), |text| parse_settings(&text))
+        })
+        .await
+    }
+
+    async fn put_settings(&self, project_id: &str, settings: &ProjectSettings) -> StoreResult<()> {
+        let project_id = project_id.to_owned();
+        let text = serde_json::to_string(settings)
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        self.with_writer(move |connection| {
+            connection.execute(
+                "INSERT INTO project_settings (project_id, settings, updated_at_ns)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (project_id) DO UPDATE SET
+                     settings = excluded.settings, updated_at_ns = excluded.updated_at_ns",
+                params![project_id, text, now_unix_nano() as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn all_settings(&self) -> StoreResult<Vec<(String, ProjectSettings)>> {
+        self.with_reader(|connection| {
+            let mut statement =
+                connection.prepare_cached("SELECT project_id, settings FROM project_settings")?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(project_id, text)| Ok((project_id, parse_settings(&text)?)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn add_ingestion_counts(&self, deltas: Vec<CountDelta>) -> StoreResult<()> {
+        self.with_writer(move |connection| {
+            let transaction = connection.transaction()?;
+            {
+                let mut add = transaction.prepare_cached(
+                    "INSERT INTO ingestion_counts (project_id, bucket_start_ns, counter, label, value)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (project_id, bucket_start_ns, counter, label)
+                     DO UPDATE SET value = value + excluded.value",
+                )?;
+                for delta in &deltas {
+                    add.execute(params![
+                        delta.project_id,
+                        delta.bucket_start_unix_nano as i64,
+                        delta.counter,
+                        delta.label,
+                        delta.value as i64
+                    ])?;
+                }
+            }
+            transaction.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ingestion_counts(
+        &self,
+        project_id: &str,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> StoreResult<Vec<CountDelta>> {
+        let project_id = project_id.to_owned();
+        self.with_reader(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT bucket_start_ns, counter, label, value FROM ingestion_counts
+                 WHERE project_id = ?1 AND bucket_start_ns >= ?2 AND bucket_start_ns < ?3
+                 ORDER BY bucket_start_ns",
+            )?;
+            let rows = statement
+                .query_map(
+                    params![
+                        project_id,
+                        start_unix_nano.min(i64::MAX as u64) as i64,
+                        end_unix_nano.min(i64::MAX as u64) as i64
+                    ],
+                    |row| {
+                        Ok(CountDelta {
+                            project_id: project_id.clone(),
+                            bucket_start_unix_nano: row.get::<_, i64>(0)? as u64,
+                            counter: row.get(1)?,
+                            label: row.get(2)?,
+                            value: row.get::<_, i64>(3)? as u64,
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
         .await
     }

@@ -106,6 +106,23 @@ INSERT INTO trace_models (project_id, model, timestamp_ns, trace_id)
     SELECT traces.project_id, json_each.value, traces.timestamp_ns, traces.trace_id
     FROM traces, json_each(traces.models);
 "#,
+    r#"
+CREATE TABLE project_settings (
+    project_id    TEXT PRIMARY KEY REFERENCES projects(id),
+    settings      TEXT NOT NULL,
+    updated_at_ns INTEGER NOT NULL
+);
+
+-- Ingestion counters per project and minute; `label` is the filter rule or rejection reason.
+CREATE TABLE ingestion_counts (
+    project_id      TEXT NOT NULL,
+    bucket_start_ns INTEGER NOT NULL,
+    counter         TEXT NOT NULL,
+    label           TEXT NOT NULL,
+    value           INTEGER NOT NULL,
+    PRIMARY KEY (project_id, bucket_start_ns, counter, label)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the schema up to date. Safe when several processes open the same file at once: the

@@ -1,0 +1,196 @@
+//! Ingestion control and visibility: project settings, ingestion counters, Prometheus metrics.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState, authenticate};
+use crate::auth::Access;
+use crate::model::time::{now_unix_nano, parse_rfc3339};
+use crate::settings::ProjectSettings;
+use crate::stats::{BUCKET_NANOS, Bucket, Counts, into_buckets};
+
+/// `GET /api/v1/project/settings` (read or admin).
+pub async fn get_settings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ProjectSettings>, ApiError> {
+    let principal = authenticate(&state, &headers, Access::Read)?;
+    Ok(Json(state.store.get_settings(&principal.project.id).await?))
+}
+
+/// `PUT /api/v1/project/settings` (admin): validated, saved, applied here at once and by other
+/// servers within seconds.
+pub async fn put_settings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<ProjectSettings>, ApiError> {
+    let principal = authenticate(&state, &headers, Access::Admin)?;
+    let settings: ProjectSettings = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request(format!("invalid settings: {error}")))?;
+    settings
+        .compile()
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    state
+        .store
+        .put_settings(&principal.project.id, &settings)
+        .await?;
+    if let Err(error) = state.ingest.rules.refresh(state.store.as_ref()).await {
+        tracing::warn!(%error, "settings saved; this server applies them at its next reload");
+    }
+    Ok(Json(settings))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IngestionParams {
+    start: Option<String>,
+    end: Option<String>,
+    bucket: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IngestionView {
+    buckets: Vec<Bucket>,
+    totals: Counts,
+    /// Spans and content events accepted by this server and waiting for the store.
+    buffered: u64,
+}
+
+/// `GET /api/v1/ingestion?start=&end=&bucket=60s`: the project's counters over time.
+pub async fn ingestion(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<IngestionParams>,
+) -> Result<Json<IngestionView>, ApiError> {
+    let principal = authenticate(&state, &headers, Access::Read)?;
+    let width = parse_bucket(params.bucket.as_deref())?;
+    let time = |name: &str, value: Option<String>| -> Result<Option<u64>, ApiError> {
+        value
+            .filter(|value| !value.is_empty())
+            .map(|text| {
+                parse_rfc3339(&text).ok_or_else(|| {
+                    ApiError::bad_request(format!("{name} must be an RFC 3339 timestamp"))
+                })
+            })
+            .transpose()
+    };
+    let end = time("end", params.end)?.unwrap_or_else(now_unix_nano);
+    let start = time("start", params.start)?.unwrap_or(end.saturating_sub(3600 * 1_000_000_000));
+    if start >= end {
+        return Err(ApiError::bad_request("start must be before end"));
+    }
+    if (end - start) / width > 10_000 {
+        return Err(ApiError::bad_request(
+            "more than 10000 buckets; use a larger bucket",
+        ));
+    }
+    // Buckets start on whole multiples of their width; the last one holds `end`.
+    let aligned_start = start / width * width;
+    let aligned_end = end.div_ceil(width) * width;
+    let project_id = &principal.project.id;
+    let mut rows = state
+        .store
+        .ingestion_counts(project_id, aligned_start, aligned_end)
+        .await?;
+    rows.extend(
+        state
+            .ingest
+            .stats
+            .pending_for(project_id, aligned_start, aligned_end),
+    );
+    let (buckets, totals) = into_buckets(&rows, aligned_start, aligned_end, width);
+    Ok(Json(IngestionView {
+        buckets,
+        totals,
+        buffered: state.ingest.pipeline.buffered_for(project_id),
+    }))
+}
+
+/// `60s`, `5m`, `1h`, `1d`: a whole number of minutes.
+fn parse_bucket(text: Option<&str>) -> Result<u64, ApiError> {
+    let Some(text) = text.filter(|text| !text.is_empty()) else {
+        return Ok(BUCKET_NANOS);
+    };
+    let invalid = || {
+        ApiError::bad_request(format!(
+            "bucket must be a whole number of minutes like 60s, 5m, 1h or 1d, got {text:?}"
+        ))
+    };
+    let (number, unit) = text.split_at(text.len() - 1);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        "d" => number * 86_400,
+        _ => return Err(invalid()),
+    };
+    if seconds == 0 || seconds % 60 != 0 {
+        return Err(invalid());
+    }
+    Ok(seconds * 1_000_000_000)
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let names: BTreeMap<String, String> = state
+        .store
+        .list_projects()
+        .await
+        .map(|projects| {
+            projects
+                .into_iter()
+                .map(|project| (project.id, project.name))
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = state.metrics.render(
+        &state.ingest.stats,
+        state.ingest.pipeline.buffered(),
+        &names,
+    );
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Measures every request by its route and status.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .observe_request(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_widths() {
+        assert_eq!(parse_bucket(None).unwrap(), 60_000_000_000);
+        assert_eq!(parse_bucket(Some("5m")).unwrap(), 300_000_000_000);
+        assert_eq!(parse_bucket(Some("1h")).unwrap(), 3_600_000_000_000);
+        for bad in ["30s", "0m", "m", "5x", "-1m"] {
+            assert!(parse_bucket(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

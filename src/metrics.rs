@@ -1,0 +1,221 @@
+//! Prometheus metrics, written out in the text exposition format at `GET /metrics`.
+//!
+//! Per-project span counters come from [`IngestionStats`]; the request latency histograms (by
+//! route and status), the store write latency histogram and the queue depth live here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::stats::{IngestionStats, counter};
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A latency histogram with fixed buckets.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let separator = if labels.is_empty() { "" } else { "," };
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{separator}le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {count}"
+        );
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// Everything measured outside the ingestion counters.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), std::sync::Arc<Histogram>>>,
+    pub store_writes: Histogram,
+}
+
+impl Metrics {
+    /// Records one request of `route` answered with `status` after `elapsed`.
+    pub fn observe_request(&self, route: &str, status: u16, elapsed: Duration) {
+        let histogram = {
+            let mut requests = self
+                .requests
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            std::sync::Arc::clone(requests.entry((route.to_owned(), status)).or_default())
+        };
+        histogram.observe(elapsed);
+    }
+
+    /// The exposition text. `project_names` maps project ids to names for the labels.
+    pub fn render(
+        &self,
+        stats: &IngestionStats,
+        queue_depth: u64,
+        project_names: &BTreeMap<String, String>,
+    ) -> String {
+        let mut out = String::new();
+        let counters = [
+            (
+                counter::RECEIVED,
+                "spanhouse_spans_received_total",
+                "Spans received in decodable requests.",
+                None,
+            ),
+            (
+                counter::ACCEPTED,
+                "spanhouse_spans_accepted_total",
+                "Spans stored.",
+                None,
+            ),
+            (
+                counter::FILTERED,
+                "spanhouse_spans_filtered_total",
+                "Spans dropped by sampling or filter rules.",
+                Some("rule"),
+            ),
+            (
+                counter::REJECTED,
+                "spanhouse_spans_rejected_total",
+                "Spans refused, by reason.",
+                Some("reason"),
+            ),
+            (
+                counter::RATE_LIMITED,
+                "spanhouse_spans_rate_limited_total",
+                "Spans refused by the project's rate limit.",
+                None,
+            ),
+            (
+                counter::TRUNCATED,
+                "spanhouse_spans_truncated_total",
+                "Spans stored with a value cut to the length limit.",
+                None,
+            ),
+        ];
+        let totals = stats.totals();
+        for (counter_name, metric, help, label_name) in counters {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+            for ((project_id, counter, label), value) in &totals {
+                if *counter != counter_name {
+                    continue;
+                }
+                let project = project_names
+                    .get(project_id)
+                    .map_or(project_id.as_str(), String::as_str);
+                let mut labels = format!(
+                    "project_id=\"{}\",project=\"{}\"",
+                    escape(project_id),
+                    escape(project)
+                );
+                if let Some(label_name) = label_name {
+                    let _ = write!(labels, ",{label_name}=\"{}\"", escape(label));
+                }
+                let _ = writeln!(out, "{metric}{{{labels}}} {value}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP spanhouse_ingest_queue_spans Spans and content events waiting for the store.\n\
+             # TYPE spanhouse_ingest_queue_spans gauge\nspanhouse_ingest_queue_spans {queue_depth}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP spanhouse_store_write_duration_seconds Time of one store write (a batch).\n\
+             # TYPE spanhouse_store_write_duration_seconds histogram"
+        );
+        self.store_writes
+            .write(&mut out, "spanhouse_store_write_duration_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP spanhouse_request_duration_seconds Time to answer a request, by route and status.\n\
+             # TYPE spanhouse_request_duration_seconds histogram"
+        );
+        let requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone();
+        for ((route, status), histogram) in requests {
+            let labels = format!("route=\"{}\",status=\"{status}\"", escape(&route));
+            histogram.write(&mut out, "spanhouse_request_duration_seconds", &labels);
+        }
+        out
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_escapes_labels() {
+        let stats = IngestionStats::default();
+        stats.record("p1", counter::FILTERED, "name == \"x\"", 3);
+        stats.record("p1", counter::ACCEPTED, "", 7);
+        let metrics = Metrics::default();
+        metrics.observe_request("/v1/traces", 200, Duration::from_millis(3));
+        metrics.store_writes.observe(Duration::from_millis(20));
+        let names = BTreeMap::from([("p1".to_owned(), "default".to_owned())]);
+        let text = metrics.render(&stats, 5, &names);
+        assert!(text.contains(
+            "spanhouse_spans_filtered_total{project_id=\"p1\",project=\"default\",rule=\"name == \\\"x\\\"\"} 3"
+        ), "{text}");
+        assert!(
+            text.contains(
+                "spanhouse_spans_accepted_total{project_id=\"p1\",project=\"default\"} 7"
+            )
+        );
+        assert!(text.contains("spanhouse_ingest_queue_spans 5"));
+        assert!(text.contains(
+            "spanhouse_request_duration_seconds_bucket{route=\"/v1/traces\",status=\"200\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "spanhouse_request_duration_seconds_count{route=\"/v1/traces\",status=\"200\"} 1"
+        ));
+        assert!(text.contains("spanhouse_store_write_duration_seconds_count 1"));
+    }
+}

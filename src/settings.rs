@@ -1,0 +1,207 @@
+//! Per-project ingestion settings (SPEC §4, §6): the sampling attribute, filter conditions and
+//! the rate limit. Saved through the store, validated when saved (a condition that does not parse
+//! is refused with its column), and compiled into [`ProjectRules`] that running servers reload
+//! every two seconds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::filter::{self, Condition};
+use crate::ratelimit::TokenBucket;
+use crate::store::{Store, StoreError};
+
+/// Longest list of filter conditions a project may have.
+pub const MAX_FILTERS: usize = 100;
+
+/// The settings of a project as saved and as the API shows them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSettings {
+    /// When set, only spans whose attribute of this name is `"true"` are kept (and the spans
+    /// of their traces in the same request).
+    #[serde(default)]
+    pub sample_attribute: Option<String>,
+    /// OTTL conditions; a span matching any of them is dropped.
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Spans per second accepted for the project; more is answered 429.
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// Spans the project may send at once above the rate; default one second's worth.
+    #[serde(default)]
+    pub rate_limit_burst: Option<f64>,
+}
+
+/// Why settings cannot be saved.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("filters[{index}] {condition:?} does not parse at column {column}: {message}")]
+    Filter {
+        index: usize,
+        condition: String,
+        column: usize,
+        message: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ProjectSettings {
+    /// Checks the settings and compiles their conditions.
+    pub fn compile(&self) -> Result<Vec<(String, Condition)>, SettingsError> {
+        if self.filters.len() > MAX_FILTERS {
+            return Err(SettingsError::Invalid(format!(
+                "at most {MAX_FILTERS} filter conditions"
+            )));
+        }
+        if let Some(attribute) = &self.sample_attribute
+            && attribute.trim().is_empty()
+        {
+            return Err(SettingsError::Invalid(
+                "sample_attribute must not be empty (use null to turn sampling off)".into(),
+            ));
+        }
+        for (name, value) in [
+            ("rate_limit", self.rate_limit),
+            ("rate_limit_burst", self.rate_limit_burst),
+        ] {
+            if let Some(value) = value
+                && !(value.is_finite() && value > 0.0)
+            {
+                return Err(SettingsError::Invalid(format!(
+                    "{name} must be a positive number of spans per second, or null"
+                )));
+            }
+        }
+        self.filters
+            .iter()
+            .enumerate()
+            .map(|(index, condition)| {
+                filter::parse(condition)
+                    .map(|compiled| (condition.clone(), compiled))
+                    .map_err(|error| SettingsError::Filter {
+                        index,
+                        condition: condition.clone(),
+                        column: error.column,
+                        message: error.message,
+                    })
+            })
+            .collect()
+    }
+}
+
+/// A project's settings, compiled for ingest.
+#[derive(Debug)]
+pub struct ProjectRules {
+    pub settings: ProjectSettings,
+    pub filters: Vec<(String, Condition)>,
+    pub rate_limiter: Option<TokenBucket>,
+}
+
+impl ProjectRules {
+    fn new(settings: ProjectSettings, filters: Vec<(String, Condition)>) -> Self {
+        let rate_limiter = settings
+            .rate_limit
+            .map(|rate| TokenBucket::new(rate, settings.rate_limit_burst.unwrap_or(rate.max(1.0))));
+        Self {
+            settings,
+            filters,
+            rate_limiter,
+        }
+    }
+}
+
+/// The compiled rules of every project that has settings, reloaded from the store.
+#[derive(Default)]
+pub struct RulesCache {
+    rules: RwLock<HashMap<String, Arc<ProjectRules>>>,
+}
+
+impl RulesCache {
+    /// The rules of a project; `None` when it keeps everything.
+    pub fn get(&self, project_id: &str) -> Option<Arc<ProjectRules>> {
+        self.rules
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(project_id)
+            .cloned()
+    }
+
+    /// Reloads settings from the store. Unchanged projects keep their rules (and the state of
+    /// their rate limiter); stored settings that no longer compile are skipped with a warning.
+    pub async fn refresh(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let stored = store.all_settings().await?;
+        let current = self
+            .rules
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone();
+        let mut next = HashMap::with_capacity(stored.len());
+        for (project_id, settings) in stored {
+            if settings == ProjectSettings::default() {
+                continue;
+            }
+            if let Some(existing) = current.get(&project_id)
+                && existing.settings == settings
+            {
+                next.insert(project_id, Arc::clone(existing));
+                continue;
+            }
+            match settings.compile() {
+                Ok(filters) => {
+                    next.insert(project_id, Arc::new(ProjectRules::new(settings, filters)));
+                }
+                Err(error) => {
+                    tracing::warn!(project = %project_id, %error, "ignoring stored settings");
+                }
+            }
+        }
+        *self
+            .rules
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_condition_names_its_index_and_column() {
+        let settings = ProjectSettings {
+            filters: vec![r#"name == "ok""#.into(), r#"name === "x""#.into()],
+            ..Default::default()
+        };
+        let error = settings.compile().unwrap_err();
+        assert!(
+            matches!(
+                error,
+                SettingsError::Filter {
+                    index: 1,
+                    column: 8,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("filters[1]"));
+    }
+
+    #[test]
+    fn limits_must_be_positive() {
+        let settings = ProjectSettings {
+            rate_limit: Some(0.0),
+            ..Default::default()
+        };
+        assert!(settings.compile().is_err());
+        let settings = ProjectSettings {
+            sample_attribute: Some(" ".into()),
+            ..Default::default()
+        };
+        assert!(settings.compile().is_err());
+    }
+}
