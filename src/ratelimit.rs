@@ -1,9 +1,9 @@
 //! A token bucket per project: `rate` spans per second on average, `burst` at once.
 //!
-//! A request is admitted while the bucket holds any tokens and takes all it needs, so the bucket
-//! may go into debt; a request larger than the burst is therefore admitted when the bucket is
-//! full rather than never, and the average rate still holds. A refused request learns how long
-//! until the bucket is positive again (`Retry-After`).
+//! A request is admitted when the bucket holds a token for each of its spans. A request larger
+//! than the burst is admitted when the bucket is full, and puts it in debt, so that it passes
+//! rather than never while the average rate still holds. A refused request learns how long until
+//! it would pass (`Retry-After`).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -33,9 +33,10 @@ impl TokenBucket {
         let (tokens, last) = *state;
         let elapsed = now.saturating_duration_since(last).as_secs_f64();
         let tokens = (tokens + elapsed * self.rate).min(self.burst);
-        if tokens <= 0.0 {
+        let needed = (count as f64).min(self.burst);
+        if tokens < needed {
             *state = (tokens, now);
-            let wait = (-tokens + 1.0) / self.rate;
+            let wait = (needed - tokens) / self.rate;
             return Err(Duration::from_secs_f64(wait.min(3600.0)));
         }
         *state = (tokens - count as f64, now);
@@ -55,23 +56,12 @@ mod tests {
     fn admits_the_burst_then_refuses_until_refilled() {
         let bucket = TokenBucket::new(100.0, 100.0);
         let start = Instant::now();
+        let at = |millis| start + Duration::from_millis(millis);
         assert!(bucket.try_take_at(60, start).is_ok());
-        assert!(bucket.try_take_at(60, start).is_ok(), "goes into debt once");
-        let wait = bucket.try_take_at(1, start).unwrap_err();
-        assert!(
-            wait > Duration::from_millis(200) && wait < Duration::from_millis(300),
-            "{wait:?}"
-        );
-        assert!(
-            bucket
-                .try_take_at(1, start + Duration::from_millis(150))
-                .is_err()
-        );
-        assert!(
-            bucket
-                .try_take_at(1, start + Duration::from_millis(250))
-                .is_ok()
-        );
+        let wait = bucket.try_take_at(60, start).unwrap_err();
+        assert!(wait > at(190) - start && wait < at(210) - start, "{wait:?}");
+        assert!(bucket.try_take_at(60, at(150)).is_err());
+        assert!(bucket.try_take_at(60, at(250)).is_ok());
     }
 
     #[test]

@@ -129,6 +129,37 @@ impl TestServer {
         (status, body)
     }
 
+    /// Stops the server and starts it again on the same data directory.
+    pub async fn restart(mut self) -> Self {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.unwrap();
+        }
+        let config = Config::for_data_dir(self.data_dir.path());
+        self.server = Some(start(&config).await.expect("server restarts"));
+        self
+    }
+
+    pub async fn put_json(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.unwrap();
