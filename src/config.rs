@@ -223,6 +223,7 @@ pub struct FileLimits {
     pub max_attribute_value_bytes: Option<usize>,
     pub max_attribute_depth: Option<usize>,
     pub max_spans_per_request: Option<usize>,
+    pub max_inflight_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -270,6 +271,9 @@ pub struct Limits {
     pub max_attribute_depth: usize,
     /// Most spans in one request; more is answered 413.
     pub max_spans_per_request: usize,
+    /// Request bodies (as sent and decompressed) being read and decoded at once, in bytes;
+    /// past it new requests are answered 503.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for Limits {
@@ -282,6 +286,7 @@ impl Default for Limits {
             max_attribute_value_bytes: 1024 * 1024,
             max_attribute_depth: 16,
             max_spans_per_request: 50_000,
+            max_inflight_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -339,6 +344,10 @@ impl Config {
                 .limits
                 .max_spans_per_request
                 .unwrap_or(defaults.max_spans_per_request),
+            max_inflight_bytes: file
+                .limits
+                .max_inflight_bytes
+                .unwrap_or(defaults.max_inflight_bytes),
         };
         if limits.queue_capacity_spans == 0 || limits.max_batch_spans == 0 {
             return Err(ConfigError::Invalid(

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, AppState, HttpLimits};
+use crate::api::{self, AppState, HttpLimits, MemoryBudget};
 use crate::auth::{self, Authenticator, Role, TOKEN_REFRESH_INTERVAL};
 use crate::config::{Config, StorageKind};
 use crate::ingest::Ingest;
@@ -110,6 +110,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         auth: authenticator,
         ingest,
         metrics,
+        budget: MemoryBudget::new(config.limits.max_inflight_bytes),
         limits: HttpLimits {
             max_body_bytes: config.limits.max_body_bytes,
             max_decompressed_bytes: config.limits.max_decompressed_bytes,

@@ -184,3 +184,57 @@ async fn node_sdk_over_http_json() {
     assert_eq!(llm["attributes"]["stop"], serde_json::json!(["\n", "END"]));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn python_sdk_with_the_baggage_sampling_processor() {
+    let Some(python) = python() else { return };
+    let server = TestServer::start().await;
+    let (status, _) = server
+        .put_json(
+            "/api/v1/project/settings",
+            &server.admin_token,
+            serde_json::json!({"sample_attribute": "gentrace.sample"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut command = Command::new(python);
+    command
+        .arg(project_root().join("tests/e2e/python_sampling.py"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", server.url(""))
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            format!("authorization=Bearer%20{}", server.admin_token),
+        );
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ids: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    let sampled = read_trace(&server, ids["sampled"].as_str().unwrap()).await;
+    assert_eq!(sampled["trace"]["span_count"], 2);
+    assert_eq!(sampled["trace"]["input"], "keep me");
+    assert_eq!(sampled["spans"][1]["attributes"]["gentrace.sample"], "true");
+    let (status, _) = server
+        .get_json(
+            &format!("/api/v1/traces/{}", ids["unsampled"].as_str().unwrap()),
+            &server.admin_token,
+        )
+        .await;
+    assert_eq!(status, 404, "the unsampled trace is filtered");
+    let (_, ingestion) = server
+        .get_json("/api/v1/ingestion", &server.admin_token)
+        .await;
+    assert_eq!(ingestion["totals"]["received"], 4);
+    assert_eq!(ingestion["totals"]["accepted"], 2);
+    assert_eq!(
+        ingestion["totals"]["filtered_rules"],
+        serde_json::json!({"sample_attribute": 2})
+    );
+    server.stop().await;
+}

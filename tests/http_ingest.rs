@@ -473,3 +473,66 @@ async fn wrong_method_and_unknown_paths() {
     assert_eq!(response.status(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn bodies_in_flight_past_the_memory_budget_get_503() {
+    let server = TestServer::start_with(|config| {
+        config.limits.max_inflight_bytes = 64 * 1024;
+    })
+    .await;
+    // A slow client declares 60 KiB and sends only part of it: its room stays reserved.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    sender.send(Ok(vec![0u8; 1024])).await.unwrap();
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    let slow = tokio::spawn({
+        let request = server
+            .client
+            .post(server.url("/v1/traces"))
+            .bearer_auth(&server.admin_token)
+            .header("content-type", "application/x-protobuf")
+            .header("content-length", (60 * 1024).to_string())
+            .body(reqwest::Body::wrap_stream(stream));
+        async move { request.send().await }
+    });
+    let payload = request("svc", vec![span(0xb1, 1, None, "s", recent(5))]).encode_to_vec();
+    let mut status = 0;
+    for _ in 0..100 {
+        let response = server
+            .client
+            .post(server.url("/v1/traces"))
+            .bearer_auth(&server.admin_token)
+            .header("content-type", "application/x-protobuf")
+            .header("content-length", (8 * 1024).to_string())
+            .body(
+                payload
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0u8, 8 * 1024 - payload.len()))
+                    .collect::<Vec<u8>>(),
+            )
+            .send()
+            .await
+            .unwrap();
+        status = response.status().as_u16();
+        if status == 503 {
+            assert_eq!(response.headers()["retry-after"], "1");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 503, "the budget was not enforced");
+    drop(sender);
+    let _ = slow.await;
+    // With the slow body gone, room is back.
+    let response = server
+        .post_protobuf(
+            "/v1/traces",
+            &server.admin_token,
+            &request("svc", vec![span(0xb2, 1, None, "s", recent(5))]),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    server.stop().await;
+}

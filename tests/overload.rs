@@ -99,5 +99,17 @@ async fn a_full_queue_answers_503_and_loses_nothing_accepted() {
     assert_eq!(trace["trace"]["span_count"], 6);
     let (_, ready) = server.get_json("/readyz", "").await;
     assert_eq!(ready["buffered"], 0);
+
+    // Every refused span is counted under its reason.
+    let (_, ingestion) = server
+        .get_json("/api/v1/ingestion", &server.admin_token)
+        .await;
+    let totals = &ingestion["totals"];
+    assert_eq!(totals["received"], 6 + 3 + 3 + 9);
+    assert_eq!(totals["accepted"], 6);
+    assert_eq!(
+        totals["rejected_reasons"],
+        serde_json::json!({"overloaded": 6, "too_many_spans": 9})
+    );
     server.stop().await;
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface: OTLP/HTTP receivers, the JSON query API and health checks, on one router.
 
+mod budget;
 mod control;
 pub mod error;
 mod otlp_http;
@@ -29,6 +30,8 @@ pub struct HttpLimits {
     pub max_decompressed_bytes: usize,
 }
 
+pub use budget::MemoryBudget;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -37,6 +40,8 @@ pub struct AppState {
     pub ingest: Arc<Ingest>,
     pub metrics: Arc<Metrics>,
     pub limits: HttpLimits,
+    /// Bounds the request bodies being read and decoded at once.
+    pub budget: MemoryBudget,
 }
 
 /// The paths LLM platforms use for OTLP traces; all are served alike.

@@ -30,8 +30,10 @@ pub async fn export_traces(
         let ingest = Arc::clone(&state.ingest);
         let project_id = received.principal.project.id.clone();
         let limit = state.limits.max_decompressed_bytes;
+        let budget = state.budget.clone();
         let prepared = off_runtime(received.body.len(), move || {
             let body = otlp::decompress(received.compression, received.body, limit)?;
+            let _inflated = budget.reserve(body.len())?;
             let request = otlp::decode_trace_request(encoding, &body)?;
             Ok(ingest.prepare(&project_id, request)?)
         })
@@ -60,8 +62,10 @@ pub async fn export_logs(
         let received = receive(&state, &headers, body).await?;
         let project_id = received.principal.project.id.clone();
         let limit = state.limits.max_decompressed_bytes;
+        let budget = state.budget.clone();
         let converted = off_runtime(received.body.len(), move || {
             let body = otlp::decompress(received.compression, received.body, limit)?;
+            let _inflated = budget.reserve(body.len())?;
             let request = otlp::decode_logs_request(encoding, &body)?;
             Ok(otlp::logs::content_events_from_request(request))
         })
@@ -112,6 +116,15 @@ struct Received {
     principal: Arc<Principal>,
     compression: Compression,
     body: bytes::Bytes,
+    /// Holds the body's room in the memory budget until the request is done.
+    _reservation: super::budget::Reservation,
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
 }
 
 /// Authenticates, then reads the body (before decompression) within the limit.
@@ -128,11 +141,23 @@ async fn receive(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
             "Content-Encoding must be gzip, deflate or identity",
         )
     })?;
+    // Room for the body as sent: its declared length before reading it; a chunked body (which
+    // declares none, and is limited to max_body_bytes while read) once it is read.
+    let declared = declared_length(headers).map(|length| {
+        usize::try_from(length)
+            .unwrap_or(usize::MAX)
+            .min(state.limits.max_body_bytes)
+    });
+    let mut reservation = state.budget.reserve(declared.unwrap_or(0))?;
     let body = read_body(body, headers, state.limits.max_body_bytes).await?;
+    if declared.is_none() {
+        reservation = state.budget.reserve(body.len())?;
+    }
     Ok(Received {
         principal,
         compression,
         body,
+        _reservation: reservation,
     })
 }
 
@@ -161,11 +186,7 @@ async fn read_body(
             format!("request body is larger than {limit} bytes"),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
+    if declared_length(headers).is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
     axum::body::to_bytes(body, limit).await.map_err(|error| {
