@@ -33,6 +33,22 @@ pub fn trace_service(state: AppState) -> TraceServiceServer<TraceReceiver> {
         .max_decoding_message_size(max_message)
 }
 
+/// Records a call's latency; the status label is the gRPC code number (0 is OK).
+fn observe<T>(
+    state: &AppState,
+    route: &str,
+    result: &Result<T, Status>,
+    started: std::time::Instant,
+) {
+    let code = match result {
+        Ok(_) => 0,
+        Err(status) => status.code() as u16,
+    };
+    state
+        .metrics
+        .observe_request(route, code, started.elapsed());
+}
+
 /// Authenticates a call from its `authorization` and project metadata.
 fn authenticate(
     state: &AppState,
@@ -49,6 +65,18 @@ fn authenticate(
 #[tonic::async_trait]
 impl TraceService for TraceReceiver {
     async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let started = std::time::Instant::now();
+        let result = self.export_traces(request).await;
+        observe(&self.state, "grpc TraceService/Export", &result, started);
+        result
+    }
+}
+
+impl TraceReceiver {
+    async fn export_traces(
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
@@ -89,6 +117,18 @@ pub fn logs_service(state: AppState) -> LogsServiceServer<LogsReceiver> {
 #[tonic::async_trait]
 impl LogsService for LogsReceiver {
     async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let started = std::time::Instant::now();
+        let result = self.export_logs(request).await;
+        observe(&self.state, "grpc LogsService/Export", &result, started);
+        result
+    }
+}
+
+impl LogsReceiver {
+    async fn export_logs(
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {

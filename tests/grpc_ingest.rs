@@ -96,5 +96,21 @@ async fn grpc_status_codes_for_auth() {
         .export(with_auth(payload, &format!("Basic {basic}")))
         .await
         .unwrap();
+
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(
+        "spanhouse_request_duration_seconds_count{route=\"grpc TraceService/Export\",status=\"0\"} 1"
+    ), "{metrics}");
+    assert!(metrics.contains(
+        "spanhouse_request_duration_seconds_count{route=\"grpc TraceService/Export\",status=\"16\"} 2"
+    ));
     server.stop().await;
 }
