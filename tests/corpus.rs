@@ -91,10 +91,7 @@ async fn every_corpus_file_is_stored_and_reads_back() {
             .collect();
         let encoding = encoding_of(&path);
         let response = server
-            .client
-            .post(server.url("/v1/traces"))
-            .bearer_auth(&server.admin_token)
-            .header("content-type", encoding.content_type())
+            .post_as_admin("/v1/traces", encoding.content_type())
             .body(std::fs::read(&path).unwrap())
             .send()
             .await

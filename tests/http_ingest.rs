@@ -89,10 +89,7 @@ async fn json_as_node_sends_it_chunked_and_gzip() {
         .map(|chunk| Ok(chunk.to_vec()))
         .collect();
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/json")
+        .post_as_admin("/v1/traces", "application/json")
         .header("content-encoding", "gzip")
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             chunks,
@@ -159,10 +156,7 @@ async fn partial_success_counts_invalid_spans_and_keeps_the_valid_ones() {
         {"traceId": "zz", "spanId": "0102030405060708", "name": "x"}
     ]}]}]});
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/json")
+        .post_as_admin("/v1/traces", "application/json")
         .body(json_body.to_string())
         .send()
         .await
@@ -192,10 +186,7 @@ async fn partial_success_counts_invalid_spans_and_keeps_the_valid_ones() {
 async fn undecodable_bodies_get_400_with_a_status_in_the_request_encoding() {
     let server = TestServer::start().await;
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/x-protobuf")
+        .post_as_admin("/v1/traces", "application/x-protobuf")
         .body(vec![0xff, 0xff, 0xff, 0xff])
         .send()
         .await
@@ -207,10 +198,7 @@ async fn undecodable_bodies_get_400_with_a_status_in_the_request_encoding() {
     assert!(status.message.contains("protobuf"), "{}", status.message);
 
     let response = server
-        .client
-        .post(server.url("/otel/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/json")
+        .post_as_admin("/otel/v1/traces", "application/json")
         .body("{\"resourceSpans\": 5}")
         .send()
         .await
@@ -227,10 +215,7 @@ async fn undecodable_bodies_get_400_with_a_status_in_the_request_encoding() {
 
     // A gzip header that lies.
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/x-protobuf")
+        .post_as_admin("/v1/traces", "application/x-protobuf")
         .header("content-encoding", "gzip")
         .body("not gzip at all")
         .send()
@@ -244,20 +229,14 @@ async fn undecodable_bodies_get_400_with_a_status_in_the_request_encoding() {
 async fn unsupported_media_type_and_encoding_get_415() {
     let server = TestServer::start().await;
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "text/plain")
+        .post_as_admin("/v1/traces", "text/plain")
         .body("hello")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 415);
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/x-protobuf")
+        .post_as_admin("/v1/traces", "application/x-protobuf")
         .header("content-encoding", "br")
         .body("hello")
         .send()
@@ -276,10 +255,7 @@ async fn bodies_over_the_limits_get_413_also_when_decompression_would_pass_them(
     .await;
     // Too large as sent, with a Content-Length.
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/x-protobuf")
+        .post_as_admin("/v1/traces", "application/x-protobuf")
         .body(vec![0u8; 100 * 1024])
         .send()
         .await
@@ -289,10 +265,7 @@ async fn bodies_over_the_limits_get_413_also_when_decompression_would_pass_them(
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..20).map(|_| Ok(vec![0u8; 8 * 1024])).collect();
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/x-protobuf")
+        .post_as_admin("/v1/traces", "application/x-protobuf")
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             chunks,
         )))
@@ -304,10 +277,7 @@ async fn bodies_over_the_limits_get_413_also_when_decompression_would_pass_them(
     let bomb = gzip(&vec![b' '; 1024 * 1024]);
     assert!(bomb.len() < 64 * 1024);
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/json")
+        .post_as_admin("/v1/traces", "application/json")
         .header("content-encoding", "gzip")
         .body(bomb)
         .send()
@@ -488,10 +458,7 @@ async fn bodies_in_flight_past_the_memory_budget_get_503() {
     });
     let slow = tokio::spawn({
         let request = server
-            .client
-            .post(server.url("/v1/traces"))
-            .bearer_auth(&server.admin_token)
-            .header("content-type", "application/x-protobuf")
+            .post_as_admin("/v1/traces", "application/x-protobuf")
             .header("content-length", (60 * 1024).to_string())
             .body(reqwest::Body::wrap_stream(stream));
         async move { request.send().await }
@@ -500,10 +467,7 @@ async fn bodies_in_flight_past_the_memory_budget_get_503() {
     let mut status = 0;
     for _ in 0..100 {
         let response = server
-            .client
-            .post(server.url("/v1/traces"))
-            .bearer_auth(&server.admin_token)
-            .header("content-type", "application/x-protobuf")
+            .post_as_admin("/v1/traces", "application/x-protobuf")
             .header("content-length", (8 * 1024).to_string())
             .body(
                 payload

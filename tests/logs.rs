@@ -89,10 +89,7 @@ fn message_records(trace_id: &[u8], span_id: &[u8]) -> Vec<LogRecord> {
 
 async fn post_logs(server: &TestServer, request: &ExportLogsServiceRequest) -> u16 {
     server
-        .client
-        .post(server.url("/v1/logs"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/x-protobuf")
+        .post_as_admin("/v1/logs", "application/x-protobuf")
         .body(request.encode_to_vec())
         .send()
         .await
@@ -106,10 +103,7 @@ async fn content_records_after_the_span_fill_in_input_and_output() {
     let server = TestServer::start().await;
     let (body, trace_id, span_id) = otel_v2_span();
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/x-protobuf")
+        .post_as_admin("/v1/traces", "application/x-protobuf")
         .body(body)
         .send()
         .await
@@ -162,10 +156,7 @@ async fn operation_details_before_the_span_over_json_and_grpc() {
         ]
     }]}]}]});
     let response = server
-        .client
-        .post(server.url("/api/public/otel/v1/logs"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/json")
+        .post_as_admin("/api/public/otel/v1/logs", "application/json")
         .body(logs_json.to_string())
         .send()
         .await
@@ -198,10 +189,7 @@ async fn operation_details_before_the_span_over_json_and_grpc() {
     );
 
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/x-protobuf")
+        .post_as_admin("/v1/traces", "application/x-protobuf")
         .body(body)
         .send()
         .await
@@ -231,20 +219,14 @@ async fn logs_need_an_ingest_token_and_a_content_type() {
         .unwrap();
     assert_eq!(response.status(), 401);
     let response = server
-        .client
-        .post(server.url("/api/otel/v1/logs"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "text/plain")
+        .post_as_admin("/api/otel/v1/logs", "text/plain")
         .body("x")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 415);
     let response = server
-        .client
-        .post(server.url("/v1/logs"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", "application/x-protobuf")
+        .post_as_admin("/v1/logs", "application/x-protobuf")
         .body(vec![0xff; 4])
         .send()
         .await

@@ -26,10 +26,7 @@ fn first_trace_id(body: &[u8]) -> String {
 
 async fn send(server: &TestServer, body: Vec<u8>, content_type: &str) {
     let response = server
-        .client
-        .post(server.url("/v1/traces"))
-        .bearer_auth(&server.admin_token)
-        .header("content-type", content_type)
+        .post_as_admin("/v1/traces", content_type)
         .body(body)
         .send()
         .await

@@ -100,6 +100,14 @@ impl TestServer {
         panic!("token not accepted within 5 s");
     }
 
+    /// A POST with the admin token and a content type; add the body and send.
+    pub fn post_as_admin(&self, path: &str, content_type: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&self.admin_token)
+            .header("content-type", content_type)
+    }
+
     pub async fn post_protobuf(
         &self,
         path: &str,

@@ -5,8 +5,10 @@
 
 use std::collections::BTreeSet;
 
+use rusqlite::types::ToSql;
 use rusqlite::{
     Connection, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
+    params_from_iter,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -104,25 +106,10 @@ pub(super) fn write_content_events(
             let content = content_events(&mut events, project_id, trace_id, span_id)?;
             let semantics = normalizer.normalize(&stored.span, &content);
             let derived = DerivedColumns::of(&semantics);
-            update.execute(params![
-                project_id,
-                trace_id.as_bytes(),
-                span_id.as_bytes(),
-                semantics.input,
-                semantics.output,
-                semantics.session_id,
-                semantics.user_id,
-                semantics.pipeline_id,
-                derived.llm_json,
-                derived.model,
-                derived.prompt_tokens,
-                derived.completion_tokens,
-                derived.total_tokens,
-                derived.prompt_cost,
-                derived.completion_cost,
-                derived.total_cost,
-                derived.tool_json,
-            ])?;
+            let key: [&dyn ToSql; 3] = [&project_id, &trace_id.as_bytes(), &span_id.as_bytes()];
+            update.execute(params_from_iter(
+                key.into_iter().chain(derived.params(&semantics)),
+            ))?;
             touched.insert((project_id, trace_id));
         }
     }
@@ -215,6 +202,26 @@ struct DerivedColumns {
 }
 
 impl DerivedColumns {
+    /// The 14 normalized columns, in the order both statements list them.
+    fn params<'a>(&'a self, semantics: &'a SpanSemantics) -> [&'a dyn ToSql; 14] {
+        [
+            &semantics.input,
+            &semantics.output,
+            &semantics.session_id,
+            &semantics.user_id,
+            &semantics.pipeline_id,
+            &self.llm_json,
+            &self.model,
+            &self.prompt_tokens,
+            &self.completion_tokens,
+            &self.total_tokens,
+            &self.prompt_cost,
+            &self.completion_cost,
+            &self.total_cost,
+            &self.tool_json,
+        ]
+    }
+
     fn of(semantics: &SpanSemantics) -> Self {
         let llm = semantics.llm.as_ref();
         Self {
@@ -257,33 +264,29 @@ fn insert_span(
 ) -> StoreResult<bool> {
     let span = &normalized.span;
     let derived = DerivedColumns::of(semantics);
-    let inserted = insert.execute(params![
-        project_id,
-        span.trace_id.as_bytes(),
-        span.span_id.as_bytes(),
-        span.parent_span_id.as_ref().map(|parent| parent.as_bytes()),
-        span.name,
-        span.kind.to_otlp(),
-        span.start_time_unix_nano as i64,
-        span.end_time_unix_nano as i64,
-        span.status.code.to_otlp(),
-        span.service_name(),
-        encode_body(span),
-        semantics.input,
-        semantics.output,
-        semantics.session_id,
-        semantics.user_id,
-        semantics.pipeline_id,
-        derived.llm_json,
-        derived.model,
-        derived.prompt_tokens,
-        derived.completion_tokens,
-        derived.total_tokens,
-        derived.prompt_cost,
-        derived.completion_cost,
-        derived.total_cost,
-        derived.tool_json,
-    ])?;
+    let parent = span.parent_span_id.as_ref().map(|parent| parent.as_bytes());
+    let kind = span.kind.to_otlp();
+    let start = span.start_time_unix_nano as i64;
+    let end = span.end_time_unix_nano as i64;
+    let status = span.status.code.to_otlp();
+    let service_name = span.service_name();
+    let body = encode_body(span);
+    let columns: [&dyn ToSql; 11] = [
+        &project_id,
+        &span.trace_id.as_bytes(),
+        &span.span_id.as_bytes(),
+        &parent,
+        &span.name,
+        &kind,
+        &start,
+        &end,
+        &status,
+        &service_name,
+        &body,
+    ];
+    let inserted = insert.execute(params_from_iter(
+        columns.into_iter().chain(derived.params(semantics)),
+    ))?;
     Ok(inserted > 0)
 }
 
