@@ -35,6 +35,18 @@ fn int(key: &str, value: i64) -> KeyValue {
     }
 }
 
+/// A number unique to this run of the probe.
+fn run_id() -> u64 {
+    static RUN_ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *RUN_ID.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1
+    })
+}
+
 /// One request: traces of five spans, the LLM spans carrying 1 KiB of input and output.
 fn make_request(connection: u64, request: u64, spans: usize) -> ExportTraceServiceRequest {
     let now = std::time::SystemTime::now()
@@ -46,9 +58,11 @@ fn make_request(connection: u64, request: u64, spans: usize) -> ExportTraceServi
         .map(|index| {
             let trace = (connection << 40) | (request << 16) | (index as u64 / 5);
             let position = index % 5;
+            // The second half is this run's own, so that runs never repeat ids (a repeat is a
+            // retry, which the server deduplicates instead of storing).
             let mut trace_id = [0u8; 16];
             trace_id[..8].copy_from_slice(&trace.to_be_bytes());
-            trace_id[15] = 1;
+            trace_id[8..].copy_from_slice(&run_id().to_be_bytes());
             Span {
                 trace_id: trace_id.to_vec(),
                 span_id: ((trace << 3) | (position as u64 + 1))

@@ -281,12 +281,12 @@ impl Default for Limits {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
             max_decompressed_bytes: 128 * 1024 * 1024,
-            queue_capacity_spans: 100_000,
-            max_batch_spans: 20_000,
+            queue_capacity_spans: 20_000,
+            max_batch_spans: 10_000,
             max_attribute_value_bytes: 1024 * 1024,
             max_attribute_depth: 16,
             max_spans_per_request: 50_000,
-            max_inflight_bytes: 512 * 1024 * 1024,
+            max_inflight_bytes: 128 * 1024 * 1024,
         }
     }
 }

@@ -12,6 +12,11 @@ use super::{AppState, authenticate};
 use crate::auth::{Access, Principal};
 use crate::otlp::{self, Compression, Encoding};
 
+/// Memory a decoded body takes, as a multiple of its encoded size: the decompressed bytes, the
+/// protobuf structures, and spanhouse's spans with their normalized copies. An estimate that
+/// errs high; the flood measurement in the issue notes checks it against resident memory.
+const DECODED_SIZE_FACTOR: usize = 4;
+
 /// Bodies above this size are decoded on the blocking pool rather than on the async runtime.
 const BLOCKING_DECODE_THRESHOLD: usize = 64 * 1024;
 
@@ -33,7 +38,7 @@ pub async fn export_traces(
         let budget = state.budget.clone();
         let prepared = off_runtime(received.body.len(), move || {
             let body = otlp::decompress(received.compression, received.body, limit)?;
-            let _inflated = budget.reserve(body.len())?;
+            let _decoded = budget.reserve(body.len().saturating_mul(DECODED_SIZE_FACTOR))?;
             let request = otlp::decode_trace_request(encoding, &body)?;
             Ok(ingest.prepare(&project_id, request)?)
         })
@@ -65,7 +70,7 @@ pub async fn export_logs(
         let budget = state.budget.clone();
         let converted = off_runtime(received.body.len(), move || {
             let body = otlp::decompress(received.compression, received.body, limit)?;
-            let _inflated = budget.reserve(body.len())?;
+            let _decoded = budget.reserve(body.len().saturating_mul(DECODED_SIZE_FACTOR))?;
             let request = otlp::decode_logs_request(encoding, &body)?;
             Ok(otlp::logs::content_events_from_request(request))
         })

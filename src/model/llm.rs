@@ -53,7 +53,13 @@ pub struct LlmCall {
     pub provider: Option<String>,
     pub request_model: Option<String>,
     pub response_model: Option<String>,
+    /// The call's input text: always the span's input (`SpanSemantics::input`), so it is not
+    /// serialized here; stores keep it once, in the span, and [`SpanSemantics::with_llm_texts`]
+    /// puts it back when reading.
+    #[serde(skip)]
     pub input: Option<String>,
+    /// The call's output text; like `input`, kept once in the span.
+    #[serde(skip)]
     pub output: Option<String>,
     pub input_messages: Vec<Message>,
     pub output_messages: Vec<Message>,
@@ -89,4 +95,16 @@ pub struct SpanSemantics {
     pub pipeline_id: Option<String>,
     pub llm: Option<LlmCall>,
     pub tool: Option<ToolExecution>,
+}
+
+impl SpanSemantics {
+    /// Puts the span's input and output back into its LLM call after reading it from a store,
+    /// which keeps them once, in the span.
+    pub fn with_llm_texts(mut self) -> Self {
+        if let Some(llm) = &mut self.llm {
+            llm.input = self.input.clone();
+            llm.output = self.output.clone();
+        }
+        self
+    }
 }

@@ -235,5 +235,8 @@ pub(super) fn stored_span_from_row(row: &Row<'_>) -> StoreResult<StoredSpan> {
             .transpose()
             .map_err(|error| StoreError::Corrupt(format!("tool: {error}")))?,
     };
-    Ok(StoredSpan { span, semantics })
+    Ok(StoredSpan {
+        span,
+        semantics: semantics.with_llm_texts(),
+    })
 }
