@@ -16,7 +16,7 @@ async fn project_named(store: &dyn Store, id_or_name: &str) -> anyhow::Result<Pr
 }
 
 pub async fn project(config: &Config, command: ProjectCommand) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    let store = open_store(config).await?;
     match command {
         ProjectCommand::Create { name } => {
             if name.trim().is_empty() {
@@ -68,7 +68,7 @@ pub async fn project(config: &Config, command: ProjectCommand) -> anyhow::Result
 }
 
 pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    let store = open_store(config).await?;
     match command {
         TokenCommand::Create {
             project,

@@ -211,6 +211,11 @@ pub struct FileClickHouse {
     pub database: Option<String>,
     pub user: Option<String>,
     pub password: Option<String>,
+    pub cluster: Option<String>,
+    pub retention_days: Option<u32>,
+    pub spool_max_bytes: Option<u64>,
+    pub batch_max_spans: Option<u64>,
+    pub flush_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -253,6 +258,16 @@ pub struct ClickHouseConfig {
     pub database: String,
     pub user: String,
     pub password: String,
+    /// A cluster from the server's `remote_servers`: Replicated + Distributed tables.
+    pub cluster: Option<String>,
+    /// Days to keep spans (servers with TTL support: 20.3 and later).
+    pub retention_days: Option<u32>,
+    /// Largest local spool before writes are answered 503: 1 GiB.
+    pub spool_max_bytes: u64,
+    /// Most spans delivered to ClickHouse in one round: 50,000.
+    pub batch_max_spans: u64,
+    /// How often a small batch is delivered, in milliseconds: 200.
+    pub flush_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -390,6 +405,14 @@ impl Config {
                     .clone()
                     .or(file.clickhouse.password)
                     .unwrap_or_default(),
+                cluster: file.clickhouse.cluster,
+                retention_days: file.clickhouse.retention_days,
+                spool_max_bytes: file
+                    .clickhouse
+                    .spool_max_bytes
+                    .unwrap_or(1024 * 1024 * 1024),
+                batch_max_spans: file.clickhouse.batch_max_spans.unwrap_or(50_000),
+                flush_interval_ms: file.clickhouse.flush_interval_ms.unwrap_or(200),
             },
             limits,
             sqlite_synchronous: file.sqlite.synchronous.unwrap_or_default(),

@@ -22,6 +22,7 @@ use crate::normalize::pricing::Pricing;
 use crate::pipeline::{Pipeline, PipelineLimits};
 use crate::settings::RulesCache;
 use crate::stats::IngestionStats;
+use crate::store::clickhouse::{ClickHouseOptions, ClickHouseStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NewToken, Store};
 
@@ -31,7 +32,7 @@ pub fn normalizer(config: &Config) -> Arc<Normalizer> {
 }
 
 /// Opens the configured store.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match config.storage {
         StorageKind::Sqlite => Ok(Arc::new(
             SqliteStore::open(
@@ -41,9 +42,24 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             )
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
         )),
-        StorageKind::Clickhouse => anyhow::bail!(
-            "the clickhouse storage backend is not part of this build yet; use --storage sqlite"
-        ),
+        StorageKind::Clickhouse => {
+            let clickhouse = &config.clickhouse;
+            let options = ClickHouseOptions {
+                url: clickhouse.url.clone(),
+                database: clickhouse.database.clone(),
+                user: clickhouse.user.clone(),
+                password: clickhouse.password.clone(),
+                cluster: clickhouse.cluster.clone(),
+                retention_days: clickhouse.retention_days,
+                spool_max_bytes: clickhouse.spool_max_bytes,
+                batch_max_items: clickhouse.batch_max_spans,
+                flush_interval: Duration::from_millis(clickhouse.flush_interval_ms),
+            };
+            let store = ClickHouseStore::open(options, &config.data_dir, normalizer(config))
+                .await
+                .with_context(|| format!("opening ClickHouse at {}", clickhouse.url))?;
+            Ok(Arc::new(store))
+        }
     }
 }
 
@@ -66,7 +82,7 @@ pub struct RunningServer {
 /// Starts spanhouse and returns once it listens.
 pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let normalizer = normalizer(config);
-    let store = open_store(config)?;
+    let store = open_store(config).await?;
     let bootstrap_token = bootstrap(store.as_ref(), &config.data_dir).await?;
     let authenticator = Arc::new(
         Authenticator::load(store.as_ref())

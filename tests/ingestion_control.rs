@@ -300,7 +300,7 @@ async fn settings_changed_by_the_cli_apply_within_5_seconds() {
             "--filter",
             "name == \"noise\"",
         ])
-        .env("SPANHOUSE_DATA_DIR", server.data_dir.path())
+        .envs(server.store_env())
         .output()
         .unwrap();
     assert!(
@@ -313,7 +313,7 @@ async fn settings_changed_by_the_cli_apply_within_5_seconds() {
 
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_spanhouse"))
         .args(["project", "configure", "default", "--filter", "name ="])
-        .env("SPANHOUSE_DATA_DIR", server.data_dir.path())
+        .envs(server.store_env())
         .output()
         .unwrap();
     assert!(!bad.status.success());

@@ -10,6 +10,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 
 #[tokio::test]
 async fn a_full_queue_answers_503_and_loses_nothing_accepted() {
+    if on_clickhouse() {
+        // The test holds the embedded store's write lock; the spool has its own test.
+        return;
+    }
     let server = TestServer::start_with(|config| {
         config.limits.queue_capacity_spans = 8;
     })

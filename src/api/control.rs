@@ -108,7 +108,8 @@ pub async fn ingestion(
     Ok(Json(IngestionView {
         buckets,
         totals,
-        buffered: state.ingest.pipeline.buffered_for(project_id),
+        buffered: state.ingest.pipeline.buffered_for(project_id)
+            + state.store.buffered(project_id).await,
     }))
 }
 

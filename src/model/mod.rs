@@ -31,6 +31,15 @@ pub struct NormalizedSpan {
 }
 
 impl NormalizedSpan {
+    /// The numbers of the span's LLM call that a trace sums, if it is one.
+    pub fn digest_llm(semantics: &SpanSemantics) -> Option<LlmDigest> {
+        semantics.llm.as_ref().map(|llm| LlmDigest {
+            model: llm.model().map(str::to_owned),
+            usage: llm.usage,
+            cost: llm.cost,
+        })
+    }
+
     /// The facts of this span a TraceRecord is computed from.
     pub fn digest(&self) -> SpanDigest {
         let span = &self.span;
@@ -48,11 +57,7 @@ impl NormalizedSpan {
             session_id: semantics.session_id.clone(),
             user_id: semantics.user_id.clone(),
             pipeline_id: semantics.pipeline_id.clone(),
-            llm: semantics.llm.as_ref().map(|llm| LlmDigest {
-                model: llm.model().map(str::to_owned),
-                usage: llm.usage,
-                cost: llm.cost,
-            }),
+            llm: Self::digest_llm(semantics),
             tool_name: semantics.tool.as_ref().map(|tool| tool.name.clone()),
         }
     }

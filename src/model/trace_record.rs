@@ -42,6 +42,22 @@ pub struct LlmDigest {
     pub cost: Cost,
 }
 
+impl LlmDigest {
+    /// The call's total tokens: reported, else prompt + completion (`None` when neither is).
+    pub fn effective_total_tokens(&self) -> Option<i64> {
+        self.usage
+            .total
+            .or_else(|| add(self.usage.prompt, self.usage.completion))
+    }
+
+    /// The call's total cost: reported, else prompt + completion cost.
+    pub fn effective_total_cost(&self) -> Option<f64> {
+        self.cost
+            .total
+            .or_else(|| add_cost(self.cost.prompt, self.cost.completion))
+    }
+}
+
 /// One trace as an LLM interaction (SPEC §4).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TraceRecord {
@@ -174,18 +190,11 @@ impl TraceRecord {
                 record.prompt_token_count = add(record.prompt_token_count, llm.usage.prompt);
                 record.completion_token_count =
                     add(record.completion_token_count, llm.usage.completion);
-                let total = llm
-                    .usage
-                    .total
-                    .or_else(|| add(llm.usage.prompt, llm.usage.completion));
-                record.total_token_count = add(record.total_token_count, total);
+                record.total_token_count =
+                    add(record.total_token_count, llm.effective_total_tokens());
                 record.prompt_cost = add_cost(record.prompt_cost, llm.cost.prompt);
                 record.completion_cost = add_cost(record.completion_cost, llm.cost.completion);
-                let total_cost = llm
-                    .cost
-                    .total
-                    .or_else(|| add_cost(llm.cost.prompt, llm.cost.completion));
-                record.total_cost = add_cost(record.total_cost, total_cost);
+                record.total_cost = add_cost(record.total_cost, llm.effective_total_cost());
             }
             if let Some(tool) = &span.tool_name {
                 record.tool_call_count += 1;

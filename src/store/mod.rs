@@ -1,6 +1,7 @@
 //! The storage trait: everything spanhouse keeps goes through it, and nothing above it knows
 //! which backend runs. Each backend lives in its own module.
 
+pub mod clickhouse;
 pub mod codec;
 pub mod sqlite;
 
@@ -135,6 +136,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     /// Checks that the store answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Spans and content events of a project acknowledged but not yet in their final store
+    /// (a backend that spools before its final store counts the spool here).
+    async fn buffered(&self, _project_id: &str) -> u64 {
+        0
+    }
 
     async fn create_project(&self, name: &str) -> StoreResult<Project>;
     async fn list_projects(&self) -> StoreResult<Vec<Project>>;

@@ -18,6 +18,37 @@ pub struct TestServer {
     pub data_dir: tempfile::TempDir,
     pub admin_token: String,
     pub client: reqwest::Client,
+    /// The configuration the server was started with.
+    pub started_with: Config,
+}
+
+/// Whether the tests run against ClickHouse (`SPANHOUSE_TEST_STORAGE=clickhouse`) rather than
+/// the embedded default.
+pub fn on_clickhouse() -> bool {
+    std::env::var("SPANHOUSE_TEST_STORAGE").as_deref() == Ok("clickhouse")
+}
+
+/// The ClickHouse the tests use (`SPANHOUSE_TEST_CLICKHOUSE_URL`, default the one
+/// scripts/clickhouse.sh starts).
+pub fn clickhouse_url() -> String {
+    std::env::var("SPANHOUSE_TEST_CLICKHOUSE_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:18123".to_owned())
+}
+
+/// Points a configuration at a fresh ClickHouse database of its own.
+pub fn use_clickhouse(config: &mut Config, database: &str) {
+    config.storage = spanhouse::config::StorageKind::Clickhouse;
+    config.clickhouse.url = clickhouse_url();
+    config.clickhouse.database = database.to_owned();
+    config.clickhouse.flush_interval_ms = 10;
+}
+
+/// A database name no other test uses.
+pub fn fresh_database() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 6];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("spanhouse_test_{}", hex::encode(bytes))
 }
 
 impl TestServer {
@@ -29,6 +60,9 @@ impl TestServer {
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_data_dir(data_dir.path());
+        if on_clickhouse() {
+            use_clickhouse(&mut config, &fresh_database());
+        }
         adjust(&mut config);
         let server = start(&config).await.expect("server starts");
         let admin_token = server
@@ -40,6 +74,7 @@ impl TestServer {
             data_dir,
             admin_token,
             client: reqwest::Client::new(),
+            started_with: config,
         }
     }
 
@@ -56,14 +91,14 @@ impl TestServer {
     }
 
     pub fn config(&self) -> Config {
-        let mut config = Config::for_data_dir(self.data_dir.path());
+        let mut config = self.started_with.clone();
         config.http_listen = self.running().http_addr;
         config
     }
 
     /// Creates a token through the admin commands' code path.
     pub async fn create_token(&self, project: &str, role: &str) -> String {
-        let store = spanhouse::server::open_store(&self.config()).unwrap();
+        let store = spanhouse::server::open_store(&self.config()).await.unwrap();
         let project = match store.find_project(project).await.unwrap() {
             Some(project) => project,
             None => store.create_project(project).await.unwrap(),
@@ -124,7 +159,56 @@ impl TestServer {
             .unwrap()
     }
 
+    /// Environment for running the `spanhouse` binary on this server's store.
+    pub fn store_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![(
+            "SPANHOUSE_DATA_DIR",
+            self.data_dir.path().display().to_string(),
+        )];
+        if self.started_with.storage == spanhouse::config::StorageKind::Clickhouse {
+            env.push(("SPANHOUSE_STORAGE", "clickhouse".to_owned()));
+            env.push((
+                "SPANHOUSE_CLICKHOUSE_URL",
+                self.started_with.clickhouse.url.clone(),
+            ));
+            env.push((
+                "SPANHOUSE_CLICKHOUSE_DATABASE",
+                self.started_with.clickhouse.database.clone(),
+            ));
+        }
+        env
+    }
+
+    /// Waits until what the token's project sent is in its final store: on ClickHouse, spans
+    /// wait in the local spool first. Instant on the embedded store.
+    pub async fn settle(&self, token: &str) {
+        if self.started_with.storage != spanhouse::config::StorageKind::Clickhouse {
+            return;
+        }
+        for _ in 0..500 {
+            let response = self
+                .client
+                .get(self.url("/api/v1/ingestion"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            if response.status() != 200 {
+                return;
+            }
+            let body: serde_json::Value = response.json().await.unwrap();
+            if body["buffered"] == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the spool did not drain within 5 s");
+    }
+
     pub async fn get_json(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        if !token.is_empty() && path.starts_with("/api/v1/traces") {
+            self.settle(token).await;
+        }
         let response = self
             .client
             .get(self.url(path))
@@ -142,7 +226,7 @@ impl TestServer {
         if let Some(server) = self.server.take() {
             server.shutdown().await.unwrap();
         }
-        let config = Config::for_data_dir(self.data_dir.path());
+        let config = self.started_with.clone();
         self.server = Some(start(&config).await.expect("server restarts"));
         self
     }
@@ -171,6 +255,15 @@ impl TestServer {
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.unwrap();
+        }
+        if self.started_with.storage == spanhouse::config::StorageKind::Clickhouse {
+            let database = &self.started_with.clickhouse.database;
+            let _ = self
+                .client
+                .post(&self.started_with.clickhouse.url)
+                .body(format!("DROP DATABASE IF EXISTS {database}"))
+                .send()
+                .await;
         }
     }
 }

@@ -1,0 +1,244 @@
+//! The ClickHouse backend: any number of stateless spanhouse servers in front of one ClickHouse
+//! (or cluster). Spans go to a durable local spool first (`spool`), then to ClickHouse in large
+//! batches (`deliver`); TraceRecords are computed by aggregation in ClickHouse (`queries`);
+//! projects, tokens, settings and counters live in ClickHouse, so every server sees them.
+
+mod deliver;
+mod metadata;
+pub mod queries;
+mod read;
+pub mod rows;
+pub mod schema;
+pub mod spool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    ActiveToken, ContentEventBatch, CountDelta, NewToken, Project, SpanBatch, Store, StoreError,
+    StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
+};
+use crate::model::{TraceId, TraceRecord};
+use crate::normalize::Normalizer;
+use crate::settings::ProjectSettings;
+use rows::{ContentEventRow, SpanRow};
+use schema::{Dialect, SchemaOptions};
+use spool::{Spool, SpoolEntry};
+
+/// How to reach ClickHouse and how to spool for it.
+#[derive(Debug, Clone)]
+pub struct ClickHouseOptions {
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    pub cluster: Option<String>,
+    pub retention_days: Option<u32>,
+    /// Largest spool before writes are refused (503).
+    pub spool_max_bytes: u64,
+    /// Most spans and events delivered in one round.
+    pub batch_max_items: u64,
+    /// How long a small batch may wait before it is delivered.
+    pub flush_interval: Duration,
+}
+
+pub struct ClickHouseStore {
+    client: clickhouse::Client,
+    spool: Arc<Spool>,
+    flusher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ClickHouseStore {
+    fn drop(&mut self) {
+        self.flusher.abort();
+    }
+}
+
+pub(crate) fn unavailable(error: clickhouse::error::Error) -> StoreError {
+    StoreError::Unavailable(format!("clickhouse: {error}"))
+}
+
+/// A client for `options`, without a default database (statements name it).
+pub fn client(options: &ClickHouseOptions) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(&options.url)
+        .with_user(&options.user)
+        .with_password(&options.password)
+        // ClickHouse 18.16 knows neither the header-carrying input format validation needs
+        // nor server-side parameters: rows go as RowBinary, values are bound client-side.
+        .with_validation(false)
+}
+
+impl ClickHouseStore {
+    /// Connects, creates or migrates the schema, and starts delivering the spool.
+    pub async fn open(
+        options: ClickHouseOptions,
+        data_dir: &std::path::Path,
+        normalizer: Arc<Normalizer>,
+    ) -> StoreResult<Self> {
+        let bootstrap = client(&options);
+        let version: String = bootstrap
+            .query("SELECT version()")
+            .fetch_one()
+            .await
+            .map_err(unavailable)?;
+        let dialect = Dialect::of_version(&version);
+        let schema_options = SchemaOptions {
+            database: options.database.clone(),
+            cluster: options.cluster.clone(),
+            retention_days: options.retention_days,
+        };
+        metadata::migrate(&bootstrap, dialect, &schema_options).await?;
+        tracing::info!(
+            version,
+            ?dialect,
+            database = options.database,
+            "clickhouse ready"
+        );
+        let client = bootstrap.with_database(&options.database);
+        let spool = Arc::new(Spool::open(
+            &data_dir.join("spool"),
+            options.spool_max_bytes,
+        )?);
+        let flusher = tokio::spawn(deliver::run(
+            client.clone(),
+            Arc::clone(&spool),
+            normalizer,
+            options.batch_max_items,
+            options.flush_interval,
+        ));
+        Ok(Self {
+            client,
+            spool,
+            flusher,
+        })
+    }
+
+    async fn spool(&self, entries: Vec<SpoolEntry>) -> StoreResult<()> {
+        let spool = Arc::clone(&self.spool);
+        tokio::task::spawn_blocking(move || spool.append(&entries))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("spool task failed: {error}")))?
+    }
+}
+
+/// A version that orders rewrites of a row: nanoseconds now.
+pub(crate) fn version_now() -> u64 {
+    crate::model::time::now_unix_nano()
+}
+
+#[async_trait]
+impl Store for ClickHouseStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.client
+            .query("SELECT 1")
+            .fetch_one::<u8>()
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn buffered(&self, project_id: &str) -> u64 {
+        self.spool.items_of(project_id)
+    }
+
+    async fn create_project(&self, name: &str) -> StoreResult<Project> {
+        metadata::create_project(&self.client, name).await
+    }
+
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        metadata::list_projects(&self.client).await
+    }
+
+    async fn find_project(&self, id_or_name: &str) -> StoreResult<Option<Project>> {
+        metadata::find_project(&self.client, id_or_name).await
+    }
+
+    async fn create_token(&self, token: NewToken) -> StoreResult<()> {
+        metadata::create_token(&self.client, token).await
+    }
+
+    async fn list_tokens(&self, project_id: &str) -> StoreResult<Vec<TokenInfo>> {
+        metadata::list_tokens(&self.client, project_id).await
+    }
+
+    async fn revoke_token(&self, token_id: &str) -> StoreResult<bool> {
+        metadata::revoke_token(&self.client, token_id).await
+    }
+
+    async fn active_tokens(&self) -> StoreResult<Vec<ActiveToken>> {
+        metadata::active_tokens(&self.client).await
+    }
+
+    async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
+        let version = version_now();
+        let entries = batches
+            .iter()
+            .map(|batch| {
+                SpoolEntry::Spans(
+                    batch
+                        .spans
+                        .iter()
+                        .map(|span| SpanRow::new(&batch.project_id, span, version))
+                        .collect(),
+                )
+            })
+            .collect();
+        self.spool(entries).await
+    }
+
+    async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {
+        let entries = batches
+            .iter()
+            .map(|batch| {
+                SpoolEntry::ContentEvents(
+                    batch
+                        .events
+                        .iter()
+                        .map(|content| deliver::content_event_row(&batch.project_id, content))
+                        .collect::<Vec<ContentEventRow>>(),
+                )
+            })
+            .collect();
+        self.spool(entries).await
+    }
+
+    async fn get_settings(&self, project_id: &str) -> StoreResult<ProjectSettings> {
+        metadata::get_settings(&self.client, project_id).await
+    }
+
+    async fn put_settings(&self, project_id: &str, settings: &ProjectSettings) -> StoreResult<()> {
+        metadata::put_settings(&self.client, project_id, settings).await
+    }
+
+    async fn all_settings(&self) -> StoreResult<Vec<(String, ProjectSettings)>> {
+        metadata::all_settings(&self.client).await
+    }
+
+    async fn add_ingestion_counts(&self, deltas: Vec<CountDelta>) -> StoreResult<()> {
+        metadata::add_ingestion_counts(&self.client, deltas).await
+    }
+
+    async fn ingestion_counts(
+        &self,
+        project_id: &str,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> StoreResult<Vec<CountDelta>> {
+        metadata::ingestion_counts(&self.client, project_id, start_unix_nano, end_unix_nano).await
+    }
+
+    async fn query_traces(&self, project_id: &str, query: &TraceQuery) -> StoreResult<TracePage> {
+        read::query_traces(&self.client, project_id, query).await
+    }
+
+    async fn get_trace(
+        &self,
+        project_id: &str,
+        trace_id: TraceId,
+    ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
+        read::get_trace(&self.client, project_id, trace_id).await
+    }
+}

@@ -1,0 +1,213 @@
+//! The query texts of the read path. TraceRecords are computed by aggregation in ClickHouse,
+//! the same function of a trace's spans as `TraceRecord::compute`; placeholders `?` are bound by
+//! the client, never spliced.
+
+/// The aggregation of one trace's spans into a TraceRecord, as the inner query of a `FROM`.
+/// `{filter}` is the WHERE clause choosing the spans (with its placeholders).
+pub const TRACE_AGGREGATION: &str = "
+SELECT
+    trace_id,
+    countIf(parent_span_id = '') > 0 AS has_root,
+    argMinIf(tuple(name, start_ns, end_ns, status_code,
+                   ifNull(input, ''), isNotNull(input), ifNull(output, ''), isNotNull(output),
+                   ifNull(session_id, ''), isNotNull(session_id),
+                   ifNull(user_id, ''), isNotNull(user_id),
+                   ifNull(pipeline_id, ''), isNotNull(pipeline_id),
+                   ifNull(service_name, ''), isNotNull(service_name)),
+             tuple(start_ns, span_id), parent_span_id = '') AS root,
+    if(has_root, tupleElement(root, 2), min(start_ns)) AS timestamp_ns,
+    if(has_root, tupleElement(root, 3) - tupleElement(root, 2), max(end_ns) - min(start_ns)) AS duration_ns,
+    if(has_root, tupleElement(root, 4), toInt8(0)) AS trace_status_code,
+    if(has_root AND tupleElement(root, 6), CAST(tupleElement(root, 5) AS Nullable(String)),
+       argMinIf(input, tuple(start_ns, span_id), isNotNull(input))) AS trace_input,
+    if(has_root AND tupleElement(root, 8), CAST(tupleElement(root, 7) AS Nullable(String)),
+       argMaxIf(output, tuple(end_ns, span_id), isNotNull(output))) AS trace_output,
+    if(has_root AND tupleElement(root, 10), CAST(tupleElement(root, 9) AS Nullable(String)),
+       argMinIf(session_id, tuple(start_ns, span_id), isNotNull(session_id))) AS trace_session_id,
+    if(has_root AND tupleElement(root, 12), CAST(tupleElement(root, 11) AS Nullable(String)),
+       argMinIf(user_id, tuple(start_ns, span_id), isNotNull(user_id))) AS trace_user_id,
+    if(has_root AND tupleElement(root, 14), CAST(tupleElement(root, 13) AS Nullable(String)),
+       argMinIf(pipeline_id, tuple(start_ns, span_id), isNotNull(pipeline_id))) AS trace_pipeline_id,
+    if(has_root, CAST(tupleElement(root, 1) AS Nullable(String)), CAST(NULL AS Nullable(String))) AS root_span_name,
+    if(has_root AND tupleElement(root, 16), CAST(tupleElement(root, 15) AS Nullable(String)),
+       argMinIf(service_name, tuple(start_ns, span_id), isNotNull(service_name))) AS trace_service_name,
+    count() AS span_count,
+    arraySort(groupUniqArrayIf(assumeNotNull(model), is_llm = 1 AND isNotNull(model))) AS models,
+    sumIf(prompt_tokens, is_llm = 1) AS prompt_token_count,
+    sumIf(completion_tokens, is_llm = 1) AS completion_token_count,
+    sumIf(total_tokens, is_llm = 1) AS total_token_count,
+    sumIf(prompt_cost, is_llm = 1) AS trace_prompt_cost,
+    sumIf(completion_cost, is_llm = 1) AS trace_completion_cost,
+    sumIf(total_cost, is_llm = 1) AS trace_total_cost,
+    countIf(is_llm = 1) AS llm_call_count,
+    countIf(isNotNull(tool_name)) AS tool_call_count,
+    countIf(isNotNull(tool_name) AND status_code = 2) AS tool_call_error_count,
+    groupArrayIf(assumeNotNull(tool_name), isNotNull(tool_name)) AS tool_names
+FROM spans FINAL
+WHERE {filter}
+GROUP BY trace_id";
+
+/// The columns the outer query selects, in the order of `TraceRow`.
+pub const TRACE_COLUMNS: &str = "trace_id, timestamp_ns, trace_input, trace_output, trace_status_code, \
+    has_root, duration_ns, trace_session_id, trace_user_id, trace_pipeline_id, root_span_name, \
+    trace_service_name, span_count, models, prompt_token_count, completion_token_count, \
+    total_token_count, trace_prompt_cost, trace_completion_cost, trace_total_cost, \
+    llm_call_count, tool_call_count, tool_call_error_count, tool_names";
+
+/// One trace, by id.
+pub fn trace_by_id() -> String {
+    format!(
+        "SELECT {TRACE_COLUMNS} FROM ({}) ",
+        TRACE_AGGREGATION.replace("{filter}", "project_id = ? AND trace_id = ?")
+    )
+}
+
+/// The filters a trace list may have, in the order their placeholders are bound.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilters {
+    pub cursor: bool,
+    pub text: bool,
+    pub status: bool,
+    pub session_id: bool,
+    pub user_id: bool,
+    pub pipeline_id: bool,
+    pub model: bool,
+}
+
+/// A page of traces, newest first. Candidates are the traces with a span starting in the
+/// window (a trace's timestamp is one of its spans' starts); their records are aggregated over
+/// all their spans, then filtered on the record.
+///
+/// Placeholders: project, window start, window end (candidates), project (aggregation), window
+/// start, window end (records), then each filter present in the order of [`ListFilters`], then
+/// the limit.
+pub fn trace_list(filters: &ListFilters) -> String {
+    let inner = TRACE_AGGREGATION.replace(
+        "{filter}",
+        "project_id = ? AND trace_id IN (SELECT trace_id FROM spans \
+         WHERE project_id = ? AND start_ns >= ? AND start_ns < ?)",
+    );
+    let mut sql = format!(
+        "SELECT {TRACE_COLUMNS} FROM ({inner}) WHERE timestamp_ns >= ? AND timestamp_ns < ?"
+    );
+    if filters.cursor {
+        sql.push_str(" AND (timestamp_ns < ? OR (timestamp_ns = ? AND trace_id < ?))");
+    }
+    if filters.text {
+        sql.push_str(
+            " AND (positionCaseInsensitiveUTF8(ifNull(trace_input, ''), ?) > 0 \
+             OR positionCaseInsensitiveUTF8(ifNull(trace_output, ''), ?) > 0)",
+        );
+    }
+    if filters.status {
+        sql.push_str(" AND trace_status_code = ?");
+    }
+    if filters.session_id {
+        sql.push_str(" AND trace_session_id = ?");
+    }
+    if filters.user_id {
+        sql.push_str(" AND trace_user_id = ?");
+    }
+    if filters.pipeline_id {
+        sql.push_str(" AND trace_pipeline_id = ?");
+    }
+    if filters.model {
+        sql.push_str(" AND has(models, ?)");
+    }
+    sql.push_str(" ORDER BY timestamp_ns DESC, trace_id DESC LIMIT ?");
+    sql
+}
+
+/// The columns of a span, in the order of `SpanRow`.
+pub const SPAN_COLUMNS: &str = "project_id, trace_id, span_id, parent_span_id, name, kind, \
+    start_ns, end_ns, status_code, service_name, body, input, output, session_id, user_id, \
+    pipeline_id, is_llm, llm, model, prompt_tokens, completion_tokens, total_tokens, \
+    prompt_cost, completion_cost, total_cost, tool, tool_name, version";
+
+pub fn spans_of_trace() -> String {
+    format!(
+        "SELECT {SPAN_COLUMNS} FROM spans FINAL WHERE project_id = ? AND trace_id = ? \
+         ORDER BY start_ns, span_id"
+    )
+}
+
+pub fn span_by_id() -> String {
+    format!(
+        "SELECT {SPAN_COLUMNS} FROM spans FINAL \
+         WHERE project_id = ? AND trace_id = ? AND span_id = ?"
+    )
+}
+
+pub const CONTENT_EVENT_COLUMNS: &str =
+    "project_id, trace_id, span_id, time_ns, name, attributes, fingerprint";
+
+pub fn content_events_of_span() -> String {
+    format!(
+        "SELECT {CONTENT_EVENT_COLUMNS} FROM span_content_events FINAL \
+         WHERE project_id = ? AND trace_id = ? AND span_id = ? ORDER BY time_ns, fingerprint"
+    )
+}
+
+/// Which of the given traces have content events, and for which spans.
+pub const SPANS_WITH_CONTENT: &str = "SELECT DISTINCT trace_id, span_id FROM span_content_events \
+    WHERE project_id = ? AND trace_id IN (SELECT arrayJoin(?))";
+
+/// Every query text with sample values in place of its placeholders, for validating them
+/// against a current ClickHouse engine (tests/clickhouse_sql.rs runs them in chdb).
+pub fn sample_queries() -> Vec<(String, String)> {
+    let all_filters = ListFilters {
+        cursor: true,
+        text: true,
+        status: true,
+        session_id: true,
+        user_id: true,
+        pipeline_id: true,
+        model: true,
+    };
+    let samples = [
+        ("trace_by_id", trace_by_id(), vec!["'p'", "'t'"]),
+        (
+            "trace_list",
+            trace_list(&ListFilters::default()),
+            vec!["'p'", "'p'", "0", "10", "0", "10", "50"],
+        ),
+        (
+            "trace_list_all_filters",
+            trace_list(&all_filters),
+            vec![
+                "'p'", "'p'", "0", "10", "0", "10", "5", "5", "'t'", "'q'", "'q'", "2", "'s'",
+                "'u'", "'l'", "'m'", "50",
+            ],
+        ),
+        ("spans_of_trace", spans_of_trace(), vec!["'p'", "'t'"]),
+        ("span_by_id", span_by_id(), vec!["'p'", "'t'", "'s'"]),
+        (
+            "content_events_of_span",
+            content_events_of_span(),
+            vec!["'p'", "'t'", "'s'"],
+        ),
+        (
+            "spans_with_content",
+            SPANS_WITH_CONTENT.to_owned(),
+            vec!["'p'", "['t']"],
+        ),
+    ];
+    samples
+        .into_iter()
+        .map(|(name, sql, values)| {
+            let mut filled = String::new();
+            let mut values = values.into_iter();
+            for (index, part) in sql.split('?').enumerate() {
+                if index > 0 {
+                    filled.push_str(values.next().expect("a value per placeholder"));
+                }
+                filled.push_str(part);
+            }
+            assert!(
+                values.next().is_none(),
+                "{name}: more values than placeholders"
+            );
+            (name.to_owned(), filled)
+        })
+        .collect()
+}

@@ -1,0 +1,207 @@
+//! The read path: TraceRecords aggregated in ClickHouse, and the spans of a trace.
+
+use std::collections::BTreeMap;
+
+use clickhouse::{Client, Row};
+use serde::Deserialize;
+
+use super::deliver::span_columns;
+use super::queries::{ListFilters, spans_of_trace, trace_by_id, trace_list};
+use super::rows::SpanRow;
+use super::unavailable;
+use crate::model::{LlmCall, SpanSemantics, StatusCode, TraceId, TraceRecord};
+use crate::store::codec::decode_span;
+use crate::store::{StoreError, StoreResult, StoredSpan, TraceCursor, TracePage, TraceQuery};
+
+/// One aggregated trace, in the order of `queries::TRACE_COLUMNS`.
+#[derive(Debug, Row, Deserialize)]
+struct TraceRow {
+    trace_id: String,
+    timestamp_ns: u64,
+    input: Option<String>,
+    output: Option<String>,
+    status_code: i8,
+    _has_root: u8,
+    duration_ns: u64,
+    session_id: Option<String>,
+    user_id: Option<String>,
+    pipeline_id: Option<String>,
+    root_span_name: Option<String>,
+    service_name: Option<String>,
+    span_count: u64,
+    models: Vec<String>,
+    prompt_token_count: Option<i64>,
+    completion_token_count: Option<i64>,
+    total_token_count: Option<i64>,
+    prompt_cost: Option<f64>,
+    completion_cost: Option<f64>,
+    total_cost: Option<f64>,
+    llm_call_count: u64,
+    tool_call_count: u64,
+    tool_call_error_count: u64,
+    tool_names: Vec<String>,
+}
+
+fn record(project_id: &str, row: TraceRow) -> TraceRecord {
+    let mut tool_call_name_counts = BTreeMap::new();
+    for name in row.tool_names {
+        *tool_call_name_counts.entry(name).or_default() += 1;
+    }
+    TraceRecord {
+        trace_id: row.trace_id,
+        project: project_id.to_owned(),
+        timestamp_unix_nano: row.timestamp_ns,
+        input: row.input,
+        output: row.output,
+        status: StatusCode::from_otlp(i32::from(row.status_code))
+            .as_str()
+            .to_owned(),
+        duration_ms: row.duration_ns as f64 / 1e6,
+        session_id: row.session_id,
+        user_id: row.user_id,
+        pipeline_id: row.pipeline_id,
+        root_span_name: row.root_span_name,
+        service_name: row.service_name,
+        span_count: row.span_count,
+        models: row.models,
+        prompt_token_count: row.prompt_token_count,
+        completion_token_count: row.completion_token_count,
+        total_token_count: row.total_token_count,
+        prompt_cost: row.prompt_cost,
+        completion_cost: row.completion_cost,
+        total_cost: row.total_cost,
+        llm_call_count: row.llm_call_count,
+        tool_call_count: row.tool_call_count,
+        tool_call_error_count: row.tool_call_error_count,
+        tool_call_name_counts,
+    }
+}
+
+pub async fn query_traces(
+    client: &Client,
+    project_id: &str,
+    query: &TraceQuery,
+) -> StoreResult<TracePage> {
+    let status = query.status.as_deref().map(|status| match status {
+        "ok" => 1i8,
+        "error" => 2,
+        _ => 0,
+    });
+    let filters = ListFilters {
+        cursor: query.cursor.is_some(),
+        text: query.text.is_some(),
+        status: status.is_some(),
+        session_id: query.session_id.is_some(),
+        user_id: query.user_id.is_some(),
+        pipeline_id: query.pipeline_id.is_some(),
+        model: query.model.is_some(),
+    };
+    let end = query.end_unix_nano;
+    let mut statement = client
+        .query(&trace_list(&filters))
+        .bind(project_id)
+        .bind(project_id)
+        .bind(query.start_unix_nano)
+        .bind(end)
+        .bind(query.start_unix_nano)
+        .bind(end);
+    if let Some(cursor) = &query.cursor {
+        statement = statement
+            .bind(cursor.timestamp_unix_nano)
+            .bind(cursor.timestamp_unix_nano)
+            .bind(cursor.trace_id.to_hex());
+    }
+    if let Some(text) = &query.text {
+        statement = statement.bind(text).bind(text);
+    }
+    if let Some(status) = status {
+        statement = statement.bind(status);
+    }
+    for value in [
+        &query.session_id,
+        &query.user_id,
+        &query.pipeline_id,
+        &query.model,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        statement = statement.bind(value);
+    }
+    let rows: Vec<TraceRow> = statement
+        .bind(query.limit as u64 + 1)
+        .fetch_all()
+        .await
+        .map_err(unavailable)?;
+    let mut traces: Vec<TraceRecord> = rows
+        .into_iter()
+        .map(|row| record(project_id, row))
+        .collect();
+    let mut next_cursor = None;
+    if traces.len() > query.limit {
+        traces.truncate(query.limit);
+        let last = traces.last().expect("limit is at least 1");
+        next_cursor = Some(TraceCursor {
+            timestamp_unix_nano: last.timestamp_unix_nano,
+            trace_id: TraceId::parse_hex(&last.trace_id)
+                .map_err(|error| StoreError::Corrupt(error.to_string()))?,
+        });
+    }
+    Ok(TracePage {
+        traces,
+        next_cursor,
+    })
+}
+
+pub async fn get_trace(
+    client: &Client,
+    project_id: &str,
+    trace_id: TraceId,
+) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
+    let trace_hex = trace_id.to_hex();
+    let row: Option<TraceRow> = client
+        .query(&trace_by_id())
+        .bind(project_id)
+        .bind(&trace_hex)
+        .fetch_optional()
+        .await
+        .map_err(unavailable)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let rows: Vec<SpanRow> = client
+        .query(&spans_of_trace())
+        .bind(project_id)
+        .bind(&trace_hex)
+        .fetch_all()
+        .await
+        .map_err(unavailable)?;
+    let spans = rows
+        .into_iter()
+        .map(|row| {
+            let span = decode_span(span_columns(&row)?, &row.body)?;
+            let semantics = SpanSemantics {
+                input: row.input,
+                output: row.output,
+                session_id: row.session_id,
+                user_id: row.user_id,
+                pipeline_id: row.pipeline_id,
+                llm: row
+                    .llm
+                    .map(|text| serde_json::from_str::<LlmCall>(&text))
+                    .transpose()
+                    .map_err(|error| StoreError::Corrupt(format!("llm: {error}")))?,
+                tool: row
+                    .tool
+                    .map(|text| serde_json::from_str(&text))
+                    .transpose()
+                    .map_err(|error| StoreError::Corrupt(format!("tool: {error}")))?,
+            };
+            Ok(StoredSpan {
+                span,
+                semantics: semantics.with_llm_texts(),
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Some((record(project_id, row), spans)))
+}

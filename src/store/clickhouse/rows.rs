@@ -1,0 +1,159 @@
+//! Rows as ClickHouse stores them (RowBinary, by position: field order is column order).
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{NormalizedSpan, SpanSemantics};
+use crate::store::codec::encode_body;
+
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct ProjectRow {
+    pub id: String,
+    pub name: String,
+    pub created_at_ns: u64,
+}
+
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct TokenRow {
+    pub id: String,
+    pub project_id: String,
+    pub role: String,
+    pub name: Option<String>,
+    /// Hex of the SHA-256 of the secret.
+    pub secret_hash: String,
+    pub created_at_ns: u64,
+    pub revoked_at_ns: Option<u64>,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct SettingsRow {
+    pub project_id: String,
+    pub settings: String,
+    pub updated_at_ns: u64,
+}
+
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct CountRow {
+    pub project_id: String,
+    pub bucket_start_ns: u64,
+    pub counter: String,
+    pub label: String,
+    pub value: u64,
+}
+
+/// One span. `version` orders rewrites of the same span (its semantics recomputed when log
+/// content arrives): the highest wins.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct SpanRow {
+    pub project_id: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub name: String,
+    pub kind: i8,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub status_code: i8,
+    pub service_name: Option<String>,
+    pub body: String,
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub pipeline_id: Option<String>,
+    pub is_llm: u8,
+    pub llm: Option<String>,
+    pub model: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    /// The call's total, or prompt + completion when it reports none (what a trace sums).
+    pub total_tokens: Option<i64>,
+    pub prompt_cost: Option<f64>,
+    pub completion_cost: Option<f64>,
+    /// The call's total cost, or prompt + completion cost.
+    pub total_cost: Option<f64>,
+    pub tool: Option<String>,
+    pub tool_name: Option<String>,
+    pub version: u64,
+}
+
+impl SpanRow {
+    pub fn new(project_id: &str, normalized: &NormalizedSpan, version: u64) -> Self {
+        let span = &normalized.span;
+        let mut row = Self {
+            project_id: project_id.to_owned(),
+            trace_id: span.trace_id.to_hex(),
+            span_id: span.span_id.to_hex(),
+            parent_span_id: span
+                .parent_span_id
+                .map(|parent| parent.to_hex())
+                .unwrap_or_default(),
+            name: span.name.clone(),
+            kind: span.kind.to_otlp() as i8,
+            start_ns: span.start_time_unix_nano,
+            end_ns: span.end_time_unix_nano,
+            status_code: span.status.code.to_otlp() as i8,
+            service_name: span.service_name().map(str::to_owned),
+            body: encode_body(span),
+            input: None,
+            output: None,
+            session_id: None,
+            user_id: None,
+            pipeline_id: None,
+            is_llm: 0,
+            llm: None,
+            model: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            total_tokens: None,
+            prompt_cost: None,
+            completion_cost: None,
+            total_cost: None,
+            tool: None,
+            tool_name: None,
+            version,
+        };
+        row.set_semantics(&normalized.semantics);
+        row
+    }
+
+    /// Writes what normalization read into the row's columns.
+    pub fn set_semantics(&mut self, semantics: &SpanSemantics) {
+        self.input = semantics.input.clone();
+        self.output = semantics.output.clone();
+        self.session_id = semantics.session_id.clone();
+        self.user_id = semantics.user_id.clone();
+        self.pipeline_id = semantics.pipeline_id.clone();
+        let digest = crate::model::NormalizedSpan::digest_llm(semantics);
+        self.is_llm = u8::from(semantics.llm.is_some());
+        self.llm = semantics
+            .llm
+            .as_ref()
+            .map(|llm| serde_json::to_string(llm).unwrap_or_default());
+        self.model = digest.as_ref().and_then(|llm| llm.model.clone());
+        self.prompt_tokens = digest.as_ref().and_then(|llm| llm.usage.prompt);
+        self.completion_tokens = digest.as_ref().and_then(|llm| llm.usage.completion);
+        self.total_tokens = digest.as_ref().and_then(|llm| llm.effective_total_tokens());
+        self.prompt_cost = digest.as_ref().and_then(|llm| llm.cost.prompt);
+        self.completion_cost = digest.as_ref().and_then(|llm| llm.cost.completion);
+        self.total_cost = digest.as_ref().and_then(|llm| llm.effective_total_cost());
+        self.tool = semantics
+            .tool
+            .as_ref()
+            .map(|tool| serde_json::to_string(tool).unwrap_or_default());
+        self.tool_name = semantics.tool.as_ref().map(|tool| tool.name.clone());
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct ContentEventRow {
+    pub project_id: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub time_ns: u64,
+    pub name: String,
+    /// The stored (lossless) JSON form of the attributes.
+    pub attributes: String,
+    pub fingerprint: String,
+}

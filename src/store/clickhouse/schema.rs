@@ -1,0 +1,318 @@
+//! The ClickHouse schema, as versioned migrations, in two dialects: one that runs on the
+//! ClickHouse Debian ships (18.16: no DateTime64, Map, TTL, CODEC or skip indexes), and one that
+//! uses what current servers offer (codecs, bloom-filter indexes, LowCardinality, TTL retention).
+//! Both store the same columns, so every query runs on either. A cluster option writes `ON
+//! CLUSTER`, Replicated tables and Distributed tables in front of them.
+
+/// What the server supports, read from its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// ClickHouse before 20.3 (Debian's 18.16).
+    Legacy,
+    /// ClickHouse 20.3 and later.
+    Modern,
+}
+
+impl Dialect {
+    /// The dialect of a server version such as `18.16.1` or `24.8.4.13`.
+    pub fn of_version(version: &str) -> Self {
+        let mut parts = version
+            .split('.')
+            .filter_map(|part| part.parse::<u32>().ok());
+        let major = parts.next().unwrap_or(0);
+        let minor = parts.next().unwrap_or(0);
+        if (major, minor) >= (20, 3) {
+            Self::Modern
+        } else {
+            Self::Legacy
+        }
+    }
+}
+
+/// Options that shape the DDL.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaOptions {
+    pub database: String,
+    /// A cluster name from the server's `remote_servers`: tables are created `ON CLUSTER`, as
+    /// Replicated tables (`*_local`) behind Distributed tables sharded by trace id.
+    pub cluster: Option<String>,
+    /// Days to keep spans (modern dialect only: TTL).
+    pub retention_days: Option<u32>,
+}
+
+struct Table {
+    name: &'static str,
+    columns: &'static str,
+    /// Extra column definitions of the modern dialect (skip indexes).
+    modern_indexes: &'static str,
+    engine: Engine,
+    partition_by: Option<&'static str>,
+    order_by: &'static str,
+    /// Whether rows expire after the retention period (modern dialect).
+    expires: bool,
+    /// Distributed sharding key in a cluster.
+    sharding_key: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum Engine {
+    Replacing(Option<&'static str>),
+    Summing(&'static str),
+}
+
+/// `{compressed}` marks columns of large text: ZSTD in the modern dialect.
+const SPAN_COLUMNS: &str = "
+    project_id String,
+    trace_id String,
+    span_id String,
+    parent_span_id String,
+    name String,
+    kind Int8,
+    start_ns UInt64,
+    end_ns UInt64,
+    status_code Int8,
+    service_name Nullable(String),
+    body String {compressed},
+    input Nullable(String) {compressed},
+    output Nullable(String) {compressed},
+    session_id Nullable(String),
+    user_id Nullable(String),
+    pipeline_id Nullable(String),
+    is_llm UInt8,
+    llm Nullable(String) {compressed},
+    model Nullable(String),
+    prompt_tokens Nullable(Int64),
+    completion_tokens Nullable(Int64),
+    total_tokens Nullable(Int64),
+    prompt_cost Nullable(Float64),
+    completion_cost Nullable(Float64),
+    total_cost Nullable(Float64),
+    tool Nullable(String),
+    tool_name Nullable(String),
+    version UInt64";
+
+fn tables() -> Vec<Table> {
+    vec![
+        Table {
+            name: "projects",
+            columns: "id String, name String, created_at_ns UInt64",
+            modern_indexes: "",
+            engine: Engine::Replacing(None),
+            partition_by: None,
+            order_by: "id",
+            expires: false,
+            sharding_key: "cityHash64(id)",
+        },
+        Table {
+            name: "tokens",
+            columns: "id String, project_id String, role String, name Nullable(String), \
+                      secret_hash String, created_at_ns UInt64, revoked_at_ns Nullable(UInt64), \
+                      version UInt64",
+            modern_indexes: "",
+            engine: Engine::Replacing(Some("version")),
+            partition_by: None,
+            order_by: "id",
+            expires: false,
+            sharding_key: "cityHash64(id)",
+        },
+        Table {
+            name: "project_settings",
+            columns: "project_id String, settings String, updated_at_ns UInt64",
+            modern_indexes: "",
+            engine: Engine::Replacing(Some("updated_at_ns")),
+            partition_by: None,
+            order_by: "project_id",
+            expires: false,
+            sharding_key: "cityHash64(project_id)",
+        },
+        Table {
+            name: "ingestion_counts",
+            columns: "project_id String, bucket_start_ns UInt64, counter String, label String, \
+                      value UInt64",
+            modern_indexes: "",
+            engine: Engine::Summing("value"),
+            partition_by: Some("toYYYYMM(toDateTime(intDiv(bucket_start_ns, 1000000000)))"),
+            order_by: "(project_id, bucket_start_ns, counter, label)",
+            expires: false,
+            sharding_key: "cityHash64(project_id)",
+        },
+        Table {
+            name: "spans",
+            columns: SPAN_COLUMNS,
+            modern_indexes: ",
+    INDEX spans_session session_id TYPE bloom_filter GRANULARITY 4,
+    INDEX spans_user user_id TYPE bloom_filter GRANULARITY 4,
+    INDEX spans_start start_ns TYPE minmax GRANULARITY 1",
+            engine: Engine::Replacing(Some("version")),
+            partition_by: Some("toYYYYMMDD(toDateTime(intDiv(start_ns, 1000000000)))"),
+            order_by: "(project_id, trace_id, span_id)",
+            expires: true,
+            sharding_key: "cityHash64(trace_id)",
+        },
+        Table {
+            name: "span_content_events",
+            columns: "project_id String, trace_id String, span_id String, time_ns UInt64, \
+                      name String, attributes String {compressed}, fingerprint String",
+            modern_indexes: "",
+            engine: Engine::Replacing(None),
+            partition_by: Some("toYYYYMMDD(toDateTime(intDiv(time_ns, 1000000000)))"),
+            order_by: "(project_id, trace_id, span_id, fingerprint)",
+            expires: true,
+            sharding_key: "cityHash64(trace_id)",
+        },
+    ]
+}
+
+/// The statements that create the schema from nothing, in order; all idempotent.
+pub fn create_statements(dialect: Dialect, options: &SchemaOptions) -> Vec<String> {
+    let database = &options.database;
+    let on_cluster = options
+        .cluster
+        .as_ref()
+        .map_or(String::new(), |cluster| format!(" ON CLUSTER {cluster}"));
+    let mut statements = vec![format!(
+        "CREATE DATABASE IF NOT EXISTS {database}{on_cluster}"
+    )];
+    for table in tables() {
+        let compressed = match dialect {
+            Dialect::Legacy => "",
+            Dialect::Modern => "CODEC(ZSTD(3))",
+        };
+        let mut columns = table.columns.replace("{compressed}", compressed);
+        if dialect == Dialect::Modern {
+            // Low-cardinality text: names, roles and counters repeat a lot.
+            for column in ["name String", "role String", "counter String"] {
+                columns = columns.replace(
+                    &format!(" {column},"),
+                    &format!(
+                        " {} LowCardinality(String),",
+                        column.split(' ').next().unwrap_or_default()
+                    ),
+                );
+            }
+            columns.push_str(table.modern_indexes);
+        }
+        let local_name = if options.cluster.is_some() {
+            format!("{}_local", table.name)
+        } else {
+            table.name.to_owned()
+        };
+        let engine = match (table.engine, &options.cluster) {
+            (Engine::Replacing(version), None) => {
+                format!("ReplacingMergeTree({})", version.unwrap_or_default())
+            }
+            (Engine::Summing(column), None) => format!("SummingMergeTree({column})"),
+            (Engine::Replacing(version), Some(_)) => format!(
+                "ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}/{local_name}', '{{replica}}'{})",
+                version.map_or(String::new(), |version| format!(", {version}"))
+            ),
+            (Engine::Summing(column), Some(_)) => format!(
+                "ReplicatedSummingMergeTree('/clickhouse/tables/{{shard}}/{database}/{local_name}', '{{replica}}', {column})"
+            ),
+        };
+        let mut statement = format!(
+            "CREATE TABLE IF NOT EXISTS {database}.{local_name}{on_cluster} ({columns}\n) ENGINE = {engine}"
+        );
+        if let Some(partition) = table.partition_by {
+            statement.push_str(&format!(" PARTITION BY {partition}"));
+        }
+        statement.push_str(&format!(" ORDER BY {}", table.order_by));
+        if let (Dialect::Modern, true, Some(days)) =
+            (dialect, table.expires, options.retention_days)
+        {
+            let time = if table.name == "spans" {
+                "start_ns"
+            } else {
+                "time_ns"
+            };
+            statement.push_str(&format!(
+                " TTL toDateTime(intDiv({time}, 1000000000)) + INTERVAL {days} DAY"
+            ));
+        }
+        statements.push(statement);
+        if let Some(cluster) = &options.cluster {
+            statements.push(format!(
+                "CREATE TABLE IF NOT EXISTS {database}.{name}{on_cluster} AS {database}.{local_name} \
+                 ENGINE = Distributed({cluster}, {database}, {local_name}, {key})",
+                name = table.name,
+                key = table.sharding_key,
+            ));
+        }
+    }
+    statements
+}
+
+/// The versioned migrations: version 1 is the schema above. A later change appends a version
+/// with its `ALTER` statements; a server applies the versions it has not recorded.
+pub fn migrations(dialect: Dialect, options: &SchemaOptions) -> Vec<(u32, Vec<String>)> {
+    vec![(1, create_statements(dialect, options))]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(cluster: Option<&str>) -> SchemaOptions {
+        SchemaOptions {
+            database: "spanhouse".into(),
+            cluster: cluster.map(str::to_owned),
+            retention_days: Some(30),
+        }
+    }
+
+    #[test]
+    fn versions_pick_the_dialect() {
+        assert_eq!(Dialect::of_version("18.16.1"), Dialect::Legacy);
+        assert_eq!(Dialect::of_version("20.3.1.1"), Dialect::Modern);
+        assert_eq!(Dialect::of_version("24.8.4.13"), Dialect::Modern);
+        assert_eq!(Dialect::of_version("garbage"), Dialect::Legacy);
+    }
+
+    #[test]
+    fn legacy_ddl_avoids_what_18_16_lacks() {
+        let ddl = create_statements(Dialect::Legacy, &options(None)).join("\n");
+        for missing in [
+            "CODEC",
+            "TTL",
+            "INDEX ",
+            "LowCardinality",
+            "DateTime64",
+            "Map(",
+        ] {
+            assert!(!ddl.contains(missing), "{missing} in legacy DDL:\n{ddl}");
+        }
+        assert!(ddl.contains("ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMMDD"));
+    }
+
+    #[test]
+    fn modern_ddl_uses_codecs_indexes_and_retention() {
+        let ddl = create_statements(Dialect::Modern, &options(None)).join("\n");
+        assert!(ddl.contains("body String CODEC(ZSTD(3))"));
+        assert!(ddl.contains("INDEX spans_session session_id TYPE bloom_filter"));
+        assert!(ddl.contains("name LowCardinality(String)"));
+        assert!(ddl.contains("TTL toDateTime(intDiv(start_ns, 1000000000)) + INTERVAL 30 DAY"));
+    }
+
+    #[test]
+    fn cluster_ddl_is_replicated_and_distributed() {
+        let ddl = create_statements(Dialect::Modern, &options(Some("analytics")));
+        assert_eq!(
+            ddl[0],
+            "CREATE DATABASE IF NOT EXISTS spanhouse ON CLUSTER analytics"
+        );
+        let spans_local = ddl
+            .iter()
+            .find(|statement| statement.contains("spanhouse.spans_local ON CLUSTER analytics ("))
+            .expect("a local spans table");
+        assert!(spans_local.contains(
+            "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/spanhouse/spans_local', '{replica}', version)"
+        ));
+        assert!(ddl.iter().any(|statement| statement
+            == "CREATE TABLE IF NOT EXISTS spanhouse.spans ON CLUSTER analytics AS spanhouse.spans_local \
+                ENGINE = Distributed(analytics, spanhouse, spans_local, cityHash64(trace_id))"));
+        assert!(
+            ddl.iter()
+                .all(|statement| statement.contains("ON CLUSTER analytics"))
+        );
+    }
+}
