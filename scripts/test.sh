@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh checkout: installs what the end-to-end tests drive (the
 # OpenTelemetry Python SDK into .e2e/venv, five LLM instrumentation libraries into
-# .e2e/instrumentation, the JS SDK into tests/e2e/node/node_modules), checks
-# formatting and lints, then runs every Rust test (unit, integration, end-to-end).
+# .e2e/instrumentation, the JS SDK into tests/e2e/node/node_modules), starts a throwaway
+# ClickHouse (Debian's, installed by apt when missing), checks formatting and lints, then runs
+# every Rust test (unit, integration, end-to-end), and the integration suite a second time on
+# the ClickHouse backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,11 +31,31 @@ fi
 step "OpenTelemetry JS SDK (tests/e2e/node)"
 (cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error)
 
+step "ClickHouse for the ClickHouse backend's tests (scripts/clickhouse.sh)"
+clickhouse_started=false
+if clickhouse_url=$(scripts/clickhouse.sh start); then
+  clickhouse_started=true
+  export SPANHOUSE_TEST_CLICKHOUSE_URL="$clickhouse_url"
+  trap 'scripts/clickhouse.sh stop' EXIT
+elif [ -n "${CI:-}" ]; then
+  echo "ClickHouse could not be started; in CI its tests must run" >&2
+  exit 1
+else
+  echo "ClickHouse could not be started: its tests will skip" >&2
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 
-step "cargo test"
+step "cargo test (embedded SQLite store, and what is specific to ClickHouse)"
 cargo test --all-targets "$@"
+
+if [ "$clickhouse_started" = true ]; then
+  step "cargo test: the integration suite again, on the ClickHouse backend"
+  SPANHOUSE_TEST_STORAGE=clickhouse cargo test \
+    --test http_ingest --test query_api --test grpc_ingest --test corpus --test semantics \
+    --test logs --test ingestion_control --test e2e_sdks --test e2e_instrumentations "$@"
+fi

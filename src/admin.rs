@@ -3,7 +3,9 @@
 use anyhow::{Context as _, bail};
 
 use crate::auth::{self, Role};
-use crate::config::{Config, ProjectCommand, TokenCommand};
+use crate::config::{
+    ClickhouseCommand, Config, DialectArg, ProjectCommand, StorageKind, TokenCommand,
+};
 use crate::model::time::format_rfc3339;
 use crate::server::open_store;
 use crate::store::{NewToken, Project, Store};
@@ -120,6 +122,37 @@ pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()>
                 bail!("no token with id {token_id:?} (see `spanhouse token list --project NAME`)");
             }
             eprintln!("revoked {token_id}; running servers stop accepting it within 5 seconds");
+        }
+    }
+    Ok(())
+}
+
+pub async fn clickhouse(config: &Config, command: ClickhouseCommand) -> anyhow::Result<()> {
+    use crate::store::clickhouse::schema::{Dialect, SchemaOptions, create_statements};
+    let clickhouse = &config.clickhouse;
+    match command {
+        ClickhouseCommand::Migrate => {
+            let mut config = config.clone();
+            config.storage = StorageKind::Clickhouse;
+            open_store(&config).await?;
+            eprintln!("the schema of {} is up to date", clickhouse.database);
+        }
+        ClickhouseCommand::Schema { dialect } => {
+            let dialect = match dialect {
+                Some(DialectArg::Legacy) => Dialect::Legacy,
+                Some(DialectArg::Modern) => Dialect::Modern,
+                None => crate::store::clickhouse::server_dialect(clickhouse)
+                    .await
+                    .unwrap_or(Dialect::Modern),
+            };
+            let options = SchemaOptions {
+                database: clickhouse.database.clone(),
+                cluster: clickhouse.cluster.clone(),
+                retention_days: clickhouse.retention_days,
+            };
+            for statement in create_statements(dialect, &options) {
+                println!("{statement};\n");
+            }
         }
     }
     Ok(())

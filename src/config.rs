@@ -98,6 +98,30 @@ pub enum Command {
     /// Manage tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Provision ClickHouse by hand.
+    #[command(subcommand)]
+    Clickhouse(ClickhouseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClickhouseCommand {
+    /// Create the database and tables, or apply the migrations they lack (what `serve` does on
+    /// start).
+    Migrate,
+    /// Print the DDL of the schema, for operators who provision by hand.
+    Schema {
+        /// The server generation to write it for; default: ask the configured server, else modern.
+        #[arg(long, value_enum)]
+        dialect: Option<DialectArg>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DialectArg {
+    /// ClickHouse before 20.3 (Debian's 18.16): no codecs, TTL, skip indexes or LowCardinality.
+    Legacy,
+    /// ClickHouse 20.3 and later.
+    Modern,
 }
 
 #[derive(Debug, Subcommand)]

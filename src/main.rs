@@ -54,6 +54,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(&config).await,
         Command::Project(command) => spanhouse::admin::project(&config, command).await,
         Command::Token(command) => spanhouse::admin::token(&config, command).await,
+        Command::Clickhouse(command) => spanhouse::admin::clickhouse(&config, command).await,
     }
 }
 

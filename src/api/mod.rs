@@ -107,18 +107,30 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Ready when the store answers. Either way it says how many spans wait for the store (in the
+/// queue, and in a backend's spool).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
+    let buffered = state.ingest.pipeline.buffered() + state.store.buffered_total().await;
+    let (status, body) = match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            axum::Json(serde_json::json!({
-                "status": "ready",
-                "buffered": state.ingest.pipeline.buffered(),
-            })),
-        )
-            .into_response(),
-        Err(error) => ApiError::unavailable(error.to_string()).into_response(),
+            serde_json::json!({ "status": "ready", "buffered": buffered }),
+        ),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({
+                "status": "unavailable", "error": error.to_string(), "buffered": buffered
+            }),
+        ),
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from(error::RETRY_AFTER_SECONDS),
+        );
     }
+    response
 }
 
 async fn not_found() -> ApiError {

@@ -143,6 +143,11 @@ pub trait Store: Send + Sync + 'static {
         0
     }
 
+    /// The same, over all projects.
+    async fn buffered_total(&self) -> u64 {
+        0
+    }
+
     async fn create_project(&self, name: &str) -> StoreResult<Project>;
     async fn list_projects(&self) -> StoreResult<Vec<Project>>;
     /// Finds a project by id or by name.

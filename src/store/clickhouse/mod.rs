@@ -124,6 +124,27 @@ impl ClickHouseStore {
     }
 }
 
+/// The dialect of the configured server, when it answers.
+pub async fn server_dialect(config: &crate::config::ClickHouseConfig) -> Option<Dialect> {
+    let options = ClickHouseOptions {
+        url: config.url.clone(),
+        database: config.database.clone(),
+        user: config.user.clone(),
+        password: config.password.clone(),
+        cluster: None,
+        retention_days: None,
+        spool_max_bytes: 0,
+        batch_max_items: 0,
+        flush_interval: Duration::ZERO,
+    };
+    let version: String = client(&options)
+        .query("SELECT version()")
+        .fetch_one()
+        .await
+        .ok()?;
+    Some(Dialect::of_version(&version))
+}
+
 /// A version that orders rewrites of a row: nanoseconds now.
 pub(crate) fn version_now() -> u64 {
     crate::model::time::now_unix_nano()
@@ -142,6 +163,10 @@ impl Store for ClickHouseStore {
 
     async fn buffered(&self, project_id: &str) -> u64 {
         self.spool.items_of(project_id)
+    }
+
+    async fn buffered_total(&self) -> u64 {
+        self.spool.items()
     }
 
     async fn create_project(&self, name: &str) -> StoreResult<Project> {

@@ -1,0 +1,68 @@
+//! Every DDL statement and query text of the ClickHouse backend runs on a current ClickHouse
+//! engine (chdb, in process), in both dialects: the legacy one the integration tests run on
+//! Debian's 18.16 server, and the modern one servers from 20.3 on get.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use spanhouse::store::clickhouse::queries::sample_queries;
+use spanhouse::store::clickhouse::schema::{Dialect, SchemaOptions, create_statements};
+
+fn python() -> Option<PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".e2e/venv/bin/python");
+    let has_chdb = python.exists()
+        && Command::new(&python)
+            .args(["-c", "import chdb"])
+            .status()
+            .is_ok_and(|status| status.success());
+    if has_chdb {
+        return Some(python);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("chdb is not installed; scripts/test.sh installs it");
+    }
+    eprintln!("SKIPPED: chdb is not installed; run scripts/test.sh");
+    None
+}
+
+#[test]
+fn ddl_and_queries_run_on_a_current_clickhouse() {
+    let Some(python) = python() else { return };
+    let mut statements = Vec::new();
+    for (dialect, database) in [
+        (Dialect::Modern, "spanhouse"),
+        (Dialect::Legacy, "spanhouse_legacy"),
+    ] {
+        let options = SchemaOptions {
+            database: database.into(),
+            cluster: None,
+            retention_days: Some(30),
+        };
+        for (index, statement) in create_statements(dialect, &options).into_iter().enumerate() {
+            statements.push((format!("{dialect:?} ddl {index}"), statement));
+        }
+    }
+    statements.push(("use".into(), "USE spanhouse".into()));
+    for (name, query) in sample_queries() {
+        statements.push((format!("query {name}"), query));
+    }
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("statements.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({ "statements": statements }).to_string(),
+    )
+    .unwrap();
+    let output = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clickhouse/validate_chdb.py"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("{} passed, 0 failed", statements.len())),
+        "{stdout}"
+    );
+}
