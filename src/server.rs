@@ -195,6 +195,7 @@ impl RunningServer {
         if let Err(error) = self.stats.flush(self.store.as_ref()).await {
             tracing::warn!(%error, "the last ingestion counts could not be saved");
         }
+        self.store.flush(Duration::from_secs(10)).await;
         tracing::info!("spanhouse stopped");
         Ok(())
     }

@@ -55,6 +55,9 @@ pub struct IngestionStats {
     pending: Mutex<HashMap<Key, u64>>,
     /// Totals since start per (project, counter, label), for /metrics.
     totals: Mutex<BTreeMap<(String, &'static str, String), u64>>,
+    /// Held by a flush while counts move from `pending` to the store, and by a reader while it
+    /// reads both, so that a reader never sees counts in neither place or in both.
+    gate: tokio::sync::RwLock<()>,
 }
 
 impl IngestionStats {
@@ -74,6 +77,7 @@ impl IngestionStats {
 
     /// Adds the pending counts to the store; on failure they stay pending.
     pub async fn flush(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let _moving = self.gate.write().await;
         let pending = std::mem::take(&mut *lock(&self.pending));
         if pending.is_empty() {
             return Ok(());
@@ -98,8 +102,22 @@ impl IngestionStats {
         Ok(())
     }
 
+    /// A project's counts with bucket starts in `[start, end)`: saved and not yet saved.
+    pub async fn counts(
+        &self,
+        store: &dyn Store,
+        project_id: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<CountDelta>, StoreError> {
+        let _reading = self.gate.read().await;
+        let mut rows = store.ingestion_counts(project_id, start, end).await?;
+        rows.extend(self.pending_for(project_id, start, end));
+        Ok(rows)
+    }
+
     /// Counts of a project not yet flushed, bucket starts in `[start, end)`.
-    pub fn pending_for(&self, project_id: &str, start: u64, end: u64) -> Vec<CountDelta> {
+    fn pending_for(&self, project_id: &str, start: u64, end: u64) -> Vec<CountDelta> {
         lock(&self.pending)
             .iter()
             .filter(|((project, bucket, _, _), _)| {

@@ -94,16 +94,11 @@ pub async fn ingestion(
     let aligned_start = start / width * width;
     let aligned_end = end.div_ceil(width) * width;
     let project_id = &principal.project.id;
-    let mut rows = state
-        .store
-        .ingestion_counts(project_id, aligned_start, aligned_end)
+    let rows = state
+        .ingest
+        .stats
+        .counts(state.store.as_ref(), project_id, aligned_start, aligned_end)
         .await?;
-    rows.extend(
-        state
-            .ingest
-            .stats
-            .pending_for(project_id, aligned_start, aligned_end),
-    );
     let (buckets, totals) = into_buckets(&rows, aligned_start, aligned_end, width);
     Ok(Json(IngestionView {
         buckets,

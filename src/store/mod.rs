@@ -148,6 +148,10 @@ pub trait Store: Send + Sync + 'static {
         0
     }
 
+    /// Called at graceful shutdown, after the last write: moves what is buffered to the final
+    /// store if that can be done in `within`. What cannot stays buffered durably.
+    async fn flush(&self, _within: std::time::Duration) {}
+
     async fn create_project(&self, name: &str) -> StoreResult<Project>;
     async fn list_projects(&self) -> StoreResult<Vec<Project>>;
     /// Finds a project by id or by name.

@@ -169,6 +169,20 @@ impl Store for ClickHouseStore {
         self.spool.items()
     }
 
+    async fn flush(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.spool.items() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.spool.items();
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "ClickHouse did not take the whole spool; it is delivered at the next start"
+            );
+        }
+    }
+
     async fn create_project(&self, name: &str) -> StoreResult<Project> {
         metadata::create_project(&self.client, name).await
     }
