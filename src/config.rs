@@ -288,7 +288,7 @@ pub struct ClickHouseConfig {
     pub retention_days: Option<u32>,
     /// Largest local spool before writes are answered 503: 1 GiB.
     pub spool_max_bytes: u64,
-    /// Most spans delivered to ClickHouse in one round: 50,000.
+    /// Most spans delivered to ClickHouse in one round: 20,000.
     pub batch_max_spans: u64,
     /// How often a small batch is delivered, in milliseconds: 200.
     pub flush_interval_ms: u64,
@@ -435,7 +435,7 @@ impl Config {
                     .clickhouse
                     .spool_max_bytes
                     .unwrap_or(1024 * 1024 * 1024),
-                batch_max_spans: file.clickhouse.batch_max_spans.unwrap_or(50_000),
+                batch_max_spans: file.clickhouse.batch_max_spans.unwrap_or(20_000),
                 flush_interval_ms: file.clickhouse.flush_interval_ms.unwrap_or(200),
             },
             limits,
