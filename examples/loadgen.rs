@@ -18,9 +18,8 @@ use clap::{Parser, ValueEnum};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message as _;
+use spanhouse::synthetic::{Convention, Shape, make_request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Protocol {
@@ -33,12 +32,23 @@ enum Protocol {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Convention {
+enum ConventionArg {
     Genai,
     Openinference,
     Traceloop,
     /// A third of each.
     Mix,
+}
+
+impl From<ConventionArg> for Convention {
+    fn from(convention: ConventionArg) -> Self {
+        match convention {
+            ConventionArg::Genai => Convention::Genai,
+            ConventionArg::Openinference => Convention::Openinference,
+            ConventionArg::Traceloop => Convention::Traceloop,
+            ConventionArg::Mix => Convention::Mix,
+        }
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -78,7 +88,7 @@ struct Options {
     text_bytes: usize,
     /// Which convention the spans use.
     #[arg(long, value_enum, default_value = "mix")]
-    convention: Convention,
+    convention: ConventionArg,
     /// Requests per second per connection (0: as fast as answered).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
@@ -97,179 +107,16 @@ struct Options {
     json: Option<std::path::PathBuf>,
 }
 
-fn text(key: &str, value: impl Into<String>) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..Default::default()
-    }
-}
-
-/// Text of `bytes` bytes that differs per span, so compression sees realistic entropy.
-fn filler(bytes: usize, seed: u64) -> String {
-    const WORDS: [&str; 16] = [
-        "the", "model", "answer", "question", "token", "context", "retrieval", "user", "tool",
-        "search", "result", "summary", "document", "prompt", "agent", "reply",
-    ];
-    let mut state = seed | 1;
-    let mut out = String::with_capacity(bytes + 16);
-    while out.len() < bytes {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.push_str(WORDS[(state % 16) as usize]);
-        out.push(' ');
-    }
-    out.truncate(bytes);
-    out
-}
-
-/// The attributes of one LLM span in a convention (about 12 attributes).
-fn llm_attributes(convention: Convention, index: u64, input: String, output: String) -> Vec<KeyValue> {
-    let convention = match convention {
-        Convention::Mix => [Convention::Genai, Convention::Openinference, Convention::Traceloop]
-            [(index % 3) as usize],
-        other => other,
-    };
-    match convention {
-        Convention::Openinference => vec![
-            text("openinference.span.kind", "LLM"),
-            text("llm.system", "openai"),
-            text("llm.model_name", "gpt-4o-mini-2024-07-18"),
-            text("input.value", input.clone()),
-            text("output.value", output.clone()),
-            text("llm.input_messages.0.message.role", "user"),
-            text("llm.input_messages.0.message.content", input),
-            text("llm.output_messages.0.message.role", "assistant"),
-            text("llm.output_messages.0.message.content", output),
-            int("llm.token_count.prompt", 250),
-            int("llm.token_count.completion", 250),
-            int("llm.token_count.total", 500),
-        ],
-        Convention::Traceloop => vec![
-            text("gen_ai.operation.name", "chat"),
-            text("gen_ai.provider.name", "openai"),
-            text("gen_ai.request.model", "gpt-4o-mini"),
-            text("gen_ai.response.model", "gpt-4o-mini-2024-07-18"),
-            text(
-                "gen_ai.input.messages",
-                serde_json::json!([{"role": "user", "parts": [{"type": "text", "content": input}]}])
-                    .to_string(),
-            ),
-            text(
-                "gen_ai.output.messages",
-                serde_json::json!([{"role": "assistant", "parts": [{"type": "text", "content": output}], "finish_reason": "stop"}])
-                    .to_string(),
-            ),
-            int("gen_ai.usage.input_tokens", 250),
-            int("gen_ai.usage.output_tokens", 250),
-            text("traceloop.span.kind", "task"),
-            text("traceloop.entity.name", "answer"),
-            text("session.id", format!("session-{}", index % 97)),
-            text("user.id", format!("user-{}", index % 13)),
-        ],
-        _ => vec![
-            text("gen_ai.operation.name", "chat"),
-            text("gen_ai.system", "openai"),
-            text("gen_ai.request.model", "gpt-4o-mini"),
-            text("gen_ai.response.model", "gpt-4o-mini-2024-07-18"),
-            int("gen_ai.usage.input_tokens", 250),
-            int("gen_ai.usage.output_tokens", 250),
-            text("input.value", input),
-            text("output.value", output),
-            text("gen_ai.response.finish_reasons", "stop"),
-            text("session.id", format!("session-{}", index % 97)),
-            text("user.id", format!("user-{}", index % 13)),
-            int("gen_ai.request.max_tokens", 512),
-        ],
-    }
-}
-
-/// One request of `spans` spans, ids unique to this run, connection and request.
-fn make_request(options: &Options, run: u64, connection: u64, request: u64) -> (ExportTraceServiceRequest, Vec<[u8; 16]>) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let per_trace = options.spans_per_trace.max(1);
-    let mut trace_ids = Vec::new();
-    let spans = (0..options.spans_per_request)
-        .map(|index| {
-            let trace_number = (connection << 40) | (request << 12) | (index / per_trace) as u64;
-            let position = index % per_trace;
-            let mut trace_id = [0u8; 16];
-            trace_id[..8].copy_from_slice(&trace_number.to_be_bytes());
-            trace_id[8..].copy_from_slice(&run.to_be_bytes());
-            if position == 0 {
-                trace_ids.push(trace_id);
-            }
-            let span_id = |position: usize| {
-                let mut id = (trace_number.wrapping_mul(31) ^ run).to_be_bytes();
-                id[7] = id[7].wrapping_add(position as u8 + 1);
-                id[0] |= 1;
-                id.to_vec()
-            };
-            let seed = trace_number ^ run ^ position as u64;
-            let attributes = if position == 0 {
-                vec![
-                    text("input.value", filler(options.text_bytes, seed)),
-                    text("output.value", filler(options.text_bytes, seed ^ 7)),
-                    text("session.id", format!("session-{}", trace_number % 97)),
-                ]
-            } else {
-                llm_attributes(
-                    options.convention,
-                    trace_number + position as u64,
-                    filler(options.text_bytes, seed),
-                    filler(options.text_bytes, seed ^ 7),
-                )
-            };
-            Span {
-                trace_id: trace_id.to_vec(),
-                span_id: span_id(position),
-                parent_span_id: if position == 0 { Vec::new() } else { span_id(0) },
-                name: if position == 0 { "interaction".into() } else { "chat gpt-4o-mini".into() },
-                kind: if position == 0 { 2 } else { 3 },
-                start_time_unix_nano: now + position as u64 * 1_000_000,
-                end_time_unix_nano: now + 800_000_000,
-                attributes,
-                status: Some(Status { code: 1, message: String::new() }),
-                ..Default::default()
-            }
-        })
-        .collect();
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![text("service.name", "loadgen")],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            schema_url: String::new(),
-        }],
-    };
-    (request, trace_ids)
-}
-
 /// OTLP/JSON of a request, as the JavaScript exporter writes it.
 fn to_json(request: &ExportTraceServiceRequest) -> Vec<u8> {
-    let value = |value: &Option<AnyValue>| match value.as_ref().and_then(|value| value.value.as_ref()) {
-        Some(any_value::Value::StringValue(text)) => serde_json::json!({"stringValue": text}),
-        Some(any_value::Value::IntValue(number)) => serde_json::json!({"intValue": number.to_string()}),
-        _ => serde_json::json!({}),
-    };
+    let value =
+        |value: &Option<AnyValue>| match value.as_ref().and_then(|value| value.value.as_ref()) {
+            Some(any_value::Value::StringValue(text)) => serde_json::json!({"stringValue": text}),
+            Some(any_value::Value::IntValue(number)) => {
+                serde_json::json!({"intValue": number.to_string()})
+            }
+            _ => serde_json::json!({}),
+        };
     let attributes = |attributes: &[KeyValue]| -> Vec<serde_json::Value> {
         attributes
             .iter()
@@ -299,7 +146,9 @@ fn to_json(request: &ExportTraceServiceRequest) -> Vec<u8> {
             })
         })
         .collect();
-    serde_json::json!({ "resourceSpans": resource_spans }).to_string().into_bytes()
+    serde_json::json!({ "resourceSpans": resource_spans })
+        .to_string()
+        .into_bytes()
 }
 
 fn gzip(body: &[u8]) -> Vec<u8> {
@@ -328,8 +177,12 @@ fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Arc::new(Options::parse());
-    let host = options.url.trim_start_matches("http://").trim_start_matches("https://");
-    let loopback = host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+    let host = options
+        .url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let loopback =
+        host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
     anyhow::ensure!(
         loopback || options.allow_remote,
         "{} is not on this machine; pass --allow-remote to load another host",
@@ -340,11 +193,16 @@ async fn main() -> anyhow::Result<()> {
         (None, None) => Some(100_000),
         (Some(_), None) => None,
     };
-    let deadline = options.duration.map(|seconds| Instant::now() + Duration::from_secs_f64(seconds));
-    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64 | 1;
-    let requests_left = Arc::new(AtomicU64::new(
-        span_budget.map_or(u64::MAX, |spans| spans.div_ceil(options.spans_per_request as u64)),
-    ));
+    let deadline = options
+        .duration
+        .map(|seconds| Instant::now() + Duration::from_secs_f64(seconds));
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64
+        | 1;
+    let requests_left = Arc::new(AtomicU64::new(span_budget.map_or(u64::MAX, |spans| {
+        spans.div_ceil(options.spans_per_request as u64)
+    })));
     let started = Instant::now();
     let mut workers = Vec::new();
     for connection in 0..options.connections as u64 {
@@ -369,19 +227,28 @@ async fn main() -> anyhow::Result<()> {
                     break;
                 }
                 if requests_left
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                        left.checked_sub(1)
+                    })
                     .is_err()
                 {
                     break;
                 }
-                let (request, trace_ids) = make_request(&options, run, connection, request_number);
+                let shape = Shape {
+                    spans_per_request: options.spans_per_request,
+                    spans_per_trace: options.spans_per_trace,
+                    text_bytes: options.text_bytes,
+                    convention: options.convention.into(),
+                };
+                let (request, trace_ids) = make_request(&shape, run, connection, request_number);
                 request_number += 1;
                 let sent = Instant::now();
                 let status = if let Some(grpc) = grpc.as_mut() {
                     tally.bytes += request.encoded_len() as u64;
                     let mut call = tonic::Request::new(request);
                     if let Some(token) = &options.token {
-                        call.metadata_mut().insert("authorization", format!("Bearer {token}").parse()?);
+                        call.metadata_mut()
+                            .insert("authorization", format!("Bearer {token}").parse()?);
                     }
                     match grpc.export(call).await {
                         Ok(_) => "OK".to_owned(),
@@ -417,7 +284,11 @@ async fn main() -> anyhow::Result<()> {
                     tally.latencies.push(sent.elapsed());
                     tally.acknowledged_spans += options.spans_per_request as u64;
                     tally.acknowledged_traces.extend(trace_ids);
-                } else if status == "429" || status == "503" || status == "Unavailable" || status == "ResourceExhausted" {
+                } else if status == "429"
+                    || status == "503"
+                    || status == "Unavailable"
+                    || status == "ResourceExhausted"
+                {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 *tally.statuses.entry(status).or_default() += 1;
@@ -464,13 +335,18 @@ async fn main() -> anyhow::Result<()> {
         total.acknowledged_spans,
         report["spans_per_second"].as_f64().unwrap_or(0.0),
         report["megabytes_per_second"].as_f64().unwrap_or(0.0),
-        report["latency_ms"]["p50"], report["latency_ms"]["p90"], report["latency_ms"]["p99"], report["latency_ms"]["max"],
+        report["latency_ms"]["p50"],
+        report["latency_ms"]["p90"],
+        report["latency_ms"]["p99"],
+        report["latency_ms"]["max"],
         report["statuses"],
     );
     if options.verify {
         let verified = verify(&options, &total.acknowledged_traces).await?;
         report["verified_traces"] = verified.into();
-        println!("verified: {verified} acknowledged traces sampled through the query API, all stored whole");
+        println!(
+            "verified: {verified} acknowledged traces sampled through the query API, all stored whole"
+        );
     }
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
@@ -483,7 +359,10 @@ async fn main() -> anyhow::Result<()> {
 async fn verify(options: &Options, traces: &[[u8; 16]]) -> anyhow::Result<usize> {
     let http = reqwest::Client::new();
     let step = (traces.len() / 200).max(1);
-    let base = options.api_url.clone().unwrap_or_else(|| options.url.clone());
+    let base = options
+        .api_url
+        .clone()
+        .unwrap_or_else(|| options.url.clone());
     let mut checked = 0;
     for trace in traces.iter().step_by(step) {
         let mut found = None;
@@ -504,7 +383,11 @@ async fn verify(options: &Options, traces: &[[u8; 16]]) -> anyhow::Result<usize>
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        anyhow::ensure!(found.is_some(), "trace {} was acknowledged but is not stored whole", hex::encode(trace));
+        anyhow::ensure!(
+            found.is_some(),
+            "trace {} was acknowledged but is not stored whole",
+            hex::encode(trace)
+        );
         checked += 1;
     }
     Ok(checked)

@@ -42,3 +42,4 @@ pub mod server;
 pub mod settings;
 pub mod stats;
 pub mod store;
+pub mod synthetic;

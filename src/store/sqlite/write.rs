@@ -31,11 +31,19 @@ pub(super) fn write_spans(
     {
         let mut insert = transaction.prepare_cached(INSERT_SPAN)?;
         let mut events = transaction.prepare_cached(SELECT_CONTENT_EVENTS)?;
+        // Most deployments never send content on the logs signal: one look saves a lookup
+        // per span.
+        let any_content = transaction
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM span_content_events)")?
+            .query_row([], |row| row.get::<_, bool>(0))?;
         for batch in batches {
             for normalized in &batch.spans {
                 let span = &normalized.span;
-                let content =
-                    content_events(&mut events, &batch.project_id, span.trace_id, span.span_id)?;
+                let content = if any_content {
+                    content_events(&mut events, &batch.project_id, span.trace_id, span.span_id)?
+                } else {
+                    Vec::new()
+                };
                 let semantics = if content.is_empty() {
                     None
                 } else {

@@ -1,0 +1,107 @@
+//! Criterion benchmarks of the ingest path, one stage at a time, on the load generator's
+//! traffic (1000 LLM spans per request, 1 KiB input and output, ~12 attributes, a mix of
+//! conventions): decoding a protobuf request into spans, normalizing them, and the embedded
+//! store's batch write. `bench/run.sh` runs them; BENCHMARKS.md has the numbers.
+
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message as _;
+use spanhouse::model::NormalizedSpan;
+use spanhouse::normalize::Normalizer;
+use spanhouse::otlp::{Encoding, decode_trace_request, spans_from_request};
+use spanhouse::store::sqlite::{SqliteStore, Synchronous};
+use spanhouse::store::{SpanBatch, Store};
+use spanhouse::synthetic::{Convention, Shape, make_request};
+
+const SPANS: usize = 1000;
+
+fn request(run: u64) -> ExportTraceServiceRequest {
+    let shape = Shape {
+        spans_per_request: SPANS,
+        spans_per_trace: 5,
+        text_bytes: 1024,
+        convention: Convention::Mix,
+    };
+    make_request(&shape, run, 0, 0).0
+}
+
+fn decode_and_normalize(criterion: &mut Criterion) {
+    let body = request(1).encode_to_vec();
+    let normalizer = Normalizer::default();
+    let mut group = criterion.benchmark_group("ingest");
+    group.throughput(Throughput::Elements(SPANS as u64));
+    group.bench_function("decode 1000 spans (protobuf → spans)", |bencher| {
+        bencher.iter(|| {
+            let request = decode_trace_request(Encoding::Protobuf, &body).unwrap();
+            spans_from_request(request).spans.len()
+        })
+    });
+    let spans = spans_from_request(request(1)).spans;
+    group.bench_function("normalize 1000 spans", |bencher| {
+        bencher.iter(|| {
+            spans
+                .iter()
+                .map(|span| normalizer.normalize(span, &[]))
+                .filter(|semantics| semantics.llm.is_some())
+                .count()
+        })
+    });
+    group.bench_function("decode + normalize 1000 spans", |bencher| {
+        bencher.iter(|| {
+            let request = decode_trace_request(Encoding::Protobuf, &body).unwrap();
+            spans_from_request(request)
+                .spans
+                .iter()
+                .map(|span| normalizer.normalize(span, &[]))
+                .count()
+        })
+    });
+    group.finish();
+}
+
+fn store_write(criterion: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    // NORMAL: the benchmark measures the store's own work, not this disk's fsync latency
+    // (the load generator measures the whole path with the FULL default).
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(
+            directory.path(),
+            Synchronous::Normal,
+            Arc::new(Normalizer::default()),
+        )
+        .unwrap(),
+    );
+    let normalizer = Normalizer::default();
+    let mut run = 10;
+    let mut group = criterion.benchmark_group("store");
+    group.throughput(Throughput::Elements(SPANS as u64));
+    group.sample_size(20);
+    group.bench_function("sqlite batch write of 1000 new spans", |bencher| {
+        bencher.iter_batched(
+            || {
+                run += 1;
+                let spans = spans_from_request(request(run))
+                    .spans
+                    .into_iter()
+                    .map(|span| NormalizedSpan {
+                        semantics: normalizer.normalize(&span, &[]),
+                        span,
+                    })
+                    .collect();
+                vec![SpanBatch {
+                    project_id: "bench".into(),
+                    spans,
+                }]
+            },
+            |batches| runtime.block_on(store.write_spans(batches)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode_and_normalize, store_write);
+criterion_main!(benches);

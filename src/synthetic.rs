@@ -1,0 +1,235 @@
+//! Synthetic LLM traffic: realistic traces in the conventions spanhouse reads, for the load
+//! generator (`examples/loadgen.rs`) and the benchmarks (`benches/`). Pure; no I/O.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+
+/// Which convention generated LLM spans use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convention {
+    Genai,
+    Openinference,
+    Traceloop,
+    /// A third of each.
+    Mix,
+}
+
+fn text(key: &str, value: impl Into<String>) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Text of `bytes` bytes that differs per span, so compression sees realistic entropy.
+pub fn filler(bytes: usize, seed: u64) -> String {
+    const WORDS: [&str; 16] = [
+        "the",
+        "model",
+        "answer",
+        "question",
+        "token",
+        "context",
+        "retrieval",
+        "user",
+        "tool",
+        "search",
+        "result",
+        "summary",
+        "document",
+        "prompt",
+        "agent",
+        "reply",
+    ];
+    let mut state = seed | 1;
+    let mut out = String::with_capacity(bytes + 16);
+    while out.len() < bytes {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.push_str(WORDS[(state % 16) as usize]);
+        out.push(' ');
+    }
+    out.truncate(bytes);
+    out
+}
+
+/// The attributes of one LLM span in a convention (about 12 attributes).
+pub fn llm_attributes(
+    convention: Convention,
+    index: u64,
+    input: String,
+    output: String,
+) -> Vec<KeyValue> {
+    let convention = match convention {
+        Convention::Mix => [
+            Convention::Genai,
+            Convention::Openinference,
+            Convention::Traceloop,
+        ][(index % 3) as usize],
+        other => other,
+    };
+    match convention {
+        Convention::Openinference => vec![
+            text("openinference.span.kind", "LLM"),
+            text("llm.system", "openai"),
+            text("llm.model_name", "gpt-4o-mini-2024-07-18"),
+            text("input.value", input.clone()),
+            text("output.value", output.clone()),
+            text("llm.input_messages.0.message.role", "user"),
+            text("llm.input_messages.0.message.content", input),
+            text("llm.output_messages.0.message.role", "assistant"),
+            text("llm.output_messages.0.message.content", output),
+            int("llm.token_count.prompt", 250),
+            int("llm.token_count.completion", 250),
+            int("llm.token_count.total", 500),
+        ],
+        Convention::Traceloop => vec![
+            text("gen_ai.operation.name", "chat"),
+            text("gen_ai.provider.name", "openai"),
+            text("gen_ai.request.model", "gpt-4o-mini"),
+            text("gen_ai.response.model", "gpt-4o-mini-2024-07-18"),
+            text(
+                "gen_ai.input.messages",
+                serde_json::json!([{"role": "user", "parts": [{"type": "text", "content": input}]}])
+                    .to_string(),
+            ),
+            text(
+                "gen_ai.output.messages",
+                serde_json::json!([{"role": "assistant", "parts": [{"type": "text", "content": output}], "finish_reason": "stop"}])
+                    .to_string(),
+            ),
+            int("gen_ai.usage.input_tokens", 250),
+            int("gen_ai.usage.output_tokens", 250),
+            text("traceloop.span.kind", "task"),
+            text("traceloop.entity.name", "answer"),
+            text("session.id", format!("session-{}", index % 97)),
+            text("user.id", format!("user-{}", index % 13)),
+        ],
+        _ => vec![
+            text("gen_ai.operation.name", "chat"),
+            text("gen_ai.system", "openai"),
+            text("gen_ai.request.model", "gpt-4o-mini"),
+            text("gen_ai.response.model", "gpt-4o-mini-2024-07-18"),
+            int("gen_ai.usage.input_tokens", 250),
+            int("gen_ai.usage.output_tokens", 250),
+            text("input.value", input),
+            text("output.value", output),
+            text("gen_ai.response.finish_reasons", "stop"),
+            text("session.id", format!("session-{}", index % 97)),
+            text("user.id", format!("user-{}", index % 13)),
+            int("gen_ai.request.max_tokens", 512),
+        ],
+    }
+}
+
+/// The shape of generated traffic.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub spans_per_request: usize,
+    /// Spans per trace; the first is the root.
+    pub spans_per_trace: usize,
+    /// Bytes of input text and of output text on each span.
+    pub text_bytes: usize,
+    pub convention: Convention,
+}
+
+/// One request, ids unique to `run`, `connection` and `request`; returns it and its trace ids.
+pub fn make_request(
+    options: &Shape,
+    run: u64,
+    connection: u64,
+    request: u64,
+) -> (ExportTraceServiceRequest, Vec<[u8; 16]>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let per_trace = options.spans_per_trace.max(1);
+    let mut trace_ids = Vec::new();
+    let spans = (0..options.spans_per_request)
+        .map(|index| {
+            let trace_number = (connection << 40) | (request << 12) | (index / per_trace) as u64;
+            let position = index % per_trace;
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&trace_number.to_be_bytes());
+            trace_id[8..].copy_from_slice(&run.to_be_bytes());
+            if position == 0 {
+                trace_ids.push(trace_id);
+            }
+            let span_id = |position: usize| {
+                let mut id = (trace_number.wrapping_mul(31) ^ run).to_be_bytes();
+                id[7] = id[7].wrapping_add(position as u8 + 1);
+                id[0] |= 1;
+                id.to_vec()
+            };
+            let seed = trace_number ^ run ^ position as u64;
+            let attributes = if position == 0 {
+                vec![
+                    text("input.value", filler(options.text_bytes, seed)),
+                    text("output.value", filler(options.text_bytes, seed ^ 7)),
+                    text("session.id", format!("session-{}", trace_number % 97)),
+                ]
+            } else {
+                llm_attributes(
+                    options.convention,
+                    trace_number + position as u64,
+                    filler(options.text_bytes, seed),
+                    filler(options.text_bytes, seed ^ 7),
+                )
+            };
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: span_id(position),
+                parent_span_id: if position == 0 {
+                    Vec::new()
+                } else {
+                    span_id(0)
+                },
+                name: if position == 0 {
+                    "interaction".into()
+                } else {
+                    "chat gpt-4o-mini".into()
+                },
+                kind: if position == 0 { 2 } else { 3 },
+                start_time_unix_nano: now + position as u64 * 1_000_000,
+                end_time_unix_nano: now + 800_000_000,
+                attributes,
+                status: Some(Status {
+                    code: 1,
+                    message: String::new(),
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![text("service.name", "loadgen")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    (request, trace_ids)
+}
