@@ -55,6 +55,7 @@ fn decode_and_normalize(criterion: &mut Criterion) {
                 .spans
                 .iter()
                 .map(|span| normalizer.normalize(span, &[]))
+                .filter(|semantics| semantics.llm.is_some())
                 .count()
         })
     });
