@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The whole benchmark suite on this machine; writes bench/results/*.json and prints a summary
+# that BENCHMARKS.md quotes. Loopback only. Each step can be shortened for a quick look:
+#
+#   bench/run.sh                       everything, at the durations of BENCHMARKS.md
+#   DURATION=20 QUERY_SPANS=1000000 bench/run.sh
+#   STEPS="criterion embedded" bench/run.sh
+#
+# Steps: criterion embedded latency overload clickhouse queries phoenix
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-60}"            # seconds of sustained load
+CONNECTIONS="${CONNECTIONS:-8}"
+QUERY_SPANS="${QUERY_SPANS:-5000000}" # spans stored before the query timings
+STEPS="${STEPS:-criterion embedded latency overload clickhouse queries phoenix}"
+RESULTS=bench/results
+mkdir -p "$RESULTS"
+WORK=$(mktemp -d)
+PORT=14800
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+wants() { [[ " $STEPS " == *" $1 "* ]]; }
+
+step "build (release)"
+cargo build --release --bin spanhouse --example loadgen --quiet
+SPANHOUSE=target/release/spanhouse
+LOADGEN=target/release/examples/loadgen
+
+# Starts spanhouse with extra arguments on a fresh data dir; sets PID and TOKEN.
+serve() {
+  local data="$WORK/data-$1"; shift
+  rm -rf "$data"
+  "$SPANHOUSE" serve --data-dir "$data" --http-listen "127.0.0.1:$PORT" \
+    --grpc-listen "127.0.0.1:$((PORT + 1))" "$@" 2>"$data.log" &
+  PID=$!
+  for _ in $(seq 1 100); do
+    [ -f "$data/bootstrap-token" ] && curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+    sleep 0.1
+  done
+  TOKEN=$(cat "$data/bootstrap-token")
+}
+stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
+peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$PID/status"; }
+load() { "$LOADGEN" --url "http://127.0.0.1:$PORT" --token "$TOKEN" "$@"; }
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -sr)"
+echo "rustc: $(rustc --version)"
+
+if wants criterion; then
+  step "criterion: decode, normalize, store batch write"
+  cargo bench --bench ingest --quiet -- --warm-up-time 2 --measurement-time 8 2>/dev/null \
+    | grep -E "^(ingest|store)/|thrpt" | tee "$RESULTS/criterion.txt"
+fi
+
+if wants embedded; then
+  step "embedded store: ${DURATION}s at full speed, ${CONNECTIONS} connections, 1000-span requests"
+  serve embedded
+  load --connections "$CONNECTIONS" --duration "$DURATION" --verify --json "$RESULTS/embedded.json"
+  echo "peak resident memory: $(peak_rss_mib) MiB" | tee "$RESULTS/embedded-rss.txt"
+  stop
+fi
+
+if wants latency; then
+  max=$(python3 -c "import json; print(json.load(open('$RESULTS/embedded.json'))['spans_per_second'])")
+  rate=$(python3 -c "print($max / 2 / 1000 / $CONNECTIONS)")
+  step "latency at half the maximum rate ($(python3 -c "print(round($max / 2))") spans/s)"
+  serve latency
+  load --connections "$CONNECTIONS" --duration "$DURATION" --rate "$rate" --json "$RESULTS/latency.json"
+  stop
+fi
+
+if wants overload; then
+  step "overload: 4x the connections, 1000-span requests, for 20 s"
+  serve overload
+  load --connections $((CONNECTIONS * 4)) --duration 20 --json "$RESULTS/overload.json"
+  echo "peak resident memory: $(peak_rss_mib) MiB" | tee "$RESULTS/overload-rss.txt"
+  stop
+fi
+
+if wants clickhouse; then
+  step "ClickHouse backend (local ClickHouse): ${DURATION}s at full speed"
+  url=$(scripts/clickhouse.sh start)
+  curl -s "$url" --data-binary "DROP DATABASE IF EXISTS spanhouse_bench" >/dev/null
+  serve clickhouse --storage clickhouse --clickhouse-url "$url" --clickhouse-database spanhouse_bench
+  start=$(date +%s.%N)
+  load --connections "$CONNECTIONS" --duration "$DURATION" --json "$RESULTS/clickhouse.json"
+  while [ "$(curl -s "http://127.0.0.1:$PORT/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["buffered"])')" != 0 ]; do
+    sleep 0.5
+  done
+  end=$(date +%s.%N)
+  stored=$(curl -s "$url" --data-binary "SELECT count() FROM spanhouse_bench.spans FINAL")
+  echo "stored in ClickHouse: $stored spans in $(python3 -c "print(round($end - $start, 1))") s: $(python3 -c "print(round($stored / ($end - $start)))") spans/s; peak resident memory $(peak_rss_mib) MiB" \
+    | tee "$RESULTS/clickhouse-stored.txt"
+  stop
+fi
+
+if wants queries; then
+  step "queries with $QUERY_SPANS spans stored (embedded store)"
+  serve queries
+  load --connections "$CONNECTIONS" --spans "$QUERY_SPANS" --json "$RESULTS/queries-load.json" >/dev/null
+  trace=$(curl -s -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/traces?limit=1" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["traces"][0]["trace_id"])')
+  timing() { # NAME PATH: the best of 5, in ms
+    local best=999999
+    for _ in 1 2 3 4 5; do
+      t=$(curl -s -o /dev/null -w "%{time_total}" -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$2")
+      best=$(python3 -c "print(min($best, $t * 1000))")
+    done
+    echo "$1: $(python3 -c "print(round($best, 1))") ms"
+  }
+  {
+    timing "trace by id" "/api/v1/traces/$trace"
+    timing "first page, last 24 h" "/api/v1/traces"
+    timing "q text search" "/api/v1/traces?q=retrieval%20agent%20summary"
+  } | tee "$RESULTS/queries.txt"
+  stop
+fi
+
+if wants phoenix; then
+  step "Arize Phoenix, same load, ${DURATION}s"
+  if [ ! -x .bench/phoenix/bin/phoenix ]; then
+    python3 -m venv .bench/phoenix
+    .bench/phoenix/bin/pip install --quiet --disable-pip-version-check arize-phoenix
+  fi
+  export PHOENIX_WORKING_DIR="$WORK/phoenix"
+  PHOENIX_PORT=16006 .bench/phoenix/bin/phoenix serve >"$WORK/phoenix.log" 2>&1 &
+  PHOENIX=$!
+  for _ in $(seq 1 120); do curl -sf http://127.0.0.1:16006/ >/dev/null && break; sleep 0.5; done
+  count() { python3 -c "import sqlite3; print(sqlite3.connect('$PHOENIX_WORKING_DIR/phoenix.db').execute('select count(*) from spans').fetchone()[0])" 2>/dev/null || echo 0; }
+  start=$(date +%s.%N)
+  "$LOADGEN" --url http://127.0.0.1:16006 --connections "$CONNECTIONS" --duration "$DURATION" \
+    --json "$RESULTS/phoenix.json"
+  end_load=$(date +%s.%N)
+  at_end=$(count)
+  sleep 30
+  after=$(count)
+  echo "phoenix stored $at_end spans during the ${DURATION}s load ($(python3 -c "print(round($at_end / ($end_load - $start)))") spans/s), $after 30 s later" \
+    | tee "$RESULTS/phoenix-stored.txt"
+  kill $PHOENIX
+fi
+
+step "done: $RESULTS"
