@@ -89,6 +89,7 @@ fn store_write(criterion: &mut Criterion) {
                     .into_iter()
                     .map(|span| NormalizedSpan {
                         semantics: normalizer.normalize(&span, &[]),
+                        encoded_body: None,
                         span,
                     })
                     .collect();

@@ -107,6 +107,7 @@ impl Ingest {
                 }
                 NormalizedSpan {
                     semantics: self.normalizer.normalize(&span, &[]),
+                    encoded_body: Some(crate::store::codec::encode_body_compressed(&span)),
                     span,
                 }
             })

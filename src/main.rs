@@ -3,7 +3,6 @@ use spanhouse::config::{Cli, Command, Config};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
-    limit_malloc_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -17,16 +16,12 @@ fn main() -> std::process::ExitCode {
     runtime.block_on(async_main())
 }
 
-/// glibc gives each thread that allocates its own arena (up to 8 per core), and memory freed in
-/// one is not reused by another: under a flood of large requests decoded on many threads that
-/// fragmentation alone added about 150 MiB of resident memory. Two arenas keep it bounded.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
+/// mimalloc: per-thread heaps without lock contention, and freed memory is reused across
+/// threads and returned to the system. With glibc's malloc, either its per-thread arenas
+/// fragmented (~150 MiB more resident memory under a flood) or, limited to two, its locks
+/// were contended (a sixth of the writer's time in a profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 async fn async_main() -> std::process::ExitCode {
     let cli = Cli::parse();

@@ -28,6 +28,10 @@ pub struct ContentEvent {
 pub struct NormalizedSpan {
     pub span: Span,
     pub semantics: SpanSemantics,
+    /// The span's lossless body already encoded for storage (`store::codec`), when the
+    /// receiver had the CPU to spare: encoding in the receivers' threads keeps it off the
+    /// embedded store's single writer. `None`: the store encodes it.
+    pub encoded_body: Option<Vec<u8>>,
 }
 
 impl NormalizedSpan {

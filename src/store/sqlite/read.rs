@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::model::trace_record::LlmDigest;
 use crate::model::{LlmCall, SpanDigest, SpanId, SpanSemantics, StatusCode, TraceId, TraceRecord};
-use crate::store::codec::{SpanColumns, decode_span};
+use crate::store::codec::{SpanColumns, decode_body_bytes, decode_span};
 use crate::store::{StoreError, StoreResult, StoredSpan, TraceCursor, TracePage, TraceQuery};
 
 /// The columns `digest_from_row` reads, in its order.
@@ -216,7 +216,12 @@ pub(super) fn stored_span_from_row(row: &Row<'_>) -> StoreResult<StoredSpan> {
         end_time_unix_nano: row.get::<_, i64>(6)? as u64,
         status_code: row.get(7)?,
     };
-    let body: String = row.get(8)?;
+    let body = match row.get_ref(8)? {
+        rusqlite::types::ValueRef::Blob(bytes) | rusqlite::types::ValueRef::Text(bytes) => {
+            decode_body_bytes(bytes)?.into_owned()
+        }
+        _ => return Err(StoreError::Corrupt("span body is missing".into())),
+    };
     let span = decode_span(columns, &body)?;
     let llm: Option<String> = row.get(14)?;
     let tool: Option<String> = row.get(15)?;

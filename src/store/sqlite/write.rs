@@ -16,7 +16,7 @@ use super::read::{DIGEST_COLUMNS, SPAN_COLUMNS, digest_from_row, stored_span_fro
 use crate::model::attributes::{from_stored_json, to_stored_json};
 use crate::model::{Event, NormalizedSpan, SpanId, SpanSemantics, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
-use crate::store::codec::encode_body;
+use crate::store::codec::encode_body_compressed;
 use crate::store::{ContentEventBatch, SpanBatch, StoreError, StoreResult};
 
 type TraceKey<'a> = (&'a str, TraceId);
@@ -278,7 +278,15 @@ fn insert_span(
     let end = span.end_time_unix_nano as i64;
     let status = span.status.code.to_otlp();
     let service_name = span.service_name();
-    let body = encode_body(span);
+    // A BLOB in the TEXT column: SQLite keeps blobs as they are; the reader accepts both.
+    let encoded;
+    let body: &[u8] = match &normalized.encoded_body {
+        Some(body) => body,
+        None => {
+            encoded = encode_body_compressed(span);
+            &encoded
+        }
+    };
     let columns: [&dyn ToSql; 11] = [
         &project_id,
         &span.trace_id.as_bytes(),
