@@ -429,3 +429,57 @@ async fn permutations_and_splits_give_the_same_record() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn text_search_handles_quotes_short_needles_and_unicode_case() {
+    let server = TestServer::start().await;
+    let token = server.admin_token.clone();
+    let texts = [
+        (0x91, "He said \"hello\" twice"),
+        (0x92, "Äpfel und Birnen"),
+        (0x93, "ok"),
+    ];
+    let spans = texts
+        .iter()
+        .map(|(trace, text)| {
+            let mut root = span(*trace, 1, None, &format!("t{trace}"), recent(5));
+            root.attributes = vec![string_attribute("input.value", text)];
+            root
+        })
+        .collect();
+    ingest(&server, &token, spans).await;
+    let found = |query: &'static str| {
+        let server = &server;
+        let token = token.clone();
+        async move {
+            let (status, page) = server
+                .get_json(&format!("/api/v1/traces?q={query}"), &token)
+                .await;
+            assert_eq!(status, 200, "{query}: {page}");
+            page["traces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|trace| trace["root_span_name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("%22hello%22").await, ["t145"]);
+    assert_eq!(found("AID%20%22HEL").await, ["t145"]);
+    assert_eq!(
+        found("%C3%A4PFEL").await,
+        ["t146"],
+        "case-insensitive beyond ASCII"
+    );
+    assert_eq!(
+        found("OK").await,
+        ["t147"],
+        "two characters: read, not indexed"
+    );
+    assert_eq!(
+        found("OR%20NOT%20*").await,
+        Vec::<String>::new(),
+        "no FTS syntax"
+    );
+    server.stop().await;
+}

@@ -131,11 +131,18 @@ pub(super) fn query_traces(
         values.push(Box::new(query.end_unix_nano.min(i64::MAX as u64) as i64));
     }
     if let Some(text) = &query.text {
-        // SQLite's lower() folds ASCII only; fold the needle the same way.
-        sql.push_str(" AND (instr(lower(input), ?) > 0 OR instr(lower(output), ?) > 0)");
-        let needle = text.to_ascii_lowercase();
-        values.push(Box::new(needle.clone()));
-        values.push(Box::new(needle));
+        if text.chars().count() >= 3 {
+            // The trigram index: any substring, case-insensitive. The text is one quoted
+            // phrase, so no FTS syntax in it is interpreted.
+            sql.push_str(" AND rowid IN (SELECT rowid FROM traces_text WHERE traces_text MATCH ?)");
+            values.push(Box::new(format!("\"{}\"", text.replace('"', "\"\""))));
+        } else {
+            // Too short for trigrams: read the texts (lower() folds ASCII only; so does this).
+            sql.push_str(" AND (instr(lower(input), ?) > 0 OR instr(lower(output), ?) > 0)");
+            let needle = text.to_ascii_lowercase();
+            values.push(Box::new(needle.clone()));
+            values.push(Box::new(needle));
+        }
     }
     sql.push_str(" ORDER BY timestamp_ns DESC, trace_id DESC LIMIT ?");
     values.push(Box::new(query.limit as i64 + 1));

@@ -123,6 +123,15 @@ CREATE TABLE ingestion_counts (
     PRIMARY KEY (project_id, bucket_start_ns, counter, label)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Text search over traces' input and output (`q`): a trigram index finds any substring of three
+-- characters or more, case-insensitively, without reading every trace. Rows are keyed by the
+-- rowid of `traces`; the index keeps no copy of the text.
+CREATE VIRTUAL TABLE traces_text USING fts5(
+    input, output, content = '', contentless_delete = 1, tokenize = 'trigram'
+);
+INSERT INTO traces_text (rowid, input, output) SELECT rowid, input, output FROM traces;
+"#,
 ];
 
 /// Brings the schema up to date. Safe when several processes open the same file at once: the

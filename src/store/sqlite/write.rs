@@ -171,6 +171,9 @@ fn recompute_traces(transaction: &Transaction<'_>, touched: BTreeSet<TraceKey>) 
         "SELECT {DIGEST_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2"
     ))?;
     let mut upsert = transaction.prepare_cached(UPSERT_TRACE)?;
+    let mut forget_text = transaction.prepare_cached("DELETE FROM traces_text WHERE rowid = ?1")?;
+    let mut add_text = transaction
+        .prepare_cached("INSERT INTO traces_text (rowid, input, output) VALUES (?1, ?2, ?3)")?;
     let mut forget_models = transaction
         .prepare_cached("DELETE FROM trace_models WHERE project_id = ?1 AND trace_id = ?2")?;
     let mut add_model = transaction.prepare_cached(
@@ -182,7 +185,11 @@ fn recompute_traces(transaction: &Transaction<'_>, touched: BTreeSet<TraceKey>) 
             .query_map(params![project_id, trace_id.as_bytes()], digest_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let record = TraceRecord::compute(project_id, trace_id, &digests);
-        upsert_trace(&mut upsert, project_id, trace_id, &record)?;
+        let rowid = upsert_trace(&mut upsert, project_id, trace_id, &record)?;
+        forget_text.execute([rowid])?;
+        if record.input.is_some() || record.output.is_some() {
+            add_text.execute(params![rowid, record.input, record.output])?;
+        }
         forget_models.execute(params![project_id, trace_id.as_bytes()])?;
         for model in &record.models {
             add_model.execute(params![
@@ -313,14 +320,15 @@ const UPSERT_TRACE: &str = "INSERT INTO traces (
 ON CONFLICT (project_id, trace_id) DO UPDATE SET
     timestamp_ns = excluded.timestamp_ns, status = excluded.status, input = excluded.input,
     output = excluded.output, session_id = excluded.session_id, user_id = excluded.user_id,
-    pipeline_id = excluded.pipeline_id, models = excluded.models, record = excluded.record";
+    pipeline_id = excluded.pipeline_id, models = excluded.models, record = excluded.record
+RETURNING rowid";
 
 fn upsert_trace(
     upsert: &mut Statement<'_>,
     project_id: &str,
     trace_id: TraceId,
     record: &TraceRecord,
-) -> StoreResult<()> {
+) -> StoreResult<i64> {
     // Input and output live in their own columns only; `record` holds the rest.
     let record_json = {
         let mut without_texts = record.clone();
@@ -328,18 +336,21 @@ fn upsert_trace(
         without_texts.output = None;
         serde_json::to_string(&without_texts).unwrap_or_default()
     };
-    upsert.execute(params![
-        project_id,
-        trace_id.as_bytes(),
-        record.timestamp_unix_nano as i64,
-        record.status,
-        record.input,
-        record.output,
-        record.session_id,
-        record.user_id,
-        record.pipeline_id,
-        serde_json::to_string(&record.models).unwrap_or_else(|_| "[]".into()),
-        record_json,
-    ])?;
-    Ok(())
+    let rowid = upsert.query_row(
+        params![
+            project_id,
+            trace_id.as_bytes(),
+            record.timestamp_unix_nano as i64,
+            record.status,
+            record.input,
+            record.output,
+            record.session_id,
+            record.user_id,
+            record.pipeline_id,
+            serde_json::to_string(&record.models).unwrap_or_else(|_| "[]".into()),
+            record_json,
+        ],
+        |row| row.get(0),
+    )?;
+    Ok(rowid)
 }
