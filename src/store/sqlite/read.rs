@@ -88,6 +88,26 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
 
+/// Most traces the text index may name before a search reads traces newest first instead.
+const MAX_INDEXED_MATCHES: usize = 10_000;
+
+/// The traces (rowids, of any project and time) whose input or output holds `text`, from the
+/// trigram index; `None` when `text` is shorter than three characters or matches more than
+/// [`MAX_INDEXED_MATCHES`] traces. The phrase is quoted: no FTS syntax in it is interpreted.
+fn indexed_matches(connection: &Connection, text: &str) -> StoreResult<Option<Vec<i64>>> {
+    if text.chars().count() < 3 {
+        return Ok(None);
+    }
+    let phrase = format!("\"{}\"", text.replace('"', "\"\""));
+    let rowids = connection
+        .prepare_cached("SELECT rowid FROM traces_text WHERE traces_text MATCH ?1 LIMIT ?2")?
+        .query_map(params![phrase, MAX_INDEXED_MATCHES as i64 + 1], |row| {
+            row.get(0)
+        })?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok((rowids.len() <= MAX_INDEXED_MATCHES).then_some(rowids))
+}
+
 pub(super) fn query_traces(
     connection: &Connection,
     project_id: &str,
@@ -131,17 +151,20 @@ pub(super) fn query_traces(
         values.push(Box::new(query.end_unix_nano.min(i64::MAX as u64) as i64));
     }
     if let Some(text) = &query.text {
-        if text.chars().count() >= 3 {
-            // The trigram index: any substring, case-insensitive. The text is one quoted
-            // phrase, so no FTS syntax in it is interpreted.
-            sql.push_str(" AND rowid IN (SELECT rowid FROM traces_text WHERE traces_text MATCH ?)");
-            values.push(Box::new(format!("\"{}\"", text.replace('"', "\"\""))));
-        } else {
-            // Too short for trigrams: read the texts (lower() folds ASCII only; so does this).
-            sql.push_str(" AND (instr(lower(input), ?) > 0 OR instr(lower(output), ?) > 0)");
-            let needle = text.to_ascii_lowercase();
-            values.push(Box::new(needle.clone()));
-            values.push(Box::new(needle));
+        match indexed_matches(connection, text)? {
+            // A phrase few traces hold: the index names them.
+            Some(rowids) => {
+                sql.push_str(" AND rowid IN (SELECT value FROM json_each(?))");
+                values.push(Box::new(serde_json::to_string(&rowids).unwrap_or_default()));
+            }
+            // Too short for trigrams, or a phrase so common that reading traces newest first
+            // fills a page sooner than listing every match (lower() folds ASCII only).
+            None => {
+                sql.push_str(" AND (instr(lower(input), ?) > 0 OR instr(lower(output), ?) > 0)");
+                let needle = text.to_ascii_lowercase();
+                values.push(Box::new(needle.clone()));
+                values.push(Box::new(needle));
+            }
         }
     }
     sql.push_str(" ORDER BY timestamp_ns DESC, trace_id DESC LIMIT ?");
