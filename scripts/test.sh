@@ -10,23 +10,22 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "OpenTelemetry Python SDK (.e2e/venv)"
-requirements=tests/e2e/requirements.txt
-stamp=.e2e/venv/.requirements
-if [ ! -x .e2e/venv/bin/python ] || ! cmp -s "$requirements" "$stamp"; then
-  python3 -m venv .e2e/venv
-  .e2e/venv/bin/pip install --quiet --disable-pip-version-check -r "$requirements"
-  cp "$requirements" "$stamp"
-fi
+# A venv per requirements file. pip runs every time: with every pin already satisfied it
+# returns in seconds without downloading, and a stale or half-made venv (say, one copied from
+# elsewhere) is repaired instead of trusted.
+venv() {
+  local dir=$1 requirements=$2
+  if [ ! -x "$dir/bin/python" ]; then
+    python3 -m venv "$dir"
+  fi
+  "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+}
+
+step "OpenTelemetry Python SDK and chdb (.e2e/venv)"
+venv .e2e/venv tests/e2e/requirements.txt
 
 step "Instrumentation libraries (.e2e/instrumentation)"
-requirements=tests/e2e/instrumentation/requirements.txt
-stamp=.e2e/instrumentation/.requirements
-if [ ! -x .e2e/instrumentation/bin/python ] || ! cmp -s "$requirements" "$stamp"; then
-  python3 -m venv .e2e/instrumentation
-  .e2e/instrumentation/bin/pip install --quiet --disable-pip-version-check -r "$requirements"
-  cp "$requirements" "$stamp"
-fi
+venv .e2e/instrumentation tests/e2e/instrumentation/requirements.txt
 
 step "OpenTelemetry JS SDK (tests/e2e/node)"
 (cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error)
