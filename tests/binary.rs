@@ -2,56 +2,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use prost::Message as _;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_spanhouse");
-
-/// A `spanhouse serve` child process and the addresses it reported.
-struct Served {
-    child: Child,
-    http: SocketAddr,
-}
+use common::process::{BINARY, Served, bootstrap_token};
 
 fn serve(data_dir: &Path) -> Served {
-    let mut child = Command::new(BINARY)
-        .arg("serve")
-        .args([
-            "--http-listen",
-            "127.0.0.1:0",
-            "--grpc-listen",
-            "127.0.0.1:0",
-        ])
-        .env("SPANHOUSE_DATA_DIR", data_dir)
-        .env("SPANHOUSE_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let http = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before it was ready")
-            .unwrap();
-        if line.contains("spanhouse ready") {
-            let address = line
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix("http="))
-                .expect("ready line names the http address");
-            break address.parse().unwrap();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, http }
+    Served::start(data_dir, &[])
 }
 
 fn run(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
@@ -65,13 +27,6 @@ fn run(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
         String::from_utf8(output.stdout).unwrap(),
         String::from_utf8(output.stderr).unwrap(),
     )
-}
-
-fn bootstrap_token(data_dir: &Path) -> String {
-    std::fs::read_to_string(data_dir.join("bootstrap-token"))
-        .unwrap()
-        .trim()
-        .to_owned()
 }
 
 async fn post(client: &reqwest::Client, http: SocketAddr, token: &str, body: Vec<u8>) -> u16 {

@@ -328,3 +328,134 @@ async fn the_spool_keeps_acknowledged_spans_while_clickhouse_is_down() {
     drop(data_dir);
     drop_database(&database).await;
 }
+
+/// The `buffered` count `/readyz` reports (also while it answers 503).
+async fn buffered(http: std::net::SocketAddr) -> u64 {
+    let response = reqwest::get(format!("http://{http}/readyz")).await.unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["buffered"].as_u64().unwrap()
+}
+
+async fn wait_until_drained(http: std::net::SocketAddr) {
+    for _ in 0..1000 {
+        if buffered(http).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the spool did not drain");
+}
+
+/// Every trace of `expected` holds exactly its number of spans: none lost, none doubled.
+async fn assert_traces(http: std::net::SocketAddr, token: &str, expected: &[(u8, u64)]) {
+    for &(trace, spans) in expected {
+        let response = reqwest::Client::new()
+            .get(format!("http://{http}/api/v1/traces/{}", hex_trace(trace)))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "trace {trace} lost");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["trace"]["span_count"], spans, "trace {trace}");
+        assert_eq!(
+            body["spans"].as_array().unwrap().len() as u64,
+            spans,
+            "trace {trace}"
+        );
+    }
+}
+
+fn copy_files(from: &std::path::Path, to: &std::path::Path) -> usize {
+    std::fs::create_dir_all(to).unwrap();
+    let mut copied = 0;
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            copied += 1;
+        }
+    }
+    copied
+}
+
+// Multi-threaded: starting the child blocks a thread while the child provisions ClickHouse
+// through the switch, which runs on this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_a_full_spool_loses_nothing_and_doubles_nothing() {
+    use common::process::{Served, bootstrap_token};
+    if !clickhouse_available().await {
+        return;
+    }
+    let database = fresh_database();
+    let switch = Switch::start().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let dir = data_dir.path();
+    let through_switch = switch.url();
+    let direct = clickhouse_url();
+    let serve = |url: &str| {
+        Served::start(
+            dir,
+            &[
+                ("SPANHOUSE_STORAGE", "clickhouse"),
+                ("SPANHOUSE_CLICKHOUSE_URL", url),
+                ("SPANHOUSE_CLICKHOUSE_DATABASE", &database),
+            ],
+        )
+    };
+
+    // Provisioned and bootstrapped through the switch, then ClickHouse goes away: every
+    // request is acknowledged from the spool alone.
+    let served = serve(&through_switch);
+    let admin = bootstrap_token(dir);
+    switch.set(false);
+    let client = reqwest::Client::new();
+    let mut expected = Vec::new();
+    for trace in 1..=5u8 {
+        let spans = (1..=10)
+            .map(|id| span(trace, id, None, "crash", recent(5)))
+            .collect();
+        let response = client
+            .post(format!("http://{}/v1/traces", served.http))
+            .bearer_auth(&admin)
+            .header("content-type", "application/x-protobuf")
+            .body(request("svc", spans).encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "acknowledged while ClickHouse is down"
+        );
+        expected.push((trace, 10u64));
+    }
+    assert_eq!(buffered(served.http).await, 50);
+    served.kill_9();
+
+    // What the spool held at the crash, to deliver a second time below: the same as a crash
+    // between ClickHouse's insert and the removal of the spool file.
+    let spool = dir.join("spool");
+    let saved = tempfile::tempdir().unwrap();
+    assert!(
+        copy_files(&spool, saved.path()) > 0,
+        "the spool was not empty"
+    );
+
+    let served = serve(&direct);
+    wait_until_drained(served.http).await;
+    assert_traces(served.http, &admin, &expected).await;
+    served.kill_9();
+
+    copy_files(saved.path(), &spool);
+    let served = serve(&direct);
+    assert_eq!(
+        buffered(served.http).await,
+        50,
+        "the old spool is delivered again"
+    );
+    wait_until_drained(served.http).await;
+    assert_traces(served.http, &admin, &expected).await;
+    served.kill_9();
+    drop_database(&database).await;
+}

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::io::Write as _;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

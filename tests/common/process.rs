@@ -1,0 +1,68 @@
+//! The `spanhouse` binary as users run it, in a child process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_spanhouse");
+
+/// A `spanhouse serve` child process and the HTTP address it reported.
+pub struct Served {
+    pub child: Child,
+    pub http: SocketAddr,
+}
+
+impl Served {
+    /// Starts `spanhouse serve` on ephemeral ports over `data_dir`, with extra environment
+    /// variables (`SPANHOUSE_STORAGE`, say), and waits until it says it is ready.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--grpc-listen",
+                "127.0.0.1:0",
+            ])
+            .env("SPANHOUSE_DATA_DIR", data_dir)
+            .env("SPANHOUSE_LOG", "info")
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let http = loop {
+            let line = lines
+                .next()
+                .expect("serve exited before it was ready")
+                .unwrap();
+            if line.contains("spanhouse ready") {
+                let address = line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix("http="))
+                    .expect("ready line names the http address");
+                break address.parse().unwrap();
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, http }
+    }
+
+    /// SIGKILL: the process gets no chance to flush anything.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// The token the first start wrote to `DATA_DIR/bootstrap-token`.
+pub fn bootstrap_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("bootstrap-token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
