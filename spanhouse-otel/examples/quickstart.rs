@@ -2,8 +2,9 @@
 //!
 //!     cargo run -p spanhouse-otel --example quickstart
 //!
-//! Endpoint: OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318). Token:
-//! SPANHOUSE_TOKEN, else the one `spanhouse serve` wrote to spanhouse-data/bootstrap-token.
+//! Endpoint: OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318), over http/protobuf
+//! (gRPC needs a Tokio runtime: see docs/sdks.md). Token: SPANHOUSE_TOKEN, else the one
+//! `spanhouse serve` wrote to spanhouse-data/bootstrap-token.
 
 use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue, global};
@@ -27,17 +28,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Outside any interaction: the sampler drops it, so it is never sent.
     tracer.in_span("warm up cache", |_| {});
 
+    let mut trace_id = String::new();
     let answer = spanhouse_otel::interaction("answer question", "What is OTLP?", |question| {
-        let trace_id = Context::current().span().span_context().trace_id();
+        trace_id = Context::current()
+            .span()
+            .span_context()
+            .trace_id()
+            .to_string();
         // Spans started inside belong to the interaction's trace.
         let reply = tracer.in_span("chat model", |cx| {
             cx.span()
                 .set_attribute(KeyValue::new("gen_ai.request.model", "echo"));
             format!("You asked: {question}")
         });
-        Ok::<_, std::io::Error>(format!("trace {trace_id}: {reply}"))
+        Ok::<_, std::io::Error>(reply)
     })?;
-    println!("{answer}");
+    println!("{answer}\ntrace {trace_id}");
 
     provider.shutdown()?; // flushes what is queued
     Ok(())

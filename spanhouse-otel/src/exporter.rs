@@ -53,6 +53,8 @@ impl Transport {
 pub enum ExporterError {
     #[error("unsupported OTLP protocol {0:?}: spanhouse-otel exports http/protobuf or grpc")]
     UnsupportedProtocol(String),
+    #[error("the gRPC exporter needs a Tokio runtime: build it inside one (or use http/protobuf)")]
+    NoTokioRuntime,
     #[error("the {header} header cannot hold the value given")]
     InvalidHeader { header: &'static str },
     #[error(transparent)]
@@ -182,6 +184,10 @@ impl ExporterBuilder {
                 builder.build()?
             }
             Transport::Grpc => {
+                // tonic spawns its connection task at once, and panics without a runtime.
+                if tokio::runtime::Handle::try_current().is_err() {
+                    return Err(ExporterError::NoTokioRuntime);
+                }
                 let mut headers = http::HeaderMap::new();
                 for (name, value) in &resolved.headers {
                     let value = http::HeaderValue::from_str(value)
@@ -287,6 +293,15 @@ mod tests {
             .resolve(env(&[(ENV_PROTOCOL, "grpc")]))
             .unwrap();
         assert_eq!(general.transport, Transport::Grpc);
+    }
+
+    #[test]
+    fn grpc_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+        let error = ExporterBuilder::new()
+            .transport(Transport::Grpc)
+            .build()
+            .unwrap_err();
+        assert!(matches!(error, ExporterError::NoTokioRuntime), "{error}");
     }
 
     #[test]
