@@ -13,8 +13,9 @@
 
 use std::borrow::Cow;
 use std::fmt::Display;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::task::Poll;
 
 use opentelemetry::baggage::{Baggage, BaggageExt as _};
 use opentelemetry::context::FutureExt as _;
@@ -138,7 +139,9 @@ impl Interaction {
     }
 
     /// Runs the future `f(args)` returns in the interaction's span; see
-    /// [`interaction_async`].
+    /// [`interaction_async`]. A panic while it is polled marks the span as failed, ends it,
+    /// and goes on unwinding. Dropped before it completes (a timeout, a cancelled task), the
+    /// span ends with its status unset.
     pub async fn run_async<A, T, E, Fut>(self, args: A, f: impl FnOnce(A) -> Fut) -> Result<T, E>
     where
         A: Serialize,
@@ -149,11 +152,33 @@ impl Interaction {
         let context = self.start(&args);
         let future = {
             let _current = context.clone().attach();
-            f(args)
+            catch_unwind(AssertUnwindSafe(|| f(args)))
         };
-        let result = future.with_context(context.clone()).await;
-        finish(&context, &result);
-        result
+        let outcome = match future {
+            Ok(future) => {
+                let mut future = Box::pin(future.with_context(context.clone()));
+                poll_fn(|task| {
+                    match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(task))) {
+                        Ok(Poll::Pending) => Poll::Pending,
+                        Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+                        Err(panic) => Poll::Ready(Err(panic)),
+                    }
+                })
+                .await
+            }
+            Err(panic) => Err(panic),
+        };
+        match outcome {
+            Ok(result) => {
+                finish(&context, &result);
+                result
+            }
+            Err(panic) => {
+                fail(&context, &panic_message(panic.as_ref()), "panic");
+                context.span().end();
+                resume_unwind(panic)
+            }
+        }
     }
 
     /// Starts the span under the current context with the sampling baggage set, records the
