@@ -11,6 +11,7 @@
 //! An interaction started under a span the sampler dropped starts a trace of its own (linked
 //! to that span): a kept child of a dropped parent would arrive without its root.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::future::{Future, poll_fn};
@@ -125,17 +126,7 @@ impl Interaction {
             let _current = context.clone().attach();
             catch_unwind(AssertUnwindSafe(|| f(args)))
         };
-        match outcome {
-            Ok(result) => {
-                finish(&context, &result);
-                result
-            }
-            Err(panic) => {
-                fail(&context, &panic_message(panic.as_ref()), "panic");
-                context.span().end();
-                resume_unwind(panic)
-            }
-        }
+        conclude(&context, outcome)
     }
 
     /// Runs the future `f(args)` returns in the interaction's span; see
@@ -168,17 +159,7 @@ impl Interaction {
             }
             Err(panic) => Err(panic),
         };
-        match outcome {
-            Ok(result) => {
-                finish(&context, &result);
-                result
-            }
-            Err(panic) => {
-                fail(&context, &panic_message(panic.as_ref()), "panic");
-                context.span().end();
-                resume_unwind(panic)
-            }
-        }
+        conclude(&context, outcome)
     }
 
     /// Starts the span under the current context with the sampling baggage set, records the
@@ -232,6 +213,25 @@ impl Interaction {
     }
 }
 
+/// Records how `f` ended on the span, ends the span, and hands the result back (or goes on
+/// unwinding).
+fn conclude<T: Serialize, E: Display>(
+    context: &Context,
+    outcome: Result<Result<T, E>, Box<dyn Any + Send>>,
+) -> Result<T, E> {
+    match outcome {
+        Ok(result) => {
+            finish(context, &result);
+            result
+        }
+        Err(panic) => {
+            fail(context, &panic_message(panic.as_ref()), "panic");
+            context.span().end();
+            resume_unwind(panic)
+        }
+    }
+}
+
 /// Records the result on the span and ends it.
 fn finish<T: Serialize, E: Display>(context: &Context, result: &Result<T, E>) {
     let span = context.span();
@@ -264,7 +264,7 @@ fn fail(context: &Context, message: &str, error_type: &str) {
     span.set_status(Status::error(message.to_owned()));
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(panic: &(dyn Any + Send)) -> String {
     let text = panic
         .downcast_ref::<&str>()
         .copied()
