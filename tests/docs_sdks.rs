@@ -1,6 +1,7 @@
-//! docs/sdks.md: the snippets it shows are the files in `docs/snippets` (and the Rust example),
-//! word for word, and the Python and Node ones run against a real spanhouse: the sampled
-//! interaction arrives with input and output, the unsampled trace never leaves the process.
+//! docs/sdks.md: the snippets it shows are the files in `docs/snippets` and the Rust example,
+//! word for word, and each runs against a real spanhouse: the sampled interaction arrives with
+//! input and output, the unsampled spans never leave the process. The Rust example runs through
+//! `cargo run` (already built by `cargo test --all-targets`, else built here).
 //!
 //! The SDKs are the ones `tests/e2e_sdks.rs` drives, installed by `scripts/test.sh`. In CI (`CI`
 //! set) a missing SDK fails the test; elsewhere the test says so and skips.
@@ -53,8 +54,8 @@ fn the_doc_shows_each_snippet_file_word_for_word() {
     }
 }
 
-/// Runs a snippet against the server and returns the trace ids it printed.
-async fn run_snippet(server: &TestServer, mut command: Command) -> (String, String) {
+/// Runs a snippet against the server with an ingest token and returns what it printed.
+async fn run_snippet(server: &TestServer, mut command: Command) -> String {
     let token = server.create_token("default", "ingest").await;
     server.wait_for_token(&token).await;
     command
@@ -65,14 +66,19 @@ async fn run_snippet(server: &TestServer, mut command: Command) -> (String, Stri
         .await
         .unwrap()
         .expect("snippet starts");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
         "snippet failed:\n{stdout}\n{stderr}"
     );
-    let ids: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|error| panic!("{error}: {stdout}\n{stderr}"));
+    stdout
+}
+
+/// The trace ids the Python and Node snippets print: `{"sampled": ID, "unsampled": ID}`.
+fn printed_trace_ids(stdout: &str) -> (String, String) {
+    let ids: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("{error}: {stdout}"));
     (
         ids["sampled"].as_str().unwrap().to_owned(),
         ids["unsampled"].as_str().unwrap().to_owned(),
@@ -82,7 +88,7 @@ async fn run_snippet(server: &TestServer, mut command: Command) -> (String, Stri
 async fn assert_only_the_sampled_interaction_arrived(
     server: &TestServer,
     sampled: &str,
-    unsampled: &str,
+    unsampled: Option<&str>,
 ) {
     let (status, trace) = server
         .get_json(&format!("/api/v1/traces/{sampled}"), &server.admin_token)
@@ -96,10 +102,12 @@ async fn assert_only_the_sampled_interaction_arrived(
     for span in trace["spans"].as_array().unwrap() {
         assert_eq!(span["attributes"]["spanhouse.sample"], "true", "{span}");
     }
-    let (status, _) = server
-        .get_json(&format!("/api/v1/traces/{unsampled}"), &server.admin_token)
-        .await;
-    assert_eq!(status, 404);
+    if let Some(unsampled) = unsampled {
+        let (status, _) = server
+            .get_json(&format!("/api/v1/traces/{unsampled}"), &server.admin_token)
+            .await;
+        assert_eq!(status, 404);
+    }
     let (_, ingestion) = server
         .get_json("/api/v1/ingestion", &server.admin_token)
         .await;
@@ -123,8 +131,8 @@ async fn the_python_snippet_sends_only_its_sampled_interaction() {
     let server = TestServer::start().await;
     let mut command = Command::new(python);
     command.arg(project_root().join(PYTHON_SNIPPET));
-    let (sampled, unsampled) = run_snippet(&server, command).await;
-    assert_only_the_sampled_interaction_arrived(&server, &sampled, &unsampled).await;
+    let (sampled, unsampled) = printed_trace_ids(&run_snippet(&server, command).await);
+    assert_only_the_sampled_interaction_arrived(&server, &sampled, Some(&unsampled)).await;
     server.stop().await;
 }
 
@@ -143,7 +151,25 @@ async fn the_node_snippet_sends_only_its_sampled_interaction() {
     let server = TestServer::start().await;
     let mut command = Command::new("node");
     command.arg(&script);
-    let (sampled, unsampled) = run_snippet(&server, command).await;
-    assert_only_the_sampled_interaction_arrived(&server, &sampled, &unsampled).await;
+    let (sampled, unsampled) = printed_trace_ids(&run_snippet(&server, command).await);
+    assert_only_the_sampled_interaction_arrived(&server, &sampled, Some(&unsampled)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_rust_example_sends_only_its_sampled_interaction() {
+    let server = TestServer::start().await;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(project_root())
+        .args(["run", "--quiet", "--example", "quickstart"])
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    // It prints its answer, then `trace ID`; the span it leaves out has no id to print.
+    let stdout = run_snippet(&server, command).await;
+    let sampled = stdout.trim().rsplit("trace ").next().unwrap().to_owned();
+    assert_only_the_sampled_interaction_arrived(&server, &sampled, None).await;
     server.stop().await;
 }
