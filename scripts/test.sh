@@ -3,8 +3,9 @@
 # OpenTelemetry Python SDK into .e2e/venv, five LLM instrumentation libraries into
 # .e2e/instrumentation, the JS SDK into tests/e2e/node/node_modules), starts a throwaway
 # ClickHouse (Debian's, installed by apt when missing), checks formatting and lints, then runs
-# every Rust test (unit, integration, end-to-end), and the integration suite a second time on
-# the ClickHouse backend.
+# every Rust test of the workspace (the server and the spanhouse-otel crate: unit, integration,
+# end-to-end, the docs' snippets), and the integration suite a second time on the ClickHouse
+# backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,10 +48,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-step "cargo test (embedded SQLite store, and what is specific to ClickHouse)"
-cargo test --all-targets "$@"
+step "cargo test (the workspace: the server on SQLite, what is specific to ClickHouse, spanhouse-otel)"
+cargo test --workspace --all-targets "$@"
 
 if [ "$clickhouse_started" = true ]; then
   step "cargo test: the integration suite again, on the ClickHouse backend"
