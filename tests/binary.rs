@@ -10,14 +10,14 @@ use std::time::Duration;
 use common::*;
 use prost::Message as _;
 
-use common::process::{BINARY, Served, bootstrap_token};
+use common::process::{Served, binary, bootstrap_token};
 
 fn serve(data_dir: &Path) -> Served {
     Served::start(data_dir, &[])
 }
 
 fn run(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(BINARY)
+    let output = Command::new(binary())
         .args(args)
         .env("SPANHOUSE_DATA_DIR", data_dir)
         .output()

@@ -5,7 +5,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_spanhouse");
+/// The binary cargo built for this test run. `option_env!`: the harness is also compiled into
+/// the tests of `spanhouse-otel`, a package without the binary, which never start it.
+pub fn binary() -> &'static str {
+    match option_env!("CARGO_BIN_EXE_spanhouse") {
+        Some(path) => path,
+        None => panic!("the spanhouse binary is not built for this test"),
+    }
+}
 
 /// A `spanhouse serve` child process and the HTTP address it reported.
 pub struct Served {
@@ -17,7 +24,7 @@ impl Served {
     /// Starts `spanhouse serve` on ephemeral ports over `data_dir`, with extra environment
     /// variables (`SPANHOUSE_STORAGE`, say), and waits until it says it is ready.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BINARY)
+        let mut child = Command::new(binary())
             .arg("serve")
             .args([
                 "--http-listen",
