@@ -5,6 +5,7 @@ mod control;
 pub mod error;
 mod otlp_http;
 mod query;
+mod stats;
 mod views;
 
 use std::sync::Arc;
@@ -78,6 +79,7 @@ pub fn app(state: AppState) -> Router {
             get(control::get_settings).put(control::put_settings),
         )
         .route("/api/v1/ingestion", get(control::ingestion))
+        .route("/api/v1/stats", get(stats::stats))
         .route("/metrics", get(control::metrics))
         .route("/api/v1/traces/{trace_id}", get(query::get_trace))
         .route("/healthz", get(healthz))
