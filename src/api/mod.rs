@@ -6,6 +6,7 @@ pub mod error;
 mod otlp_http;
 mod query;
 mod stats;
+mod tokens;
 mod views;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::auth::{Access, Authenticator, Principal};
 use crate::ingest::Ingest;
@@ -80,6 +81,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/ingestion", get(control::ingestion))
         .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{token_id}", delete(tokens::revoke))
         .route("/metrics", get(control::metrics))
         .route("/api/v1/traces/{trace_id}", get(query::get_trace))
         .route("/healthz", get(healthz))
