@@ -177,6 +177,37 @@ impl Authenticator {
         Ok(())
     }
 
+    /// The caller a token secret names, if the token is active (sign-in to the web UI).
+    pub fn principal_of_secret(&self, secret: &str) -> Option<Arc<Principal>> {
+        self.principal_of_hash(&hash_token(secret))
+    }
+
+    /// The caller of a token by its hash, if the token is still active: a web UI session keeps
+    /// only the hash, so revoking the token ends its sessions.
+    pub fn principal_of_hash(&self, secret_hash: &[u8; 32]) -> Option<Arc<Principal>> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(secret_hash)
+            .cloned()
+    }
+
+    /// Checks that `principal` may do `access`.
+    pub fn check_role(principal: &Principal, access: Access) -> Result<(), AuthError> {
+        if principal.role.allows(access) {
+            return Ok(());
+        }
+        let needed = match access {
+            Access::Ingest => "sending telemetry",
+            Access::Read => "reading traces",
+            Access::Admin => "administration",
+        };
+        Err(AuthError::WrongRole {
+            role: principal.role.as_str(),
+            needed,
+        })
+    }
+
     /// Authenticates a request from its `Authorization` value and optional project header.
     pub fn authenticate(
         &self,
@@ -203,17 +234,7 @@ impl Authenticator {
                 project: principal.project.name.clone(),
             });
         }
-        if !principal.role.allows(access) {
-            let needed = match access {
-                Access::Ingest => "sending telemetry",
-                Access::Read => "reading traces",
-                Access::Admin => "administration",
-            };
-            return Err(AuthError::WrongRole {
-                role: principal.role.as_str(),
-                needed,
-            });
-        }
+        Self::check_role(&principal, access)?;
         Ok(principal)
     }
 }
