@@ -8,6 +8,7 @@ mod query;
 pub mod session;
 mod stats;
 mod tokens;
+mod ui;
 mod views;
 
 use std::sync::Arc;
@@ -89,6 +90,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ui/login", post(session::login))
         .route("/ui/logout", post(session::logout))
         .route("/ui/session", get(session::current))
+        .merge(ui::routes())
         .route("/metrics", get(control::metrics))
         .route("/api/v1/traces/{trace_id}", get(query::get_trace))
         .route("/healthz", get(healthz))
