@@ -192,6 +192,25 @@ impl Authenticator {
             .cloned()
     }
 
+    /// Checks that an optional project header (id or name) names the principal's project.
+    pub fn check_project(
+        principal: &Principal,
+        project_header: Option<&str>,
+    ) -> Result<(), AuthError> {
+        match project_header
+            .map(str::trim)
+            .filter(|named| !named.is_empty())
+        {
+            Some(named) if named != principal.project.id && named != principal.project.name => {
+                Err(AuthError::WrongProject {
+                    named: named.to_owned(),
+                    project: principal.project.name.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks that `principal` may do `access`.
     pub fn check_role(principal: &Principal, access: Access) -> Result<(), AuthError> {
         if principal.role.allows(access) {
@@ -223,17 +242,7 @@ impl Authenticator {
             .get(&hash_token(&secret))
             .cloned()
             .ok_or(AuthError::UnknownToken)?;
-        if let Some(named) = project_header
-            .map(str::trim)
-            .filter(|named| !named.is_empty())
-            && named != principal.project.id
-            && named != principal.project.name
-        {
-            return Err(AuthError::WrongProject {
-                named: named.to_owned(),
-                project: principal.project.name.clone(),
-            });
-        }
+        Self::check_project(&principal, project_header)?;
         Self::check_role(&principal, access)?;
         Ok(principal)
     }

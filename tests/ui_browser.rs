@@ -114,22 +114,24 @@ fn agent_trace(trace: u8) -> Vec<Span> {
     vec![root, tool, llm]
 }
 
-/// Starts a server with the agent trace, runs one scenario of `tests/ui/browser.mjs` and
+/// Starts a server with the agent trace (none for `empty`), runs one scenario of `tests/ui/browser.mjs` and
 /// returns its output; panics when it fails.
 async fn run_scenario(scenario: &str) -> String {
     let server = TestServer::start().await;
     let read_token = server.create_token("default", "read").await;
     server.wait_for_token(&read_token).await;
     let trace = 0x7a;
-    let response = server
-        .post_protobuf(
-            "/v1/traces",
-            &server.admin_token,
-            &request("weather-service", agent_trace(trace)),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    server.settle(&server.admin_token).await;
+    if scenario != "empty" {
+        let response = server
+            .post_protobuf(
+                "/v1/traces",
+                &server.admin_token,
+                &request("weather-service", agent_trace(trace)),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        server.settle(&server.admin_token).await;
+    }
 
     let screenshots = project_root().join("target/ui-screenshots");
     let output = tokio::process::Command::new("node")
@@ -192,4 +194,13 @@ async fn a_read_token_cannot_change_settings() {
         output.contains("PASS a read token cannot change settings"),
         "{output}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_project_shows_how_to_send_a_first_trace() {
+    if !browser_installed() {
+        return;
+    }
+    let output = run_scenario("empty").await;
+    assert!(output.contains("PASS the empty state"), "{output}");
 }

@@ -74,6 +74,19 @@ async fn an_admin_session_reads_and_changes_with_its_csrf_token() {
     let (status, _) =
         with_cookie(&server, get.clone(), "/api/v1/traces", &signed, None, None).await;
     assert_eq!(status, 200);
+    let foreign = server
+        .client
+        .get(server.url("/api/v1/traces"))
+        .header(COOKIE, &signed.cookie)
+        .header("x-project-id", "another-project")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        foreign.status(),
+        403,
+        "the project header names another project"
+    );
     let (status, session) =
         with_cookie(&server, get.clone(), "/ui/session", &signed, None, None).await;
     assert_eq!(status, 200);

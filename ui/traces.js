@@ -41,9 +41,15 @@ export function gettingStarted() {
     el(
       "pre",
       { class: "snippet" },
-      `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=${origin}/v1/traces\n` +
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf\n" +
-        "OTEL_EXPORTER_OTLP_TRACES_HEADERS=Authorization=Bearer%20<your token>",
+      `export OTEL_EXPORTER_OTLP_ENDPOINT=${origin}\n` +
+        'export OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20<your token>"',
+    ),
+    el("p", {}, "Or, with the OpenTelemetry Collector:"),
+    el(
+      "pre",
+      { class: "snippet" },
+      `exporters:\n  otlphttp/spanhouse:\n    endpoint: ${origin}\n` +
+        '    headers:\n      authorization: "Bearer <your token>"',
     ),
     el(
       "p",
@@ -140,6 +146,10 @@ export function renderTraces(container) {
       );
       replace(results, table);
     }
+    if (cursors.length === 0 && !page.next_cursor) {
+      replace(pager);
+      return;
+    }
     replace(
       pager,
       el("button", { type: "button", disabled: cursors.length === 0, onclick: () => {
@@ -162,7 +172,9 @@ export function renderTraces(container) {
     load();
   });
   timer = setInterval(() => {
-    if (autoRefresh.checked && cursor === null && !document.hidden) load();
+    // Not while the reader is on the table: a new table would take the keyboard focus away.
+    const reading = results.contains(document.activeElement);
+    if (autoRefresh.checked && cursor === null && !document.hidden && !reading) load();
   }, REFRESH_MS);
   load();
   return () => clearInterval(timer);

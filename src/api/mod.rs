@@ -114,13 +114,13 @@ pub(crate) fn authenticate(
     headers: &HeaderMap,
     access: Access,
 ) -> Result<Arc<Principal>, ApiError> {
+    let header_text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let project = header_text("x-project-id").or_else(|| header_text("x-dbnl-project-id"));
     if !headers.contains_key(header::AUTHORIZATION)
         && let Some(session_id) = session::session_cookie(headers)
     {
-        return session::authenticate_session(state, session_id, access);
+        return session::authenticate_session(state, session_id, project, access);
     }
-    let header_text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let project = header_text("x-project-id").or_else(|| header_text("x-dbnl-project-id"));
     Ok(state
         .auth
         .authenticate(header_text(header::AUTHORIZATION.as_str()), project, access)?)

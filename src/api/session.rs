@@ -122,6 +122,7 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 pub fn authenticate_session(
     state: &AppState,
     session_id: &str,
+    project_header: Option<&str>,
     access: Access,
 ) -> Result<Arc<Principal>, ApiError> {
     let expired = || ApiError::new(StatusCode::UNAUTHORIZED, "session expired; sign in again");
@@ -130,6 +131,7 @@ pub fn authenticate_session(
         .auth
         .principal_of_hash(&token_hash)
         .ok_or_else(expired)?;
+    Authenticator::check_project(&principal, project_header)?;
     Authenticator::check_role(&principal, access)?;
     Ok(principal)
 }
@@ -238,7 +240,7 @@ pub async fn current(
     let no_session = || ApiError::new(StatusCode::UNAUTHORIZED, "not signed in");
     let session_id = session_cookie(&headers).ok_or_else(no_session)?;
     let (_, csrf_token) = state.sessions.find(session_id).ok_or_else(no_session)?;
-    let principal = authenticate_session(&state, session_id, Access::Read)?;
+    let principal = authenticate_session(&state, session_id, None, Access::Read)?;
     Ok(Json(session_view(&principal, csrf_token)))
 }
 

@@ -187,7 +187,20 @@ async function readOnly(page) {
   await signOut(page);
 }
 
-const scenarios = { "admin-flow": adminFlow, "hostile-output": hostileOutput, "read-only": readOnly };
+async function empty(page) {
+  await signIn(page, adminToken);
+  await page.getByRole("heading", { name: "No traces yet — here is how to send one" }).waitFor();
+  const snippet = await page.locator(".empty .snippet").first().innerText();
+  check(snippet.includes(`OTEL_EXPORTER_OTLP_ENDPOINT=${url}`), `the exporter settings name this server: ${snippet}`);
+  await shot(page, "traces");
+  await page.getByRole("link", { name: "Dashboard" }).click();
+  await page.locator(".stat", { hasText: "Traces" }).filter({ hasText: "0" }).waitFor();
+  await page.getByRole("heading", { name: "No traces yet — here is how to send one" }).waitFor();
+  await shot(page, "dashboard");
+  console.log("PASS the empty state shows how to send a first trace");
+}
+
+const scenarios = { "admin-flow": adminFlow, "hostile-output": hostileOutput, "read-only": readOnly, empty };
 
 async function main() {
   check(scenarios[scenario], `unknown scenario ${scenario}`);
