@@ -96,7 +96,10 @@ async function start() {
     showSignIn();
   });
   window.addEventListener("hashchange", () => {
-    if (session.csrf) route();
+    if (!session.csrf) return;
+    route();
+    // Like a page load: the reader starts at the top of the new view.
+    main.focus({ preventScroll: false });
   });
   try {
     if (await restoreSession()) route();

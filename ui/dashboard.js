@@ -13,7 +13,10 @@ export function rangePicker(current, onChange) {
   for (const range of RANGES) {
     picker.append(el("button", {
       type: "button", "aria-pressed": String(range.id === current), "data-range": range.id,
-      onclick: () => onChange(range.id),
+      onclick: (event) => {
+        for (const button of picker.children) button.setAttribute("aria-pressed", String(button === event.currentTarget));
+        onChange(range.id);
+      },
     }, range.label));
   }
   return picker;
@@ -67,17 +70,16 @@ function show(body, stats) {
 
 export function renderDashboard(container) {
   const body = el("div", { "aria-live": "polite" }, notice("Loading…"));
-  const heading = el("div", { class: "view-heading" }, el("h1", {}, "Dashboard"));
-  container.append(heading, body);
   const load = () => {
-    heading.replaceChildren(el("h1", {}, "Dashboard"), rangePicker(rangeId, (id) => {
-      rangeId = id;
-      load();
-    }));
     const range = RANGES.find((range) => range.id === rangeId);
     api(`/api/v1/stats${query({ start: ago(range.seconds), bucket: range.bucket })}`)
       .then((stats) => show(body, stats))
       .catch((failure) => replace(body, notice(`The dashboard could not be loaded: ${failure.message}`, "error")));
   };
+  const heading = el("div", { class: "view-heading" }, el("h1", {}, "Dashboard"), rangePicker(rangeId, (id) => {
+    rangeId = id;
+    load();
+  }));
+  container.append(heading, body);
   load();
 }

@@ -7,6 +7,10 @@ import { formatCount, timeChart } from "./charts.js";
 import { rangePicker } from "./dashboard.js";
 
 let rangeId = "1h";
+const REFRESH_MS = 10000;
+/** `buffered` is a present value, so its history is what this page sampled while open. */
+const bufferedSamples = [];
+const MAX_SAMPLES = 360;
 const COUNTERS = ["received", "accepted", "filtered", "rejected", "rate_limited", "truncated"];
 
 function reasonTable(title, reasons, emptyText) {
@@ -40,24 +44,35 @@ function show(body, data) {
         { name: "filtered", values: column("filtered") }, { name: "rejected", values: column("rejected") },
         { name: "rate limited", values: column("rate_limited") }],
       format: formatCount })),
+    bufferedSamples.length > 1 ? el("div", { class: "charts" },
+      timeChart({ id: "chart-buffered", title: "Buffered (acknowledged, not yet stored; sampled while this page is open)",
+        times: bufferedSamples.map((sample) => sample.time),
+        series: [{ name: "buffered", values: bufferedSamples.map((sample) => sample.buffered) }], format: formatCount })) : null,
     reasonTable("Rejected by reason", totals.rejected_reasons, "No span was rejected."),
     reasonTable("Filtered by rule", totals.filtered_rules || {}, "No span was filtered."),
   );
 }
 
 export function renderIngestion(container) {
-  const heading = el("div", { class: "view-heading" });
   const body = el("div", { "aria-live": "polite" }, notice("Loading…"));
-  container.append(heading, body);
   const load = () => {
-    heading.replaceChildren(el("h1", {}, "Ingestion"), rangePicker(rangeId, (id) => {
-      rangeId = id;
-      load();
-    }));
     const range = RANGES.find((range) => range.id === rangeId);
     api(`/api/v1/ingestion${query({ start: ago(range.seconds), bucket: range.bucket })}`)
-      .then((data) => show(body, data))
+      .then((data) => {
+        bufferedSamples.push({ time: new Date().toISOString(), buffered: data.buffered });
+        if (bufferedSamples.length > MAX_SAMPLES) bufferedSamples.shift();
+        show(body, data);
+      })
       .catch((failure) => replace(body, notice(`Ingestion counters could not be loaded: ${failure.message}`, "error")));
   };
+  const heading = el("div", { class: "view-heading" }, el("h1", {}, "Ingestion"), rangePicker(rangeId, (id) => {
+    rangeId = id;
+    load();
+  }));
+  container.append(heading, body);
   load();
+  const timer = setInterval(() => {
+    if (!document.hidden) load();
+  }, REFRESH_MS);
+  return () => clearInterval(timer);
 }

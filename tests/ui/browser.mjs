@@ -96,6 +96,10 @@ async function adminFlow(page) {
   const models = await page.locator("table.models").innerText();
   check(models.includes("gpt-4o"), "the model breakdown lists gpt-4o");
   await shot(page, "dashboard");
+  await page.getByRole("button", { name: "Last hour" }).click();
+  await page.locator('[data-range="1h"][aria-pressed="true"]').waitFor();
+  await page.locator("#chart-traces svg rect.bar").first().waitFor();
+  check(await page.locator('.range-picker [aria-pressed="true"]').count() === 1, "one range is chosen");
   console.log("PASS dashboard charts and model breakdown");
 
   await page.getByRole("link", { name: "Ingestion" }).click();
