@@ -265,3 +265,47 @@ async fn read_sessions_cannot_change_and_ingest_tokens_cannot_sign_in() {
     assert_eq!(status, 401);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_ui_is_served_from_the_binary_with_its_security_headers() {
+    let server = TestServer::start().await;
+    let response = server.client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert!(
+        headers[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<script type=\"module\" src=\"/ui/app.js\">"));
+
+    for (path, content_type) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        let response = server.client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(
+            response.headers()[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type)
+        );
+    }
+    let response = server
+        .client
+        .get(server.url("/ui/secret.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let (status, _) = server.get_json("/ui/session", "").await;
+    assert_eq!(status, 401, "not signed in");
+    server.stop().await;
+}
