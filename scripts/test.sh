@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh checkout: installs what the end-to-end tests drive (the
 # OpenTelemetry Python SDK into .e2e/venv, five LLM instrumentation libraries into
-# .e2e/instrumentation, the JS SDK into tests/e2e/node/node_modules), starts a throwaway
+# .e2e/instrumentation, the JS SDK into tests/e2e/node/node_modules, Debian's chromium and
+# playwright-core into tests/ui/node_modules for the web UI's browser tests), starts a throwaway
 # ClickHouse (Debian's, installed by apt when missing), checks formatting and lints, then runs
 # every Rust test of the workspace (the server and the spanhouse-otel crate: unit, integration,
 # end-to-end, the docs' snippets), and the integration suite a second time on the ClickHouse
@@ -31,6 +32,15 @@ venv .e2e/instrumentation tests/e2e/instrumentation/requirements.txt
 step "OpenTelemetry JS SDK (tests/e2e/node)"
 (cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error)
 
+step "Chromium and playwright-core for the web UI's browser tests (tests/ui)"
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing Debian's chromium" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q chromium >/dev/null
+fi
+(cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
+
 step "ClickHouse for the ClickHouse backend's tests (scripts/clickhouse.sh)"
 clickhouse_started=false
 if clickhouse_url=$(scripts/clickhouse.sh start); then
@@ -57,5 +67,5 @@ if [ "$clickhouse_started" = true ]; then
   step "cargo test: the integration suite again, on the ClickHouse backend"
   SPANHOUSE_TEST_STORAGE=clickhouse cargo test \
     --test http_ingest --test query_api --test grpc_ingest --test corpus --test semantics \
-    --test logs --test ingestion_control --test e2e_sdks --test e2e_instrumentations "$@"
+    --test logs --test ingestion_control --test stats_api --test tokens_api --test ui_session --test ui_browser --test e2e_sdks --test e2e_instrumentations "$@"
 fi

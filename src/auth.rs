@@ -177,6 +177,56 @@ impl Authenticator {
         Ok(())
     }
 
+    /// The caller a token secret names, if the token is active (sign-in to the web UI).
+    pub fn principal_of_secret(&self, secret: &str) -> Option<Arc<Principal>> {
+        self.principal_of_hash(&hash_token(secret))
+    }
+
+    /// The caller of a token by its hash, if the token is still active: a web UI session keeps
+    /// only the hash, so revoking the token ends its sessions.
+    pub fn principal_of_hash(&self, secret_hash: &[u8; 32]) -> Option<Arc<Principal>> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(secret_hash)
+            .cloned()
+    }
+
+    /// Checks that an optional project header (id or name) names the principal's project.
+    pub fn check_project(
+        principal: &Principal,
+        project_header: Option<&str>,
+    ) -> Result<(), AuthError> {
+        match project_header
+            .map(str::trim)
+            .filter(|named| !named.is_empty())
+        {
+            Some(named) if named != principal.project.id && named != principal.project.name => {
+                Err(AuthError::WrongProject {
+                    named: named.to_owned(),
+                    project: principal.project.name.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that `principal` may do `access`.
+    pub fn check_role(principal: &Principal, access: Access) -> Result<(), AuthError> {
+        if principal.role.allows(access) {
+            return Ok(());
+        }
+        let needed = match access {
+            Access::Ingest => "sending telemetry",
+            Access::Read => "reading traces",
+            Access::Admin => "administration",
+        };
+        Err(AuthError::WrongRole {
+            role: principal.role.as_str(),
+            needed,
+        })
+    }
+
     /// Authenticates a request from its `Authorization` value and optional project header.
     pub fn authenticate(
         &self,
@@ -192,28 +242,8 @@ impl Authenticator {
             .get(&hash_token(&secret))
             .cloned()
             .ok_or(AuthError::UnknownToken)?;
-        if let Some(named) = project_header
-            .map(str::trim)
-            .filter(|named| !named.is_empty())
-            && named != principal.project.id
-            && named != principal.project.name
-        {
-            return Err(AuthError::WrongProject {
-                named: named.to_owned(),
-                project: principal.project.name.clone(),
-            });
-        }
-        if !principal.role.allows(access) {
-            let needed = match access {
-                Access::Ingest => "sending telemetry",
-                Access::Read => "reading traces",
-                Access::Admin => "administration",
-            };
-            return Err(AuthError::WrongRole {
-                role: principal.role.as_str(),
-                needed,
-            });
-        }
+        Self::check_project(&principal, project_header)?;
+        Self::check_role(&principal, access)?;
         Ok(principal)
     }
 }

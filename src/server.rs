@@ -127,6 +127,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         ingest,
         metrics,
         budget: MemoryBudget::new(config.limits.max_inflight_bytes),
+        sessions: Arc::default(),
         limits: HttpLimits {
             max_body_bytes: config.limits.max_body_bytes,
             max_decompressed_bytes: config.limits.max_decompressed_bytes,

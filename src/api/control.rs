@@ -109,7 +109,7 @@ pub async fn ingestion(
 }
 
 /// `60s`, `5m`, `1h`, `1d`: a whole number of minutes.
-fn parse_bucket(text: Option<&str>) -> Result<u64, ApiError> {
+pub(super) fn parse_bucket(text: Option<&str>) -> Result<u64, ApiError> {
     let Some(text) = text.filter(|text| !text.is_empty()) else {
         return Ok(BUCKET_NANOS);
     };

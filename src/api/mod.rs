@@ -5,6 +5,10 @@ mod control;
 pub mod error;
 mod otlp_http;
 mod query;
+pub mod session;
+mod stats;
+mod tokens;
+mod ui;
 mod views;
 
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::auth::{Access, Authenticator, Principal};
 use crate::ingest::Ingest;
@@ -42,6 +46,8 @@ pub struct AppState {
     pub limits: HttpLimits,
     /// Bounds the request bodies being read and decoded at once.
     pub budget: MemoryBudget,
+    /// The web UI's signed-in sessions.
+    pub sessions: Arc<session::Sessions>,
 }
 
 /// The paths LLM platforms use for OTLP traces; all are served alike.
@@ -78,6 +84,13 @@ pub fn app(state: AppState) -> Router {
             get(control::get_settings).put(control::put_settings),
         )
         .route("/api/v1/ingestion", get(control::ingestion))
+        .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{token_id}", delete(tokens::revoke))
+        .route("/ui/login", post(session::login))
+        .route("/ui/logout", post(session::logout))
+        .route("/ui/session", get(session::current))
+        .merge(ui::routes())
         .route("/metrics", get(control::metrics))
         .route("/api/v1/traces/{trace_id}", get(query::get_trace))
         .route("/healthz", get(healthz))
@@ -85,12 +98,17 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            session::csrf_guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             control::track,
         ))
         .with_state(state)
 }
 
-/// Authenticates a request from its headers.
+/// Authenticates a request from its headers: the `Authorization` header, else the web UI's
+/// session cookie.
 pub(crate) fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -98,6 +116,11 @@ pub(crate) fn authenticate(
 ) -> Result<Arc<Principal>, ApiError> {
     let header_text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let project = header_text("x-project-id").or_else(|| header_text("x-dbnl-project-id"));
+    if !headers.contains_key(header::AUTHORIZATION)
+        && let Some(session_id) = session::session_cookie(headers)
+    {
+        return session::authenticate_session(state, session_id, project, access);
+    }
     Ok(state
         .auth
         .authenticate(header_text(header::AUTHORIZATION.as_str()), project, access)?)

@@ -4,12 +4,14 @@
 pub mod clickhouse;
 pub mod codec;
 pub mod sqlite;
+pub mod trace_stats;
 
 use async_trait::async_trait;
 
 use crate::auth::Role;
 use crate::model::{ContentEvent, NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
 use crate::settings::ProjectSettings;
+pub use trace_stats::{StatsQuery, TraceStats};
 
 /// A project: the unit every token, span and setting belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,4 +198,8 @@ pub trait Store: Send + Sync + 'static {
         project_id: &str,
         trace_id: TraceId,
     ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>>;
+
+    /// The dashboard's figures of a project's traces with a timestamp in the window: per bucket,
+    /// in total and per model (see [`trace_stats`]).
+    async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats>;
 }

@@ -10,6 +10,7 @@ mod read;
 pub mod rows;
 pub mod schema;
 pub mod spool;
+mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use super::{
     ActiveToken, ContentEventBatch, CountDelta, NewToken, Project, SpanBatch, Store, StoreError,
     StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
+use super::{StatsQuery, TraceStats};
 use crate::model::{TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use crate::settings::ProjectSettings;
@@ -279,5 +281,9 @@ impl Store for ClickHouseStore {
         trace_id: TraceId,
     ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
         read::get_trace(&self.client, project_id, trace_id).await
+    }
+
+    async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {
+        stats::trace_stats(&self.client, project_id, query).await
     }
 }

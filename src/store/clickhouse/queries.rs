@@ -118,6 +118,46 @@ pub fn trace_list(filters: &ListFilters) -> String {
     sql
 }
 
+/// The traces whose timestamp may lie in a window, aggregated: the candidates are the traces
+/// with a span starting in the window. Placeholders: project, project, window start, window end.
+fn candidate_traces() -> String {
+    TRACE_AGGREGATION.replace(
+        "{filter}",
+        "project_id = ? AND trace_id IN (SELECT trace_id FROM spans \
+         WHERE project_id = ? AND start_ns >= ? AND start_ns < ?)",
+    )
+}
+
+/// The dashboard's figures of a group of traces, in the order of `StatsRow` after its key.
+const STATS_FIGURES: &str = "count() AS traces, countIf(trace_status_code = 2) AS errors, \
+    toFloat64(quantileExact(0.5)(duration_ns)) AS p50_ns, \
+    toFloat64(quantileExact(0.95)(duration_ns)) AS p95_ns, \
+    toInt64(ifNull(sum(total_token_count), 0)) AS tokens, \
+    toFloat64(ifNull(sum(trace_total_cost), 0)) AS cost";
+
+/// The dashboard's figures per time bucket (the whole window is one bucket when the width
+/// covers it). Placeholders: window start, bucket width (bucket index), the four of the
+/// candidates, window start, window end.
+pub fn trace_stats_by_bucket() -> String {
+    format!(
+        "SELECT intDiv(timestamp_ns - ?, ?) AS bucket_index, {STATS_FIGURES} \
+         FROM ({}) WHERE timestamp_ns >= ? AND timestamp_ns < ? \
+         GROUP BY bucket_index ORDER BY bucket_index",
+        candidate_traces()
+    )
+}
+
+/// The dashboard's figures per model; a trace with several models counts for each.
+/// Placeholders: the four of the candidates, window start, window end.
+pub fn trace_stats_by_model() -> String {
+    format!(
+        "SELECT model, {STATS_FIGURES} \
+         FROM ({}) ARRAY JOIN models AS model WHERE timestamp_ns >= ? AND timestamp_ns < ? \
+         GROUP BY model ORDER BY traces DESC, model",
+        candidate_traces()
+    )
+}
+
 /// The columns of a span, in the order of `SpanRow`.
 pub const SPAN_COLUMNS: &str = "project_id, trace_id, span_id, parent_span_id, name, kind, \
     start_ns, end_ns, status_code, service_name, body, input, output, session_id, user_id, \
@@ -178,6 +218,16 @@ pub fn sample_queries() -> Vec<(String, String)> {
                 "'p'", "'p'", "0", "10", "0", "10", "5", "5", "'t'", "'q'", "'q'", "2", "'s'",
                 "'u'", "'l'", "'m'", "50",
             ],
+        ),
+        (
+            "trace_stats_by_bucket",
+            trace_stats_by_bucket(),
+            vec!["0", "60", "'p'", "'p'", "0", "10", "0", "10"],
+        ),
+        (
+            "trace_stats_by_model",
+            trace_stats_by_model(),
+            vec!["'p'", "'p'", "0", "10", "0", "10"],
         ),
         ("spans_of_trace", spans_of_trace(), vec!["'p'", "'t'"]),
         ("span_by_id", span_by_id(), vec!["'p'", "'t'", "'s'"]),

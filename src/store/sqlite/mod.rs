@@ -6,6 +6,7 @@
 
 mod read;
 mod schema;
+mod stats;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use super::{
     ActiveToken, ContentEventBatch, CountDelta, NewToken, Project, SpanBatch, Store, StoreError,
     StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
+use super::{StatsQuery, TraceStats};
 use crate::auth::Role;
 use crate::model::time::now_unix_nano;
 use crate::model::{TraceId, TraceRecord};
@@ -480,6 +482,13 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
         let project_id = project_id.to_owned();
         self.with_reader(move |connection| read::get_trace(connection, &project_id, trace_id))
+            .await
+    }
+
+    async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {
+        let project_id = project_id.to_owned();
+        let query = *query;
+        self.with_reader(move |connection| stats::trace_stats(connection, &project_id, &query))
             .await
     }
 }

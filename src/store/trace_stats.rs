@@ -1,0 +1,198 @@
+//! The dashboard's aggregation of TraceRecords: per time bucket and per model, over a window.
+//!
+//! Backends that cannot aggregate in their query language read one [`TraceFacts`] per trace and
+//! call [`aggregate`]; ClickHouse aggregates in SQL with the same definitions (nearest-rank
+//! percentiles, like its `quantileExact`).
+
+use std::collections::BTreeMap;
+
+/// What the dashboard asks for: traces with a timestamp in `[start, end)`, in buckets of
+/// `bucket_nanos` starting at `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsQuery {
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    /// Bucket width; at least 1.
+    pub bucket_nanos: u64,
+}
+
+impl StatsQuery {
+    /// The index of the bucket holding `timestamp` (which must lie in the window).
+    pub fn bucket_of(&self, timestamp_unix_nano: u64) -> u64 {
+        (timestamp_unix_nano - self.start_unix_nano) / self.bucket_nanos.max(1)
+    }
+}
+
+/// The numbers of one trace that the dashboard aggregates.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TraceFacts {
+    pub timestamp_unix_nano: u64,
+    pub is_error: bool,
+    pub duration_ms: f64,
+    pub total_tokens: i64,
+    pub total_cost: f64,
+    pub models: Vec<String>,
+}
+
+/// Aggregates over a set of traces. Percentiles are `None` when the set is empty.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatsFigures {
+    pub traces: u64,
+    pub errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub tokens: i64,
+    pub cost: f64,
+}
+
+/// The figures of one bucket that holds at least one trace.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatsBucket {
+    /// 0 for the bucket starting at the window's start.
+    pub index: u64,
+    pub figures: StatsFigures,
+}
+
+/// The figures of the traces that used one model (a trace with two models counts for both).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelStats {
+    pub model: String,
+    pub figures: StatsFigures,
+}
+
+/// The answer of [`crate::store::Store::trace_stats`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TraceStats {
+    /// Non-empty buckets only, in order.
+    pub buckets: Vec<StatsBucket>,
+    pub totals: StatsFigures,
+    /// Most traces first, then by name.
+    pub models: Vec<ModelStats>,
+}
+
+/// The value at rank `floor(level * n)` of the sorted values (clamped to the last), as
+/// ClickHouse's `quantileExact` defines it.
+pub fn nearest_rank(sorted: &[f64], level: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((level * sorted.len() as f64) as usize).min(sorted.len() - 1);
+    Some(sorted[rank])
+}
+
+fn figures<'a>(traces: impl Iterator<Item = &'a TraceFacts>) -> StatsFigures {
+    let mut result = StatsFigures::default();
+    let mut durations = Vec::new();
+    for trace in traces {
+        result.traces += 1;
+        result.errors += u64::from(trace.is_error);
+        result.tokens += trace.total_tokens;
+        result.cost += trace.total_cost;
+        durations.push(trace.duration_ms);
+    }
+    durations.sort_by(f64::total_cmp);
+    result.p50_ms = nearest_rank(&durations, 0.5);
+    result.p95_ms = nearest_rank(&durations, 0.95);
+    result
+}
+
+/// Aggregates the traces of a window (traces outside it are ignored).
+pub fn aggregate(query: &StatsQuery, traces: &[TraceFacts]) -> TraceStats {
+    let in_window: Vec<&TraceFacts> = traces
+        .iter()
+        .filter(|trace| {
+            trace.timestamp_unix_nano >= query.start_unix_nano
+                && trace.timestamp_unix_nano < query.end_unix_nano
+        })
+        .collect();
+    let mut by_bucket: BTreeMap<u64, Vec<&TraceFacts>> = BTreeMap::new();
+    let mut by_model: BTreeMap<&str, Vec<&TraceFacts>> = BTreeMap::new();
+    for trace in &in_window {
+        by_bucket
+            .entry(query.bucket_of(trace.timestamp_unix_nano))
+            .or_default()
+            .push(trace);
+        for model in &trace.models {
+            by_model.entry(model).or_default().push(trace);
+        }
+    }
+    let mut models: Vec<ModelStats> = by_model
+        .into_iter()
+        .map(|(model, traces)| ModelStats {
+            model: model.to_owned(),
+            figures: figures(traces.into_iter()),
+        })
+        .collect();
+    models.sort_by(|a, b| {
+        b.figures
+            .traces
+            .cmp(&a.figures.traces)
+            .then_with(|| a.model.cmp(&b.model))
+    });
+    TraceStats {
+        buckets: by_bucket
+            .into_iter()
+            .map(|(index, traces)| StatsBucket {
+                index,
+                figures: figures(traces.into_iter()),
+            })
+            .collect(),
+        totals: figures(in_window.into_iter()),
+        models,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace(timestamp: u64, duration_ms: f64, models: &[&str]) -> TraceFacts {
+        TraceFacts {
+            timestamp_unix_nano: timestamp,
+            duration_ms,
+            total_tokens: 10,
+            total_cost: 0.5,
+            models: models.iter().map(|model| (*model).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nearest_rank_matches_quantile_exact() {
+        assert_eq!(nearest_rank(&[], 0.5), None);
+        assert_eq!(nearest_rank(&[1.0], 0.95), Some(1.0));
+        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(3.0));
+        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0, 4.0], 0.95), Some(4.0));
+    }
+
+    #[test]
+    fn buckets_totals_and_models() {
+        let query = StatsQuery {
+            start_unix_nano: 1000,
+            end_unix_nano: 1300,
+            bucket_nanos: 100,
+        };
+        let traces = [
+            trace(1000, 5.0, &["a"]),
+            TraceFacts {
+                is_error: true,
+                ..trace(1050, 7.0, &["a", "b"])
+            },
+            trace(1250, 1.0, &[]),
+            trace(1300, 1.0, &["outside"]),
+        ];
+        let stats = aggregate(&query, &traces);
+        assert_eq!(stats.buckets.len(), 2);
+        assert_eq!(stats.buckets[0].index, 0);
+        assert_eq!(stats.buckets[0].figures.traces, 2);
+        assert_eq!(stats.buckets[0].figures.errors, 1);
+        assert_eq!(stats.buckets[0].figures.p50_ms, Some(7.0));
+        assert_eq!(stats.buckets[1].index, 2);
+        assert_eq!(stats.totals.traces, 3);
+        assert_eq!(stats.totals.tokens, 30);
+        assert_eq!(stats.totals.p50_ms, Some(5.0));
+        let names: Vec<&str> = stats.models.iter().map(|m| m.model.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(stats.models[0].figures.traces, 2);
+    }
+}

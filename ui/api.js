@@ -1,0 +1,99 @@
+// The JSON API with the session cookie. State-changing requests carry the session's CSRF token.
+
+export const session = { csrf: null, role: null, projectName: null };
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+let onSignedOut = () => {};
+
+/** Called when the server answers 401: the session ended. */
+export function whenSignedOut(callback) {
+  onSignedOut = callback;
+}
+
+export async function api(path, { method = "GET", body } = {}) {
+  const headers = { accept: "application/json" };
+  if (method !== "GET") {
+    headers["x-csrf-token"] = session.csrf || "";
+  }
+  if (body !== undefined) {
+    headers["content-type"] = "application/json";
+  }
+  const response = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 204) return null;
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const message = data && data.error ? data.error.message : `HTTP ${response.status}`;
+    if (response.status === 401 && !path.startsWith("/ui/")) onSignedOut();
+    throw new ApiError(response.status, message);
+  }
+  return data;
+}
+
+function remember(data) {
+  session.csrf = data.csrf_token;
+  session.role = data.role;
+  session.projectName = data.project_name;
+}
+
+/** Restores the session of a reloaded page; false when not signed in. */
+export async function restoreSession() {
+  try {
+    remember(await api("/ui/session"));
+    return true;
+  } catch (error) {
+    if (error.status === 401) return false;
+    throw error;
+  }
+}
+
+export async function signIn(token) {
+  remember(await api("/ui/login", { method: "POST", body: { token } }));
+}
+
+export async function signOut() {
+  try {
+    await api("/ui/logout", { method: "POST" });
+  } finally {
+    session.csrf = session.role = session.projectName = null;
+  }
+}
+
+/** Query string from an object, leaving out empty values. */
+export function query(parameters) {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(parameters)) {
+    if (value !== null && value !== undefined && value !== "") search.set(name, value);
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+/** RFC 3339 of `now - seconds`. */
+export function ago(seconds) {
+  return new Date(Date.now() - seconds * 1000).toISOString();
+}
+
+/** The time ranges the pickers offer: label, seconds, bucket for charts. */
+export const RANGES = [
+  { id: "1h", label: "Last hour", seconds: 3600, bucket: "1m" },
+  { id: "6h", label: "Last 6 hours", seconds: 6 * 3600, bucket: "5m" },
+  { id: "24h", label: "Last 24 hours", seconds: 86400, bucket: "30m" },
+  { id: "7d", label: "Last 7 days", seconds: 7 * 86400, bucket: "6h" },
+  { id: "30d", label: "Last 30 days", seconds: 30 * 86400, bucket: "1d" },
+];

@@ -1,0 +1,113 @@
+// Settings of the project: sampling attribute, filter conditions, rate limit (saved through
+// PUT /api/v1/project/settings, which validates them) and tokens. Changes need an admin token.
+
+import { api, session } from "./api.js";
+import { el, formatTime, notice, replace } from "./dom.js";
+
+function settingsForm(settings, isAdmin) {
+  const sample = el("input", { id: "sample-attribute", type: "text", value: settings.sample_attribute || "", placeholder: "e.g. gentrace.sample", disabled: !isAdmin });
+  const filters = el("textarea", { id: "filters", rows: 5, spellcheck: "false", disabled: !isAdmin,
+    placeholder: 'one OTTL condition per line, e.g. name == "healthcheck"' });
+  filters.value = settings.filters.join("\n");
+  const rate = el("input", { id: "rate-limit", type: "number", min: "0", step: "any", value: settings.rate_limit ?? "", placeholder: "no limit", disabled: !isAdmin });
+  const status = el("p", { id: "settings-status", role: "status" });
+  const form = el(
+    "form",
+    { class: "settings", "aria-labelledby": "settings-title" },
+    el("h2", { id: "settings-title" }, "Ingestion"),
+    el("label", { for: "sample-attribute" }, "Sampling attribute"),
+    el("p", { class: "hint" }, 'Keep only spans whose attribute of this name is "true". Empty: keep all.'),
+    sample,
+    el("label", { for: "filters" }, "Filter conditions"),
+    el("p", { class: "hint" }, "A span matching any condition is dropped (OpenTelemetry Collector filter language)."),
+    filters,
+    el("label", { for: "rate-limit" }, "Rate limit (spans per second)"),
+    rate,
+    isAdmin ? el("button", { type: "submit", id: "save-settings" }, "Save settings")
+      : el("p", { class: "muted", id: "read-only-note" }, "Signed in with a read token: settings can be viewed, not changed."),
+    status,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    status.className = "";
+    status.textContent = "Saving…";
+    const rateText = rate.value.trim();
+    const body = {
+      sample_attribute: sample.value.trim() || null,
+      filters: filters.value.split("\n").map((line) => line.trim()).filter(Boolean),
+      rate_limit: rateText === "" ? null : Number(rateText),
+      rate_limit_burst: settings.rate_limit_burst ?? null,
+    };
+    try {
+      await api("/api/v1/project/settings", { method: "PUT", body });
+      status.className = "ok";
+      status.textContent = "Saved. Servers apply the settings within 5 seconds.";
+    } catch (failure) {
+      status.className = "error";
+      status.textContent = `Not saved: ${failure.message}`;
+    }
+  });
+  return form;
+}
+
+function tokensSection() {
+  const section = el("section", { class: "tokens", "aria-labelledby": "tokens-title" });
+  const list = el("div", {}, notice("Loading tokens…"));
+  const created = el("div", { id: "created-token", "aria-live": "polite" });
+  const role = el("select", { id: "new-token-role" },
+    el("option", { value: "ingest" }, "ingest — send traces"),
+    el("option", { value: "read" }, "read — view traces and this UI"),
+    el("option", { value: "admin" }, "admin — everything"));
+  const name = el("input", { id: "new-token-name", type: "text", placeholder: "e.g. production exporter" });
+  const form = el("form", { class: "inline-form" },
+    el("label", { for: "new-token-role" }, "Role"), role,
+    el("label", { for: "new-token-name" }, "Name"), name,
+    el("button", { type: "submit" }, "Create token"));
+  const load = async () => {
+    try {
+      const { tokens } = await api("/api/v1/tokens");
+      replace(list, el("table", { class: "token-list" },
+        el("thead", {}, el("tr", {}, ["Id", "Name", "Role", "Created", "State", ""].map((title) => el("th", { scope: "col" }, title)))),
+        el("tbody", {}, tokens.map((token) => el("tr", { "data-token-id": token.id },
+          el("td", {}, el("code", {}, token.id)), el("td", {}, token.name || "—"), el("td", {}, token.role),
+          el("td", {}, formatTime(token.created_at)),
+          el("td", {}, token.revoked_at ? `revoked ${formatTime(token.revoked_at)}` : "active"),
+          el("td", {}, token.revoked_at ? null : el("button", { type: "button", class: "danger", onclick: async () => {
+            if (!window.confirm(`Revoke ${token.id}? Exporters and sessions using it stop working.`)) return;
+            try {
+              await api(`/api/v1/tokens/${encodeURIComponent(token.id)}`, { method: "DELETE" });
+              load();
+            } catch (failure) {
+              replace(created, notice(`Not revoked: ${failure.message}`, "error"));
+            }
+          } }, "Revoke")))))));
+    } catch (failure) {
+      replace(list, notice(`Tokens could not be loaded: ${failure.message}`, "error"));
+    }
+  };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const token = await api("/api/v1/tokens", { method: "POST", body: { role: role.value, name: name.value } });
+      name.value = "";
+      replace(created, el("div", { class: "once" },
+        el("p", {}, el("strong", {}, `New ${token.role} token ${token.id}. `), "Copy it now: it is shown only this once."),
+        el("pre", { class: "secret", id: "new-token-secret" }, token.token)));
+      load();
+    } catch (failure) {
+      replace(created, notice(`Not created: ${failure.message}`, "error"));
+    }
+  });
+  section.append(el("h2", { id: "tokens-title" }, "Tokens"), form, created, list);
+  load();
+  return section;
+}
+
+export function renderSettings(container) {
+  const isAdmin = session.role === "admin";
+  const body = el("div", {}, notice("Loading settings…"));
+  container.append(el("h1", {}, "Settings"), body);
+  api("/api/v1/project/settings")
+    .then((settings) => replace(body, settingsForm(settings, isAdmin), isAdmin ? tokensSection() : null))
+    .catch((failure) => replace(body, notice(`Settings could not be loaded: ${failure.message}`, "error")));
+}
