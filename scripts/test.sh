@@ -67,5 +67,6 @@ if [ "$clickhouse_started" = true ]; then
   step "cargo test: the integration suite again, on the ClickHouse backend"
   SPANHOUSE_TEST_STORAGE=clickhouse cargo test \
     --test http_ingest --test query_api --test grpc_ingest --test corpus --test semantics \
-    --test logs --test ingestion_control --test stats_api --test tokens_api --test ui_session --test ui_browser --test e2e_sdks --test e2e_instrumentations "$@"
+    --test logs --test ingestion_control --test stats_api --test tokens_api --test ui_session \
+    --test ui_browser --test e2e_sdks --test e2e_instrumentations "$@"
 fi
