@@ -2,9 +2,12 @@
 //! engine (chdb, in process), in both dialects: the legacy one the integration tests run on
 //! Debian's 18.16 server, and the modern one servers from 20.3 on get.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::require;
 use spanhouse::store::clickhouse::queries::sample_queries;
 use spanhouse::store::clickhouse::schema::{Dialect, SchemaOptions, create_statements};
 
@@ -15,14 +18,7 @@ fn python() -> Option<PathBuf> {
             .args(["-c", "import chdb"])
             .status()
             .is_ok_and(|status| status.success());
-    if has_chdb {
-        return Some(python);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("chdb is not installed; scripts/test.sh installs it");
-    }
-    eprintln!("SKIPPED: chdb is not installed; run scripts/test.sh");
-    None
+    require(has_chdb.then_some(python), "chdb")
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::TestServer;
+use common::{TestServer, require};
 
 fn project_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,18 +20,6 @@ fn project_root() -> &'static Path {
 const PYTHON_SNIPPET: &str = "docs/snippets/python_quickstart.py";
 const NODE_SNIPPET: &str = "docs/snippets/node_quickstart.mjs";
 const RUST_EXAMPLE: &str = "spanhouse-otel/examples/quickstart.rs";
-
-/// Returns the tool if installed; fails in CI, skips with a message elsewhere.
-fn require(tool: Option<PathBuf>, what: &str) -> Option<PathBuf> {
-    if tool.is_some() {
-        return tool;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{what} is not installed; scripts/test.sh installs it");
-    }
-    eprintln!("SKIPPED: {what} is not installed; run scripts/test.sh to install it");
-    None
-}
 
 fn read(relative: &str) -> String {
     std::fs::read_to_string(project_root().join(relative))

@@ -22,14 +22,10 @@ fn python() -> Option<PathBuf> {
     let python = std::env::var_os("SPANHOUSE_E2E_INSTRUMENTATION_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join(".e2e/instrumentation/bin/python"));
-    if python.exists() {
-        return Some(python);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("the instrumentation libraries are not installed; scripts/test.sh installs them");
-    }
-    eprintln!("SKIPPED: instrumentation libraries not installed; run scripts/test.sh");
-    None
+    require(
+        python.exists().then_some(python),
+        "the instrumentation libraries",
+    )
 }
 
 /// Runs one library call; returns the JSON line `run.py` printed.

@@ -16,18 +16,6 @@ fn project_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Returns the tool if installed; fails in CI, skips with a message elsewhere.
-fn require(tool: Option<PathBuf>, what: &str) -> Option<PathBuf> {
-    if tool.is_some() {
-        return tool;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{what} is not installed; scripts/test.sh installs it");
-    }
-    eprintln!("SKIPPED: {what} is not installed; run scripts/test.sh to install it");
-    None
-}
-
 fn python() -> Option<PathBuf> {
     let path = std::env::var_os("SPANHOUSE_E2E_PYTHON")
         .map(PathBuf::from)

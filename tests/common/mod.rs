@@ -342,3 +342,16 @@ pub fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
 pub fn hex_trace(trace: u8) -> String {
     hex::encode([trace; 16])
 }
+
+/// A tool a test drives (an SDK, a browser, chdb), or `None` when it is not installed: in CI
+/// (`CI` set, as `.ci/run` does) its absence fails the test; elsewhere the test says so and is
+/// skipped by its caller.
+pub fn require<T>(tool: Option<T>, what: &str) -> Option<T> {
+    if tool.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("not installed: {what}; scripts/test.sh installs it");
+        }
+        eprintln!("SKIPPED: not installed: {what}; run scripts/test.sh to install it");
+    }
+    tool
+}
