@@ -132,6 +132,16 @@ CREATE VIRTUAL TABLE traces_text USING fts5(
 );
 INSERT INTO traces_text (rowid, input, output) SELECT rowid, input, output FROM traces;
 "#,
+    r#"
+-- The text index moves to search.sqlite, kept by a thread of its own (store/sqlite/search.rs):
+-- the writer only stamps a trace with the next `text_seq` when its input or output changes, and
+-- the indexer indexes what was stamped after its mark. Existing traces are stamped once here,
+-- so the first start indexes them all.
+DROP TABLE traces_text;
+ALTER TABLE traces ADD COLUMN text_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE traces SET text_seq = rowid;
+CREATE INDEX traces_by_text_seq ON traces (text_seq);
+"#,
 ];
 
 /// Brings the schema up to date. Safe when several processes open the same file at once: the
