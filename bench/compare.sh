@@ -83,6 +83,8 @@ PY
   fi
   kill "$pid"
   wait "$pid" 2>/dev/null || true
+  # A 60 s run leaves ~4 GiB: keep the disk for the next one.
+  rm -rf "$data" "$data".*
 }
 
 for _ in $(seq 1 "$ROUNDS"); do
