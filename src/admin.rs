@@ -7,7 +7,7 @@ use crate::config::{
     ClickhouseCommand, Config, DialectArg, ProjectCommand, StorageKind, TokenCommand,
 };
 use crate::model::time::format_rfc3339;
-use crate::server::open_store;
+use crate::server::{StoreUser, open_store};
 use crate::store::{NewToken, Project, Store};
 
 async fn project_named(store: &dyn Store, id_or_name: &str) -> anyhow::Result<Project> {
@@ -18,7 +18,7 @@ async fn project_named(store: &dyn Store, id_or_name: &str) -> anyhow::Result<Pr
 }
 
 pub async fn project(config: &Config, command: ProjectCommand) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let store = open_store(config, StoreUser::Command).await?;
     match command {
         ProjectCommand::Create { name } => {
             if name.trim().is_empty() {
@@ -70,7 +70,7 @@ pub async fn project(config: &Config, command: ProjectCommand) -> anyhow::Result
 }
 
 pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let store = open_store(config, StoreUser::Command).await?;
     match command {
         TokenCommand::Create {
             project,
@@ -134,7 +134,7 @@ pub async fn clickhouse(config: &Config, command: ClickhouseCommand) -> anyhow::
         ClickhouseCommand::Migrate => {
             let mut config = config.clone();
             config.storage = StorageKind::Clickhouse;
-            open_store(&config).await?;
+            open_store(&config, StoreUser::Command).await?;
             eprintln!("the schema of {} is up to date", clickhouse.database);
         }
         ClickhouseCommand::Schema { dialect } => {

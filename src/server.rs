@@ -31,17 +31,33 @@ pub fn normalizer(config: &Config) -> Arc<Normalizer> {
     Arc::new(Normalizer::new(Pricing::with_overrides(&config.pricing)))
 }
 
+/// Who opens a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreUser {
+    /// `spanhouse serve`: also runs the store's own background work (SQLite's text indexer).
+    Server,
+    /// An admin command, possibly beside a running server, whose background work it must not
+    /// duplicate.
+    Command,
+}
+
 /// Opens the configured store.
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(config: &Config, user: StoreUser) -> anyhow::Result<Arc<dyn Store>> {
     match config.storage {
-        StorageKind::Sqlite => Ok(Arc::new(
-            SqliteStore::open(
+        StorageKind::Sqlite => {
+            let store = SqliteStore::open(
                 &config.data_dir,
                 config.sqlite_synchronous,
                 normalizer(config),
             )
-            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
-        )),
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+            if user == StoreUser::Server {
+                store.start_text_indexer().with_context(|| {
+                    format!("opening the text index in {}", config.data_dir.display())
+                })?;
+            }
+            Ok(Arc::new(store))
+        }
         StorageKind::Clickhouse => {
             let clickhouse = &config.clickhouse;
             let options = ClickHouseOptions {
@@ -82,7 +98,7 @@ pub struct RunningServer {
 /// Starts spanhouse and returns once it listens.
 pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let normalizer = normalizer(config);
-    let store = open_store(config).await?;
+    let store = open_store(config, StoreUser::Server).await?;
     let bootstrap_token = bootstrap(store.as_ref(), &config.data_dir).await?;
     let authenticator = Arc::new(
         Authenticator::load(store.as_ref())

@@ -126,7 +126,9 @@ async fn several_nodes_share_tokens_settings_and_traces() {
         use_clickhouse(&mut config, &database);
         config
     };
-    let store = spanhouse::server::open_store(&config).await.unwrap();
+    let store = spanhouse::server::open_store(&config, spanhouse::server::StoreUser::Command)
+        .await
+        .unwrap();
     let project = store.find_project("default").await.unwrap().unwrap();
     let ingest = spanhouse::auth::generate_token_secret();
     store

@@ -483,3 +483,70 @@ async fn text_search_handles_quotes_short_needles_and_unicode_case() {
     );
     server.stop().await;
 }
+
+/// `q` is exact whatever the text indexer (a thread of the embedded store) has done so far: right
+/// after ingest, after a trace's text changed, after a restart, and after its file was deleted.
+#[tokio::test]
+async fn text_search_is_exact_across_text_changes_restarts_and_a_lost_index() {
+    let server = TestServer::start().await;
+    let token = server.admin_token.clone();
+    let names = |page: &serde_json::Value| -> Vec<String> {
+        page["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|trace| {
+                trace["root_span_name"]
+                    .as_str()
+                    .unwrap_or("(no root)")
+                    .to_owned()
+            })
+            .collect()
+    };
+    // A child span alone gives trace 0xA1 its input; its root, sent later, replaces it.
+    let mut child = span(0xA1, 2, Some(1), "child", recent(10));
+    child.attributes = vec![string_attribute("input.value", "first wording of A")];
+    let mut other = span(0xA2, 1, None, "b", recent(9));
+    other.attributes = vec![string_attribute("input.value", "wording of B")];
+    ingest(&server, &token, vec![child, other]).await;
+    let (_, page) = server.get_json("/api/v1/traces?q=WORDING", &token).await;
+    assert_eq!(names(&page), ["b", "(no root)"]);
+    let (_, page) = server
+        .get_json("/api/v1/traces?q=first%20wording", &token)
+        .await;
+    assert_eq!(names(&page), ["(no root)"]);
+
+    let mut root = span(0xA1, 1, None, "a", recent(11));
+    root.attributes = vec![string_attribute("input.value", "second wording of A")];
+    ingest(&server, &token, vec![root]).await;
+    for _ in 0..2 {
+        let (_, page) = server
+            .get_json("/api/v1/traces?q=first%20wording", &token)
+            .await;
+        assert_eq!(names(&page), Vec::<String>::new(), "the old text is gone");
+        let (_, page) = server
+            .get_json("/api/v1/traces?q=second%20wording", &token)
+            .await;
+        assert_eq!(names(&page), ["a"]);
+    }
+
+    let server = server.restart().await;
+    let (_, page) = server.get_json("/api/v1/traces?q=wording", &token).await;
+    assert_eq!(names(&page), ["b", "a"]);
+
+    let server = server
+        .restart_after(|data_dir| {
+            let search = data_dir.join("search.sqlite");
+            if search.exists() {
+                std::fs::remove_file(search).unwrap();
+            }
+        })
+        .await;
+    let (_, page) = server.get_json("/api/v1/traces?q=wording", &token).await;
+    assert_eq!(names(&page), ["b", "a"]);
+    let (_, page) = server
+        .get_json("/api/v1/traces?q=second%20wording%20of%20a", &token)
+        .await;
+    assert_eq!(names(&page), ["a"]);
+    server.stop().await;
+}

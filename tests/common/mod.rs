@@ -100,7 +100,10 @@ impl TestServer {
 
     /// Creates a token through the admin commands' code path.
     pub async fn create_token(&self, project: &str, role: &str) -> String {
-        let store = spanhouse::server::open_store(&self.config()).await.unwrap();
+        let store =
+            spanhouse::server::open_store(&self.config(), spanhouse::server::StoreUser::Command)
+                .await
+                .unwrap();
         let project = match store.find_project(project).await.unwrap() {
             Some(project) => project,
             None => store.create_project(project).await.unwrap(),
@@ -228,6 +231,17 @@ impl TestServer {
         if let Some(server) = self.server.take() {
             server.shutdown().await.unwrap();
         }
+        let config = self.started_with.clone();
+        self.server = Some(start(&config).await.expect("server restarts"));
+        self
+    }
+
+    /// Stops the server, runs `between` on its data directory, and starts it again there.
+    pub async fn restart_after(mut self, between: impl FnOnce(&std::path::Path)) -> Self {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.unwrap();
+        }
+        between(self.data_dir.path());
         let config = self.started_with.clone();
         self.server = Some(start(&config).await.expect("server restarts"));
         self

@@ -2,10 +2,12 @@
 //!
 //! One writer connection takes every write, so the pipeline's batches become one transaction
 //! each (group commit); a small pool of reader connections serves queries concurrently with it.
-//! Connections are blocking, so every call runs on tokio's blocking pool.
+//! Connections are blocking, so every call runs on tokio's blocking pool. The text index for
+//! `q` lives in a second file, kept up to date by a thread of its own (see `search`).
 
 mod read;
 mod schema;
+mod search;
 mod stats;
 mod write;
 
@@ -46,6 +48,12 @@ pub struct SqliteStore {
     synchronous: Synchronous,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// `DATA_DIR/search.sqlite`, attached to every reader connection.
+    search_path: PathBuf,
+    /// Wakes the text indexer after writes.
+    text_signal: Arc<search::Signal>,
+    /// The text indexer, when [`SqliteStore::start_text_indexer`] started it.
+    indexer: Mutex<Option<search::Indexer>>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -67,6 +75,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl SqliteStore {
     /// Opens (creating if needed) `DATA_DIR/spanhouse.db` and brings its schema up to date.
+    /// The text index is not kept up to date until [`SqliteStore::start_text_indexer`]: a
+    /// command that opens the store beside a running server must not index as well. Searches are
+    /// exact either way (traces the index has not caught up with are read).
     pub fn open(
         data_dir: &Path,
         synchronous: Synchronous,
@@ -84,7 +95,24 @@ impl SqliteStore {
             synchronous,
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
+            search_path: data_dir.join(search::SEARCH_FILE),
+            text_signal: Arc::default(),
+            indexer: Mutex::new(None),
         })
+    }
+
+    /// Starts the thread that keeps the text index (`DATA_DIR/search.sqlite`) up to date,
+    /// rebuilding the file first when it is missing or damaged. A server calls this once.
+    pub fn start_text_indexer(&self) -> StoreResult<()> {
+        let mut indexer = lock(&self.indexer);
+        if indexer.is_none() {
+            *indexer = Some(search::Indexer::start(
+                &self.path,
+                &self.search_path,
+                Arc::clone(&self.text_signal),
+            )?);
+        }
+        Ok(())
     }
 
     /// Runs `work` on the writer connection on the blocking pool.
@@ -107,12 +135,17 @@ impl SqliteStore {
     {
         let readers = Arc::clone(&self.readers);
         let path = self.path.clone();
+        let search_path = self.search_path.clone();
         let synchronous = self.synchronous;
         tokio::task::spawn_blocking(move || {
             let pooled = lock(&readers).pop();
             let connection = match pooled {
                 Some(connection) => connection,
-                None => open_connection(&path, synchronous)?,
+                None => {
+                    let connection = open_connection(&path, synchronous)?;
+                    search::attach(&connection, &search_path)?;
+                    connection
+                }
             };
             let result = work(&connection);
             let mut pool = lock(&readers);
@@ -347,7 +380,9 @@ impl Store for SqliteStore {
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
         let normalizer = Arc::clone(&self.normalizer);
         self.with_writer(move |connection| write::write_spans(connection, &batches, &normalizer))
-            .await
+            .await?;
+        self.text_signal.notify();
+        Ok(())
     }
 
     async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {
@@ -355,7 +390,18 @@ impl Store for SqliteStore {
         self.with_writer(move |connection| {
             write::write_content_events(connection, &batches, &normalizer)
         })
-        .await
+        .await?;
+        self.text_signal.notify();
+        Ok(())
+    }
+
+    /// The text index is derived data: the indexer stops here and resumes from its mark at the
+    /// next start.
+    async fn flush(&self, _within: Duration) {
+        let indexer = lock(&self.indexer).take();
+        if let Some(mut indexer) = indexer {
+            let _ = tokio::task::spawn_blocking(move || indexer.stop()).await;
+        }
     }
 
     async fn get_settings(&self, project_id: &str) -> StoreResult<ProjectSettings> {
@@ -492,3 +538,6 @@ impl Store for SqliteStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -132,6 +132,16 @@ CREATE VIRTUAL TABLE traces_text USING fts5(
 );
 INSERT INTO traces_text (rowid, input, output) SELECT rowid, input, output FROM traces;
 "#,
+    r#"
+-- The text index moves to search.sqlite, kept by a thread of its own (store/sqlite/search.rs):
+-- the writer only stamps a trace with the next `text_seq` when its input or output changes, and
+-- the indexer indexes what was stamped after its mark. Existing traces are stamped once here,
+-- so the first start indexes them all.
+DROP TABLE traces_text;
+ALTER TABLE traces ADD COLUMN text_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE traces SET text_seq = rowid;
+CREATE INDEX traces_by_text_seq ON traces (text_seq);
+"#,
 ];
 
 /// Brings the schema up to date. Safe when several processes open the same file at once: the
@@ -147,4 +157,47 @@ pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
         transaction.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
     }
     transaction.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store of the version that indexed text in the writer's transaction migrates: the old
+    /// index is dropped and every trace is stamped, so that the indexer indexes it.
+    #[test]
+    fn moving_the_text_index_out_stamps_existing_traces() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        for migration in &MIGRATIONS[..5] {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection.pragma_update(None, "user_version", 5).unwrap();
+        for trace in 1..=3u8 {
+            connection
+                .execute(
+                    "INSERT INTO traces (project_id, trace_id, timestamp_ns, status, input,
+                         models, record)
+                     VALUES ('p', ?1, 1, 'ok', 'some input', '[]', '{}')",
+                    [vec![trace; 16]],
+                )
+                .unwrap();
+        }
+        migrate(&mut connection).unwrap();
+        let stamps: Vec<(i64, i64)> = connection
+            .prepare("SELECT rowid, text_seq FROM traces ORDER BY rowid")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(stamps, [(1, 1), (2, 2), (3, 3)]);
+        let old_index: i64 = connection
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'traces_text'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(old_index, 0);
+    }
 }

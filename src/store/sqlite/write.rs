@@ -171,9 +171,11 @@ fn recompute_traces(transaction: &Transaction<'_>, touched: BTreeSet<TraceKey>) 
         "SELECT {DIGEST_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2"
     ))?;
     let mut upsert = transaction.prepare_cached(UPSERT_TRACE)?;
-    let mut forget_text = transaction.prepare_cached("DELETE FROM traces_text WHERE rowid = ?1")?;
-    let mut add_text = transaction
-        .prepare_cached("INSERT INTO traces_text (rowid, input, output) VALUES (?1, ?2, ?3)")?;
+    // Stamps for the text indexer (search.rs), read inside the write transaction rather than
+    // kept in memory, so that they increase whoever writes.
+    let mut text_seq: i64 = transaction
+        .prepare_cached("SELECT COALESCE(MAX(text_seq), 0) FROM traces")?
+        .query_row([], |row| row.get(0))?;
     let mut forget_models = transaction
         .prepare_cached("DELETE FROM trace_models WHERE project_id = ?1 AND trace_id = ?2")?;
     let mut add_model = transaction.prepare_cached(
@@ -185,11 +187,8 @@ fn recompute_traces(transaction: &Transaction<'_>, touched: BTreeSet<TraceKey>) 
             .query_map(params![project_id, trace_id.as_bytes()], digest_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let record = TraceRecord::compute(project_id, trace_id, &digests);
-        let rowid = upsert_trace(&mut upsert, project_id, trace_id, &record)?;
-        forget_text.execute([rowid])?;
-        if record.input.is_some() || record.output.is_some() {
-            add_text.execute(params![rowid, record.input, record.output])?;
-        }
+        text_seq += 1;
+        upsert_trace(&mut upsert, project_id, trace_id, &record, text_seq)?;
         forget_models.execute(params![project_id, trace_id.as_bytes()])?;
         for model in &record.models {
             add_model.execute(params![
@@ -313,22 +312,27 @@ fn insert_span(
     Ok(inserted > 0)
 }
 
+/// A trace takes the new `text_seq` (?12) when it is new or its input or output changed: the
+/// text indexer re-indexes what was stamped after its mark. (On the right of `SET`, bare column
+/// names are the row as it was.)
 const UPSERT_TRACE: &str = "INSERT INTO traces (
     project_id, trace_id, timestamp_ns, status, input, output, session_id, user_id, pipeline_id,
-    models, record
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+    models, record, text_seq
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 ON CONFLICT (project_id, trace_id) DO UPDATE SET
     timestamp_ns = excluded.timestamp_ns, status = excluded.status, input = excluded.input,
     output = excluded.output, session_id = excluded.session_id, user_id = excluded.user_id,
-    pipeline_id = excluded.pipeline_id, models = excluded.models, record = excluded.record
-RETURNING rowid";
+    pipeline_id = excluded.pipeline_id, models = excluded.models, record = excluded.record,
+    text_seq = CASE WHEN input IS NOT excluded.input OR output IS NOT excluded.output
+                    THEN excluded.text_seq ELSE text_seq END";
 
 fn upsert_trace(
     upsert: &mut Statement<'_>,
     project_id: &str,
     trace_id: TraceId,
     record: &TraceRecord,
-) -> StoreResult<i64> {
+    text_seq: i64,
+) -> StoreResult<()> {
     // Input and output live in their own columns only; `record` holds the rest.
     let record_json = {
         let mut without_texts = record.clone();
@@ -336,21 +340,19 @@ fn upsert_trace(
         without_texts.output = None;
         serde_json::to_string(&without_texts).unwrap_or_default()
     };
-    let rowid = upsert.query_row(
-        params![
-            project_id,
-            trace_id.as_bytes(),
-            record.timestamp_unix_nano as i64,
-            record.status,
-            record.input,
-            record.output,
-            record.session_id,
-            record.user_id,
-            record.pipeline_id,
-            serde_json::to_string(&record.models).unwrap_or_else(|_| "[]".into()),
-            record_json,
-        ],
-        |row| row.get(0),
-    )?;
-    Ok(rowid)
+    upsert.execute(params![
+        project_id,
+        trace_id.as_bytes(),
+        record.timestamp_unix_nano as i64,
+        record.status,
+        record.input,
+        record.output,
+        record.session_id,
+        record.user_id,
+        record.pipeline_id,
+        serde_json::to_string(&record.models).unwrap_or_else(|_| "[]".into()),
+        record_json,
+        text_seq,
+    ])?;
+    Ok(())
 }

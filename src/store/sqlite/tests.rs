@@ -1,0 +1,217 @@
+//! The text index kept off the writer's path: searches are exact before the indexer caught up,
+//! after it did, after a trace's text changed, and after the index file was lost or damaged.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::{SqliteStore, Synchronous, open_connection, search};
+use crate::model::span::test_support::make_span;
+use crate::model::{NormalizedSpan, SpanId, SpanSemantics};
+use crate::normalize::Normalizer;
+use crate::store::{SpanBatch, Store, TraceQuery};
+
+fn open(directory: &Path) -> SqliteStore {
+    SqliteStore::open(
+        directory,
+        Synchronous::Normal,
+        Arc::new(Normalizer::default()),
+    )
+    .unwrap()
+}
+
+/// Stores one span of trace `trace` with `input`; a root span when `root`, else a child.
+async fn write_span(store: &SqliteStore, trace: u8, span: u8, root: bool, input: &str) {
+    let span = crate::model::Span {
+        parent_span_id: (!root).then_some(SpanId([99; 8])),
+        ..make_span(trace, span)
+    };
+    let semantics = SpanSemantics {
+        input: Some(input.to_owned()),
+        ..Default::default()
+    };
+    store
+        .write_spans(vec![SpanBatch {
+            project_id: "p".into(),
+            spans: vec![NormalizedSpan {
+                span,
+                semantics,
+                encoded_body: None,
+            }],
+        }])
+        .await
+        .unwrap();
+}
+
+/// The inputs of the traces `q=text` finds, newest first.
+async fn search_inputs(store: &SqliteStore, text: &str) -> Vec<String> {
+    let query = TraceQuery {
+        start_unix_nano: 0,
+        end_unix_nano: u64::MAX,
+        limit: 100,
+        text: Some(text.to_owned()),
+        ..Default::default()
+    };
+    let page = store.query_traces("p", &query).await.unwrap();
+    let mut inputs: Vec<String> = page
+        .traces
+        .into_iter()
+        .map(|trace| trace.input.unwrap_or_default())
+        .collect();
+    inputs.sort();
+    inputs
+}
+
+/// Runs the indexer's work in this thread until it has caught up with every stamp.
+fn catch_up(directory: &Path) {
+    let main = open_connection(&directory.join("spanhouse.db"), Synchronous::Normal).unwrap();
+    let mut search_file = Connection::open(directory.join(search::SEARCH_FILE)).unwrap();
+    while search::index_batch(&main, &mut search_file, 2).unwrap() > 0 {}
+}
+
+/// The search file's mark, and the newest stamp of the main file.
+fn mark_and_newest(directory: &Path) -> (i64, i64) {
+    let main = Connection::open(directory.join("spanhouse.db")).unwrap();
+    let newest = main
+        .query_row("SELECT MAX(text_seq) FROM traces", [], |row| row.get(0))
+        .unwrap();
+    let search_file = Connection::open(directory.join(search::SEARCH_FILE)).unwrap();
+    let mark = search_file
+        .query_row("SELECT indexed_seq FROM index_state", [], |row| row.get(0))
+        .unwrap_or(0);
+    (mark, newest)
+}
+
+/// Opens the search file as the server does (rebuilding it if needed) without its thread.
+fn prepare_index(store: &SqliteStore) {
+    search::prepare(&store.path, &store.search_path).unwrap();
+}
+
+#[tokio::test]
+async fn search_is_exact_before_and_after_the_indexer_caught_up() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    prepare_index(&store);
+    write_span(&store, 1, 1, true, "alpha Needle one").await;
+    write_span(&store, 2, 1, true, "beta haystack").await;
+
+    // Nothing indexed yet: the traces are read.
+    assert_eq!(mark_and_newest(directory.path()).0, 0);
+    assert_eq!(search_inputs(&store, "needle").await, ["alpha Needle one"]);
+
+    catch_up(directory.path());
+    let (mark, newest) = mark_and_newest(directory.path());
+    assert_eq!(mark, newest);
+    assert_eq!(search_inputs(&store, "needle").await, ["alpha Needle one"]);
+    assert_eq!(search_inputs(&store, "haystack").await, ["beta haystack"]);
+    assert!(search_inputs(&store, "no such phrase").await.is_empty());
+
+    // A trace written after the mark is found beside the indexed one.
+    write_span(&store, 3, 1, true, "gamma needle two").await;
+    assert!(mark_and_newest(directory.path()).0 < mark_and_newest(directory.path()).1);
+    assert_eq!(
+        search_inputs(&store, "needle").await,
+        ["alpha Needle one", "gamma needle two"]
+    );
+    catch_up(directory.path());
+    assert_eq!(
+        search_inputs(&store, "needle").await,
+        ["alpha Needle one", "gamma needle two"]
+    );
+}
+
+#[tokio::test]
+async fn search_follows_a_trace_whose_text_changed() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    prepare_index(&store);
+    // A child span alone gives the trace its input; the root, when it comes, replaces it.
+    write_span(&store, 1, 2, false, "old wording").await;
+    catch_up(directory.path());
+    assert_eq!(search_inputs(&store, "old wording").await, ["old wording"]);
+
+    write_span(&store, 1, 1, true, "new wording").await;
+    // Before the indexer saw the change: the stale index entry is not trusted.
+    assert!(search_inputs(&store, "old wording").await.is_empty());
+    assert_eq!(search_inputs(&store, "new wording").await, ["new wording"]);
+    catch_up(directory.path());
+    assert!(search_inputs(&store, "old wording").await.is_empty());
+    assert_eq!(search_inputs(&store, "new wording").await, ["new wording"]);
+
+    // A span that leaves the trace's text as it was does not stamp it again.
+    let (_, newest) = mark_and_newest(directory.path());
+    write_span(&store, 1, 3, false, "a later child").await;
+    assert_eq!(mark_and_newest(directory.path()), (newest, newest));
+}
+
+#[tokio::test]
+async fn a_lost_damaged_or_foreign_index_is_rebuilt() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    prepare_index(&store);
+    write_span(&store, 1, 1, true, "findable text").await;
+    catch_up(directory.path());
+    let search_path = directory.path().join(search::SEARCH_FILE);
+
+    // Deleted: a new file, every trace indexed again.
+    drop(store);
+    std::fs::remove_file(&search_path).unwrap();
+    let store = open(directory.path());
+    prepare_index(&store);
+    assert_eq!(mark_and_newest(directory.path()).0, 0);
+    assert_eq!(search_inputs(&store, "findable").await, ["findable text"]);
+    catch_up(directory.path());
+    assert_eq!(search_inputs(&store, "findable").await, ["findable text"]);
+
+    // Damaged: not a database any more.
+    drop(store);
+    std::fs::write(&search_path, b"this is not a database file, not at all").unwrap();
+    let store = open(directory.path());
+    prepare_index(&store);
+    assert_eq!(mark_and_newest(directory.path()).0, 0);
+    catch_up(directory.path());
+    assert_eq!(search_inputs(&store, "findable").await, ["findable text"]);
+
+    // Ahead of the main file (another store's index): started afresh.
+    drop(store);
+    Connection::open(&search_path)
+        .unwrap()
+        .execute("UPDATE index_state SET indexed_seq = 1000000", [])
+        .unwrap();
+    let store = open(directory.path());
+    prepare_index(&store);
+    assert_eq!(mark_and_newest(directory.path()).0, 0);
+    assert_eq!(search_inputs(&store, "findable").await, ["findable text"]);
+}
+
+#[tokio::test]
+async fn the_indexer_thread_catches_up_and_stops() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    store.start_text_indexer().unwrap();
+    for trace in 1..=5 {
+        write_span(
+            &store,
+            trace,
+            1,
+            true,
+            &format!("indexed by the thread {trace}"),
+        )
+        .await;
+    }
+    // Waits for the thread (it is woken by each write), at most 20 s.
+    for _ in 0..200 {
+        let (mark, newest) = mark_and_newest(directory.path());
+        if mark == newest {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (mark, newest) = mark_and_newest(directory.path());
+    assert_eq!(mark, newest);
+    assert_eq!(search_inputs(&store, "by the thread").await.len(), 5);
+    store.flush(Duration::from_secs(1)).await;
+    assert!(store.indexer.lock().unwrap().is_none());
+}
