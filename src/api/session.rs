@@ -153,7 +153,8 @@ pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: N
         let sent = headers
             .get(CSRF_HEADER)
             .and_then(|value| value.to_str().ok());
-        if sent != Some(csrf_token.as_str()) {
+        let matches = sent.is_some_and(|sent| same_secret(sent.as_bytes(), csrf_token.as_bytes()));
+        if !matches {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
                 "missing or wrong x-csrf-token for this session",
@@ -162,6 +163,17 @@ pub async fn csrf_guard(State(state): State<AppState>, request: Request, next: N
         }
     }
     next.run(request).await
+}
+
+/// Compares two secrets in time that depends only on their lengths, so that a wrong CSRF token
+/// tells an attacker nothing about how much of it was right.
+fn same_secret(sent: &[u8], expected: &[u8]) -> bool {
+    sent.len() == expected.len()
+        && sent
+            .iter()
+            .zip(expected)
+            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
 }
 
 #[derive(Debug, Deserialize)]
