@@ -55,9 +55,6 @@ pub async fn open_store(config: &Config, user: StoreUser) -> anyhow::Result<Arc<
                 store.start_text_indexer().with_context(|| {
                     format!("opening the text index in {}", config.data_dir.display())
                 })?;
-                store.start_checkpointer().with_context(|| {
-                    format!("opening the store in {}", config.data_dir.display())
-                })?;
             }
             Ok(Arc::new(store))
         }

@@ -5,7 +5,6 @@
 //! Connections are blocking, so every call runs on tokio's blocking pool. The text index for
 //! `q` lives in a second file, kept up to date by a thread of its own (see `search`).
 
-mod checkpoint;
 mod read;
 mod schema;
 mod search;
@@ -55,8 +54,6 @@ pub struct SqliteStore {
     text_signal: Arc<search::Signal>,
     /// The text indexer, when [`SqliteStore::start_text_indexer`] started it.
     indexer: Mutex<Option<search::Indexer>>,
-    /// The WAL checkpoint thread, when [`SqliteStore::start_checkpointer`] started it.
-    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -101,23 +98,7 @@ impl SqliteStore {
             search_path: data_dir.join(search::SEARCH_FILE),
             text_signal: Arc::default(),
             indexer: Mutex::new(None),
-            checkpointer: Mutex::new(None),
         })
-    }
-
-    /// Moves WAL checkpoints off the writer's commits onto a thread of their own (see
-    /// `checkpoint.rs`). A server calls this once; a command that opens the store beside it
-    /// keeps SQLite's automatic checkpoints.
-    pub fn start_checkpointer(&self) -> StoreResult<()> {
-        let mut checkpointer = lock(&self.checkpointer);
-        if checkpointer.is_none() {
-            *checkpointer = Some(checkpoint::Checkpointer::start(
-                &self.path,
-                self.synchronous,
-            )?);
-            lock(&self.writer).pragma_update(None, "wal_autocheckpoint", 0)?;
-        }
-        Ok(())
     }
 
     /// Starts the thread that keeps the text index (`DATA_DIR/search.sqlite`) up to date,
@@ -417,16 +398,6 @@ impl Store for SqliteStore {
     /// The text index is derived data: the indexer stops here and resumes from its mark at the
     /// next start.
     async fn flush(&self, _within: Duration) {
-        let checkpointer = lock(&self.checkpointer).take();
-        if let Some(mut checkpointer) = checkpointer {
-            let writer = Arc::clone(&self.writer);
-            let _ = tokio::task::spawn_blocking(move || {
-                checkpointer.stop();
-                // Writes after this (none in a server) checkpoint as SQLite does by default.
-                let _ = lock(&writer).pragma_update(None, "wal_autocheckpoint", 1000);
-            })
-            .await;
-        }
         let indexer = lock(&self.indexer).take();
         if let Some(mut indexer) = indexer {
             let _ = tokio::task::spawn_blocking(move || indexer.stop()).await;
