@@ -17,6 +17,12 @@ use spanhouse::synthetic::{Convention, Shape, make_request};
 
 const SPANS: usize = 1000;
 
+/// The server's allocator (src/main.rs), so that these stages cost what they cost in the server:
+/// decoding and normalizing are mostly allocating and freeing strings, vectors and JSON values,
+/// and glibc's malloc takes several times mimalloc's instructions for each.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn request(run: u64) -> ExportTraceServiceRequest {
     let shape = Shape {
         spans_per_request: SPANS,

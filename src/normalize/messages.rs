@@ -179,7 +179,12 @@ fn content_from_parts(parts: &[Value]) -> (Option<String>, PartsInfo) {
             _ => {}
         }
     }
-    let content = (!texts.is_empty()).then(|| texts.join("\n"));
+    // One text part is the common case: keep it rather than copy it into a joined string.
+    let content = if texts.len() <= 1 {
+        texts.pop()
+    } else {
+        Some(texts.join("\n"))
+    };
     (content, info)
 }
 

@@ -235,8 +235,12 @@ fn tool_execution(span: &Span) -> Option<ToolExecution> {
 
 /// Reads a message-list attribute given as JSON text or as OTLP arrays and maps.
 fn json_messages(attributes: &[KeyValue], key: &str) -> Option<Vec<Message>> {
-    let value = find(attributes, key)?;
-    messages_from_json(&to_json(value)).filter(|messages| !messages.is_empty())
+    // A string that is not JSON holds no messages: skip `to_json`'s copy of it into a JSON string.
+    let json = match find(attributes, key)? {
+        AttrValue::String(text) => values::parse_json_text(text)?,
+        other => to_json(other),
+    };
+    messages_from_json(&json).filter(|messages| !messages.is_empty())
 }
 
 /// Input messages, first source that has any: GenAI JSON attributes, GenAI content events,

@@ -104,15 +104,31 @@ impl Pricing {
     }
 
     /// The price of `model`: the longest listed name it starts with.
+    ///
+    /// A listed name matches when it is the model or a prefix of it that ends where a version or
+    /// variant begins (`o1` prices `o1-2024-12-17` but `gpt-4` does not price `gpt-4o`), so the
+    /// candidates are the model itself and its prefixes ending before a `-`, `@`, `:` or `.`;
+    /// they are looked up longest first. (This runs for every LLM span without a reported cost:
+    /// one map lookup per candidate instead of a scan of the table and a lowercased copy.)
     pub fn lookup(&self, model: &str) -> Option<ModelPrice> {
-        let model = model.to_ascii_lowercase();
-        let model = model.rsplit('/').next().unwrap_or(&model);
-        self.prices
-            .iter()
-            .filter(|(name, _)| is_name_prefix(model, name))
-            .map(|(name, price)| (name.len(), *price))
-            .max_by_key(|(length, _)| *length)
-            .map(|(_, price)| price)
+        let lowered;
+        let model = if model.bytes().any(|byte| byte.is_ascii_uppercase()) {
+            lowered = model.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            model
+        };
+        let model = model.rsplit('/').next().unwrap_or(model);
+        std::iter::once(model.len())
+            .chain(
+                model
+                    .bytes()
+                    .enumerate()
+                    .rev()
+                    .filter(|(_, byte)| matches!(byte, b'-' | b'@' | b':' | b'.'))
+                    .map(|(end, _)| end),
+            )
+            .find_map(|end| self.prices.get(&model[..end]).copied())
     }
 
     /// Prompt, completion and total cost of a call, when the model is priced and tokens known.
@@ -131,17 +147,6 @@ impl Pricing {
             completion_tokens.unwrap_or(0).max(0) as f64 * price.output_per_million / 1e6;
         Some((prompt, completion, prompt + completion))
     }
-}
-
-/// `name` is `model` or a prefix of it that ends where a version or variant begins, so that
-/// `o1` prices `o1-2024-12-17` but `gpt-4` does not price `gpt-4o`.
-fn is_name_prefix(model: &str, name: &str) -> bool {
-    model == name
-        || (model.starts_with(name)
-            && matches!(
-                model.as_bytes().get(name.len()),
-                Some(b'-' | b'@' | b':' | b'.')
-            ))
 }
 
 #[cfg(test)]
