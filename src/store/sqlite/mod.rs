@@ -159,7 +159,9 @@ impl SqliteStore {
     }
 }
 
-fn open_connection(path: &Path, synchronous: Synchronous) -> StoreResult<Connection> {
+/// Opens (creating it if need be) a database file in WAL mode, waiting up to 10 s for a lock
+/// another connection holds.
+fn open_wal(path: &Path) -> rusqlite::Result<Connection> {
     let connection = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -168,6 +170,11 @@ fn open_connection(path: &Path, synchronous: Synchronous) -> StoreResult<Connect
     )?;
     connection.busy_timeout(Duration::from_secs(10))?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
+    Ok(connection)
+}
+
+fn open_connection(path: &Path, synchronous: Synchronous) -> StoreResult<Connection> {
+    let connection = open_wal(path)?;
     let synchronous = match synchronous {
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
