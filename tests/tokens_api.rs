@@ -11,19 +11,11 @@ async fn send(
     token: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let mut request = server
+    let request = server
         .client
         .request(method, server.url(path))
         .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (
-        status,
-        response.json().await.unwrap_or(serde_json::Value::Null),
-    )
+    send_json(request, body).await
 }
 
 #[tokio::test]

@@ -51,15 +51,7 @@ async fn with_cookie(
     if let Some(csrf) = csrf {
         request = request.header("x-csrf-token", csrf);
     }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (
-        status,
-        response.json().await.unwrap_or(serde_json::Value::Null),
-    )
+    send_json(request, body).await
 }
 
 #[tokio::test]

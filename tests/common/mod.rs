@@ -369,3 +369,21 @@ pub fn require<T>(tool: Option<T>, what: &str) -> Option<T> {
     }
     tool
 }
+
+/// Sends a request, with `body` as JSON when given, and returns its status and JSON body (`null`
+/// when the body is not JSON).
+pub async fn send_json(
+    request: reqwest::RequestBuilder,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
