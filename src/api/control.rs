@@ -9,9 +9,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::query::timestamp_param;
 use super::{ApiError, AppState, authenticate};
 use crate::auth::Access;
-use crate::model::time::{now_unix_nano, parse_rfc3339};
+use crate::model::time::now_unix_nano;
 use crate::settings::ProjectSettings;
 use crate::stats::{BUCKET_NANOS, Bucket, Counts, into_buckets};
 
@@ -70,18 +71,9 @@ pub async fn ingestion(
 ) -> Result<Json<IngestionView>, ApiError> {
     let principal = authenticate(&state, &headers, Access::Read)?;
     let width = parse_bucket(params.bucket.as_deref())?;
-    let time = |name: &str, value: Option<String>| -> Result<Option<u64>, ApiError> {
-        value
-            .filter(|value| !value.is_empty())
-            .map(|text| {
-                parse_rfc3339(&text).ok_or_else(|| {
-                    ApiError::bad_request(format!("{name} must be an RFC 3339 timestamp"))
-                })
-            })
-            .transpose()
-    };
-    let end = time("end", params.end)?.unwrap_or_else(now_unix_nano);
-    let start = time("start", params.start)?.unwrap_or(end.saturating_sub(3600 * 1_000_000_000));
+    let end = timestamp_param("end", params.end)?.unwrap_or_else(now_unix_nano);
+    let start =
+        timestamp_param("start", params.start)?.unwrap_or(end.saturating_sub(3600 * 1_000_000_000));
     if start >= end {
         return Err(ApiError::bad_request("start must be before end"));
     }

@@ -74,7 +74,8 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|value| !value.is_empty())
 }
 
-fn timestamp_param(name: &str, value: Option<String>) -> Result<Option<u64>, ApiError> {
+/// An optional RFC 3339 query parameter (`start`, `end`) in Unix nanoseconds; empty means absent.
+pub(super) fn timestamp_param(name: &str, value: Option<String>) -> Result<Option<u64>, ApiError> {
     non_empty(value)
         .map(|text| {
             parse_rfc3339(&text).ok_or_else(|| {

@@ -6,9 +6,10 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use super::control::parse_bucket;
+use super::query::timestamp_param;
 use super::{ApiError, AppState, authenticate};
 use crate::auth::Access;
-use crate::model::time::{format_rfc3339, now_unix_nano, parse_rfc3339};
+use crate::model::time::{format_rfc3339, now_unix_nano};
 use crate::store::StatsQuery;
 use crate::store::trace_stats::StatsFigures;
 
@@ -79,26 +80,13 @@ pub struct StatsView {
     models: Vec<ModelView>,
 }
 
-fn time_param(name: &str, value: Option<String>) -> Result<Option<u64>, ApiError> {
-    value
-        .filter(|value| !value.is_empty())
-        .map(|text| {
-            parse_rfc3339(&text).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "{name} must be an RFC 3339 timestamp like 2024-05-01T12:00:00Z, got {text:?}"
-                ))
-            })
-        })
-        .transpose()
-}
-
 /// The window of a request: buckets start on whole multiples of their width and the last one
 /// holds `end`.
 fn stats_query(params: StatsParams) -> Result<StatsQuery, ApiError> {
     let width = parse_bucket(Some(params.bucket.as_deref().unwrap_or(DEFAULT_BUCKET)))?;
-    let end = time_param("end", params.end)?.unwrap_or_else(now_unix_nano);
+    let end = timestamp_param("end", params.end)?.unwrap_or_else(now_unix_nano);
     let start =
-        time_param("start", params.start)?.unwrap_or(end.saturating_sub(DEFAULT_WINDOW_NANOS));
+        timestamp_param("start", params.start)?.unwrap_or(end.saturating_sub(DEFAULT_WINDOW_NANOS));
     if start >= end {
         return Err(ApiError::bad_request("start must be before end"));
     }
