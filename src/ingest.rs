@@ -18,6 +18,7 @@ use crate::otlp::spans_from_request;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::settings::{ProjectRules, RulesCache};
 use crate::stats::{IngestionStats, SAMPLING_RULE, counter, reason};
+use crate::store::Store;
 
 /// Why a decoded request is not stored.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,8 @@ pub struct IngestOutcome {
 /// The ingest path shared by the receivers.
 pub struct Ingest {
     pub pipeline: Pipeline,
+    /// The store the pipeline writes to, for its [`Store::encode_span`].
+    pub store: Arc<dyn Store>,
     pub normalizer: Arc<Normalizer>,
     pub rules: Arc<RulesCache>,
     pub stats: Arc<IngestionStats>,
@@ -105,9 +108,10 @@ impl Ingest {
                 if truncate_span(&mut span, &self.limits) {
                     truncated += 1;
                 }
+                let semantics = self.normalizer.normalize(&span, &[]);
                 NormalizedSpan {
-                    semantics: self.normalizer.normalize(&span, &[]),
-                    encoded_body: Some(crate::store::codec::encode_body_compressed(&span)),
+                    encoded_body: self.store.encode_span(&span, &semantics),
+                    semantics,
                     span,
                 }
             })

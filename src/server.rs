@@ -128,6 +128,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     );
     let ingest = Arc::new(Ingest {
         pipeline,
+        store: Arc::clone(&store),
         normalizer,
         rules,
         stats: Arc::clone(&stats),

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::attributes::{KeyValue, Stored};
 use crate::model::{
-    Event, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
+    Event, Link, Resource, Scope, Span, SpanId, SpanKind, SpanSemantics, Status, StatusCode,
+    TraceId,
 };
 
 use super::StoreError;
@@ -107,7 +108,11 @@ struct ScopeOut<'a> {
 
 /// Encodes the body of a span.
 pub fn encode_body(span: &Span) -> String {
-    let body = BodyOut {
+    serde_json::to_string(&body_out(span)).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn body_out(span: &Span) -> BodyOut<'_> {
+    BodyOut {
         trace_state: &span.trace_state,
         flags: span.flags,
         status_message: &span.status.message,
@@ -149,8 +154,7 @@ pub fn encode_body(span: &Span) -> String {
             dropped_attributes_count: span.scope.dropped_attributes_count,
             schema_url: &span.scope.schema_url,
         },
-    };
-    serde_json::to_string(&body).unwrap_or_else(|_| "{}".to_owned())
+    }
 }
 
 #[derive(Deserialize)]
@@ -231,30 +235,105 @@ struct ScopeIn {
     schema_url: String,
 }
 
-/// The body compressed for storage: a format byte (1: LZ4 block with its size prepended), then
-/// the compressed JSON. LLM spans are mostly text, which LZ4 shrinks severalfold at a cost far
-/// below that of writing it; what the embedded store writes is what limits its throughput.
-pub fn encode_body_compressed(span: &Span) -> Vec<u8> {
-    let json = encode_body(span);
-    let mut out = vec![1u8];
-    out.extend(lz4_flex::block::compress_prepend_size(json.as_bytes()));
+/// A span as the embedded store keeps it: a format byte (2), then one LZ4 block (its size
+/// prepended) holding the body's JSON, a newline, and the span's semantics as JSON. The
+/// semantics repeat the span's texts (input, output, messages) that the body's attributes
+/// already hold; compressed in one block, the repeat costs next to nothing, where the plain
+/// columns it replaces doubled what the store writes per span. (JSON text never holds a raw
+/// newline, so the first one separates the two.)
+pub fn encode_stored_span(span: &Span, semantics: &SpanSemantics) -> Vec<u8> {
+    let mut json = Vec::with_capacity(4096);
+    // Writing into a Vec fails only for values serde_json cannot represent, which these
+    // types do not hold; an empty object is still a body the reader accepts.
+    if serde_json::to_writer(&mut json, &body_out(span)).is_err() {
+        json.clear();
+        json.extend_from_slice(b"{}");
+    }
+    json.push(b'\n');
+    let body_length = json.len();
+    if serde_json::to_writer(&mut json, semantics).is_err() {
+        json.truncate(body_length);
+        json.extend_from_slice(b"{}");
+    }
+    let mut out = Vec::with_capacity(1 + 4 + lz4_flex::block::get_maximum_output_size(json.len()));
+    out.push(STORED_SPAN_FORMAT);
+    out.extend(lz4_flex::block::compress_prepend_size(&json));
     out
 }
 
-/// Reads a body written by [`encode_body_compressed`], or plain JSON text.
-pub fn decode_body_bytes(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, StoreError> {
-    match bytes.first() {
-        Some(1) => {
+/// The format byte of [`encode_stored_span`]. Format 1 (the body alone, LZ4) and plain JSON
+/// text (no format byte) are what earlier versions wrote; both are still read.
+const STORED_SPAN_FORMAT: u8 = 2;
+const BODY_LZ4_FORMAT: u8 = 1;
+
+/// What a stored body holds: the body's JSON and, from format 2 on, the span's semantics.
+pub struct StoredBody {
+    text: String,
+    /// Where the semantics start in `text`, after the newline.
+    semantics_at: Option<usize>,
+}
+
+impl StoredBody {
+    pub fn body_json(&self) -> &str {
+        match self.semantics_at {
+            Some(at) => &self.text[..at - 1],
+            None => &self.text,
+        }
+    }
+
+    /// The semantics kept with the body; `None` for bodies of earlier formats, whose semantics
+    /// are in the columns.
+    pub fn semantics(&self) -> Result<Option<SpanSemantics>, StoreError> {
+        self.semantics_at
+            .map(|at| {
+                serde_json::from_str::<SpanSemantics>(&self.text[at..])
+                    .map(SpanSemantics::with_llm_texts)
+                    .map_err(|error| StoreError::Corrupt(format!("span semantics: {error}")))
+            })
+            .transpose()
+    }
+
+    /// Only the input and output of the semantics, without building the rest.
+    pub fn texts(&self) -> Result<(Option<String>, Option<String>), StoreError> {
+        #[derive(Deserialize)]
+        struct Texts {
+            #[serde(default)]
+            input: Option<String>,
+            #[serde(default)]
+            output: Option<String>,
+        }
+        match self.semantics_at {
+            Some(at) => serde_json::from_str::<Texts>(&self.text[at..])
+                .map(|texts| (texts.input, texts.output))
+                .map_err(|error| StoreError::Corrupt(format!("span semantics: {error}"))),
+            None => Ok((None, None)),
+        }
+    }
+}
+
+/// Reads a body written by [`encode_stored_span`], by format 1, or as plain JSON text.
+pub fn decode_stored_body(bytes: &[u8]) -> Result<StoredBody, StoreError> {
+    let corrupt =
+        |error: &dyn std::fmt::Display| StoreError::Corrupt(format!("span body: {error}"));
+    let text = match bytes.first() {
+        Some(&(STORED_SPAN_FORMAT | BODY_LZ4_FORMAT)) => {
             let json = lz4_flex::block::decompress_size_prepended(&bytes[1..])
-                .map_err(|error| StoreError::Corrupt(format!("span body: {error}")))?;
-            String::from_utf8(json)
-                .map(std::borrow::Cow::Owned)
-                .map_err(|error| StoreError::Corrupt(format!("span body: {error}")))
+                .map_err(|error| corrupt(&error))?;
+            String::from_utf8(json).map_err(|error| corrupt(&error))?
         }
         _ => std::str::from_utf8(bytes)
-            .map(std::borrow::Cow::Borrowed)
-            .map_err(|error| StoreError::Corrupt(format!("span body: {error}"))),
-    }
+            .map_err(|error| corrupt(&error))?
+            .to_owned(),
+    };
+    let semantics_at = if bytes.first() == Some(&STORED_SPAN_FORMAT) {
+        let newline = text
+            .find('\n')
+            .ok_or_else(|| StoreError::Corrupt("span body: semantics are missing".into()))?;
+        Some(newline + 1)
+    } else {
+        None
+    };
+    Ok(StoredBody { text, semantics_at })
 }
 
 /// Rebuilds a span from its columns and body.
@@ -384,10 +463,55 @@ mod tests {
         };
         let decoded = decode_span(columns_of(&span), &encode_body(&span)).unwrap();
         assert_eq!(decoded, span);
-        let compressed = encode_body_compressed(&span);
-        let text = decode_body_bytes(&compressed).unwrap();
-        assert_eq!(decode_span(columns_of(&span), &text).unwrap(), span);
+
+        // Format 2: the body and the semantics, with the LLM texts put back when read.
+        let mut semantics = SpanSemantics {
+            input: Some("line one\nline two {\"json\": true}".into()),
+            output: Some("answer".into()),
+            session_id: Some("session".into()),
+            llm: Some(crate::model::LlmCall {
+                provider: Some("openai".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let stored = decode_stored_body(&encode_stored_span(&span, &semantics)).unwrap();
+        assert_eq!(
+            decode_span(columns_of(&span), stored.body_json()).unwrap(),
+            span
+        );
+        assert_eq!(
+            stored.texts().unwrap(),
+            (semantics.input.clone(), semantics.output.clone())
+        );
+        semantics = semantics.with_llm_texts();
+        assert_eq!(stored.semantics().unwrap(), Some(semantics));
+
+        // What earlier versions wrote: format 1 (the body alone, LZ4) and plain JSON.
         let plain = encode_body(&span);
-        assert_eq!(decode_body_bytes(plain.as_bytes()).unwrap(), plain);
+        let mut format_1 = vec![1u8];
+        format_1.extend(lz4_flex::block::compress_prepend_size(plain.as_bytes()));
+        for bytes in [format_1, plain.clone().into_bytes()] {
+            let stored = decode_stored_body(&bytes).unwrap();
+            assert_eq!(stored.body_json(), plain);
+            assert_eq!(stored.semantics().unwrap(), None);
+            assert_eq!(stored.texts().unwrap(), (None, None));
+        }
+    }
+
+    #[test]
+    fn damaged_stored_bodies_are_errors() {
+        let span = make_span(1, 2);
+        let good = encode_stored_span(&span, &SpanSemantics::default());
+        for bytes in [
+            &good[..good.len() / 2],
+            &[2u8, 200, 0, 0, 0, 1][..],
+            &[0xff, 0xfe][..],
+        ] {
+            assert!(matches!(
+                decode_stored_body(bytes),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
     }
 }

@@ -169,6 +169,13 @@ pub trait Store: Send + Sync + 'static {
     /// and brings the TraceRecords of the touched traces up to date. Returns once durable.
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()>;
 
+    /// The span as this store will write it, encoded on the receivers' threads (many) rather
+    /// than by the store's writer (one); it goes to [`Store::write_spans`] as
+    /// `NormalizedSpan::encoded_body`. `None`: the store encodes at write time.
+    fn encode_span(&self, _span: &Span, _semantics: &SpanSemantics) -> Option<Vec<u8>> {
+        None
+    }
+
     /// Stores GenAI content events durably (a retried event is stored once) and attaches them
     /// to their spans: a stored span is normalized again with all its content events and its
     /// trace's record recomputed; a span that arrives later is normalized with them then.

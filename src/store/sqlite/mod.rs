@@ -25,7 +25,7 @@ use super::{
 use super::{StatsQuery, TraceStats};
 use crate::auth::Role;
 use crate::model::time::now_unix_nano;
-use crate::model::{TraceId, TraceRecord};
+use crate::model::{Span, SpanSemantics, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use crate::settings::ProjectSettings;
 
@@ -390,6 +390,10 @@ impl Store for SqliteStore {
             .await?;
         self.text_signal.notify();
         Ok(())
+    }
+
+    fn encode_span(&self, span: &Span, semantics: &SpanSemantics) -> Option<Vec<u8>> {
+        Some(crate::store::codec::encode_stored_span(span, semantics))
     }
 
     async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {

@@ -6,14 +6,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::search;
 use crate::model::trace_record::LlmDigest;
 use crate::model::{LlmCall, SpanDigest, SpanId, SpanSemantics, StatusCode, TraceId, TraceRecord};
-use crate::store::codec::{SpanColumns, decode_body_bytes, decode_span};
+use crate::store::codec::{SpanColumns, decode_span, decode_stored_body};
 use crate::store::{StoreError, StoreResult, StoredSpan, TraceCursor, TracePage, TraceQuery};
 
 /// The columns `digest_from_row` reads, in its order.
 pub(super) const DIGEST_COLUMNS: &str = "span_id, parent_span_id, name, start_ns, end_ns, \
-    status_code, service_name, input, output, session_id, user_id, pipeline_id, llm IS NOT NULL, \
-    model, prompt_tokens, completion_tokens, total_tokens, prompt_cost, completion_cost, \
-    total_cost, json_extract(tool, '$.name')";
+    status_code, service_name, input, output, session_id, user_id, pipeline_id, \
+    COALESCE(is_llm, llm IS NOT NULL), model, prompt_tokens, completion_tokens, total_tokens, \
+    prompt_cost, completion_cost, total_cost, COALESCE(tool_name, json_extract(tool, '$.name'))";
 
 fn span_id_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<SpanId>> {
     let bytes: Option<Vec<u8>> = row.get(index)?;
@@ -310,11 +310,15 @@ pub(super) fn stored_span_from_row(row: &Row<'_>) -> StoreResult<StoredSpan> {
     };
     let body = match row.get_ref(8)? {
         rusqlite::types::ValueRef::Blob(bytes) | rusqlite::types::ValueRef::Text(bytes) => {
-            decode_body_bytes(bytes)?.into_owned()
+            decode_stored_body(bytes)?
         }
         _ => return Err(StoreError::Corrupt("span body is missing".into())),
     };
-    let span = decode_span(columns, &body)?;
+    let span = decode_span(columns, body.body_json())?;
+    if let Some(semantics) = body.semantics()? {
+        return Ok(StoredSpan { span, semantics });
+    }
+    // Written before format 2: the semantics are in the columns.
     let llm: Option<String> = row.get(14)?;
     let tool: Option<String> = row.get(15)?;
     let semantics = SpanSemantics {

@@ -142,6 +142,15 @@ ALTER TABLE traces ADD COLUMN text_seq INTEGER NOT NULL DEFAULT 0;
 UPDATE traces SET text_seq = rowid;
 CREATE INDEX traces_by_text_seq ON traces (text_seq);
 "#,
+    r#"
+-- Spans written from here on keep their semantics (input, output, the LLM call with its
+-- messages, the tool execution) compressed with the body (format 2, store/codec.rs) instead of
+-- in the `input`, `output`, `llm` and `tool` columns, which stay NULL for them: the columns
+-- repeated text the body holds and doubled what each span wrote. Two small columns keep what
+-- trace records are computed from; they are NULL for spans written before.
+ALTER TABLE spans ADD COLUMN is_llm INTEGER;
+ALTER TABLE spans ADD COLUMN tool_name TEXT;
+"#,
 ];
 
 /// Brings the schema up to date. Safe when several processes open the same file at once: the

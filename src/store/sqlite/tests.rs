@@ -215,3 +215,113 @@ async fn the_indexer_thread_catches_up_and_stops() {
     store.flush(Duration::from_secs(1)).await;
     assert!(store.indexer.lock().unwrap().is_none());
 }
+
+// The span format: semantics kept compressed with the body (format 2), and rows written by
+// earlier versions (texts in columns) still read and summed.
+
+/// Writes one span in a batch of its own, encoded as the receivers encode it.
+async fn write_semantics(store: &SqliteStore, span: crate::model::Span, semantics: SpanSemantics) {
+    let encoded_body = store.encode_span(&span, &semantics);
+    store
+        .write_spans(vec![SpanBatch {
+            project_id: "p".into(),
+            spans: vec![NormalizedSpan {
+                span,
+                semantics,
+                encoded_body,
+            }],
+        }])
+        .await
+        .unwrap();
+}
+
+fn texts(input: &str, output: &str) -> SpanSemantics {
+    SpanSemantics {
+        input: Some(input.to_owned()),
+        output: Some(output.to_owned()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_trace_split_over_batches_takes_earlier_texts_from_their_bodies() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    let child = crate::model::Span {
+        parent_span_id: Some(SpanId([1; 8])),
+        ..make_span(7, 2)
+    };
+    write_semantics(&store, child, texts("child in", "child out")).await;
+    // The root, without texts of its own, arrives later: the record takes the child's texts,
+    // which only the child's stored body holds.
+    write_semantics(&store, make_span(7, 1), SpanSemantics::default()).await;
+    let (record, spans) = store
+        .get_trace("p", crate::model::TraceId([7; 16]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.span_count, 2);
+    assert_eq!(record.root_span_name.as_deref(), Some("span-1"));
+    assert_eq!(record.input.as_deref(), Some("child in"));
+    assert_eq!(record.output.as_deref(), Some("child out"));
+    assert_eq!(spans[1].semantics, texts("child in", "child out"));
+}
+
+#[tokio::test]
+async fn spans_written_before_format_2_are_read_and_summed() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    let root = make_span(8, 1);
+    let llm = crate::model::LlmCall {
+        provider: Some("openai".into()),
+        response_model: Some("gpt-4o".into()),
+        usage: crate::model::llm::TokenUsage {
+            prompt: Some(10),
+            completion: Some(5),
+            total: Some(15),
+        },
+        ..Default::default()
+    };
+    let old_semantics = SpanSemantics {
+        llm: Some(llm.clone()),
+        ..texts("old in", "old out")
+    };
+    write_semantics(&store, root.clone(), old_semantics.clone()).await;
+    // Rewrite the row as versions before format 2 wrote it: the body alone (LZ4), the texts
+    // and the LLM call in their columns, the two newer columns NULL.
+    {
+        let mut body = vec![1u8];
+        body.extend(lz4_flex::block::compress_prepend_size(
+            crate::store::codec::encode_body(&root).as_bytes(),
+        ));
+        let connection = Connection::open(directory.path().join("spanhouse.db")).unwrap();
+        let changed = connection
+            .execute(
+                "UPDATE spans SET body = ?1, input = 'old in', output = 'old out', llm = ?2,
+                 is_llm = NULL, tool_name = NULL",
+                rusqlite::params![body, serde_json::to_string(&llm).unwrap()],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    let child = crate::model::Span {
+        parent_span_id: Some(SpanId([1; 8])),
+        ..make_span(8, 2)
+    };
+    write_semantics(&store, child, texts("new in", "new out")).await;
+
+    let (record, spans) = store
+        .get_trace("p", crate::model::TraceId([8; 16]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.span_count, 2);
+    assert_eq!(record.input.as_deref(), Some("old in"));
+    assert_eq!(record.output.as_deref(), Some("old out"));
+    assert_eq!(record.llm_call_count, 1);
+    assert_eq!(record.models, ["gpt-4o"]);
+    assert_eq!(record.total_token_count, Some(15));
+    assert_eq!(spans[0].span, root);
+    assert_eq!(spans[0].semantics, old_semantics.with_llm_texts());
+    assert_eq!(spans[1].semantics, texts("new in", "new out"));
+}

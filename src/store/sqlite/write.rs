@@ -3,7 +3,7 @@
 //! GenAI content events from the logs signal are kept per span; a span is normalized with
 //! them whether it arrives before or after them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::types::ToSql;
 use rusqlite::{
@@ -14,9 +14,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::read::{DIGEST_COLUMNS, SPAN_COLUMNS, digest_from_row, stored_span_from_row};
 use crate::model::attributes::{from_stored_json, to_stored_json};
-use crate::model::{Event, NormalizedSpan, SpanId, SpanSemantics, TraceId, TraceRecord};
+use crate::model::{Event, LlmCall, Span, SpanId, SpanSemantics, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
-use crate::store::codec::encode_body_compressed;
+use crate::store::codec::{decode_stored_body, encode_stored_span};
 use crate::store::{ContentEventBatch, SpanBatch, StoreError, StoreResult};
 
 type TraceKey<'a> = (&'a str, TraceId);
@@ -28,6 +28,7 @@ pub(super) fn write_spans(
 ) -> StoreResult<()> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut touched: BTreeSet<TraceKey> = BTreeSet::new();
+    let mut written = WrittenTexts::new();
     {
         let mut insert = transaction.prepare_cached(INSERT_SPAN)?;
         let mut events = transaction.prepare_cached(SELECT_CONTENT_EVENTS)?;
@@ -49,14 +50,34 @@ pub(super) fn write_spans(
                 } else {
                     Some(normalizer.normalize(span, &content))
                 };
-                let semantics = semantics.as_ref().unwrap_or(&normalized.semantics);
-                if insert_span(&mut insert, &batch.project_id, normalized, semantics)? {
+                // Content events change the semantics: the blob encoded with the span's own is
+                // stale then.
+                let inserted = match (&semantics, &normalized.encoded_body) {
+                    (None, Some(stored)) => {
+                        let semantics = &normalized.semantics;
+                        let inserted =
+                            insert_span(&mut insert, &batch.project_id, span, semantics, stored)?;
+                        if inserted {
+                            written.insert(
+                                (batch.project_id.as_str(), span.trace_id, span.span_id),
+                                (semantics.input.as_deref(), semantics.output.as_deref()),
+                            );
+                        }
+                        inserted
+                    }
+                    (semantics, _) => {
+                        let semantics = semantics.as_ref().unwrap_or(&normalized.semantics);
+                        let stored = encode_stored_span(span, semantics);
+                        insert_span(&mut insert, &batch.project_id, span, semantics, &stored)?
+                    }
+                };
+                if inserted {
                     touched.insert((batch.project_id.as_str(), span.trace_id));
                 }
             }
         }
     }
-    recompute_traces(&transaction, touched)?;
+    recompute_traces(&transaction, touched, &written)?;
     transaction.commit()?;
     Ok(())
 }
@@ -114,14 +135,18 @@ pub(super) fn write_content_events(
             let content = content_events(&mut events, project_id, trace_id, span_id)?;
             let semantics = normalizer.normalize(&stored.span, &content);
             let derived = DerivedColumns::of(&semantics);
-            let key: [&dyn ToSql; 3] = [&project_id, &trace_id.as_bytes(), &span_id.as_bytes()];
-            update.execute(params_from_iter(
-                key.into_iter().chain(derived.params(&semantics)),
-            ))?;
+            let body = encode_stored_span(&stored.span, &semantics);
+            let key: [&dyn ToSql; 4] = [
+                &project_id,
+                &trace_id.as_bytes(),
+                &span_id.as_bytes(),
+                &body,
+            ];
+            update.execute(params_from_iter(key.into_iter().chain(derived.params())))?;
             touched.insert((project_id, trace_id));
         }
     }
-    recompute_traces(&transaction, touched)?;
+    recompute_traces(&transaction, touched, &WrittenTexts::new())?;
     transaction.commit()?;
     Ok(())
 }
@@ -165,11 +190,23 @@ fn content_events(
         .collect()
 }
 
+/// The input and output of the spans a batch wrote, by identity: recomputing their traces takes
+/// the texts from here rather than decompressing what was just written.
+type WrittenTexts<'a> = HashMap<(&'a str, TraceId, SpanId), (Option<&'a str>, Option<&'a str>)>;
+
 /// Recomputes the TraceRecord of each trace from its stored spans.
-fn recompute_traces(transaction: &Transaction<'_>, touched: BTreeSet<TraceKey>) -> StoreResult<()> {
+fn recompute_traces(
+    transaction: &Transaction<'_>,
+    touched: BTreeSet<TraceKey>,
+    written: &WrittenTexts<'_>,
+) -> StoreResult<()> {
+    // The text columns are empty for spans whose semantics live in their body (format 2):
+    // `is_llm` is set for exactly those rows.
     let mut select = transaction.prepare_cached(&format!(
-        "SELECT {DIGEST_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2"
+        "SELECT {DIGEST_COLUMNS}, rowid, is_llm IS NOT NULL FROM spans
+         WHERE project_id = ?1 AND trace_id = ?2"
     ))?;
+    let mut select_body = transaction.prepare_cached("SELECT body FROM spans WHERE rowid = ?1")?;
     let mut upsert = transaction.prepare_cached(UPSERT_TRACE)?;
     // Stamps for the text indexer (search.rs), read inside the write transaction rather than
     // kept in memory, so that they increase whoever writes.
@@ -183,9 +220,31 @@ fn recompute_traces(transaction: &Transaction<'_>, touched: BTreeSet<TraceKey>) 
          VALUES (?1, ?2, ?3, ?4)",
     )?;
     for (project_id, trace_id) in touched {
-        let digests = select
-            .query_map(params![project_id, trace_id.as_bytes()], digest_from_row)?
+        let rows = select
+            .query_map(params![project_id, trace_id.as_bytes()], |row| {
+                Ok((
+                    digest_from_row(row)?,
+                    row.get::<_, i64>(21)?,
+                    row.get::<_, bool>(22)?,
+                ))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut digests = Vec::with_capacity(rows.len());
+        for (mut digest, rowid, texts_in_body) in rows {
+            if texts_in_body {
+                let written = digest
+                    .span_id
+                    .and_then(|span_id| written.get(&(project_id, trace_id, span_id)));
+                (digest.input, digest.output) = match written {
+                    Some((input, output)) => (input.map(str::to_owned), output.map(str::to_owned)),
+                    None => select_body.query_row([rowid], |row| {
+                        let body = decode_stored_body(row.get_ref(0)?.as_bytes()?);
+                        Ok(body.and_then(|body| body.texts()))
+                    })??,
+                };
+            }
+            digests.push(digest);
+        }
         let record = TraceRecord::compute(project_id, trace_id, &digests);
         text_seq += 1;
         upsert_trace(&mut upsert, project_id, trace_id, &record, text_seq)?;
@@ -202,29 +261,30 @@ fn recompute_traces(transaction: &Transaction<'_>, touched: BTreeSet<TraceKey>) 
     Ok(())
 }
 
-/// The span columns that hold what normalization read.
-struct DerivedColumns {
-    llm_json: Option<String>,
-    tool_json: Option<String>,
-    model: Option<String>,
+/// The span columns that hold what normalization read, beside the semantics kept whole in the
+/// body (format 2): what queries filter and sum by.
+struct DerivedColumns<'a> {
+    session_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    pipeline_id: Option<&'a str>,
+    model: Option<&'a str>,
     prompt_tokens: Option<i64>,
     completion_tokens: Option<i64>,
     total_tokens: Option<i64>,
     prompt_cost: Option<f64>,
     completion_cost: Option<f64>,
     total_cost: Option<f64>,
+    is_llm: bool,
+    tool_name: Option<&'a str>,
 }
 
-impl DerivedColumns {
-    /// The 14 normalized columns, in the order both statements list them.
-    fn params<'a>(&'a self, semantics: &'a SpanSemantics) -> [&'a dyn ToSql; 14] {
+impl<'a> DerivedColumns<'a> {
+    /// The 12 columns, in the order both statements list them.
+    fn params(&self) -> [&dyn ToSql; 12] {
         [
-            &semantics.input,
-            &semantics.output,
-            &semantics.session_id,
-            &semantics.user_id,
-            &semantics.pipeline_id,
-            &self.llm_json,
+            &self.session_id,
+            &self.user_id,
+            &self.pipeline_id,
             &self.model,
             &self.prompt_tokens,
             &self.completion_tokens,
@@ -232,51 +292,54 @@ impl DerivedColumns {
             &self.prompt_cost,
             &self.completion_cost,
             &self.total_cost,
-            &self.tool_json,
+            &self.is_llm,
+            &self.tool_name,
         ]
     }
 
-    fn of(semantics: &SpanSemantics) -> Self {
+    fn of(semantics: &'a SpanSemantics) -> Self {
         let llm = semantics.llm.as_ref();
         Self {
-            llm_json: llm.map(|llm| serde_json::to_string(llm).unwrap_or_default()),
-            tool_json: semantics
-                .tool
-                .as_ref()
-                .map(|tool| serde_json::to_string(tool).unwrap_or_default()),
-            model: llm.and_then(|llm| llm.model().map(str::to_owned)),
+            session_id: semantics.session_id.as_deref(),
+            user_id: semantics.user_id.as_deref(),
+            pipeline_id: semantics.pipeline_id.as_deref(),
+            model: llm.and_then(LlmCall::model),
             prompt_tokens: llm.and_then(|llm| llm.usage.prompt),
             completion_tokens: llm.and_then(|llm| llm.usage.completion),
             total_tokens: llm.and_then(|llm| llm.usage.total),
             prompt_cost: llm.and_then(|llm| llm.cost.prompt),
             completion_cost: llm.and_then(|llm| llm.cost.completion),
             total_cost: llm.and_then(|llm| llm.cost.total),
+            is_llm: llm.is_some(),
+            tool_name: semantics.tool.as_ref().map(|tool| tool.name.as_str()),
         }
     }
 }
 
+/// `input`, `output`, `llm` and `tool` stay NULL: the body holds them (format 2).
 const INSERT_SPAN: &str = "INSERT INTO spans (
     project_id, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code,
-    service_name, body, input, output, session_id, user_id, pipeline_id, llm, model,
-    prompt_tokens, completion_tokens, total_tokens, prompt_cost, completion_cost, total_cost, tool
+    service_name, body, session_id, user_id, pipeline_id, model, prompt_tokens,
+    completion_tokens, total_tokens, prompt_cost, completion_cost, total_cost, is_llm, tool_name
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23, ?24, ?25)
+          ?20, ?21, ?22, ?23)
 ON CONFLICT (project_id, trace_id, span_id) DO NOTHING";
 
 const UPDATE_SEMANTICS: &str = "UPDATE spans SET
-    input = ?4, output = ?5, session_id = ?6, user_id = ?7, pipeline_id = ?8, llm = ?9,
-    model = ?10, prompt_tokens = ?11, completion_tokens = ?12, total_tokens = ?13,
-    prompt_cost = ?14, completion_cost = ?15, total_cost = ?16, tool = ?17
+    body = ?4, input = NULL, output = NULL, llm = NULL, tool = NULL,
+    session_id = ?5, user_id = ?6, pipeline_id = ?7, model = ?8, prompt_tokens = ?9,
+    completion_tokens = ?10, total_tokens = ?11, prompt_cost = ?12, completion_cost = ?13,
+    total_cost = ?14, is_llm = ?15, tool_name = ?16
 WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3";
 
-/// Inserts one span; `false` when it was stored before (a retry).
+/// Inserts one span with its encoded body; `false` when it was stored before (a retry).
 fn insert_span(
     insert: &mut Statement<'_>,
     project_id: &str,
-    normalized: &NormalizedSpan,
+    span: &Span,
     semantics: &SpanSemantics,
+    body: &[u8],
 ) -> StoreResult<bool> {
-    let span = &normalized.span;
     let derived = DerivedColumns::of(semantics);
     let parent = span.parent_span_id.as_ref().map(|parent| parent.as_bytes());
     let kind = span.kind.to_otlp();
@@ -285,14 +348,6 @@ fn insert_span(
     let status = span.status.code.to_otlp();
     let service_name = span.service_name();
     // A BLOB in the TEXT column: SQLite keeps blobs as they are; the reader accepts both.
-    let encoded;
-    let body: &[u8] = match &normalized.encoded_body {
-        Some(body) => body,
-        None => {
-            encoded = encode_body_compressed(span);
-            &encoded
-        }
-    };
     let columns: [&dyn ToSql; 11] = [
         &project_id,
         &span.trace_id.as_bytes(),
@@ -307,7 +362,7 @@ fn insert_span(
         &body,
     ];
     let inserted = insert.execute(params_from_iter(
-        columns.into_iter().chain(derived.params(semantics)),
+        columns.into_iter().chain(derived.params()),
     ))?;
     Ok(inserted > 0)
 }
