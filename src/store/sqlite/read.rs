@@ -121,6 +121,19 @@ fn text_matches(connection: &Connection, text: &str) -> StoreResult<Option<TextM
     let needle = text.to_lowercase();
     let holds =
         |value: Option<&str>| value.is_some_and(|value| value.to_lowercase().contains(&needle));
+    // The index names the traces holding every trigram of the text: keep those that hold it.
+    let mut text_of =
+        connection.prepare_cached("SELECT input, output FROM traces WHERE rowid = ?1")?;
+    let mut candidates = Vec::with_capacity(indexed.rowids.len());
+    for rowid in indexed.rowids {
+        let mut rows = text_of.query([rowid])?;
+        if let Some(row) = rows.next()?
+            && (holds(row.get_ref(0)?.as_str_or_null().ok().flatten())
+                || holds(row.get_ref(1)?.as_str_or_null().ok().flatten()))
+        {
+            candidates.push(rowid);
+        }
+    }
     let mut statement = connection
         .prepare_cached("SELECT rowid, input, output FROM traces WHERE text_seq > ?1 LIMIT ?2")?;
     let mut rows = statement.query(params![
@@ -140,7 +153,6 @@ fn text_matches(connection: &Connection, text: &str) -> StoreResult<Option<TextM
             unindexed.push(row.get(0)?);
         }
     }
-    let mut candidates = indexed.rowids;
     candidates.extend_from_slice(&unindexed);
     Ok(Some(TextMatches {
         indexed_seq: indexed.indexed_seq,

