@@ -46,8 +46,13 @@ impl NormalizedSpan {
 
     /// The facts of this span a TraceRecord is computed from.
     pub fn digest(&self) -> SpanDigest {
-        let span = &self.span;
-        let semantics = &self.semantics;
+        SpanDigest::of(&self.span, &self.semantics)
+    }
+}
+
+impl SpanDigest {
+    /// The facts of a span a TraceRecord is computed from, given what normalization read.
+    pub fn of(span: &Span, semantics: &SpanSemantics) -> SpanDigest {
         SpanDigest {
             span_id: Some(span.span_id),
             parent_span_id: span.parent_span_id,
@@ -61,7 +66,7 @@ impl NormalizedSpan {
             session_id: semantics.session_id.clone(),
             user_id: semantics.user_id.clone(),
             pipeline_id: semantics.pipeline_id.clone(),
-            llm: Self::digest_llm(semantics),
+            llm: NormalizedSpan::digest_llm(semantics),
             tool_name: semantics.tool.as_ref().map(|tool| tool.name.clone()),
         }
     }

@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::read::{DIGEST_COLUMNS, SPAN_COLUMNS, digest_from_row, stored_span_from_row};
 use crate::model::attributes::{from_stored_json, to_stored_json};
-use crate::model::{Event, LlmCall, Span, SpanId, SpanSemantics, TraceId, TraceRecord};
+use crate::model::{Event, LlmCall, Span, SpanDigest, SpanId, SpanSemantics, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use crate::store::codec::{decode_stored_body, encode_stored_span};
 use crate::store::{ContentEventBatch, SpanBatch, StoreError, StoreResult};
@@ -28,7 +28,7 @@ pub(super) fn write_spans(
 ) -> StoreResult<()> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut touched: BTreeSet<TraceKey> = BTreeSet::new();
-    let mut written = WrittenTexts::new();
+    let mut written = Written::new();
     {
         let mut insert = transaction.prepare_cached(INSERT_SPAN)?;
         let mut events = transaction.prepare_cached(SELECT_CONTENT_EVENTS)?;
@@ -52,25 +52,23 @@ pub(super) fn write_spans(
                 };
                 // Content events change the semantics: the blob encoded with the span's own is
                 // stale then.
-                let inserted = match (&semantics, &normalized.encoded_body) {
-                    (None, Some(stored)) => {
-                        let semantics = &normalized.semantics;
-                        let inserted =
-                            insert_span(&mut insert, &batch.project_id, span, semantics, stored)?;
-                        if inserted {
-                            written.insert(
-                                (batch.project_id.as_str(), span.trace_id, span.span_id),
-                                (semantics.input.as_deref(), semantics.output.as_deref()),
-                            );
-                        }
-                        inserted
-                    }
+                let encoded;
+                let (semantics, stored) = match (&semantics, &normalized.encoded_body) {
+                    (None, Some(stored)) => (&normalized.semantics, stored),
                     (semantics, _) => {
                         let semantics = semantics.as_ref().unwrap_or(&normalized.semantics);
-                        let stored = encode_stored_span(span, semantics);
-                        insert_span(&mut insert, &batch.project_id, span, semantics, &stored)?
+                        encoded = encode_stored_span(span, semantics);
+                        (semantics, &encoded)
                     }
                 };
+                let inserted =
+                    insert_span(&mut insert, &batch.project_id, span, semantics, stored)?;
+                if inserted {
+                    written
+                        .entry((batch.project_id.as_str(), span.trace_id))
+                        .or_default()
+                        .push(SpanDigest::of(span, semantics));
+                }
                 if inserted {
                     touched.insert((batch.project_id.as_str(), span.trace_id));
                 }
@@ -146,7 +144,7 @@ pub(super) fn write_content_events(
             touched.insert((project_id, trace_id));
         }
     }
-    recompute_traces(&transaction, touched, &WrittenTexts::new())?;
+    recompute_traces(&transaction, touched, &Written::new())?;
     transaction.commit()?;
     Ok(())
 }
@@ -190,16 +188,20 @@ fn content_events(
         .collect()
 }
 
-/// The input and output of the spans a batch wrote, by identity: recomputing their traces takes
-/// the texts from here rather than decompressing what was just written.
-type WrittenTexts<'a> = HashMap<(&'a str, TraceId, SpanId), (Option<&'a str>, Option<&'a str>)>;
+/// The digests of the spans a batch wrote, by trace: recomputing a trace new in the batch needs
+/// nothing else, and one that had spans before takes these spans' texts from here rather than
+/// decompressing what was just written.
+type Written<'a> = HashMap<TraceKey<'a>, Vec<SpanDigest>>;
 
 /// Recomputes the TraceRecord of each trace from its stored spans.
 fn recompute_traces(
     transaction: &Transaction<'_>,
     touched: BTreeSet<TraceKey>,
-    written: &WrittenTexts<'_>,
+    written: &Written<'_>,
 ) -> StoreResult<()> {
+    let mut exists = transaction.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM traces WHERE project_id = ?1 AND trace_id = ?2)",
+    )?;
     // The text columns are empty for spans whose semantics live in their body (format 2):
     // `is_llm` is set for exactly those rows.
     let mut select = transaction.prepare_cached(&format!(
@@ -220,35 +222,25 @@ fn recompute_traces(
          VALUES (?1, ?2, ?3, ?4)",
     )?;
     for (project_id, trace_id) in touched {
-        let rows = select
-            .query_map(params![project_id, trace_id.as_bytes()], |row| {
-                Ok((
-                    digest_from_row(row)?,
-                    row.get::<_, i64>(21)?,
-                    row.get::<_, bool>(22)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut digests = Vec::with_capacity(rows.len());
-        for (mut digest, rowid, texts_in_body) in rows {
-            if texts_in_body {
-                let written = digest
-                    .span_id
-                    .and_then(|span_id| written.get(&(project_id, trace_id, span_id)));
-                (digest.input, digest.output) = match written {
-                    Some((input, output)) => (input.map(str::to_owned), output.map(str::to_owned)),
-                    None => select_body.query_row([rowid], |row| {
-                        let body = decode_stored_body(row.get_ref(0)?.as_bytes()?);
-                        Ok(body.and_then(|body| body.texts()))
-                    })??,
-                };
+        let key = (project_id, trace_id);
+        let is_new = !exists.query_row(params![project_id, trace_id.as_bytes()], |row| {
+            row.get::<_, bool>(0)
+        })?;
+        let stored_digests;
+        let digests: &[SpanDigest] = match written.get(&key) {
+            // No record yet: every span of the trace was written by this batch.
+            Some(digests) if is_new => digests,
+            batch => {
+                stored_digests = stored_digests_of(&mut select, &mut select_body, key, batch)?;
+                &stored_digests
             }
-            digests.push(digest);
-        }
-        let record = TraceRecord::compute(project_id, trace_id, &digests);
+        };
+        let record = TraceRecord::compute(project_id, trace_id, digests);
         text_seq += 1;
         upsert_trace(&mut upsert, project_id, trace_id, &record, text_seq)?;
-        forget_models.execute(params![project_id, trace_id.as_bytes()])?;
+        if !is_new {
+            forget_models.execute(params![project_id, trace_id.as_bytes()])?;
+        }
         for model in &record.models {
             add_model.execute(params![
                 project_id,
@@ -259,6 +251,41 @@ fn recompute_traces(
         }
     }
     Ok(())
+}
+
+/// The digests of every stored span of a trace, read back; the texts of spans whose semantics
+/// are in their body come from `batch` (this batch's spans) or from the body.
+fn stored_digests_of(
+    select: &mut Statement<'_>,
+    select_body: &mut Statement<'_>,
+    (project_id, trace_id): TraceKey<'_>,
+    batch: Option<&Vec<SpanDigest>>,
+) -> StoreResult<Vec<SpanDigest>> {
+    let rows = select
+        .query_map(params![project_id, trace_id.as_bytes()], |row| {
+            Ok((
+                digest_from_row(row)?,
+                row.get::<_, i64>(21)?,
+                row.get::<_, bool>(22)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut digests = Vec::with_capacity(rows.len());
+    for (mut digest, rowid, texts_in_body) in rows {
+        if texts_in_body {
+            let written =
+                batch.and_then(|batch| batch.iter().find(|span| span.span_id == digest.span_id));
+            (digest.input, digest.output) = match written {
+                Some(written) => (written.input.clone(), written.output.clone()),
+                None => select_body.query_row([rowid], |row| {
+                    let body = decode_stored_body(row.get_ref(0)?.as_bytes()?);
+                    Ok(body.and_then(|body| body.texts()))
+                })??,
+            };
+        }
+        digests.push(digest);
+    }
+    Ok(digests)
 }
 
 /// The span columns that hold what normalization read, beside the semantics kept whole in the
