@@ -222,6 +222,12 @@ async fn main() -> anyhow::Result<()> {
                 None
             };
             let mut request_number = 0u64;
+            if options.rate > 0.0 {
+                // Paced connections start spread over one period, as independent clients do,
+                // rather than all sending at the same instant every period.
+                let offset = connection as f64 / options.connections as f64 / options.rate;
+                tokio::time::sleep(Duration::from_secs_f64(offset)).await;
+            }
             loop {
                 if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     break;
