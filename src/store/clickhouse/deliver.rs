@@ -13,8 +13,11 @@ use sha2::{Digest as _, Sha256};
 
 use super::metadata::insert;
 use super::queries::{SPANS_WITH_CONTENT, content_events_of_span, span_by_id};
+use super::rowbinary::{
+    Reader, insert_statement, put_span, read_content_event, read_span, scan_span,
+};
 use super::rows::{ContentEventRow, SpanRow};
-use super::spool::{Spool, SpoolEntry};
+use super::spool::{Kind, Spool, SpoolEntry};
 use super::{unavailable, version_now};
 use crate::model::attributes::{from_stored_json, to_stored_json};
 use crate::model::{ContentEvent, Event, SpanId, TraceId};
@@ -79,18 +82,27 @@ pub async fn run(
     }
 }
 
-/// Inserts one batch of spool entries.
+const DAY_NS: u64 = 86_400_000_000_000;
+
+/// Inserts one batch of spool entries. Span rows go as the spool has them (RowBinary), copied
+/// into one insert per day; only spans with GenAI content events are decoded, normalized again
+/// and encoded.
 async fn deliver(
     client: &Client,
     normalizer: &Normalizer,
     entries: Vec<SpoolEntry>,
 ) -> StoreResult<()> {
-    let mut spans = Vec::new();
+    let mut span_entries = Vec::new();
     let mut events = Vec::new();
     for entry in entries {
-        match entry {
-            SpoolEntry::Spans(rows) => spans.extend(rows),
-            SpoolEntry::ContentEvents(rows) => events.extend(rows),
+        match entry.kind {
+            Kind::Spans => span_entries.push(entry),
+            Kind::ContentEvents => {
+                let mut reader = Reader::new(&entry.data);
+                for _ in 0..entry.rows {
+                    events.push(read_content_event(&mut reader)?);
+                }
+            }
         }
     }
     if !events.is_empty() {
@@ -99,14 +111,26 @@ async fn deliver(
         })
         .await?;
     }
+    let mut keys = Vec::new();
+    for (index, entry) in span_entries.iter().enumerate() {
+        let mut reader = Reader::new(&entry.data);
+        for _ in 0..entry.rows {
+            keys.push((index, scan_span(&mut reader)?));
+        }
+        if !reader.is_empty() {
+            return Err(crate::store::StoreError::Corrupt(
+                "spool entry: bytes past its rows".into(),
+            ));
+        }
+    }
     // Spans of this batch that have content events: normalize them with it.
-    let mut with_content: HashSet<(String, String, String)> = HashSet::new();
+    let mut with_content: HashMap<&str, HashMap<String, HashSet<String>>> = HashMap::new();
     let mut by_project: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
-    for span in &spans {
+    for (_, key) in &keys {
         by_project
-            .entry(&span.project_id)
+            .entry(key.project_id)
             .or_default()
-            .insert(&span.trace_id);
+            .insert(key.trace_id);
     }
     for (project_id, trace_ids) in by_project {
         let trace_ids: Vec<&str> = trace_ids.into_iter().collect();
@@ -118,30 +142,34 @@ async fn deliver(
             .await
             .map_err(unavailable)?;
         for pair in pairs {
-            with_content.insert((project_id.to_owned(), pair.trace_id, pair.span_id));
+            with_content
+                .entry(project_id)
+                .or_default()
+                .entry(pair.trace_id)
+                .or_default()
+                .insert(pair.span_id);
         }
     }
-    for span in &mut spans {
-        let key = (
-            span.project_id.clone(),
-            span.trace_id.clone(),
-            span.span_id.clone(),
-        );
-        if with_content.contains(&key) {
-            renormalize(client, normalizer, span).await?;
+    let mut days: HashMap<u64, Vec<u8>> = HashMap::new();
+    for (index, key) in &keys {
+        let bytes = &span_entries[*index].data[key.start..key.end];
+        let day = days.entry(key.start_ns / DAY_NS).or_default();
+        let has_content = with_content
+            .get(key.project_id)
+            .and_then(|traces| traces.get(key.trace_id))
+            .is_some_and(|spans| spans.contains(key.span_id));
+        if has_content {
+            let mut span = read_span(&mut Reader::new(bytes))?;
+            renormalize(client, normalizer, &mut span).await?;
+            put_span(day, &span);
+        } else {
+            day.extend_from_slice(bytes);
         }
     }
     // Spans stored before their content events arrived: rewrite them with a newer version.
-    let mut rewritten = Vec::new();
-    let in_batch: HashSet<(&str, &str, &str)> = spans
+    let in_batch: HashSet<(&str, &str, &str)> = keys
         .iter()
-        .map(|span| {
-            (
-                span.project_id.as_str(),
-                span.trace_id.as_str(),
-                span.span_id.as_str(),
-            )
-        })
+        .map(|(_, key)| (key.project_id, key.trace_id, key.span_id))
         .collect();
     let mut done = HashSet::new();
     for event in &events {
@@ -164,12 +192,18 @@ async fn deliver(
         if let Some(mut span) = stored {
             renormalize(client, normalizer, &mut span).await?;
             span.version = version_now();
-            rewritten.push(span);
+            put_span(days.entry(span.start_ns / DAY_NS).or_default(), &span);
         }
     }
-    spans.extend(rewritten);
-    if !spans.is_empty() {
-        insert_by_day(client, "spans", spans, |row| row.start_ns).await?;
+    // One insert per day partition, as ClickHouse prefers.
+    let statement = insert_statement::<SpanRow>("spans");
+    for rows in days.into_values() {
+        let mut insert = client.insert_formatted_with(statement.clone());
+        insert
+            .send(bytes::Bytes::from(rows))
+            .await
+            .map_err(unavailable)?;
+        insert.end().await.map_err(unavailable)?;
     }
     Ok(())
 }
@@ -242,9 +276,7 @@ where
 {
     let mut days: HashMap<u64, Vec<T>> = HashMap::new();
     for row in rows {
-        days.entry(time(&row) / 86_400_000_000_000)
-            .or_default()
-            .push(row);
+        days.entry(time(&row) / DAY_NS).or_default().push(row);
     }
     for rows in days.into_values() {
         insert(client, table, &rows).await?;

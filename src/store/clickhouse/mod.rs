@@ -7,6 +7,7 @@ mod deliver;
 mod metadata;
 pub mod queries;
 mod read;
+pub mod rowbinary;
 pub mod rows;
 pub mod schema;
 pub mod spool;
@@ -27,7 +28,7 @@ use crate::normalize::Normalizer;
 use crate::settings::ProjectSettings;
 use rows::{ContentEventRow, SpanRow};
 use schema::{Dialect, SchemaOptions};
-use spool::{Spool, SpoolEntry};
+use spool::{Spool, SpoolFile};
 
 /// How to reach ClickHouse and how to spool for it.
 #[derive(Debug, Clone)]
@@ -118,9 +119,10 @@ impl ClickHouseStore {
         })
     }
 
-    async fn spool(&self, entries: Vec<SpoolEntry>) -> StoreResult<()> {
+    /// Encodes rows into a spool file and writes it, off the async threads.
+    async fn spool(&self, encode: impl FnOnce() -> SpoolFile + Send + 'static) -> StoreResult<()> {
         let spool = Arc::clone(&self.spool);
-        tokio::task::spawn_blocking(move || spool.append(&entries))
+        tokio::task::spawn_blocking(move || spool.append(encode()))
             .await
             .map_err(|error| StoreError::Unavailable(format!("spool task failed: {error}")))?
     }
@@ -215,35 +217,35 @@ impl Store for ClickHouseStore {
 
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
         let version = version_now();
-        let entries = batches
-            .iter()
-            .map(|batch| {
-                SpoolEntry::Spans(
-                    batch
-                        .spans
-                        .iter()
-                        .map(|span| SpanRow::new(&batch.project_id, span, version))
-                        .collect(),
-                )
-            })
-            .collect();
-        self.spool(entries).await
+        self.spool(move || {
+            let mut file = SpoolFile::new();
+            for batch in &batches {
+                let rows: Vec<SpanRow> = batch
+                    .spans
+                    .iter()
+                    .map(|span| SpanRow::new(&batch.project_id, span, version))
+                    .collect();
+                file.push_spans(&batch.project_id, &rows);
+            }
+            file
+        })
+        .await
     }
 
     async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {
-        let entries = batches
-            .iter()
-            .map(|batch| {
-                SpoolEntry::ContentEvents(
-                    batch
-                        .events
-                        .iter()
-                        .map(|content| deliver::content_event_row(&batch.project_id, content))
-                        .collect::<Vec<ContentEventRow>>(),
-                )
-            })
-            .collect();
-        self.spool(entries).await
+        self.spool(move || {
+            let mut file = SpoolFile::new();
+            for batch in &batches {
+                let rows: Vec<ContentEventRow> = batch
+                    .events
+                    .iter()
+                    .map(|content| deliver::content_event_row(&batch.project_id, content))
+                    .collect();
+                file.push_content_events(&batch.project_id, &rows);
+            }
+            file
+        })
+        .await
     }
 
     async fn get_settings(&self, project_id: &str) -> StoreResult<ProjectSettings> {
