@@ -5,6 +5,7 @@
 #
 #   bench/clickhouse.sh                       target/release, 30 s
 #   BIN=/tmp/old/bin DURATION=60 bench/clickhouse.sh
+#   CONFIG=spanhouse.toml bench/clickhouse.sh   with a config file (say, [clickhouse] settings)
 #   PERF=1 bench/clickhouse.sh                also `perf record -g` the server for 10 s mid-load
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 url=$(scripts/clickhouse.sh start)
 curl -sf "$url" --data-binary "DROP DATABASE IF EXISTS $DATABASE" >/dev/null
 data="$WORK/data"
-"$SPANHOUSE" serve --data-dir "$data" --http-listen "127.0.0.1:$PORT" \
+"$SPANHOUSE" ${CONFIG:+--config "$CONFIG"} serve --data-dir "$data" --http-listen "127.0.0.1:$PORT" \
   --grpc-listen "127.0.0.1:$((PORT + 1))" --storage clickhouse --clickhouse-url "$url" \
   --clickhouse-database "$DATABASE" 2>"$WORK/server.log" &
 pid=$!

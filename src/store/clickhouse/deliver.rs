@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -54,6 +55,18 @@ pub async fn run(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
+        // Few large inserts: ClickHouse merges every part it is given, so many small ones cost
+        // it more CPU than the rows themselves. A batch waits until it is full or its oldest
+        // file has waited `flush_interval`.
+        let (items, age) = spool.waiting();
+        if items == 0 {
+            tokio::time::sleep(flush_interval).await;
+            continue;
+        }
+        if items < batch_max_items && age < flush_interval {
+            tokio::time::sleep((flush_interval - age).min(Duration::from_millis(50))).await;
+            continue;
+        }
         let files = match spool.oldest(batch_max_items) {
             Ok(files) => files,
             Err(error) => {
@@ -150,22 +163,45 @@ async fn deliver(
                 .insert(pair.span_id);
         }
     }
-    let mut days: HashMap<u64, Vec<u8>> = HashMap::new();
+    // Per day, the rows as chunks of the spool's bytes: runs of rows of one entry are slices
+    // of it (no copy); a span normalized again is encoded anew.
+    let mut days: HashMap<u64, Vec<Bytes>> = HashMap::new();
+    let mut run: Option<(usize, u64, usize, usize)> = None; // entry, day, start, end
+    let flush = |days: &mut HashMap<u64, Vec<Bytes>>, run: Option<(usize, u64, usize, usize)>| {
+        if let Some((index, day, start, end)) = run {
+            let data: &Bytes = &span_entries[index].data;
+            days.entry(day).or_default().push(data.slice(start..end));
+        }
+    };
     for (index, key) in &keys {
-        let bytes = &span_entries[*index].data[key.start..key.end];
-        let day = days.entry(key.start_ns / DAY_NS).or_default();
+        let day = key.start_ns / DAY_NS;
         let has_content = with_content
             .get(key.project_id)
             .and_then(|traces| traces.get(key.trace_id))
             .is_some_and(|spans| spans.contains(key.span_id));
         if has_content {
-            let mut span = read_span(&mut Reader::new(bytes))?;
+            flush(&mut days, run.take());
+            let data = &span_entries[*index].data;
+            let mut span = read_span(&mut Reader::new(&data[key.start..key.end]))?;
             renormalize(client, normalizer, &mut span).await?;
-            put_span(day, &span);
-        } else {
-            day.extend_from_slice(bytes);
+            let mut bytes = Vec::new();
+            put_span(&mut bytes, &span);
+            days.entry(day).or_default().push(bytes.into());
+            continue;
+        }
+        match &mut run {
+            Some((run_index, run_day, _, end))
+                if *run_index == *index && *run_day == day && *end == key.start =>
+            {
+                *end = key.end;
+            }
+            _ => {
+                flush(&mut days, run.take());
+                run = Some((*index, day, key.start, key.end));
+            }
         }
     }
+    flush(&mut days, run.take());
     // Spans stored before their content events arrived: rewrite them with a newer version.
     let in_batch: HashSet<(&str, &str, &str)> = keys
         .iter()
@@ -192,17 +228,20 @@ async fn deliver(
         if let Some(mut span) = stored {
             renormalize(client, normalizer, &mut span).await?;
             span.version = version_now();
-            put_span(days.entry(span.start_ns / DAY_NS).or_default(), &span);
+            let mut bytes = Vec::new();
+            put_span(&mut bytes, &span);
+            days.entry(span.start_ns / DAY_NS)
+                .or_default()
+                .push(bytes.into());
         }
     }
     // One insert per day partition, as ClickHouse prefers.
     let statement = insert_statement::<SpanRow>("spans");
-    for rows in days.into_values() {
+    for chunks in days.into_values() {
         let mut insert = client.insert_formatted_with(statement.clone());
-        insert
-            .send(bytes::Bytes::from(rows))
-            .await
-            .map_err(unavailable)?;
+        for chunk in chunks {
+            insert.send(chunk).await.map_err(unavailable)?;
+        }
         insert.end().await.map_err(unavailable)?;
     }
     Ok(())

@@ -120,9 +120,13 @@ impl ClickHouseStore {
     }
 
     /// Encodes rows into a spool file and writes it, off the async threads.
-    async fn spool(&self, encode: impl FnOnce() -> SpoolFile + Send + 'static) -> StoreResult<()> {
+    async fn spool(
+        &self,
+        items: usize,
+        encode: impl FnOnce(SpoolFile) -> SpoolFile + Send + 'static,
+    ) -> StoreResult<()> {
         let spool = Arc::clone(&self.spool);
-        tokio::task::spawn_blocking(move || spool.append(encode()))
+        tokio::task::spawn_blocking(move || spool.append(encode(spool.file_for(items))))
             .await
             .map_err(|error| StoreError::Unavailable(format!("spool task failed: {error}")))?
     }
@@ -217,15 +221,14 @@ impl Store for ClickHouseStore {
 
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
         let version = version_now();
-        self.spool(move || {
-            let mut file = SpoolFile::new();
+        let items = batches.iter().map(|batch| batch.spans.len()).sum();
+        self.spool(items, move |mut file| {
             for batch in &batches {
-                let rows: Vec<SpanRow> = batch
-                    .spans
-                    .iter()
-                    .map(|span| SpanRow::new(&batch.project_id, span, version))
-                    .collect();
-                file.push_spans(&batch.project_id, &rows);
+                file.push_spans_with(&batch.project_id, |put| {
+                    for span in &batch.spans {
+                        put(&SpanRow::new(&batch.project_id, span, version));
+                    }
+                });
             }
             file
         })
@@ -233,8 +236,8 @@ impl Store for ClickHouseStore {
     }
 
     async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {
-        self.spool(move || {
-            let mut file = SpoolFile::new();
+        let items = batches.iter().map(|batch| batch.events.len()).sum();
+        self.spool(items, move |mut file| {
             for batch in &batches {
                 let rows: Vec<ContentEventRow> = batch
                     .events

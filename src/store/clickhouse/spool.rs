@@ -10,6 +10,8 @@ use std::fs::{self, File};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -61,8 +63,15 @@ impl Default for SpoolFile {
 
 impl SpoolFile {
     pub fn new() -> Self {
+        Self::with_capacity(1)
+    }
+
+    /// A file whose bytes need not grow up to `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut bytes = Vec::with_capacity(capacity.max(1));
+        bytes.push(VERSION);
         Self {
-            bytes: vec![VERSION],
+            bytes,
             items: 0,
             projects: HashMap::new(),
         }
@@ -83,6 +92,23 @@ impl SpoolFile {
         self.bytes[header + 8..header + 16].copy_from_slice(&length.to_le_bytes());
         self.items += rows;
         *self.projects.entry(project_id.to_owned()).or_default() += rows;
+    }
+
+    /// Appends the span rows of one project that `rows` passes to its argument, one at a time
+    /// (so that they need not all be in memory at once).
+    pub fn push_spans_with(
+        &mut self,
+        project_id: &str,
+        rows: impl FnOnce(&mut dyn FnMut(&SpanRow)),
+    ) {
+        self.push(Kind::Spans, project_id, |bytes| {
+            let mut count = 0;
+            rows(&mut |row| {
+                rowbinary::put_span(bytes, row);
+                count += 1;
+            });
+            count
+        });
     }
 
     /// Appends span rows of one project.
@@ -137,8 +163,8 @@ fn count_by_project(entries: &[SpoolEntry]) -> HashMap<String, u64> {
 #[derive(Debug, Default)]
 struct State {
     next_sequence: u64,
-    /// Sequence → (bytes, items) of each file not yet delivered.
-    files: BTreeMap<u64, (u64, u64)>,
+    /// Sequence → (bytes, items, when written or found) of each file not yet delivered.
+    files: BTreeMap<u64, (u64, u64, Instant)>,
     /// Sequence → items per project, for each file not yet delivered.
     projects: BTreeMap<u64, HashMap<String, u64>>,
     bytes: u64,
@@ -149,6 +175,8 @@ pub struct Spool {
     directory: PathBuf,
     max_bytes: u64,
     state: Mutex<State>,
+    /// Bytes per item of the last file written, to size the next one.
+    bytes_per_item: AtomicU64,
 }
 
 fn unavailable(what: &str, error: impl std::fmt::Display) -> StoreError {
@@ -177,7 +205,7 @@ impl Spool {
             let entries = read_file(&entry.path())?;
             let items = entries.iter().map(|entry| entry.rows).sum();
             state.projects.insert(sequence, count_by_project(&entries));
-            state.files.insert(sequence, (bytes, items));
+            state.files.insert(sequence, (bytes, items, Instant::now()));
             state.bytes += bytes;
             state.items += items;
             state.next_sequence = state.next_sequence.max(sequence + 1);
@@ -186,6 +214,7 @@ impl Spool {
             directory: directory.to_owned(),
             max_bytes,
             state: Mutex::new(state),
+            bytes_per_item: AtomicU64::new(0),
         })
     }
 
@@ -207,6 +236,25 @@ impl Spool {
             .values()
             .filter_map(|counts| counts.get(project_id))
             .sum()
+    }
+
+    /// An empty file for about `items` spans or events, sized after the last one written so
+    /// that encoding into it does not grow it.
+    pub fn file_for(&self, items: usize) -> SpoolFile {
+        let per_item = self.bytes_per_item.load(Ordering::Relaxed) as usize;
+        SpoolFile::with_capacity((per_item + per_item / 8 + 64) * items + 64)
+    }
+
+    /// Items waiting, and how long the oldest file has waited.
+    pub fn waiting(&self) -> (u64, Duration) {
+        let state = self.lock();
+        let age = state
+            .files
+            .values()
+            .next()
+            .map(|(_, _, written)| written.elapsed())
+            .unwrap_or_default();
+        (state.items, age)
     }
 
     /// Writes a file durably. Blocking.
@@ -240,7 +288,13 @@ impl Spool {
             .map_err(|error| unavailable("sync directory", error))?;
         let mut state = self.lock();
         state.projects.insert(sequence, projects);
-        state.files.insert(sequence, (text.len() as u64, items));
+        state
+            .files
+            .insert(sequence, (text.len() as u64, items, Instant::now()));
+        if items > 0 {
+            self.bytes_per_item
+                .store(text.len() as u64 / items, Ordering::Relaxed);
+        }
         state.bytes += text.len() as u64;
         state.items += items;
         Ok(())
@@ -252,7 +306,7 @@ impl Spool {
             let state = self.lock();
             let mut total = 0;
             let mut chosen = Vec::new();
-            for (sequence, (_, items)) in &state.files {
+            for (sequence, (_, items, _)) in &state.files {
                 if !chosen.is_empty() && total + items > max_items {
                     break;
                 }
@@ -276,7 +330,7 @@ impl Spool {
         for sequence in sequences {
             let _ = fs::remove_file(self.directory.join(format!("{sequence:020}.spool")));
             state.projects.remove(sequence);
-            if let Some((bytes, items)) = state.files.remove(sequence) {
+            if let Some((bytes, items, _)) = state.files.remove(sequence) {
                 state.bytes -= bytes;
                 state.items -= items;
             }
