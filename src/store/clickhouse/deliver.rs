@@ -45,7 +45,16 @@ pub fn content_event_row(project_id: &str, content: &ContentEvent) -> ContentEve
     }
 }
 
+/// Batches being inserted at once. One insert keeps one ClickHouse thread busy while the
+/// server waits; with two, the second core is used while the first insert is written.
+const IN_FLIGHT: usize = 2;
+
 /// Delivers the spool until the store is dropped.
+///
+/// Batches of spans alone are inserted up to `IN_FLIGHT` at once, in any order (each is
+/// independent: its spans are normalized with the content events already stored). A batch with
+/// content events runs alone, after every earlier batch is stored and before any later one
+/// starts: it rewrites spans stored before it, and later spans find its events.
 pub async fn run(
     client: Client,
     spool: Arc<Spool>,
@@ -54,20 +63,48 @@ pub async fn run(
     flush_interval: Duration,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut tasks: tokio::task::JoinSet<(Vec<u64>, StoreResult<()>)> = tokio::task::JoinSet::new();
+    let mut exclusive = false;
     loop {
+        // Reap finished batches; wait for one while no other may start.
+        let finished = if tasks.len() >= IN_FLIGHT || (exclusive && !tasks.is_empty()) {
+            tasks.join_next().await
+        } else {
+            tasks.try_join_next()
+        };
+        if let Some(finished) = finished {
+            match finished {
+                Ok((sequences, Ok(()))) => {
+                    spool.remove(&sequences);
+                    backoff = Duration::from_millis(100);
+                }
+                Ok((sequences, Err(error))) => {
+                    spool.release(&sequences);
+                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "delivering to clickhouse failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(error) => tracing::error!(%error, "a delivery task failed"),
+            }
+            if tasks.is_empty() {
+                exclusive = false;
+            }
+            continue;
+        }
         // Few large inserts: ClickHouse merges every part it is given, so many small ones cost
         // it more CPU than the rows themselves. A batch waits until it is full or its oldest
         // file has waited `flush_interval`.
         let (items, age) = spool.waiting();
-        if items == 0 {
-            tokio::time::sleep(flush_interval).await;
+        if items == 0 || (items < batch_max_items && age < flush_interval) {
+            let wait = if items == 0 {
+                flush_interval
+            } else {
+                flush_interval - age
+            };
+            tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
             continue;
         }
-        if items < batch_max_items && age < flush_interval {
-            tokio::time::sleep((flush_interval - age).min(Duration::from_millis(50))).await;
-            continue;
-        }
-        let files = match spool.oldest(batch_max_items) {
+        let files = match spool.take_oldest(batch_max_items) {
             Ok(files) => files,
             Err(error) => {
                 tracing::error!(%error, "cannot read the spool");
@@ -76,22 +113,34 @@ pub async fn run(
             }
         };
         if files.is_empty() {
-            tokio::time::sleep(flush_interval).await;
             continue;
         }
         let sequences: Vec<u64> = files.iter().map(|(sequence, _)| *sequence).collect();
         let entries: Vec<SpoolEntry> = files.into_iter().flat_map(|(_, entries)| entries).collect();
-        match deliver(&client, &normalizer, entries).await {
-            Ok(()) => {
-                spool.remove(&sequences);
-                backoff = Duration::from_millis(100);
+        let has_events = entries
+            .iter()
+            .any(|entry| entry.kind == Kind::ContentEvents);
+        if has_events {
+            // After every earlier batch: wait for those in flight (their results are handled
+            // above on the next rounds; this one is claimed meanwhile).
+            while let Some(finished) = tasks.join_next().await {
+                match finished {
+                    Ok((done, Ok(()))) => spool.remove(&done),
+                    Ok((failed, Err(error))) => {
+                        spool.release(&failed);
+                        tracing::warn!(%error, "delivering to clickhouse failed");
+                    }
+                    Err(error) => tracing::error!(%error, "a delivery task failed"),
+                }
             }
-            Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "delivering to clickhouse failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
+            exclusive = true;
         }
+        let client = client.clone();
+        let normalizer = Arc::clone(&normalizer);
+        tasks.spawn(async move {
+            let result = deliver(&client, &normalizer, entries).await;
+            (sequences, result)
+        });
     }
 }
 

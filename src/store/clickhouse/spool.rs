@@ -169,6 +169,8 @@ struct State {
     projects: BTreeMap<u64, HashMap<String, u64>>,
     bytes: u64,
     items: u64,
+    /// Files being delivered, with their items: not offered again until released or removed.
+    claimed: HashMap<u64, u64>,
 }
 
 pub struct Spool {
@@ -245,16 +247,17 @@ impl Spool {
         SpoolFile::with_capacity((per_item + per_item / 8 + 64) * items + 64)
     }
 
-    /// Items waiting, and how long the oldest file has waited.
+    /// Items waiting and not claimed, and how long the oldest such file has waited.
     pub fn waiting(&self) -> (u64, Duration) {
         let state = self.lock();
         let age = state
             .files
-            .values()
-            .next()
-            .map(|(_, _, written)| written.elapsed())
+            .iter()
+            .find(|(sequence, _)| !state.claimed.contains_key(sequence))
+            .map(|(_, (_, _, written))| written.elapsed())
             .unwrap_or_default();
-        (state.items, age)
+        let claimed: u64 = state.claimed.values().sum();
+        (state.items - claimed, age)
     }
 
     /// Writes a file durably. Blocking.
@@ -300,28 +303,46 @@ impl Spool {
         Ok(())
     }
 
-    /// The oldest files, up to about `max_items` spans and events (at least one file).
-    pub fn oldest(&self, max_items: u64) -> Result<Vec<(u64, Vec<SpoolEntry>)>, StoreError> {
+    /// Claims the oldest files not claimed yet, up to about `max_items` spans and events (at
+    /// least one file), and reads them. They are not offered again until `release`d (delivery
+    /// failed) or `remove`d (delivered).
+    pub fn take_oldest(&self, max_items: u64) -> Result<Vec<(u64, Vec<SpoolEntry>)>, StoreError> {
         let chosen: Vec<u64> = {
-            let state = self.lock();
+            let mut state = self.lock();
             let mut total = 0;
             let mut chosen = Vec::new();
             for (sequence, (_, items, _)) in &state.files {
+                if state.claimed.contains_key(sequence) {
+                    continue;
+                }
                 if !chosen.is_empty() && total + items > max_items {
                     break;
                 }
                 total += items;
-                chosen.push(*sequence);
+                chosen.push((*sequence, *items));
             }
-            chosen
+            state.claimed.extend(chosen.iter().copied());
+            chosen.into_iter().map(|(sequence, _)| sequence).collect()
         };
-        chosen
-            .into_iter()
+        let read: Result<Vec<_>, StoreError> = chosen
+            .iter()
             .map(|sequence| {
                 let path = self.directory.join(format!("{sequence:020}.spool"));
-                Ok((sequence, read_file(&path)?))
+                Ok((*sequence, read_file(&path)?))
             })
-            .collect()
+            .collect();
+        if read.is_err() {
+            self.release(&chosen);
+        }
+        read
+    }
+
+    /// Offers claimed files again (their delivery failed).
+    pub fn release(&self, sequences: &[u64]) {
+        let mut state = self.lock();
+        for sequence in sequences {
+            state.claimed.remove(sequence);
+        }
     }
 
     /// Forgets delivered files.
@@ -330,6 +351,7 @@ impl Spool {
         for sequence in sequences {
             let _ = fs::remove_file(self.directory.join(format!("{sequence:020}.spool")));
             state.projects.remove(sequence);
+            state.claimed.remove(sequence);
             if let Some((bytes, items, _)) = state.files.remove(sequence) {
                 state.bytes -= bytes;
                 state.items -= items;
@@ -465,7 +487,7 @@ mod tests {
         let reopened = Spool::open(directory.path(), 600).unwrap();
         assert_eq!(reopened.items(), 3);
         assert_eq!(reopened.items_of("p"), 3);
-        let oldest = reopened.oldest(1).unwrap();
+        let oldest = reopened.take_oldest(1).unwrap();
         assert_eq!(oldest.len(), 1, "at least one file, no more than asked");
         let entry = &oldest[0].1[0];
         assert_eq!(
@@ -476,8 +498,23 @@ mod tests {
             read_content_event(&mut Reader::new(&entry.data)).unwrap(),
             event_row("a")
         );
+        assert_eq!(reopened.waiting().0, 2, "claimed files are not waiting");
+        let next = reopened.take_oldest(1).unwrap();
+        assert_eq!(next.len(), 1);
+        assert_ne!(
+            next[0].0, oldest[0].0,
+            "a claimed file is not offered twice"
+        );
+        reopened.release(&[next[0].0]);
+        assert_eq!(
+            reopened.take_oldest(1).unwrap()[0].0,
+            next[0].0,
+            "released, offered again"
+        );
+        reopened.release(&[next[0].0]);
         reopened.remove(&[oldest[0].0]);
         assert_eq!(reopened.items(), 2);
+        assert_eq!(reopened.waiting().0, 2);
         assert!(
             !directory
                 .path()
@@ -521,9 +558,9 @@ mod tests {
         let spool = Spool::open(directory.path(), 1 << 20).unwrap();
         assert_eq!(
             (spool.items(), spool.items_of("p"), spool.items_of("q")),
-            (4, 3, 1)
+            (3, 2, 1)
         );
-        let files = spool.oldest(100).unwrap();
+        let files = spool.take_oldest(100).unwrap();
         assert_eq!(files.len(), 1);
         let (sequence, entries) = &files[0];
         assert_eq!(*sequence, 4);
@@ -532,17 +569,17 @@ mod tests {
         for entry in entries {
             let mut reader = Reader::new(&entry.data);
             for _ in 0..entry.rows {
-                match entry.kind {
-                    Kind::Spans => spans.push(read_span(&mut reader).unwrap()),
-                    Kind::ContentEvents => content.push(read_content_event(&mut reader).unwrap()),
-                }
-                assert_eq!(
-                    spans
-                        .last()
-                        .map(|row| row.project_id.as_str())
-                        .unwrap_or("p"),
-                    entry.project_id
-                );
+                let project_id = match entry.kind {
+                    Kind::Spans => {
+                        spans.push(read_span(&mut reader).unwrap());
+                        spans.last().unwrap().project_id.clone()
+                    }
+                    Kind::ContentEvents => {
+                        content.push(read_content_event(&mut reader).unwrap());
+                        content.last().unwrap().project_id.clone()
+                    }
+                };
+                assert_eq!(project_id, entry.project_id);
             }
             assert!(reader.is_empty());
         }
