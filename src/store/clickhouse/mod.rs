@@ -220,19 +220,35 @@ impl Store for ClickHouseStore {
     }
 
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
+        // Each request's spans are encoded on a blocking thread of their own, so that a write
+        // of several requests uses both cores; then one file is written and synced.
         let version = version_now();
-        let items = batches.iter().map(|batch| batch.spans.len()).sum();
-        self.spool(items, move |mut file| {
-            for batch in &batches {
-                file.push_spans_with(&batch.project_id, |put| {
-                    for span in &batch.spans {
-                        put(&SpanRow::new(&batch.project_id, span, version));
-                    }
-                });
-            }
-            file
-        })
-        .await
+        let encoders: Vec<_> = batches
+            .into_iter()
+            .map(|batch| {
+                let mut file = self.spool.file_for(batch.spans.len());
+                tokio::task::spawn_blocking(move || {
+                    file.push_spans_with(&batch.project_id, |put| {
+                        for span in &batch.spans {
+                            put(&SpanRow::new(&batch.project_id, span, version));
+                        }
+                    });
+                    file
+                })
+            })
+            .collect();
+        let mut parts = Vec::with_capacity(encoders.len());
+        for encoder in encoders {
+            parts.push(
+                encoder.await.map_err(|error| {
+                    StoreError::Unavailable(format!("spool task failed: {error}"))
+                })?,
+            );
+        }
+        let spool = Arc::clone(&self.spool);
+        tokio::task::spawn_blocking(move || spool.append_parts(parts))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("spool task failed: {error}")))?
     }
 
     async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {

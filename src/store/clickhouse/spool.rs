@@ -262,14 +262,26 @@ impl Spool {
 
     /// Writes a file durably. Blocking.
     pub fn append(&self, file: SpoolFile) -> Result<(), StoreError> {
-        let SpoolFile {
-            bytes: text,
-            items,
-            projects,
-        } = file;
+        self.append_parts(vec![file])
+    }
+
+    /// Writes the entries of several files, encoded apart (say, on several threads), durably
+    /// as one file. Blocking.
+    pub fn append_parts(&self, parts: Vec<SpoolFile>) -> Result<(), StoreError> {
+        let length: u64 = 1 + parts
+            .iter()
+            .map(|part| part.bytes.len() as u64 - 1)
+            .sum::<u64>();
+        let items: u64 = parts.iter().map(|part| part.items).sum();
+        let mut projects: HashMap<String, u64> = HashMap::new();
+        for part in &parts {
+            for (project, count) in &part.projects {
+                *projects.entry(project.clone()).or_default() += count;
+            }
+        }
         let sequence = {
             let mut state = self.lock();
-            if state.bytes + text.len() as u64 > self.max_bytes && state.bytes > 0 {
+            if state.bytes + length > self.max_bytes && state.bytes > 0 {
                 return Err(StoreError::Unavailable(format!(
                     "the spool is full ({} bytes waiting for ClickHouse); retry later",
                     state.bytes
@@ -282,7 +294,12 @@ impl Spool {
         let partial = self.directory.join(format!("{sequence:020}.partial"));
         let final_path = self.directory.join(format!("{sequence:020}.spool"));
         let mut file = File::create(&partial).map_err(|error| unavailable("create file", error))?;
-        file.write_all(&text)
+        // The version byte once, then every part's entries.
+        let mut written = file.write_all(&[VERSION]);
+        for part in &parts {
+            written = written.and_then(|()| file.write_all(&part.bytes[1..]));
+        }
+        written
             .and_then(|()| file.sync_all())
             .map_err(|error| unavailable("write", error))?;
         fs::rename(&partial, &final_path).map_err(|error| unavailable("rename", error))?;
@@ -293,12 +310,11 @@ impl Spool {
         state.projects.insert(sequence, projects);
         state
             .files
-            .insert(sequence, (text.len() as u64, items, Instant::now()));
+            .insert(sequence, (length, items, Instant::now()));
         if items > 0 {
-            self.bytes_per_item
-                .store(text.len() as u64 / items, Ordering::Relaxed);
+            self.bytes_per_item.store(length / items, Ordering::Relaxed);
         }
-        state.bytes += text.len() as u64;
+        state.bytes += length;
         state.items += items;
         Ok(())
     }
