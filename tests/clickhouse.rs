@@ -525,3 +525,36 @@ async fn a_spool_file_of_the_first_format_is_delivered_after_an_upgrade() {
     node.server.shutdown().await.unwrap();
     drop_database(&database).await;
 }
+
+/// A delivered batch may hold more traces than one query's text can name (ClickHouse caps it
+/// at 256 KiB): the lookup of their content events is split, and the batch is stored.
+#[tokio::test]
+async fn a_batch_of_more_traces_than_one_query_holds_is_delivered() {
+    if !clickhouse_available().await {
+        return;
+    }
+    let database = fresh_database();
+    let node = Node::start(&database, |_| {}).await;
+    let admin = node.server.bootstrap_token.clone().unwrap();
+    let start = recent(5);
+    let spans: Vec<_> = (0..9000u32)
+        .map(|n| {
+            let mut one = span(1, 1, None, "many traces", start);
+            one.trace_id[..4].copy_from_slice(&n.to_be_bytes());
+            one
+        })
+        .collect();
+    assert_eq!(post(&node, &admin, spans).await.status(), 200);
+    drained(&node).await;
+    let count = reqwest::Client::new()
+        .post(clickhouse_url())
+        .body(format!("SELECT uniqExact(trace_id) FROM {database}.spans"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count.trim(), "9000");
+    drop_database(&database).await;
+}

@@ -146,6 +146,9 @@ pub async fn run(
 
 const DAY_NS: u64 = 86_400_000_000_000;
 
+/// Trace ids in one query for the spans with content events (about 36 bytes each in its text).
+const TRACE_IDS_PER_QUERY: usize = 2_000;
+
 /// Inserts one batch of spool entries. Span rows go as the spool has them (RowBinary), copied
 /// into one insert per day; only spans with GenAI content events are decoded, normalized again
 /// and encoded.
@@ -196,13 +199,20 @@ async fn deliver(
     }
     for (project_id, trace_ids) in by_project {
         let trace_ids: Vec<&str> = trace_ids.into_iter().collect();
-        let pairs: Vec<TraceSpan> = client
-            .query(SPANS_WITH_CONTENT)
-            .bind(project_id)
-            .bind(trace_ids)
-            .fetch_all()
-            .await
-            .map_err(unavailable)?;
+        let mut pairs: Vec<TraceSpan> = Vec::new();
+        // The ids are bound into the query's text, which ClickHouse caps (max_query_size,
+        // 256 KiB by default): a few thousand per query.
+        for chunk in trace_ids.chunks(TRACE_IDS_PER_QUERY) {
+            pairs.extend(
+                client
+                    .query(SPANS_WITH_CONTENT)
+                    .bind(project_id)
+                    .bind(chunk)
+                    .fetch_all::<TraceSpan>()
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
         for pair in pairs {
             with_content
                 .entry(project_id)
