@@ -311,8 +311,8 @@ impl Spool {
         state
             .files
             .insert(sequence, (length, items, Instant::now()));
-        if items > 0 {
-            self.bytes_per_item.store(length / items, Ordering::Relaxed);
+        if let Some(per_item) = length.checked_div(items) {
+            self.bytes_per_item.store(per_item, Ordering::Relaxed);
         }
         state.bytes += length;
         state.items += items;
