@@ -461,3 +461,100 @@ async fn kill_9_with_a_full_spool_loses_nothing_and_doubles_nothing() {
     served.kill_9();
     drop_database(&database).await;
 }
+
+/// A spool file of the first format (JSON lines, left by a server before an upgrade) is
+/// delivered by the upgraded server, once.
+#[tokio::test]
+async fn a_spool_file_of_the_first_format_is_delivered_after_an_upgrade() {
+    use spanhouse::store::clickhouse::queries::span_by_id;
+    use spanhouse::store::clickhouse::rows::SpanRow;
+    use spanhouse::store::clickhouse::spool::LegacyEntry;
+    if !clickhouse_available().await {
+        return;
+    }
+    let database = fresh_database();
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(data_dir.path());
+    use_clickhouse(&mut config, &database);
+    let node = Node {
+        server: start(&config).await.unwrap(),
+        _data_dir: tempfile::tempdir().unwrap(),
+    };
+    let admin = node.server.bootstrap_token.clone().unwrap();
+    let spans = vec![span(1, 1, None, "stored", recent(5))];
+    assert_eq!(post(&node, &admin, spans).await.status(), 200);
+    drained(&node).await;
+
+    // A row as the server stores it, moved to trace 2: what the old spool held.
+    let client = clickhouse::Client::default()
+        .with_url(clickhouse_url())
+        .with_database(&database)
+        .with_validation(false);
+    let project = spanhouse::server::open_store(&config, spanhouse::server::StoreUser::Command)
+        .await
+        .unwrap()
+        .find_project("default")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut row: SpanRow = client
+        .query(&span_by_id())
+        .bind(&project.id)
+        .bind(hex_trace(1))
+        .bind("0101010101010101")
+        .fetch_one()
+        .await
+        .unwrap();
+    row.trace_id = hex_trace(2);
+    row.name = "from the old spool".into();
+    node.server.shutdown().await.unwrap();
+    let line = serde_json::to_string(&LegacyEntry::Spans(vec![row])).unwrap();
+    assert!(line.starts_with("{\"Spans\":[{"), "{line}");
+    let spool = data_dir.path().join("spool");
+    std::fs::write(spool.join("00000000000000000100.spool"), line + "\n").unwrap();
+
+    let node = Node {
+        server: start(&config).await.unwrap(),
+        _data_dir: tempfile::tempdir().unwrap(),
+    };
+    drained(&node).await;
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+    assert_traces(node.server.http_addr, &admin, &[(1, 1), (2, 1)]).await;
+    let (_, trace) = get(&node, &admin, &format!("/api/v1/traces/{}", hex_trace(2))).await;
+    assert_eq!(trace["spans"][0]["name"], "from the old spool");
+    node.server.shutdown().await.unwrap();
+    drop_database(&database).await;
+}
+
+/// A delivered batch may hold more traces than one query's text can name (ClickHouse caps it
+/// at 256 KiB): the lookup of their content events is split, and the batch is stored.
+#[tokio::test]
+async fn a_batch_of_more_traces_than_one_query_holds_is_delivered() {
+    if !clickhouse_available().await {
+        return;
+    }
+    let database = fresh_database();
+    let node = Node::start(&database, |_| {}).await;
+    let admin = node.server.bootstrap_token.clone().unwrap();
+    let start = recent(5);
+    let spans: Vec<_> = (0..9000u32)
+        .map(|n| {
+            let mut one = span(1, 1, None, "many traces", start);
+            one.trace_id[..4].copy_from_slice(&n.to_be_bytes());
+            one
+        })
+        .collect();
+    assert_eq!(post(&node, &admin, spans).await.status(), 200);
+    drained(&node).await;
+    let count = reqwest::Client::new()
+        .post(clickhouse_url())
+        .body(format!("SELECT uniqExact(trace_id) FROM {database}.spans"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count.trim(), "9000");
+    drop_database(&database).await;
+}

@@ -7,14 +7,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::metadata::insert;
 use super::queries::{SPANS_WITH_CONTENT, content_events_of_span, span_by_id};
+use super::rowbinary::{
+    Reader, insert_statement, put_span, read_content_event, read_span, scan_span,
+};
 use super::rows::{ContentEventRow, SpanRow};
-use super::spool::{Spool, SpoolEntry};
+use super::spool::{Kind, Spool, SpoolEntry};
 use super::{unavailable, version_now};
 use crate::model::attributes::{from_stored_json, to_stored_json};
 use crate::model::{ContentEvent, Event, SpanId, TraceId};
@@ -41,7 +45,16 @@ pub fn content_event_row(project_id: &str, content: &ContentEvent) -> ContentEve
     }
 }
 
+/// Batches being inserted at once. One insert keeps one ClickHouse thread busy while the
+/// server waits; with two, the second core is used while the first insert is written.
+const IN_FLIGHT: usize = 2;
+
 /// Delivers the spool until the store is dropped.
+///
+/// Batches of spans alone are inserted up to `IN_FLIGHT` at once, in any order (each is
+/// independent: its spans are normalized with the content events already stored). A batch with
+/// content events runs alone, after every earlier batch is stored and before any later one
+/// starts: it rewrites spans stored before it, and later spans find its events.
 pub async fn run(
     client: Client,
     spool: Arc<Spool>,
@@ -50,8 +63,48 @@ pub async fn run(
     flush_interval: Duration,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut tasks: tokio::task::JoinSet<(Vec<u64>, StoreResult<()>)> = tokio::task::JoinSet::new();
+    let mut exclusive = false;
     loop {
-        let files = match spool.oldest(batch_max_items) {
+        // Reap finished batches; wait for one while no other may start.
+        let finished = if tasks.len() >= IN_FLIGHT || (exclusive && !tasks.is_empty()) {
+            tasks.join_next().await
+        } else {
+            tasks.try_join_next()
+        };
+        if let Some(finished) = finished {
+            match finished {
+                Ok((sequences, Ok(()))) => {
+                    spool.remove(&sequences);
+                    backoff = Duration::from_millis(100);
+                }
+                Ok((sequences, Err(error))) => {
+                    spool.release(&sequences);
+                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "delivering to clickhouse failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(error) => tracing::error!(%error, "a delivery task failed"),
+            }
+            if tasks.is_empty() {
+                exclusive = false;
+            }
+            continue;
+        }
+        // Few large inserts: ClickHouse merges every part it is given, so many small ones cost
+        // it more CPU than the rows themselves. A batch waits until it is full or its oldest
+        // file has waited `flush_interval`.
+        let (items, age) = spool.waiting();
+        if items == 0 || (items < batch_max_items && age < flush_interval) {
+            let wait = if items == 0 {
+                flush_interval
+            } else {
+                flush_interval - age
+            };
+            tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
+            continue;
+        }
+        let files = match spool.take_oldest(batch_max_items) {
             Ok(files) => files,
             Err(error) => {
                 tracing::error!(%error, "cannot read the spool");
@@ -60,37 +113,61 @@ pub async fn run(
             }
         };
         if files.is_empty() {
-            tokio::time::sleep(flush_interval).await;
             continue;
         }
         let sequences: Vec<u64> = files.iter().map(|(sequence, _)| *sequence).collect();
         let entries: Vec<SpoolEntry> = files.into_iter().flat_map(|(_, entries)| entries).collect();
-        match deliver(&client, &normalizer, entries).await {
-            Ok(()) => {
-                spool.remove(&sequences);
-                backoff = Duration::from_millis(100);
+        let has_events = entries
+            .iter()
+            .any(|entry| entry.kind == Kind::ContentEvents);
+        if has_events {
+            // After every earlier batch: wait for those in flight (their results are handled
+            // above on the next rounds; this one is claimed meanwhile).
+            while let Some(finished) = tasks.join_next().await {
+                match finished {
+                    Ok((done, Ok(()))) => spool.remove(&done),
+                    Ok((failed, Err(error))) => {
+                        spool.release(&failed);
+                        tracing::warn!(%error, "delivering to clickhouse failed");
+                    }
+                    Err(error) => tracing::error!(%error, "a delivery task failed"),
+                }
             }
-            Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "delivering to clickhouse failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
+            exclusive = true;
         }
+        let client = client.clone();
+        let normalizer = Arc::clone(&normalizer);
+        tasks.spawn(async move {
+            let result = deliver(&client, &normalizer, entries).await;
+            (sequences, result)
+        });
     }
 }
 
-/// Inserts one batch of spool entries.
+const DAY_NS: u64 = 86_400_000_000_000;
+
+/// Trace ids in one query for the spans with content events (about 36 bytes each in its text).
+const TRACE_IDS_PER_QUERY: usize = 2_000;
+
+/// Inserts one batch of spool entries. Span rows go as the spool has them (RowBinary), copied
+/// into one insert per day; only spans with GenAI content events are decoded, normalized again
+/// and encoded.
 async fn deliver(
     client: &Client,
     normalizer: &Normalizer,
     entries: Vec<SpoolEntry>,
 ) -> StoreResult<()> {
-    let mut spans = Vec::new();
+    let mut span_entries = Vec::new();
     let mut events = Vec::new();
     for entry in entries {
-        match entry {
-            SpoolEntry::Spans(rows) => spans.extend(rows),
-            SpoolEntry::ContentEvents(rows) => events.extend(rows),
+        match entry.kind {
+            Kind::Spans => span_entries.push(entry),
+            Kind::ContentEvents => {
+                let mut reader = Reader::new(&entry.data);
+                for _ in 0..entry.rows {
+                    events.push(read_content_event(&mut reader)?);
+                }
+            }
         }
     }
     if !events.is_empty() {
@@ -99,49 +176,95 @@ async fn deliver(
         })
         .await?;
     }
+    let mut keys = Vec::new();
+    for (index, entry) in span_entries.iter().enumerate() {
+        let mut reader = Reader::new(&entry.data);
+        for _ in 0..entry.rows {
+            keys.push((index, scan_span(&mut reader)?));
+        }
+        if !reader.is_empty() {
+            return Err(crate::store::StoreError::Corrupt(
+                "spool entry: bytes past its rows".into(),
+            ));
+        }
+    }
     // Spans of this batch that have content events: normalize them with it.
-    let mut with_content: HashSet<(String, String, String)> = HashSet::new();
+    let mut with_content: HashMap<&str, HashMap<String, HashSet<String>>> = HashMap::new();
     let mut by_project: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
-    for span in &spans {
+    for (_, key) in &keys {
         by_project
-            .entry(&span.project_id)
+            .entry(key.project_id)
             .or_default()
-            .insert(&span.trace_id);
+            .insert(key.trace_id);
     }
     for (project_id, trace_ids) in by_project {
         let trace_ids: Vec<&str> = trace_ids.into_iter().collect();
-        let pairs: Vec<TraceSpan> = client
-            .query(SPANS_WITH_CONTENT)
-            .bind(project_id)
-            .bind(trace_ids)
-            .fetch_all()
-            .await
-            .map_err(unavailable)?;
+        let mut pairs: Vec<TraceSpan> = Vec::new();
+        // The ids are bound into the query's text, which ClickHouse caps (max_query_size,
+        // 256 KiB by default): a few thousand per query.
+        for chunk in trace_ids.chunks(TRACE_IDS_PER_QUERY) {
+            pairs.extend(
+                client
+                    .query(SPANS_WITH_CONTENT)
+                    .bind(project_id)
+                    .bind(chunk)
+                    .fetch_all::<TraceSpan>()
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
         for pair in pairs {
-            with_content.insert((project_id.to_owned(), pair.trace_id, pair.span_id));
+            with_content
+                .entry(project_id)
+                .or_default()
+                .entry(pair.trace_id)
+                .or_default()
+                .insert(pair.span_id);
         }
     }
-    for span in &mut spans {
-        let key = (
-            span.project_id.clone(),
-            span.trace_id.clone(),
-            span.span_id.clone(),
-        );
-        if with_content.contains(&key) {
-            renormalize(client, normalizer, span).await?;
+    // Per day, the rows as chunks of the spool's bytes: runs of rows of one entry are slices
+    // of it (no copy); a span normalized again is encoded anew.
+    let mut days: HashMap<u64, Vec<Bytes>> = HashMap::new();
+    let mut run: Option<(usize, u64, usize, usize)> = None; // entry, day, start, end
+    let flush = |days: &mut HashMap<u64, Vec<Bytes>>, run: Option<(usize, u64, usize, usize)>| {
+        if let Some((index, day, start, end)) = run {
+            let data: &Bytes = &span_entries[index].data;
+            days.entry(day).or_default().push(data.slice(start..end));
+        }
+    };
+    for (index, key) in &keys {
+        let day = key.start_ns / DAY_NS;
+        let has_content = with_content
+            .get(key.project_id)
+            .and_then(|traces| traces.get(key.trace_id))
+            .is_some_and(|spans| spans.contains(key.span_id));
+        if has_content {
+            flush(&mut days, run.take());
+            let data = &span_entries[*index].data;
+            let mut span = read_span(&mut Reader::new(&data[key.start..key.end]))?;
+            renormalize(client, normalizer, &mut span).await?;
+            let mut bytes = Vec::new();
+            put_span(&mut bytes, &span);
+            days.entry(day).or_default().push(bytes.into());
+            continue;
+        }
+        match &mut run {
+            Some((run_index, run_day, _, end))
+                if *run_index == *index && *run_day == day && *end == key.start =>
+            {
+                *end = key.end;
+            }
+            _ => {
+                flush(&mut days, run.take());
+                run = Some((*index, day, key.start, key.end));
+            }
         }
     }
+    flush(&mut days, run.take());
     // Spans stored before their content events arrived: rewrite them with a newer version.
-    let mut rewritten = Vec::new();
-    let in_batch: HashSet<(&str, &str, &str)> = spans
+    let in_batch: HashSet<(&str, &str, &str)> = keys
         .iter()
-        .map(|span| {
-            (
-                span.project_id.as_str(),
-                span.trace_id.as_str(),
-                span.span_id.as_str(),
-            )
-        })
+        .map(|(_, key)| (key.project_id, key.trace_id, key.span_id))
         .collect();
     let mut done = HashSet::new();
     for event in &events {
@@ -164,12 +287,21 @@ async fn deliver(
         if let Some(mut span) = stored {
             renormalize(client, normalizer, &mut span).await?;
             span.version = version_now();
-            rewritten.push(span);
+            let mut bytes = Vec::new();
+            put_span(&mut bytes, &span);
+            days.entry(span.start_ns / DAY_NS)
+                .or_default()
+                .push(bytes.into());
         }
     }
-    spans.extend(rewritten);
-    if !spans.is_empty() {
-        insert_by_day(client, "spans", spans, |row| row.start_ns).await?;
+    // One insert per day partition, as ClickHouse prefers.
+    let statement = insert_statement::<SpanRow>("spans");
+    for chunks in days.into_values() {
+        let mut insert = client.insert_formatted_with(statement.clone());
+        for chunk in chunks {
+            insert.send(chunk).await.map_err(unavailable)?;
+        }
+        insert.end().await.map_err(unavailable)?;
     }
     Ok(())
 }
@@ -242,9 +374,7 @@ where
 {
     let mut days: HashMap<u64, Vec<T>> = HashMap::new();
     for row in rows {
-        days.entry(time(&row) / 86_400_000_000_000)
-            .or_default()
-            .push(row);
+        days.entry(time(&row) / DAY_NS).or_default().push(row);
     }
     for rows in days.into_values() {
         insert(client, table, &rows).await?;

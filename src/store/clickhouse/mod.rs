@@ -7,6 +7,7 @@ mod deliver;
 mod metadata;
 pub mod queries;
 mod read;
+pub mod rowbinary;
 pub mod rows;
 pub mod schema;
 pub mod spool;
@@ -27,7 +28,7 @@ use crate::normalize::Normalizer;
 use crate::settings::ProjectSettings;
 use rows::{ContentEventRow, SpanRow};
 use schema::{Dialect, SchemaOptions};
-use spool::{Spool, SpoolEntry};
+use spool::{Spool, SpoolFile};
 
 /// How to reach ClickHouse and how to spool for it.
 #[derive(Debug, Clone)]
@@ -118,9 +119,14 @@ impl ClickHouseStore {
         })
     }
 
-    async fn spool(&self, entries: Vec<SpoolEntry>) -> StoreResult<()> {
+    /// Encodes rows into a spool file and writes it, off the async threads.
+    async fn spool(
+        &self,
+        items: usize,
+        encode: impl FnOnce(SpoolFile) -> SpoolFile + Send + 'static,
+    ) -> StoreResult<()> {
         let spool = Arc::clone(&self.spool);
-        tokio::task::spawn_blocking(move || spool.append(&entries))
+        tokio::task::spawn_blocking(move || spool.append(encode(spool.file_for(items))))
             .await
             .map_err(|error| StoreError::Unavailable(format!("spool task failed: {error}")))?
     }
@@ -214,36 +220,51 @@ impl Store for ClickHouseStore {
     }
 
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
+        // Each request's spans are encoded on a blocking thread of their own, so that a write
+        // of several requests uses both cores; then one file is written and synced.
         let version = version_now();
-        let entries = batches
-            .iter()
+        let encoders: Vec<_> = batches
+            .into_iter()
             .map(|batch| {
-                SpoolEntry::Spans(
-                    batch
-                        .spans
-                        .iter()
-                        .map(|span| SpanRow::new(&batch.project_id, span, version))
-                        .collect(),
-                )
+                let mut file = self.spool.file_for(batch.spans.len());
+                tokio::task::spawn_blocking(move || {
+                    file.push_spans_with(&batch.project_id, |put| {
+                        for span in &batch.spans {
+                            put(&SpanRow::new(&batch.project_id, span, version));
+                        }
+                    });
+                    file
+                })
             })
             .collect();
-        self.spool(entries).await
+        let mut parts = Vec::with_capacity(encoders.len());
+        for encoder in encoders {
+            parts.push(
+                encoder.await.map_err(|error| {
+                    StoreError::Unavailable(format!("spool task failed: {error}"))
+                })?,
+            );
+        }
+        let spool = Arc::clone(&self.spool);
+        tokio::task::spawn_blocking(move || spool.append_parts(parts))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("spool task failed: {error}")))?
     }
 
     async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {
-        let entries = batches
-            .iter()
-            .map(|batch| {
-                SpoolEntry::ContentEvents(
-                    batch
-                        .events
-                        .iter()
-                        .map(|content| deliver::content_event_row(&batch.project_id, content))
-                        .collect::<Vec<ContentEventRow>>(),
-                )
-            })
-            .collect();
-        self.spool(entries).await
+        let items = batches.iter().map(|batch| batch.events.len()).sum();
+        self.spool(items, move |mut file| {
+            for batch in &batches {
+                let rows: Vec<ContentEventRow> = batch
+                    .events
+                    .iter()
+                    .map(|content| deliver::content_event_row(&batch.project_id, content))
+                    .collect();
+                file.push_content_events(&batch.project_id, &rows);
+            }
+            file
+        })
+        .await
     }
 
     async fn get_settings(&self, project_id: &str) -> StoreResult<ProjectSettings> {

@@ -7,48 +7,155 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::rowbinary;
 use super::rows::{ContentEventRow, SpanRow};
 use crate::store::StoreError;
 
-/// One acknowledged write.
+/// The first byte of a spool file in the binary format. Files of the first format are JSON
+/// lines, and begin with `{`.
+const VERSION: u8 = 2;
+
+/// What an entry's rows are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Spans = 1,
+    ContentEvents = 2,
+}
+
+/// Rows of one project, in ClickHouse's RowBinary encoding (`rowbinary`): what an insert sends.
+#[derive(Debug, Clone)]
+pub struct SpoolEntry {
+    pub kind: Kind,
+    pub project_id: String,
+    pub rows: u64,
+    pub data: Bytes,
+}
+
+/// One acknowledged write as the first spool format had it: a JSON line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum SpoolEntry {
+pub enum LegacyEntry {
     Spans(Vec<SpanRow>),
     ContentEvents(Vec<ContentEventRow>),
 }
 
-impl SpoolEntry {
-    pub fn items(&self) -> u64 {
-        match self {
-            SpoolEntry::Spans(rows) => rows.len() as u64,
-            SpoolEntry::ContentEvents(rows) => rows.len() as u64,
+/// The contents of one spool file being built: entries in the binary format. Rows are encoded
+/// straight into the bytes written.
+pub struct SpoolFile {
+    bytes: Vec<u8>,
+    items: u64,
+    projects: HashMap<String, u64>,
+}
+
+impl Default for SpoolFile {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpoolFile {
+    pub fn new() -> Self {
+        Self::with_capacity(1)
+    }
+
+    /// A file whose bytes need not grow up to `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut bytes = Vec::with_capacity(capacity.max(1));
+        bytes.push(VERSION);
+        Self {
+            bytes,
+            items: 0,
+            projects: HashMap::new(),
         }
     }
 
-    /// Items per project.
-    fn by_project(&self, counts: &mut HashMap<String, u64>) {
-        let projects: Vec<&str> = match self {
-            SpoolEntry::Spans(rows) => rows.iter().map(|row| row.project_id.as_str()).collect(),
-            SpoolEntry::ContentEvents(rows) => {
-                rows.iter().map(|row| row.project_id.as_str()).collect()
+    /// Appends one entry: `kind`, the project, a u64 row count and a u64 length (both
+    /// little-endian), then the rows that `encode` appends, returning how many.
+    pub fn push(&mut self, kind: Kind, project_id: &str, encode: impl FnOnce(&mut Vec<u8>) -> u64) {
+        self.bytes.push(kind as u8);
+        self.bytes
+            .extend_from_slice(&(project_id.len() as u64).to_le_bytes());
+        self.bytes.extend_from_slice(project_id.as_bytes());
+        let header = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; 16]);
+        let rows = encode(&mut self.bytes);
+        let length = (self.bytes.len() - header - 16) as u64;
+        self.bytes[header..header + 8].copy_from_slice(&rows.to_le_bytes());
+        self.bytes[header + 8..header + 16].copy_from_slice(&length.to_le_bytes());
+        self.items += rows;
+        *self.projects.entry(project_id.to_owned()).or_default() += rows;
+    }
+
+    /// Appends the span rows of one project that `rows` passes to its argument, one at a time
+    /// (so that they need not all be in memory at once).
+    pub fn push_spans_with(
+        &mut self,
+        project_id: &str,
+        rows: impl FnOnce(&mut dyn FnMut(&SpanRow)),
+    ) {
+        self.push(Kind::Spans, project_id, |bytes| {
+            let mut count = 0;
+            rows(&mut |row| {
+                rowbinary::put_span(bytes, row);
+                count += 1;
+            });
+            count
+        });
+    }
+
+    /// Appends span rows of one project.
+    pub fn push_spans<'a>(
+        &mut self,
+        project_id: &str,
+        rows: impl IntoIterator<Item = &'a SpanRow>,
+    ) {
+        self.push(Kind::Spans, project_id, |bytes| {
+            let mut count = 0;
+            for row in rows {
+                rowbinary::put_span(bytes, row);
+                count += 1;
             }
-        };
-        for project in projects {
-            *counts.entry(project.to_owned()).or_default() += 1;
-        }
+            count
+        });
+    }
+
+    /// Appends content event rows of one project.
+    pub fn push_content_events<'a>(
+        &mut self,
+        project_id: &str,
+        rows: impl IntoIterator<Item = &'a ContentEventRow>,
+    ) {
+        self.push(Kind::ContentEvents, project_id, |bytes| {
+            let mut count = 0;
+            for row in rows {
+                rowbinary::put_content_event(bytes, row);
+                count += 1;
+            }
+            count
+        });
+    }
+
+    pub fn items(&self) -> u64 {
+        self.items
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items == 0
     }
 }
 
 fn count_by_project(entries: &[SpoolEntry]) -> HashMap<String, u64> {
     let mut counts = HashMap::new();
     for entry in entries {
-        entry.by_project(&mut counts);
+        *counts.entry(entry.project_id.clone()).or_default() += entry.rows;
     }
     counts
 }
@@ -56,18 +163,22 @@ fn count_by_project(entries: &[SpoolEntry]) -> HashMap<String, u64> {
 #[derive(Debug, Default)]
 struct State {
     next_sequence: u64,
-    /// Sequence → (bytes, items) of each file not yet delivered.
-    files: BTreeMap<u64, (u64, u64)>,
+    /// Sequence → (bytes, items, when written or found) of each file not yet delivered.
+    files: BTreeMap<u64, (u64, u64, Instant)>,
     /// Sequence → items per project, for each file not yet delivered.
     projects: BTreeMap<u64, HashMap<String, u64>>,
     bytes: u64,
     items: u64,
+    /// Files being delivered, with their items: not offered again until released or removed.
+    claimed: HashMap<u64, u64>,
 }
 
 pub struct Spool {
     directory: PathBuf,
     max_bytes: u64,
     state: Mutex<State>,
+    /// Bytes per item of the last file written, to size the next one.
+    bytes_per_item: AtomicU64,
 }
 
 fn unavailable(what: &str, error: impl std::fmt::Display) -> StoreError {
@@ -94,9 +205,9 @@ impl Spool {
             };
             let bytes = entry.metadata().map(|metadata| metadata.len()).unwrap_or(0);
             let entries = read_file(&entry.path())?;
-            let items = entries.iter().map(SpoolEntry::items).sum();
+            let items = entries.iter().map(|entry| entry.rows).sum();
             state.projects.insert(sequence, count_by_project(&entries));
-            state.files.insert(sequence, (bytes, items));
+            state.files.insert(sequence, (bytes, items, Instant::now()));
             state.bytes += bytes;
             state.items += items;
             state.next_sequence = state.next_sequence.max(sequence + 1);
@@ -105,6 +216,7 @@ impl Spool {
             directory: directory.to_owned(),
             max_bytes,
             state: Mutex::new(state),
+            bytes_per_item: AtomicU64::new(0),
         })
     }
 
@@ -128,18 +240,48 @@ impl Spool {
             .sum()
     }
 
-    /// Writes entries durably as one file. Blocking.
-    pub fn append(&self, entries: &[SpoolEntry]) -> Result<(), StoreError> {
-        let mut text = Vec::new();
-        for entry in entries {
-            serde_json::to_writer(&mut text, entry)
-                .map_err(|error| unavailable("encode", error))?;
-            text.push(b'\n');
+    /// An empty file for about `items` spans or events, sized after the last one written so
+    /// that encoding into it does not grow it.
+    pub fn file_for(&self, items: usize) -> SpoolFile {
+        let per_item = self.bytes_per_item.load(Ordering::Relaxed) as usize;
+        SpoolFile::with_capacity((per_item + per_item / 8 + 64) * items + 64)
+    }
+
+    /// Items waiting and not claimed, and how long the oldest such file has waited.
+    pub fn waiting(&self) -> (u64, Duration) {
+        let state = self.lock();
+        let age = state
+            .files
+            .iter()
+            .find(|(sequence, _)| !state.claimed.contains_key(sequence))
+            .map(|(_, (_, _, written))| written.elapsed())
+            .unwrap_or_default();
+        let claimed: u64 = state.claimed.values().sum();
+        (state.items - claimed, age)
+    }
+
+    /// Writes a file durably. Blocking.
+    pub fn append(&self, file: SpoolFile) -> Result<(), StoreError> {
+        self.append_parts(vec![file])
+    }
+
+    /// Writes the entries of several files, encoded apart (say, on several threads), durably
+    /// as one file. Blocking.
+    pub fn append_parts(&self, parts: Vec<SpoolFile>) -> Result<(), StoreError> {
+        let length: u64 = 1 + parts
+            .iter()
+            .map(|part| part.bytes.len() as u64 - 1)
+            .sum::<u64>();
+        let items: u64 = parts.iter().map(|part| part.items).sum();
+        let mut projects: HashMap<String, u64> = HashMap::new();
+        for part in &parts {
+            for (project, count) in &part.projects {
+                *projects.entry(project.clone()).or_default() += count;
+            }
         }
-        let items: u64 = entries.iter().map(SpoolEntry::items).sum();
         let sequence = {
             let mut state = self.lock();
-            if state.bytes + text.len() as u64 > self.max_bytes && state.bytes > 0 {
+            if state.bytes + length > self.max_bytes && state.bytes > 0 {
                 return Err(StoreError::Unavailable(format!(
                     "the spool is full ({} bytes waiting for ClickHouse); retry later",
                     state.bytes
@@ -152,7 +294,12 @@ impl Spool {
         let partial = self.directory.join(format!("{sequence:020}.partial"));
         let final_path = self.directory.join(format!("{sequence:020}.spool"));
         let mut file = File::create(&partial).map_err(|error| unavailable("create file", error))?;
-        file.write_all(&text)
+        // The version byte once, then every part's entries.
+        let mut written = file.write_all(&[VERSION]);
+        for part in &parts {
+            written = written.and_then(|()| file.write_all(&part.bytes[1..]));
+        }
+        written
             .and_then(|()| file.sync_all())
             .map_err(|error| unavailable("write", error))?;
         fs::rename(&partial, &final_path).map_err(|error| unavailable("rename", error))?;
@@ -160,35 +307,58 @@ impl Spool {
             .and_then(|directory| directory.sync_all())
             .map_err(|error| unavailable("sync directory", error))?;
         let mut state = self.lock();
-        state.projects.insert(sequence, count_by_project(entries));
-        state.files.insert(sequence, (text.len() as u64, items));
-        state.bytes += text.len() as u64;
+        state.projects.insert(sequence, projects);
+        state
+            .files
+            .insert(sequence, (length, items, Instant::now()));
+        if let Some(per_item) = length.checked_div(items) {
+            self.bytes_per_item.store(per_item, Ordering::Relaxed);
+        }
+        state.bytes += length;
         state.items += items;
         Ok(())
     }
 
-    /// The oldest files, up to about `max_items` spans and events (at least one file).
-    pub fn oldest(&self, max_items: u64) -> Result<Vec<(u64, Vec<SpoolEntry>)>, StoreError> {
+    /// Claims the oldest files not claimed yet, up to about `max_items` spans and events (at
+    /// least one file), and reads them. They are not offered again until `release`d (delivery
+    /// failed) or `remove`d (delivered).
+    pub fn take_oldest(&self, max_items: u64) -> Result<Vec<(u64, Vec<SpoolEntry>)>, StoreError> {
         let chosen: Vec<u64> = {
-            let state = self.lock();
+            let mut state = self.lock();
             let mut total = 0;
             let mut chosen = Vec::new();
-            for (sequence, (_, items)) in &state.files {
+            for (sequence, (_, items, _)) in &state.files {
+                if state.claimed.contains_key(sequence) {
+                    continue;
+                }
                 if !chosen.is_empty() && total + items > max_items {
                     break;
                 }
                 total += items;
-                chosen.push(*sequence);
+                chosen.push((*sequence, *items));
             }
-            chosen
+            state.claimed.extend(chosen.iter().copied());
+            chosen.into_iter().map(|(sequence, _)| sequence).collect()
         };
-        chosen
-            .into_iter()
+        let read: Result<Vec<_>, StoreError> = chosen
+            .iter()
             .map(|sequence| {
                 let path = self.directory.join(format!("{sequence:020}.spool"));
-                Ok((sequence, read_file(&path)?))
+                Ok((*sequence, read_file(&path)?))
             })
-            .collect()
+            .collect();
+        if read.is_err() {
+            self.release(&chosen);
+        }
+        read
+    }
+
+    /// Offers claimed files again (their delivery failed).
+    pub fn release(&self, sequences: &[u64]) {
+        let mut state = self.lock();
+        for sequence in sequences {
+            state.claimed.remove(sequence);
+        }
     }
 
     /// Forgets delivered files.
@@ -197,7 +367,8 @@ impl Spool {
         for sequence in sequences {
             let _ = fs::remove_file(self.directory.join(format!("{sequence:020}.spool")));
             state.projects.remove(sequence);
-            if let Some((bytes, items)) = state.files.remove(sequence) {
+            state.claimed.remove(sequence);
+            if let Some((bytes, items, _)) = state.files.remove(sequence) {
                 state.bytes -= bytes;
                 state.items -= items;
             }
@@ -206,23 +377,96 @@ impl Spool {
 }
 
 fn read_file(path: &Path) -> Result<Vec<SpoolEntry>, StoreError> {
-    let file = File::open(path).map_err(|error| unavailable("open", error))?;
-    BufReader::new(file)
-        .lines()
-        .map(|line| {
-            let line = line.map_err(|error| unavailable("read", error))?;
-            serde_json::from_str(&line)
-                .map_err(|error| StoreError::Corrupt(format!("spool {}: {error}", path.display())))
-        })
-        .collect()
+    let bytes = fs::read(path).map_err(|error| unavailable("read", error))?;
+    match bytes.first() {
+        // The first format: JSON lines.
+        None | Some(b'{') => parse(read_legacy(path, &bytes)?.bytes.into(), path),
+        Some(_) => parse(bytes.into(), path),
+    }
+}
+
+/// The entries of a file in the binary format.
+fn parse(bytes: Bytes, path: &Path) -> Result<Vec<SpoolEntry>, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("spool {}: {what}", path.display()));
+    if bytes.first() != Some(&VERSION) {
+        return Err(corrupt("unknown format"));
+    }
+    let mut position = 1;
+    let take = |position: &mut usize, count: u64| -> Result<Bytes, StoreError> {
+        let count = usize::try_from(count).map_err(|_| corrupt("length"))?;
+        let end = position
+            .checked_add(count)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| corrupt("truncated"))?;
+        let slice = bytes.slice(*position..end);
+        *position = end;
+        Ok(slice)
+    };
+    let u64_at = |position: &mut usize| -> Result<u64, StoreError> {
+        let slice = take(position, 8)?;
+        Ok(u64::from_le_bytes(slice[..].try_into().expect("8 bytes")))
+    };
+    let mut entries = Vec::new();
+    while position < bytes.len() {
+        let kind = match take(&mut position, 1)?[0] {
+            1 => Kind::Spans,
+            2 => Kind::ContentEvents,
+            other => return Err(corrupt(&format!("unknown entry kind {other}"))),
+        };
+        let length = u64_at(&mut position)?;
+        let project_id = String::from_utf8(take(&mut position, length)?.to_vec())
+            .map_err(|_| corrupt("project id"))?;
+        let rows = u64_at(&mut position)?;
+        let length = u64_at(&mut position)?;
+        let data = take(&mut position, length)?;
+        entries.push(SpoolEntry {
+            kind,
+            project_id,
+            rows,
+            data,
+        });
+    }
+    Ok(entries)
+}
+
+/// A file of the first format (JSON lines), as the binary format has it.
+fn read_legacy(path: &Path, bytes: &[u8]) -> Result<SpoolFile, StoreError> {
+    let mut file = SpoolFile::new();
+    for line in bytes.lines() {
+        let line = line.map_err(|error| unavailable("read", error))?;
+        let entry: LegacyEntry = serde_json::from_str(&line)
+            .map_err(|error| StoreError::Corrupt(format!("spool {}: {error}", path.display())))?;
+        match entry {
+            LegacyEntry::Spans(rows) => {
+                let mut by_project: BTreeMap<&str, Vec<&SpanRow>> = BTreeMap::new();
+                for row in &rows {
+                    by_project.entry(&row.project_id).or_default().push(row);
+                }
+                for (project_id, rows) in by_project {
+                    file.push_spans(project_id, rows);
+                }
+            }
+            LegacyEntry::ContentEvents(rows) => {
+                let mut by_project: BTreeMap<&str, Vec<&ContentEventRow>> = BTreeMap::new();
+                for row in &rows {
+                    by_project.entry(&row.project_id).or_default().push(row);
+                }
+                for (project_id, rows) in by_project {
+                    file.push_content_events(project_id, rows);
+                }
+            }
+        }
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::clickhouse::rowbinary::{Reader, read_content_event, read_span};
 
-    fn event(name: &str) -> SpoolEntry {
-        SpoolEntry::ContentEvents(vec![ContentEventRow {
+    fn event_row(name: &str) -> ContentEventRow {
+        ContentEventRow {
             project_id: "p".into(),
             trace_id: "t".into(),
             span_id: "s".into(),
@@ -230,15 +474,23 @@ mod tests {
             name: name.into(),
             attributes: "{}".into(),
             fingerprint: name.into(),
-        }])
+        }
+    }
+
+    fn events(names: &[&str]) -> SpoolFile {
+        let mut file = SpoolFile::new();
+        for name in names {
+            file.push_content_events("p", [&event_row(name)]);
+        }
+        file
     }
 
     #[test]
     fn survives_reopening_and_bounds_its_size() {
         let directory = tempfile::tempdir().unwrap();
         let spool = Spool::open(directory.path(), 600).unwrap();
-        spool.append(&[event("a")]).unwrap();
-        spool.append(&[event("b"), event("c")]).unwrap();
+        spool.append(events(&["a"])).unwrap();
+        spool.append(events(&["b", "c"])).unwrap();
         assert_eq!(spool.items(), 3);
         assert_eq!(spool.items_of("p"), 3);
         assert_eq!(spool.items_of("other"), 0);
@@ -250,10 +502,35 @@ mod tests {
 
         let reopened = Spool::open(directory.path(), 600).unwrap();
         assert_eq!(reopened.items(), 3);
-        let oldest = reopened.oldest(1).unwrap();
+        assert_eq!(reopened.items_of("p"), 3);
+        let oldest = reopened.take_oldest(1).unwrap();
         assert_eq!(oldest.len(), 1, "at least one file, no more than asked");
+        let entry = &oldest[0].1[0];
+        assert_eq!(
+            (entry.kind, entry.project_id.as_str(), entry.rows),
+            (Kind::ContentEvents, "p", 1)
+        );
+        assert_eq!(
+            read_content_event(&mut Reader::new(&entry.data)).unwrap(),
+            event_row("a")
+        );
+        assert_eq!(reopened.waiting().0, 2, "claimed files are not waiting");
+        let next = reopened.take_oldest(1).unwrap();
+        assert_eq!(next.len(), 1);
+        assert_ne!(
+            next[0].0, oldest[0].0,
+            "a claimed file is not offered twice"
+        );
+        reopened.release(&[next[0].0]);
+        assert_eq!(
+            reopened.take_oldest(1).unwrap()[0].0,
+            next[0].0,
+            "released, offered again"
+        );
+        reopened.release(&[next[0].0]);
         reopened.remove(&[oldest[0].0]);
         assert_eq!(reopened.items(), 2);
+        assert_eq!(reopened.waiting().0, 2);
         assert!(
             !directory
                 .path()
@@ -263,11 +540,86 @@ mod tests {
 
         let mut full = Ok(());
         for _ in 0..20 {
-            full = reopened.append(&[event("d")]);
+            full = reopened.append(events(&["d"]));
             if full.is_err() {
                 break;
             }
         }
         assert!(matches!(full, Err(StoreError::Unavailable(_))));
+    }
+
+    /// A spool file written by the first format (JSON lines, before an upgrade) is still read,
+    /// and delivered as the same rows.
+    #[test]
+    fn reads_files_of_the_first_format() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut span = crate::store::clickhouse::rowbinary::tests::span_row("a", true);
+        let mut other = crate::store::clickhouse::rowbinary::tests::span_row("b", false);
+        other.project_id = "q".into();
+        span.body = "{\"name\":\"quoted \\\" and \\n\"}".into();
+        let mut text = String::new();
+        for entry in [
+            LegacyEntry::Spans(vec![span.clone(), other.clone()]),
+            LegacyEntry::ContentEvents(vec![event_row("e")]),
+        ] {
+            text.push_str(&serde_json::to_string(&entry).unwrap());
+            text.push('\n');
+        }
+        assert!(
+            text.starts_with("{\"Spans\":[{\"project_id\":\"p\""),
+            "{text}"
+        );
+        std::fs::write(directory.path().join("00000000000000000004.spool"), &text).unwrap();
+
+        let spool = Spool::open(directory.path(), 1 << 20).unwrap();
+        assert_eq!(
+            (spool.items(), spool.items_of("p"), spool.items_of("q")),
+            (3, 2, 1)
+        );
+        let files = spool.take_oldest(100).unwrap();
+        assert_eq!(files.len(), 1);
+        let (sequence, entries) = &files[0];
+        assert_eq!(*sequence, 4);
+        let mut spans = Vec::new();
+        let mut content = Vec::new();
+        for entry in entries {
+            let mut reader = Reader::new(&entry.data);
+            for _ in 0..entry.rows {
+                let project_id = match entry.kind {
+                    Kind::Spans => {
+                        spans.push(read_span(&mut reader).unwrap());
+                        spans.last().unwrap().project_id.clone()
+                    }
+                    Kind::ContentEvents => {
+                        content.push(read_content_event(&mut reader).unwrap());
+                        content.last().unwrap().project_id.clone()
+                    }
+                };
+                assert_eq!(project_id, entry.project_id);
+            }
+            assert!(reader.is_empty());
+        }
+        assert_eq!(spans, vec![span, other]);
+        assert_eq!(content, vec![event_row("e")]);
+
+        // New files after an upgrade follow the old ones.
+        spool.append(events(&["f"])).unwrap();
+        assert!(directory.path().join("00000000000000000005.spool").exists());
+    }
+
+    #[test]
+    fn refuses_files_it_cannot_read() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut file = events(&["a"]);
+        file.bytes.truncate(file.bytes.len() - 1);
+        std::fs::write(
+            directory.path().join("00000000000000000001.spool"),
+            &file.bytes,
+        )
+        .unwrap();
+        assert!(matches!(
+            Spool::open(directory.path(), 1 << 20),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }
