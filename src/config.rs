@@ -320,7 +320,7 @@ impl Default for Limits {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
             max_decompressed_bytes: 128 * 1024 * 1024,
-            queue_capacity_spans: 20_000,
+            queue_capacity_spans: 10_000,
             max_batch_spans: 2_000,
             max_attribute_value_bytes: 1024 * 1024,
             max_attribute_depth: 16,

@@ -255,9 +255,12 @@ pub fn encode_stored_span(span: &Span, semantics: &SpanSemantics) -> Vec<u8> {
         json.truncate(body_length);
         json.extend_from_slice(b"{}");
     }
-    let mut out = Vec::with_capacity(1 + 4 + lz4_flex::block::get_maximum_output_size(json.len()));
+    // The compressor's buffer has room for incompressible input (larger than the input); the
+    // result, held in the ingest queue until written, gets exactly its size.
+    let compressed = lz4_flex::block::compress_prepend_size(&json);
+    let mut out = Vec::with_capacity(1 + compressed.len());
     out.push(STORED_SPAN_FORMAT);
-    out.extend(lz4_flex::block::compress_prepend_size(&json));
+    out.extend_from_slice(&compressed);
     out
 }
 
