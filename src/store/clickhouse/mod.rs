@@ -11,6 +11,7 @@ pub mod rowbinary;
 pub mod rows;
 pub mod schema;
 pub mod spool;
+mod spool_format;
 mod stats;
 
 use std::sync::Arc;
