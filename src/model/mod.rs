@@ -43,11 +43,6 @@ impl NormalizedSpan {
             cost: llm.cost,
         })
     }
-
-    /// The facts of this span a TraceRecord is computed from.
-    pub fn digest(&self) -> SpanDigest {
-        SpanDigest::of(&self.span, &self.semantics)
-    }
 }
 
 impl SpanDigest {

@@ -36,22 +36,13 @@ fn put_opt_str(buffer: &mut Vec<u8>, value: Option<&str>) {
     }
 }
 
-fn put_opt_i64(buffer: &mut Vec<u8>, value: Option<i64>) {
+/// A `Nullable` of an 8-byte number (Int64, Float64), given its little-endian bytes.
+fn put_opt_8(buffer: &mut Vec<u8>, value: Option<[u8; 8]>) {
     match value {
         None => buffer.push(1),
-        Some(value) => {
+        Some(bytes) => {
             buffer.push(0);
-            buffer.extend_from_slice(&value.to_le_bytes());
-        }
-    }
-}
-
-fn put_opt_f64(buffer: &mut Vec<u8>, value: Option<f64>) {
-    match value {
-        None => buffer.push(1),
-        Some(value) => {
-            buffer.push(0);
-            buffer.extend_from_slice(&value.to_le_bytes());
+            buffer.extend_from_slice(&bytes);
         }
     }
 }
@@ -188,12 +179,12 @@ pub fn put_span(buffer: &mut Vec<u8>, row: &SpanRow) {
     buffer.push(row.is_llm);
     put_opt_str(buffer, row.llm.as_deref());
     put_opt_str(buffer, row.model.as_deref());
-    put_opt_i64(buffer, row.prompt_tokens);
-    put_opt_i64(buffer, row.completion_tokens);
-    put_opt_i64(buffer, row.total_tokens);
-    put_opt_f64(buffer, row.prompt_cost);
-    put_opt_f64(buffer, row.completion_cost);
-    put_opt_f64(buffer, row.total_cost);
+    put_opt_8(buffer, row.prompt_tokens.map(i64::to_le_bytes));
+    put_opt_8(buffer, row.completion_tokens.map(i64::to_le_bytes));
+    put_opt_8(buffer, row.total_tokens.map(i64::to_le_bytes));
+    put_opt_8(buffer, row.prompt_cost.map(f64::to_le_bytes));
+    put_opt_8(buffer, row.completion_cost.map(f64::to_le_bytes));
+    put_opt_8(buffer, row.total_cost.map(f64::to_le_bytes));
     put_opt_str(buffer, row.tool.as_deref());
     put_opt_str(buffer, row.tool_name.as_deref());
     buffer.extend_from_slice(&row.version.to_le_bytes());

@@ -112,14 +112,7 @@ impl SpoolFile {
         project_id: &str,
         rows: impl IntoIterator<Item = &'a SpanRow>,
     ) {
-        self.push(Kind::Spans, project_id, |bytes| {
-            let mut count = 0;
-            for row in rows {
-                rowbinary::put_span(bytes, row);
-                count += 1;
-            }
-            count
-        });
+        self.push_spans_with(project_id, |put| rows.into_iter().for_each(put));
     }
 
     /// Appends content event rows of one project.
