@@ -5,6 +5,8 @@
 //! Connections are blocking, so every call runs on tokio's blocking pool. The text index for
 //! `q` lives in a second file, kept up to date by a thread of its own (see `search`).
 
+mod background;
+mod checkpoint;
 mod read;
 mod schema;
 mod search;
@@ -51,9 +53,11 @@ pub struct SqliteStore {
     /// `DATA_DIR/search.sqlite`, attached to every reader connection.
     search_path: PathBuf,
     /// Wakes the text indexer after writes.
-    text_signal: Arc<search::Signal>,
+    text_signal: Arc<background::Signal>,
     /// The text indexer, when [`SqliteStore::start_text_indexer`] started it.
     indexer: Mutex<Option<search::Indexer>>,
+    /// Checkpoints the WAL beside the writer; stopped by [`Store::flush`].
+    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -89,6 +93,12 @@ impl SqliteStore {
         let path = data_dir.join("spanhouse.db");
         let mut writer = open_connection(&path, synchronous)?;
         schema::migrate(&mut writer)?;
+        let checkpoint_signal = Arc::new(background::Signal::default());
+        checkpoint::hand_off(&mut writer, Arc::clone(&checkpoint_signal))?;
+        let checkpointer = checkpoint::Checkpointer::start(
+            open_connection(&path, synchronous)?,
+            checkpoint_signal,
+        )?;
         Ok(Self {
             path,
             normalizer,
@@ -98,6 +108,7 @@ impl SqliteStore {
             search_path: data_dir.join(search::SEARCH_FILE),
             text_signal: Arc::default(),
             indexer: Mutex::new(None),
+            checkpointer: Mutex::new(Some(checkpointer)),
         })
     }
 
@@ -416,13 +427,21 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    /// The text index is derived data: the indexer stops here and resumes from its mark at the
-    /// next start.
+    /// Stops the background threads. The text index is derived data: the indexer resumes from
+    /// its mark at the next start.
     async fn flush(&self, _within: Duration) {
         let indexer = lock(&self.indexer).take();
-        if let Some(mut indexer) = indexer {
-            let _ = tokio::task::spawn_blocking(move || indexer.stop()).await;
-        }
+        let checkpointer = lock(&self.checkpointer).take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(mut indexer) = indexer {
+                indexer.stop();
+            }
+            // Closing the last connection checkpoints what is left.
+            if let Some(mut checkpointer) = checkpointer {
+                checkpointer.stop();
+            }
+        })
+        .await;
     }
 
     async fn get_settings(&self, project_id: &str) -> StoreResult<ProjectSettings> {

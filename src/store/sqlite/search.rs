@@ -10,13 +10,14 @@
 //! and scans the text of the others (the indexer's lag), so results are exact at any lag.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
-use super::{lock, open_connection, open_wal};
+use super::background::{self, Signal};
+use super::{open_connection, open_wal};
 use crate::store::{StoreError, StoreResult};
 
 /// The search file's name in the data directory.
@@ -62,61 +63,6 @@ const SEARCH_LAYOUT: i64 = 2;
 /// far as trigrams can, the text check does the rest.
 const MAX_QUERY_TRIGRAMS: usize = 24;
 
-/// Wakes the indexer when the writer committed new text, and tells it to stop.
-#[derive(Default)]
-pub(super) struct Signal {
-    state: Mutex<SignalState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct SignalState {
-    pending: bool,
-    stop: bool,
-}
-
-impl Signal {
-    /// Called by the writer after a commit that stamped traces.
-    pub(super) fn notify(&self) {
-        lock(&self.state).pending = true;
-        self.changed.notify_all();
-    }
-
-    fn stop(&self) {
-        lock(&self.state).stop = true;
-        self.changed.notify_all();
-    }
-
-    /// Waits for a notification (or `timeout`); `false` when the indexer must stop.
-    fn wait_for_work(&self, timeout: Duration) -> bool {
-        let mut state = lock(&self.state);
-        let deadline = Instant::now() + timeout;
-        while !state.pending && !state.stop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|poison| poison.into_inner())
-                .0;
-        }
-        state.pending = false;
-        !state.stop
-    }
-
-    /// Sleeps for `duration` unless told to stop first; `false` when the indexer must stop.
-    fn pause(&self, duration: Duration) -> bool {
-        let state = lock(&self.state);
-        let (state, _) = self
-            .changed
-            .wait_timeout_while(state, duration, |state| !state.stop)
-            .unwrap_or_else(|poison| poison.into_inner());
-        !state.stop
-    }
-}
-
 /// The indexer thread; stopping (or dropping) it lets the current transaction finish.
 pub(super) struct Indexer {
     signal: Arc<Signal>,
@@ -134,7 +80,11 @@ impl Indexer {
         let thread_signal = Arc::clone(&signal);
         let thread = std::thread::Builder::new()
             .name("spanhouse-text-indexer".into())
-            .spawn(move || run(main, search, &thread_signal))
+            .spawn(move || {
+                // The index may lag (searches scan what it has not reached): ingest first.
+                background::lower_thread_priority();
+                run(main, search, &thread_signal)
+            })
             .map_err(|error| {
                 StoreError::Unavailable(format!("cannot start the text indexer: {error}"))
             })?;
@@ -226,23 +176,27 @@ pub(super) fn index_batch(
         [],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
-    let mut count = 0;
-    let mut new_mark = mark;
-    {
-        // The main file's snapshot starts after the search file's: every trace stamped at or
-        // below the new mark is committed in it (one writer stamps in increasing order).
-        let mut pending = main.prepare_cached(
+    // The main file's snapshot starts after the search file's: every trace stamped at or
+    // below the new mark is committed in it (one writer stamps in increasing order). The
+    // traces are read whole before they are indexed, so that the snapshot (one statement's)
+    // ends first: a reader's snapshot keeps checkpoints from copying the pages written after
+    // it, and indexing takes far longer than reading.
+    let pending: Vec<(i64, Option<String>, Option<String>, i64)> = main
+        .prepare_cached(
             "SELECT rowid, input, output, text_seq FROM traces WHERE text_seq > ?1
              ORDER BY text_seq LIMIT ?2",
-        )?;
+        )?
+        .query_map(params![mark, limit], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let count = pending.len();
+    let mut new_mark = mark;
+    {
         let mut forget = transaction.prepare_cached("DELETE FROM traces_text WHERE rowid = ?1")?;
         let mut add = transaction
             .prepare_cached("INSERT INTO traces_text (rowid, input, output) VALUES (?1, ?2, ?3)")?;
-        let mut rows = pending.query(params![mark, limit])?;
-        while let Some(row) = rows.next()? {
-            let rowid: i64 = row.get(0)?;
-            let input: Option<String> = row.get(1)?;
-            let output: Option<String> = row.get(2)?;
+        for (rowid, input, output, text_seq) in pending {
             if rowid <= max_rowid {
                 forget.execute([rowid])?;
             }
@@ -250,8 +204,7 @@ pub(super) fn index_batch(
                 add.execute(params![rowid, input, output])?;
                 max_rowid = max_rowid.max(rowid);
             }
-            new_mark = row.get(3)?;
-            count += 1;
+            new_mark = text_seq;
         }
     }
     if count > 0 {

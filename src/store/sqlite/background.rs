@@ -1,0 +1,83 @@
+//! What the store's background threads (the text indexer, the checkpointer) share: the signal
+//! that wakes and stops them, and the lower priority of work that can wait.
+
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::lock;
+
+/// Wakes a background thread of the store (the text indexer, the checkpointer) when the writer
+/// committed work for it, and tells it to stop.
+#[derive(Default)]
+pub(super) struct Signal {
+    state: Mutex<SignalState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct SignalState {
+    pending: bool,
+    stop: bool,
+}
+
+impl Signal {
+    /// Called by the writer after a commit that left work for the thread.
+    pub(super) fn notify(&self) {
+        lock(&self.state).pending = true;
+        self.changed.notify_all();
+    }
+
+    pub(super) fn stop(&self) {
+        lock(&self.state).stop = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits for a notification (or `timeout`); `false` when the thread must stop.
+    pub(super) fn wait_for_work(&self, timeout: Duration) -> bool {
+        let mut state = lock(&self.state);
+        let deadline = Instant::now() + timeout;
+        while !state.pending && !state.stop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|poison| poison.into_inner())
+                .0;
+        }
+        state.pending = false;
+        !state.stop
+    }
+
+    /// Sleeps for `duration` unless told to stop first; `false` when the thread must stop.
+    pub(super) fn pause(&self, duration: Duration) -> bool {
+        let state = lock(&self.state);
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, duration, |state| !state.stop)
+            .unwrap_or_else(|poison| poison.into_inner());
+        !state.stop
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (Linux `nice` 10), for work that can lag
+/// behind ingest: on a machine whose cores are all busy, the writer and the receivers, which
+/// hold exporters' requests, get the CPU first. Where that is not possible, nothing changes.
+pub(super) fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+        let result = unsafe {
+            let thread = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, 10)
+        };
+        if result != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "cannot lower the priority of a background thread"
+            );
+        }
+    }
+}
