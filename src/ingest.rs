@@ -4,7 +4,7 @@
 //! under what happened to it (`stats`).
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -19,6 +19,9 @@ use crate::pipeline::{Pipeline, PipelineError};
 use crate::settings::{ProjectRules, RulesCache};
 use crate::stats::{IngestionStats, SAMPLING_RULE, counter, reason};
 use crate::store::Store;
+
+/// Spans a request must hold for its preparation to be split over another thread.
+const MIN_SPANS_PER_THREAD: usize = 200;
 
 /// Why a decoded request is not stored.
 #[derive(Debug, thiserror::Error)]
@@ -101,21 +104,7 @@ impl Ingest {
             Some(rules) => self.apply_rules(project_id, rules, converted.spans),
             None => converted.spans,
         };
-        let mut truncated = 0;
-        let spans = kept
-            .into_iter()
-            .map(|mut span| {
-                if truncate_span(&mut span, &self.limits) {
-                    truncated += 1;
-                }
-                let semantics = self.normalizer.normalize(&span, &[]);
-                NormalizedSpan {
-                    encoded_body: self.store.encode_span(&span, &semantics),
-                    semantics,
-                    span,
-                }
-            })
-            .collect();
+        let (spans, truncated) = self.normalize_all(kept);
         Ok(PreparedSpans {
             spans,
             rejected: converted.rejected.len(),
@@ -123,6 +112,29 @@ impl Ingest {
             truncated,
             rules,
         })
+    }
+
+    /// Truncates, normalizes and encodes the spans of a request; returns them with how many
+    /// were truncated. A large request is split over the machine's cores: a request's latency
+    /// is this work plus the write, and at less than full load the other cores are idle.
+    fn normalize_all(&self, spans: Vec<Span>) -> (Vec<NormalizedSpan>, usize) {
+        let parts = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(spans.len() / MIN_SPANS_PER_THREAD)
+            .max(1);
+        let prepared = map_in_parts(spans, parts, |mut span| {
+            let truncated = truncate_span(&mut span, &self.limits);
+            let semantics = self.normalizer.normalize(&span, &[]);
+            let normalized = NormalizedSpan {
+                encoded_body: self.store.encode_span(&span, &semantics),
+                semantics,
+                span,
+            };
+            (normalized, truncated)
+        });
+        let truncated = prepared.iter().filter(|(_, truncated)| *truncated).count();
+        let spans = prepared.into_iter().map(|(span, _)| span).collect();
+        (spans, truncated)
     }
 
     /// The sampling attribute, then the filter conditions; counts what they drop, by rule.
@@ -246,11 +258,84 @@ fn sample(spans: Vec<Span>, attribute: &str) -> (Vec<Span>, usize) {
     (kept, dropped)
 }
 
+/// `items` mapped through `map`, in order, in `parts` consecutive parts of which all but the
+/// first run on threads of their own. A part whose thread cannot start is mapped on this one;
+/// a panic in a part goes on here, as if this thread had mapped it.
+fn map_in_parts<T: Send, U: Send>(
+    items: Vec<T>,
+    parts: usize,
+    map: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
+    let map_part = |part: Vec<T>| part.into_iter().map(&map).collect::<Vec<U>>();
+    if parts <= 1 {
+        return map_part(items);
+    }
+    // Each part waits in a slot for its thread, so that a thread that never started leaves
+    // its part behind.
+    let part_size = items.len().div_ceil(parts).max(1);
+    let mut rest = items;
+    let mut slots = Vec::with_capacity(parts);
+    while rest.len() > part_size {
+        let tail = rest.split_off(part_size);
+        slots.push(Mutex::new(Some(rest)));
+        rest = tail;
+    }
+    slots.push(Mutex::new(Some(rest)));
+    let take = |slot: &Mutex<Option<Vec<T>>>| {
+        slot.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_default()
+    };
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = slots[1..]
+            .iter()
+            .map(|slot| {
+                std::thread::Builder::new()
+                    .name("spanhouse-prepare".into())
+                    .spawn_scoped(scope, || map_part(take(slot)))
+                    .ok()
+            })
+            .collect();
+        let mut all = map_part(take(&slots[0]));
+        for (slot, thread) in slots[1..].iter().zip(threads) {
+            let part = match thread {
+                Some(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                None => map_part(take(slot)),
+            };
+            all.extend(part);
+        }
+        all
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::KeyValue;
     use crate::model::span::test_support::make_span;
+
+    #[test]
+    fn mapping_in_parts_keeps_every_item_in_order() {
+        for (count, parts) in [(0, 2), (1, 2), (5, 2), (1000, 2), (1001, 3), (7, 1), (3, 8)] {
+            let items: Vec<usize> = (0..count).collect();
+            let threads = Mutex::new(HashSet::new());
+            let mapped = map_in_parts(items, parts, |item| {
+                threads.lock().unwrap().insert(std::thread::current().id());
+                item * 2
+            });
+            assert_eq!(mapped, (0..count).map(|item| item * 2).collect::<Vec<_>>());
+            // Every part with items ran on a thread of its own.
+            let expected_threads = parts.min(count).max(usize::from(count > 0));
+            assert_eq!(
+                threads.into_inner().unwrap().len(),
+                expected_threads,
+                "{count}/{parts}"
+            );
+        }
+    }
 
     #[test]
     fn sampling_keeps_whole_traces_of_the_request() {
