@@ -339,6 +339,59 @@ mod tests {
         }
     }
 
+    /// A span with its semantics as the versions that wrote format 2 stored them (captured from
+    /// them, not from [`encode_format_2`]).
+    const WRITTEN_IN_FORMAT_2: &[u8] = &[
+        2, 22, 2, 0, 0, 240, 50, 123, 34, 97, 116, 116, 114, 105, 98, 117, 116, 101, 115, 34, 58,
+        123, 34, 105, 110, 112, 117, 116, 46, 118, 97, 108, 117, 101, 34, 58, 34, 50, 32, 43, 32,
+        50, 63, 92, 110, 92, 34, 115, 117, 109, 92, 34, 34, 44, 34, 110, 34, 58, 45, 51, 44, 34,
+        100, 34, 58, 123, 34, 100, 111, 117, 98, 108, 39, 0, 240, 7, 45, 73, 110, 102, 105, 110,
+        105, 116, 121, 34, 125, 125, 44, 34, 114, 101, 115, 111, 117, 114, 99, 101, 79, 0, 9, 93,
+        0, 0, 29, 0, 79, 115, 99, 111, 112, 26, 0, 1, 35, 125, 10, 124, 0, 15, 118, 0, 2, 50, 111,
+        117, 116, 27, 0, 247, 11, 52, 34, 44, 34, 115, 101, 115, 115, 105, 111, 110, 95, 105, 100,
+        34, 58, 110, 117, 108, 108, 44, 34, 117, 115, 101, 114, 15, 0, 135, 112, 105, 112, 101,
+        108, 105, 110, 101, 19, 0, 48, 108, 108, 109, 143, 0, 148, 111, 112, 101, 114, 97, 116,
+        105, 111, 110, 58, 0, 240, 3, 112, 114, 111, 118, 105, 100, 101, 114, 34, 58, 34, 111, 112,
+        101, 110, 97, 105, 34, 192, 0, 180, 113, 117, 101, 115, 116, 95, 109, 111, 100, 101, 108,
+        41, 0, 138, 114, 101, 115, 112, 111, 110, 115, 101, 22, 0, 1, 46, 1, 112, 95, 109, 101,
+        115, 115, 97, 103, 64, 1, 36, 91, 93, 172, 0, 8, 21, 0, 65, 123, 34, 114, 111, 40, 1, 242,
+        3, 97, 115, 115, 105, 115, 116, 97, 110, 116, 34, 44, 34, 99, 111, 110, 116, 101, 110, 212,
+        0, 32, 125, 93, 196, 0, 33, 97, 103, 25, 1, 100, 112, 114, 111, 109, 112, 116, 120, 0, 104,
+        99, 111, 109, 112, 108, 101, 179, 0, 67, 116, 111, 116, 97, 151, 0, 16, 125, 32, 0, 32,
+        115, 116, 218, 0, 15, 54, 0, 27, 0, 174, 1, 145, 115, 104, 95, 114, 101, 97, 115, 111, 110,
+        184, 0, 16, 125, 89, 0, 144, 111, 108, 34, 58, 110, 117, 108, 108, 125,
+    ];
+
+    #[test]
+    fn a_body_written_by_format_2_versions_still_reads() {
+        let span = Span {
+            attributes: vec![
+                KeyValue::new("input.value", AttrValue::String("2 + 2?\n\"sum\"".into())),
+                KeyValue::new("n", AttrValue::Int(-3)),
+                KeyValue::new("d", AttrValue::Double(f64::NEG_INFINITY)),
+            ],
+            ..make_span(1, 2)
+        };
+        let semantics = SpanSemantics {
+            input: Some("2 + 2?\n\"sum\"".into()),
+            output: Some("4".into()),
+            llm: Some(LlmCall {
+                provider: Some("openai".into()),
+                output_messages: vec![Message {
+                    role: "assistant".into(),
+                    content: Some("4".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let stored = decode_stored_body(WRITTEN_IN_FORMAT_2).unwrap();
+        let decoded = stored.decode(columns_of(&span)).unwrap();
+        assert_eq!(decoded, (span, Some(semantics.clone().with_llm_texts())));
+        assert_eq!(stored.texts().unwrap(), (semantics.input, semantics.output));
+    }
+
     /// Format 3 bytes around a MessagePack payload written by hand.
     fn format_3(packed: &[u8]) -> Vec<u8> {
         let mut out = vec![MESSAGE_PACK_FORMAT];
