@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the ingest path, one stage at a time, on the load generator's
 //! traffic (1000 LLM spans per request, 1 KiB input and output, ~12 attributes, a mix of
-//! conventions): decoding a protobuf request into spans, normalizing them, and the embedded
-//! store's batch write. `bench/run.sh` runs them; BENCHMARKS.md has the numbers.
+//! conventions): decoding a protobuf request into spans, normalizing them, encoding and decoding
+//! the embedded store's stored spans, and the embedded store's batch write. `bench/run.sh` runs
+//! them; BENCHMARKS.md has the numbers.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use prost::Message as _;
 use spanhouse::model::NormalizedSpan;
 use spanhouse::normalize::Normalizer;
 use spanhouse::otlp::{Encoding, decode_trace_request, spans_from_request};
+use spanhouse::store::codec::{columns_of, decode_stored_body, encode_stored_span};
 use spanhouse::store::sqlite::{SqliteStore, Synchronous};
 use spanhouse::store::{SpanBatch, Store};
 use spanhouse::synthetic::{Convention, Shape, make_request};
@@ -68,6 +70,69 @@ fn decode_and_normalize(criterion: &mut Criterion) {
     group.finish();
 }
 
+/// The stored span of the embedded store (`store::codec::encode_stored_span`): encoded on the
+/// receivers' threads for every span, decoded when a trace is read, and its texts alone read by
+/// the writer for spans of a trace written in earlier batches.
+fn stored_span_codec(criterion: &mut Criterion) {
+    let normalizer = Normalizer::default();
+    let normalized: Vec<_> = spans_from_request(request(1))
+        .spans
+        .into_iter()
+        .map(|span| {
+            let semantics = normalizer.normalize(&span, &[]);
+            (span, semantics)
+        })
+        .collect();
+    let encoded: Vec<Vec<u8>> = normalized
+        .iter()
+        .map(|(span, semantics)| encode_stored_span(span, semantics))
+        .collect();
+    let stored_bytes: usize = encoded.iter().map(Vec::len).sum();
+    println!(
+        "stored span: format {}, {} bytes on average",
+        encoded[0][0],
+        stored_bytes / encoded.len()
+    );
+    let mut group = criterion.benchmark_group("store codec");
+    group.throughput(Throughput::Elements(SPANS as u64));
+    group.bench_function("encode 1000 stored spans", |bencher| {
+        bencher.iter(|| {
+            normalized
+                .iter()
+                .map(|(span, semantics)| encode_stored_span(span, semantics).len())
+                .sum::<usize>()
+        })
+    });
+    group.bench_function("decode 1000 stored spans", |bencher| {
+        bencher.iter(|| {
+            normalized
+                .iter()
+                .zip(&encoded)
+                .map(|((span, _), bytes)| {
+                    let (decoded, semantics) = decode_stored_body(bytes)
+                        .and_then(|stored| stored.decode(columns_of(span)))
+                        .unwrap();
+                    decoded.attributes.len() + usize::from(semantics.is_some())
+                })
+                .sum::<usize>()
+        })
+    });
+    group.bench_function("texts of 1000 stored spans", |bencher| {
+        bencher.iter(|| {
+            encoded
+                .iter()
+                .map(|bytes| {
+                    let (input, _) = decode_stored_body(bytes)
+                        .and_then(|stored| stored.texts())
+                        .unwrap();
+                    input.map_or(0, |input| input.len())
+                })
+                .sum::<usize>()
+        })
+    });
+    group.finish();
+}
+
 fn store_write(criterion: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let directory = tempfile::tempdir().unwrap();
@@ -111,5 +176,10 @@ fn store_write(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode_and_normalize, store_write);
+criterion_group!(
+    benches,
+    decode_and_normalize,
+    stored_span_codec,
+    store_write
+);
 criterion_main!(benches);

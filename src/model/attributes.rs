@@ -229,6 +229,16 @@ impl<'de> Deserialize<'de> for Stored<AttrValue> {
     }
 }
 
+/// Room for the entries a decoder says follow, within reason: a binary format (MessagePack)
+/// reads the count from the data, and a damaged count must not reserve gigabytes — the vector
+/// grows as entries actually arrive.
+fn cautious_capacity<T>(size_hint: Option<usize>) -> usize {
+    const MOST_RESERVED_BYTES: usize = 64 * 1024;
+    size_hint
+        .unwrap_or(0)
+        .min(MOST_RESERVED_BYTES / std::mem::size_of::<T>())
+}
+
 struct KeyValuesVisitor;
 
 impl<'de> Visitor<'de> for KeyValuesVisitor {
@@ -239,7 +249,7 @@ impl<'de> Visitor<'de> for KeyValuesVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-        let mut entries = Vec::with_capacity(access.size_hint().unwrap_or(0));
+        let mut entries = Vec::with_capacity(cautious_capacity::<KeyValue>(access.size_hint()));
         while let Some((key, value)) = access.next_entry::<String, Stored<AttrValue>>()? {
             entries.push(KeyValue::new(key, value.0));
         }
@@ -291,7 +301,7 @@ impl<'de> Visitor<'de> for StoredValueVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<AttrValue, A::Error> {
-        let mut values = Vec::with_capacity(access.size_hint().unwrap_or(0));
+        let mut values = Vec::with_capacity(cautious_capacity::<AttrValue>(access.size_hint()));
         while let Some(value) = access.next_element::<Stored<AttrValue>>()? {
             values.push(value.0);
         }

@@ -1,5 +1,9 @@
-//! The lossless encoding of a span's body (everything not kept in its own column) as JSON text,
-//! shared by the storage backends.
+//! The lossless encoding of a span's body (everything not kept in its own column), shared by
+//! the storage backends: the serde types of the body, written as JSON text by [`encode_body`]
+//! (ClickHouse's `body` column) and, with the span's semantics, as the embedded store's stored
+//! span ([`stored_span`]).
+
+mod stored_span;
 
 use std::sync::Arc;
 
@@ -7,11 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::attributes::{KeyValue, Stored};
 use crate::model::{
-    Event, Link, Resource, Scope, Span, SpanId, SpanKind, SpanSemantics, Status, StatusCode,
-    TraceId,
+    Event, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
 };
 
 use super::StoreError;
+
+#[cfg(test)]
+pub(crate) use stored_span::encode_format_2;
+pub use stored_span::{StoredBody, decode_stored_body, encode_stored_span};
 
 /// The columns a backend keeps next to the body.
 #[derive(Debug, Clone)]
@@ -177,7 +184,11 @@ struct BodyIn {
     links: Vec<LinkIn>,
     #[serde(default)]
     dropped_links_count: u32,
+    // An empty body (what the encoders fall back to) reads as a span with nothing but its
+    // columns.
+    #[serde(default)]
     resource: ResourceIn,
+    #[serde(default)]
     scope: ScopeIn,
 }
 
@@ -211,7 +222,7 @@ struct LinkIn {
     flags: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ResourceIn {
     #[serde(default)]
     attributes: Stored<Vec<KeyValue>>,
@@ -221,7 +232,7 @@ struct ResourceIn {
     schema_url: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ScopeIn {
     #[serde(default)]
     name: String,
@@ -235,173 +246,76 @@ struct ScopeIn {
     schema_url: String,
 }
 
-/// A span as the embedded store keeps it: a format byte (2), then one LZ4 block (its size
-/// prepended) holding the body's JSON, a newline, and the span's semantics as JSON. The
-/// semantics repeat the span's texts (input, output, messages) that the body's attributes
-/// already hold; compressed in one block, the repeat costs next to nothing, where the plain
-/// columns it replaces doubled what the store writes per span. (JSON text never holds a raw
-/// newline, so the first one separates the two.)
-pub fn encode_stored_span(span: &Span, semantics: &SpanSemantics) -> Vec<u8> {
-    let mut json = Vec::with_capacity(4096);
-    // Writing into a Vec fails only for values serde_json cannot represent, which these
-    // types do not hold; an empty object is still a body the reader accepts.
-    if serde_json::to_writer(&mut json, &body_out(span)).is_err() {
-        json.clear();
-        json.extend_from_slice(b"{}");
-    }
-    json.push(b'\n');
-    let body_length = json.len();
-    if serde_json::to_writer(&mut json, semantics).is_err() {
-        json.truncate(body_length);
-        json.extend_from_slice(b"{}");
-    }
-    // The compressor's buffer has room for incompressible input (larger than the input); the
-    // result, held in the ingest queue until written, gets exactly its size.
-    let compressed = lz4_flex::block::compress_prepend_size(&json);
-    let mut out = Vec::with_capacity(1 + compressed.len());
-    out.push(STORED_SPAN_FORMAT);
-    out.extend_from_slice(&compressed);
-    out
-}
-
-/// The format byte of [`encode_stored_span`]. Format 1 (the body alone, LZ4) and plain JSON
-/// text (no format byte) are what earlier versions wrote; both are still read.
-const STORED_SPAN_FORMAT: u8 = 2;
-const BODY_LZ4_FORMAT: u8 = 1;
-
-/// What a stored body holds: the body's JSON and, from format 2 on, the span's semantics.
-pub struct StoredBody {
-    text: String,
-    /// Where the semantics start in `text`, after the newline.
-    semantics_at: Option<usize>,
-}
-
-impl StoredBody {
-    pub fn body_json(&self) -> &str {
-        match self.semantics_at {
-            Some(at) => &self.text[..at - 1],
-            None => &self.text,
-        }
-    }
-
-    /// The semantics kept with the body; `None` for bodies of earlier formats, whose semantics
-    /// are in the columns.
-    pub fn semantics(&self) -> Result<Option<SpanSemantics>, StoreError> {
-        self.semantics_at
-            .map(|at| {
-                serde_json::from_str::<SpanSemantics>(&self.text[at..])
-                    .map(SpanSemantics::with_llm_texts)
-                    .map_err(|error| StoreError::Corrupt(format!("span semantics: {error}")))
-            })
-            .transpose()
-    }
-
-    /// Only the input and output of the semantics, without building the rest.
-    pub fn texts(&self) -> Result<(Option<String>, Option<String>), StoreError> {
-        #[derive(Deserialize)]
-        struct Texts {
-            #[serde(default)]
-            input: Option<String>,
-            #[serde(default)]
-            output: Option<String>,
-        }
-        match self.semantics_at {
-            Some(at) => serde_json::from_str::<Texts>(&self.text[at..])
-                .map(|texts| (texts.input, texts.output))
-                .map_err(|error| StoreError::Corrupt(format!("span semantics: {error}"))),
-            None => Ok((None, None)),
-        }
-    }
-}
-
-/// Reads a body written by [`encode_stored_span`], by format 1, or as plain JSON text.
-pub fn decode_stored_body(bytes: &[u8]) -> Result<StoredBody, StoreError> {
-    let corrupt =
-        |error: &dyn std::fmt::Display| StoreError::Corrupt(format!("span body: {error}"));
-    let text = match bytes.first() {
-        Some(&(STORED_SPAN_FORMAT | BODY_LZ4_FORMAT)) => {
-            let json = lz4_flex::block::decompress_size_prepended(&bytes[1..])
-                .map_err(|error| corrupt(&error))?;
-            String::from_utf8(json).map_err(|error| corrupt(&error))?
-        }
-        _ => std::str::from_utf8(bytes)
-            .map_err(|error| corrupt(&error))?
-            .to_owned(),
-    };
-    let semantics_at = if bytes.first() == Some(&STORED_SPAN_FORMAT) {
-        let newline = text
-            .find('\n')
-            .ok_or_else(|| StoreError::Corrupt("span body: semantics are missing".into()))?;
-        Some(newline + 1)
-    } else {
-        None
-    };
-    Ok(StoredBody { text, semantics_at })
-}
-
-/// Rebuilds a span from its columns and body.
+/// Rebuilds a span from its columns and its body's JSON text.
 pub fn decode_span(columns: SpanColumns, body: &str) -> Result<Span, StoreError> {
     let body: BodyIn =
         serde_json::from_str(body).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-    let mut links = Vec::with_capacity(body.links.len());
-    for link in body.links {
-        let (Ok(trace_id), Ok(span_id)) = (
-            TraceId::parse_hex(&link.trace_id),
-            SpanId::parse_hex(&link.span_id),
-        ) else {
-            return Err(StoreError::Corrupt("invalid link id".into()));
-        };
-        links.push(Link {
-            trace_id,
-            span_id,
-            trace_state: link.trace_state,
-            attributes: link.attributes.0,
-            dropped_attributes_count: link.dropped_attributes_count,
-            flags: link.flags,
-        });
+    body.into_span(columns)
+}
+
+impl BodyIn {
+    /// The span of these columns and this body, whichever encoding the body was read from.
+    fn into_span(self, columns: SpanColumns) -> Result<Span, StoreError> {
+        let mut links = Vec::with_capacity(self.links.len());
+        for link in self.links {
+            let (Ok(trace_id), Ok(span_id)) = (
+                TraceId::parse_hex(&link.trace_id),
+                SpanId::parse_hex(&link.span_id),
+            ) else {
+                return Err(StoreError::Corrupt("invalid link id".into()));
+            };
+            links.push(Link {
+                trace_id,
+                span_id,
+                trace_state: link.trace_state,
+                attributes: link.attributes.0,
+                dropped_attributes_count: link.dropped_attributes_count,
+                flags: link.flags,
+            });
+        }
+        Ok(Span {
+            trace_id: columns.trace_id,
+            span_id: columns.span_id,
+            parent_span_id: columns.parent_span_id,
+            trace_state: self.trace_state,
+            flags: self.flags,
+            name: columns.name,
+            kind: SpanKind::from_otlp(columns.kind),
+            start_time_unix_nano: columns.start_time_unix_nano,
+            end_time_unix_nano: columns.end_time_unix_nano,
+            attributes: self.attributes.0,
+            dropped_attributes_count: self.dropped_attributes_count,
+            events: self
+                .events
+                .into_iter()
+                .map(|event| Event {
+                    time_unix_nano: event.time_unix_nano,
+                    name: event.name,
+                    attributes: event.attributes.0,
+                    dropped_attributes_count: event.dropped_attributes_count,
+                })
+                .collect(),
+            dropped_events_count: self.dropped_events_count,
+            links,
+            dropped_links_count: self.dropped_links_count,
+            status: Status {
+                code: StatusCode::from_otlp(columns.status_code),
+                message: self.status_message,
+            },
+            resource: Arc::new(Resource {
+                attributes: self.resource.attributes.0,
+                dropped_attributes_count: self.resource.dropped_attributes_count,
+                schema_url: self.resource.schema_url,
+            }),
+            scope: Arc::new(Scope {
+                name: self.scope.name,
+                version: self.scope.version,
+                attributes: self.scope.attributes.0,
+                dropped_attributes_count: self.scope.dropped_attributes_count,
+                schema_url: self.scope.schema_url,
+            }),
+        })
     }
-    Ok(Span {
-        trace_id: columns.trace_id,
-        span_id: columns.span_id,
-        parent_span_id: columns.parent_span_id,
-        trace_state: body.trace_state,
-        flags: body.flags,
-        name: columns.name,
-        kind: SpanKind::from_otlp(columns.kind),
-        start_time_unix_nano: columns.start_time_unix_nano,
-        end_time_unix_nano: columns.end_time_unix_nano,
-        attributes: body.attributes.0,
-        dropped_attributes_count: body.dropped_attributes_count,
-        events: body
-            .events
-            .into_iter()
-            .map(|event| Event {
-                time_unix_nano: event.time_unix_nano,
-                name: event.name,
-                attributes: event.attributes.0,
-                dropped_attributes_count: event.dropped_attributes_count,
-            })
-            .collect(),
-        dropped_events_count: body.dropped_events_count,
-        links,
-        dropped_links_count: body.dropped_links_count,
-        status: Status {
-            code: StatusCode::from_otlp(columns.status_code),
-            message: body.status_message,
-        },
-        resource: Arc::new(Resource {
-            attributes: body.resource.attributes.0,
-            dropped_attributes_count: body.resource.dropped_attributes_count,
-            schema_url: body.resource.schema_url,
-        }),
-        scope: Arc::new(Scope {
-            name: body.scope.name,
-            version: body.scope.version,
-            attributes: body.scope.attributes.0,
-            dropped_attributes_count: body.scope.dropped_attributes_count,
-            schema_url: body.scope.schema_url,
-        }),
-    })
 }
 
 /// The columns of a span.
@@ -424,24 +338,72 @@ mod tests {
     use crate::model::AttrValue;
     use crate::model::span::test_support::make_span;
 
-    #[test]
-    fn body_round_trips_losslessly() {
-        let span = Span {
+    /// Every kind of attribute value, nested where OTLP allows it.
+    pub(super) fn attributes_of_every_kind() -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("string", AttrValue::String("line one\nline \"two\"".into())),
+            KeyValue::new("empty_string", AttrValue::String(String::new())),
+            KeyValue::new("bool", AttrValue::Bool(false)),
+            KeyValue::new("small_int", AttrValue::Int(3)),
+            KeyValue::new("negative_int", AttrValue::Int(-300)),
+            KeyValue::new("largest_int", AttrValue::Int(i64::MAX)),
+            KeyValue::new("smallest_int", AttrValue::Int(i64::MIN)),
+            KeyValue::new("whole_double", AttrValue::Double(2.0)),
+            KeyValue::new("double", AttrValue::Double(-0.125)),
+            KeyValue::new("infinity", AttrValue::Double(f64::INFINITY)),
+            KeyValue::new("negative_infinity", AttrValue::Double(f64::NEG_INFINITY)),
+            KeyValue::new("bytes", AttrValue::Bytes(vec![0, 159, 255])),
+            KeyValue::new("no_bytes", AttrValue::Bytes(Vec::new())),
+            KeyValue::new("empty", AttrValue::Empty),
+            KeyValue::new(
+                "array",
+                AttrValue::Array(vec![
+                    AttrValue::Int(1),
+                    AttrValue::Double(1.0),
+                    AttrValue::String("x".into()),
+                    AttrValue::Empty,
+                    AttrValue::Array(Vec::new()),
+                    AttrValue::Map(vec![KeyValue::new("k", AttrValue::Bool(true))]),
+                ]),
+            ),
+            KeyValue::new(
+                "kvlist",
+                AttrValue::Map(vec![
+                    // A key that is also a tag of the stored form.
+                    KeyValue::new("bytes", AttrValue::Int(3)),
+                    KeyValue::new("nested", AttrValue::Map(Vec::new())),
+                    KeyValue::new(
+                        "deeper",
+                        AttrValue::Map(vec![KeyValue::new(
+                            "double",
+                            AttrValue::Double(f64::NEG_INFINITY),
+                        )]),
+                    ),
+                ]),
+            ),
+        ]
+    }
+
+    /// A span with something in every part of its body.
+    pub(super) fn span_with_every_part() -> Span {
+        Span {
             trace_state: "k=v".into(),
             flags: 257,
-            attributes: vec![KeyValue::new("n", AttrValue::Int(3))],
+            attributes: attributes_of_every_kind(),
+            dropped_attributes_count: 4,
             events: vec![Event {
                 time_unix_nano: 5,
                 name: "gen_ai.choice".into(),
-                attributes: vec![KeyValue::new("b", AttrValue::Bytes(vec![1, 2]))],
+                attributes: attributes_of_every_kind(),
                 dropped_attributes_count: 1,
             }],
+            dropped_events_count: 3,
             links: vec![Link {
                 trace_id: TraceId([3; 16]),
                 span_id: SpanId([4; 8]),
-                trace_state: String::new(),
-                attributes: Vec::new(),
-                dropped_attributes_count: 0,
+                trace_state: "a=b".into(),
+                attributes: vec![KeyValue::new("link", AttrValue::Int(-1))],
+                dropped_attributes_count: 6,
                 flags: 1,
             }],
             dropped_links_count: 2,
@@ -454,67 +416,30 @@ mod tests {
                     "service.name",
                     AttrValue::String("svc".into()),
                 )],
-                dropped_attributes_count: 0,
+                dropped_attributes_count: 7,
                 schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
             }),
             scope: Arc::new(Scope {
                 name: "openinference".into(),
                 version: "0.1".into(),
-                ..Default::default()
+                attributes: vec![KeyValue::new("scope", AttrValue::Bool(true))],
+                dropped_attributes_count: 8,
+                schema_url: "https://example.com/scope".into(),
             }),
             ..make_span(1, 2)
-        };
-        let decoded = decode_span(columns_of(&span), &encode_body(&span)).unwrap();
-        assert_eq!(decoded, span);
-
-        // Format 2: the body and the semantics, with the LLM texts put back when read.
-        let mut semantics = SpanSemantics {
-            input: Some("line one\nline two {\"json\": true}".into()),
-            output: Some("answer".into()),
-            session_id: Some("session".into()),
-            llm: Some(crate::model::LlmCall {
-                provider: Some("openai".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let stored = decode_stored_body(&encode_stored_span(&span, &semantics)).unwrap();
-        assert_eq!(
-            decode_span(columns_of(&span), stored.body_json()).unwrap(),
-            span
-        );
-        assert_eq!(
-            stored.texts().unwrap(),
-            (semantics.input.clone(), semantics.output.clone())
-        );
-        semantics = semantics.with_llm_texts();
-        assert_eq!(stored.semantics().unwrap(), Some(semantics));
-
-        // What earlier versions wrote: format 1 (the body alone, LZ4) and plain JSON.
-        let plain = encode_body(&span);
-        let mut format_1 = vec![1u8];
-        format_1.extend(lz4_flex::block::compress_prepend_size(plain.as_bytes()));
-        for bytes in [format_1, plain.clone().into_bytes()] {
-            let stored = decode_stored_body(&bytes).unwrap();
-            assert_eq!(stored.body_json(), plain);
-            assert_eq!(stored.semantics().unwrap(), None);
-            assert_eq!(stored.texts().unwrap(), (None, None));
         }
     }
 
     #[test]
-    fn damaged_stored_bodies_are_errors() {
+    fn body_round_trips_losslessly() {
+        let span = span_with_every_part();
+        let decoded = decode_span(columns_of(&span), &encode_body(&span)).unwrap();
+        assert_eq!(decoded, span);
+    }
+
+    #[test]
+    fn an_empty_body_is_a_span_of_its_columns_alone() {
         let span = make_span(1, 2);
-        let good = encode_stored_span(&span, &SpanSemantics::default());
-        for bytes in [
-            &good[..good.len() / 2],
-            &[2u8, 200, 0, 0, 0, 1][..],
-            &[0xff, 0xfe][..],
-        ] {
-            assert!(matches!(
-                decode_stored_body(bytes),
-                Err(StoreError::Corrupt(_))
-            ));
-        }
+        assert_eq!(decode_span(columns_of(&span), "{}").unwrap(), span);
     }
 }

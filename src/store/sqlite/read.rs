@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::search;
 use crate::model::trace_record::LlmDigest;
 use crate::model::{LlmCall, SpanDigest, SpanId, SpanSemantics, StatusCode, TraceId, TraceRecord};
-use crate::store::codec::{SpanColumns, decode_span, decode_stored_body};
+use crate::store::codec::{SpanColumns, decode_stored_body};
 use crate::store::{StoreError, StoreResult, StoredSpan, TraceCursor, TracePage, TraceQuery};
 
 /// The columns `digest_from_row` reads, in its order.
@@ -326,8 +326,8 @@ pub(super) fn stored_span_from_row(row: &Row<'_>) -> StoreResult<StoredSpan> {
         }
         _ => return Err(StoreError::Corrupt("span body is missing".into())),
     };
-    let span = decode_span(columns, body.body_json())?;
-    if let Some(semantics) = body.semantics()? {
+    let (span, semantics) = body.decode(columns)?;
+    if let Some(semantics) = semantics {
         return Ok(StoredSpan { span, semantics });
     }
     // Written before format 2: the semantics are in the columns.

@@ -260,8 +260,8 @@ async fn the_indexer_thread_catches_up_and_stops() {
     assert!(store.indexer.lock().unwrap().is_none());
 }
 
-// The span format: semantics kept compressed with the body (format 2), and rows written by
-// earlier versions (texts in columns) still read and summed.
+// The span format: semantics kept compressed with the body (formats 2 and 3), and rows written
+// by earlier versions (texts in columns, or format 2) still read and summed.
 
 /// Writes one span in a batch of its own, encoded as the receivers encode it.
 async fn write_semantics(store: &SqliteStore, span: crate::model::Span, semantics: SpanSemantics) {
@@ -368,4 +368,46 @@ async fn spans_written_before_format_2_are_read_and_summed() {
     assert_eq!(spans[0].span, root);
     assert_eq!(spans[0].semantics, old_semantics.with_llm_texts());
     assert_eq!(spans[1].semantics, texts("new in", "new out"));
+}
+
+#[tokio::test]
+async fn spans_written_in_format_2_are_read_and_give_their_texts() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    let child = crate::model::Span {
+        parent_span_id: Some(SpanId([1; 8])),
+        ..make_span(9, 2)
+    };
+    let child_semantics = SpanSemantics {
+        llm: Some(crate::model::LlmCall {
+            response_model: Some("gpt-4o".into()),
+            ..Default::default()
+        }),
+        ..texts("format 2 in", "format 2 out")
+    };
+    write_semantics(&store, child.clone(), child_semantics.clone()).await;
+    // Rewrite the row as the versions that wrote format 2 did.
+    {
+        let body = crate::store::codec::encode_format_2(&child, &child_semantics);
+        let connection = Connection::open(directory.path().join("spanhouse.db")).unwrap();
+        let changed = connection
+            .execute("UPDATE spans SET body = ?1", rusqlite::params![body])
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    // The root arrives later, without texts of its own: the record takes the child's, from its
+    // format 2 body.
+    write_semantics(&store, make_span(9, 1), SpanSemantics::default()).await;
+
+    let (record, spans) = store
+        .get_trace("p", crate::model::TraceId([9; 16]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.span_count, 2);
+    assert_eq!(record.input.as_deref(), Some("format 2 in"));
+    assert_eq!(record.output.as_deref(), Some("format 2 out"));
+    assert_eq!(record.models, ["gpt-4o"]);
+    assert_eq!(spans[1].span, child);
+    assert_eq!(spans[1].semantics, child_semantics.with_llm_texts());
 }

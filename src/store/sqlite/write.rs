@@ -202,8 +202,8 @@ fn recompute_traces(
     let mut exists = transaction.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM traces WHERE project_id = ?1 AND trace_id = ?2)",
     )?;
-    // The text columns are empty for spans whose semantics live in their body (format 2):
-    // `is_llm` is set for exactly those rows.
+    // The text columns are empty for spans whose semantics live in their body (from format 2
+    // on): `is_llm` is set for exactly those rows.
     let mut select = transaction.prepare_cached(&format!(
         "SELECT {DIGEST_COLUMNS}, rowid, is_llm IS NOT NULL FROM spans
          WHERE project_id = ?1 AND trace_id = ?2"
@@ -289,7 +289,7 @@ fn stored_digests_of(
 }
 
 /// The span columns that hold what normalization read, beside the semantics kept whole in the
-/// body (format 2): what queries filter and sum by.
+/// body (formats 2 and 3): what queries filter and sum by.
 struct DerivedColumns<'a> {
     session_id: Option<&'a str>,
     user_id: Option<&'a str>,
@@ -343,7 +343,7 @@ impl<'a> DerivedColumns<'a> {
     }
 }
 
-/// `input`, `output`, `llm` and `tool` stay NULL: the body holds them (format 2).
+/// `input`, `output`, `llm` and `tool` stay NULL: the body holds them (from format 2 on).
 const INSERT_SPAN: &str = "INSERT INTO spans (
     project_id, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code,
     service_name, body, session_id, user_id, pipeline_id, model, prompt_tokens,
