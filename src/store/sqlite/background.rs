@@ -1,10 +1,12 @@
 //! What the store's background threads (the text indexer, the checkpointer) share: the signal
 //! that wakes and stops them, and the lower priority of work that can wait.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::lock;
+use crate::store::{StoreError, StoreResult};
 
 /// Wakes a background thread of the store (the text indexer, the checkpointer) when the writer
 /// committed work for it, and tells it to stop.
@@ -79,5 +81,53 @@ pub(super) fn lower_thread_priority() {
                 "cannot lower the priority of a background thread"
             );
         }
+    }
+}
+
+/// A background thread of the store with its signal; stopping (or dropping) it lets the work
+/// in hand finish.
+pub(super) struct Worker {
+    /// What the thread is, for messages ("text indexer").
+    what: &'static str,
+    signal: Arc<Signal>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Runs `work` on a thread named `name` until `signal` tells it to stop.
+    pub(super) fn start(
+        name: &str,
+        what: &'static str,
+        signal: Arc<Signal>,
+        work: impl FnOnce(&Signal) + Send + 'static,
+    ) -> StoreResult<Self> {
+        let thread_signal = Arc::clone(&signal);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || work(&thread_signal))
+            .map_err(|error| {
+                StoreError::Unavailable(format!("cannot start the {what}: {error}"))
+            })?;
+        Ok(Self {
+            what,
+            signal,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it.
+    pub(super) fn stop(&mut self) {
+        self.signal.stop();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the {} panicked", self.what);
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

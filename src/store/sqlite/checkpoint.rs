@@ -14,14 +14,13 @@
 //! recovery reads it.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, ErrorCode};
 
-use super::background::Signal;
-use crate::store::{StoreError, StoreResult};
+use super::background::{Signal, Worker};
+use crate::store::StoreResult;
 
 /// WAL pages after which the checkpointer is woken: SQLite's own autocheckpoint threshold.
 pub(super) const CHECKPOINT_PAGES: i32 = 1_000;
@@ -54,43 +53,15 @@ pub(super) fn hand_off(writer: &mut Connection, signal: Arc<Signal>) -> StoreRes
     Ok(())
 }
 
-/// The checkpointer thread; stopping (or dropping) it lets a running checkpoint finish.
-pub(super) struct Checkpointer {
-    signal: Arc<Signal>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Checkpointer {
-    /// Starts checkpointing on `connection` (to the writer's database) when `signal` wakes it.
-    pub(super) fn start(connection: Connection, signal: Arc<Signal>) -> StoreResult<Self> {
-        let thread_signal = Arc::clone(&signal);
-        let thread = std::thread::Builder::new()
-            .name("spanhouse-checkpoint".into())
-            .spawn(move || run(&connection, &thread_signal))
-            .map_err(|error| {
-                StoreError::Unavailable(format!("cannot start the checkpointer: {error}"))
-            })?;
-        Ok(Self {
-            signal,
-            thread: Some(thread),
-        })
-    }
-
-    /// Stops the thread and waits for it.
-    pub(super) fn stop(&mut self) {
-        self.signal.stop();
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the checkpointer panicked");
-        }
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Starts the checkpointer thread, checkpointing on `connection` (to the writer's database)
+/// when `signal` wakes it; stopping it lets a running checkpoint finish.
+pub(super) fn start(connection: Connection, signal: Arc<Signal>) -> StoreResult<Worker> {
+    Worker::start(
+        "spanhouse-checkpoint",
+        "checkpointer",
+        signal,
+        move |signal| run(&connection, signal),
+    )
 }
 
 fn run(connection: &Connection, signal: &Signal) {
@@ -148,8 +119,7 @@ mod tests {
         let signal = Arc::new(Signal::default());
         let connection = writer(&path, Arc::clone(&signal));
         let mut checkpointer =
-            Checkpointer::start(open_connection(&path, Synchronous::Normal).unwrap(), signal)
-                .unwrap();
+            start(open_connection(&path, Synchronous::Normal).unwrap(), signal).unwrap();
         fill(&connection, CHECKPOINT_PAGES + 100);
         // Only a checkpoint writes the rows into the database file; the writer no longer does.
         let deadline = Instant::now() + Duration::from_secs(30);

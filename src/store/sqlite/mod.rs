@@ -55,9 +55,9 @@ pub struct SqliteStore {
     /// Wakes the text indexer after writes.
     text_signal: Arc<background::Signal>,
     /// The text indexer, when [`SqliteStore::start_text_indexer`] started it.
-    indexer: Mutex<Option<search::Indexer>>,
+    indexer: Mutex<Option<background::Worker>>,
     /// Checkpoints the WAL beside the writer; stopped by [`Store::flush`].
-    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
+    checkpointer: Mutex<Option<background::Worker>>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -95,10 +95,8 @@ impl SqliteStore {
         schema::migrate(&mut writer)?;
         let checkpoint_signal = Arc::new(background::Signal::default());
         checkpoint::hand_off(&mut writer, Arc::clone(&checkpoint_signal))?;
-        let checkpointer = checkpoint::Checkpointer::start(
-            open_connection(&path, synchronous)?,
-            checkpoint_signal,
-        )?;
+        let checkpointer =
+            checkpoint::start(open_connection(&path, synchronous)?, checkpoint_signal)?;
         Ok(Self {
             path,
             normalizer,
@@ -117,7 +115,7 @@ impl SqliteStore {
     pub fn start_text_indexer(&self) -> StoreResult<()> {
         let mut indexer = lock(&self.indexer);
         if indexer.is_none() {
-            *indexer = Some(search::Indexer::start(
+            *indexer = Some(search::start_indexer(
                 &self.path,
                 &self.search_path,
                 Arc::clone(&self.text_signal),

@@ -11,12 +11,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
-use super::background::{self, Signal};
+use super::background::{self, Signal, Worker};
 use super::{open_connection, open_wal};
 use crate::store::{StoreError, StoreResult};
 
@@ -63,52 +62,24 @@ const SEARCH_LAYOUT: i64 = 2;
 /// far as trigrams can, the text check does the rest.
 const MAX_QUERY_TRIGRAMS: usize = 24;
 
-/// The indexer thread; stopping (or dropping) it lets the current transaction finish.
-pub(super) struct Indexer {
+/// Opens (rebuilding if needed) the search file next to `main_path` and starts the indexer
+/// thread; stopping it lets the current transaction finish.
+pub(super) fn start_indexer(
+    main_path: &Path,
+    search_path: &Path,
     signal: Arc<Signal>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Indexer {
-    /// Opens (rebuilding if needed) the search file next to `main_path` and starts indexing.
-    pub(super) fn start(
-        main_path: &Path,
-        search_path: &Path,
-        signal: Arc<Signal>,
-    ) -> StoreResult<Self> {
-        let (main, search) = prepare(main_path, search_path)?;
-        let thread_signal = Arc::clone(&signal);
-        let thread = std::thread::Builder::new()
-            .name("spanhouse-text-indexer".into())
-            .spawn(move || {
-                // The index may lag (searches scan what it has not reached): ingest first.
-                background::lower_thread_priority();
-                run(main, search, &thread_signal)
-            })
-            .map_err(|error| {
-                StoreError::Unavailable(format!("cannot start the text indexer: {error}"))
-            })?;
-        Ok(Self {
-            signal,
-            thread: Some(thread),
-        })
-    }
-
-    /// Stops the thread and waits for it.
-    pub(super) fn stop(&mut self) {
-        self.signal.stop();
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the text indexer panicked");
-        }
-    }
-}
-
-impl Drop for Indexer {
-    fn drop(&mut self) {
-        self.stop();
-    }
+) -> StoreResult<Worker> {
+    let (main, search) = prepare(main_path, search_path)?;
+    Worker::start(
+        "spanhouse-text-indexer",
+        "text indexer",
+        signal,
+        move |signal| {
+            // The index may lag (searches scan what it has not reached): ingest first.
+            background::lower_thread_priority();
+            run(main, search, signal)
+        },
+    )
 }
 
 /// The indexer's connections: the main file (it only reads) and the search file, opened or
