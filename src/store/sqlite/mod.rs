@@ -3,7 +3,8 @@
 //! One writer connection takes every write, so the pipeline's batches become one transaction
 //! each (group commit); a small pool of reader connections serves queries concurrently with it.
 //! Connections are blocking, so every call runs on tokio's blocking pool. The text index for
-//! `q` lives in a second file, kept up to date by a thread of its own (see `search`).
+//! `q` lives in a second file, kept up to date by a thread of its own (see `search`); WAL
+//! checkpoints run on another, beside the writer (see `checkpoint`).
 
 mod background;
 mod checkpoint;
