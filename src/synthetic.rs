@@ -149,6 +149,13 @@ pub struct Shape {
     pub convention: Convention,
 }
 
+/// splitmix64's finalizer: a bijection of `u64` that spreads neighbouring numbers apart.
+fn scramble(mut value: u64) -> u64 {
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
+}
+
 /// One request, ids unique to `run`, `connection` and `request`; returns it and its trace ids.
 pub fn make_request(
     options: &Shape,
@@ -167,7 +174,9 @@ pub fn make_request(
             let trace_number = (connection << 40) | (request << 12) | (index / per_trace) as u64;
             let position = index % per_trace;
             let mut trace_id = [0u8; 16];
-            trace_id[..8].copy_from_slice(&trace_number.to_be_bytes());
+            // Scrambled as SDKs' random ids are, so that the store sees ids in no order; the
+            // mix is a bijection, so ids stay unique.
+            trace_id[..8].copy_from_slice(&scramble(trace_number).to_be_bytes());
             trace_id[8..].copy_from_slice(&run.to_be_bytes());
             if position == 0 {
                 trace_ids.push(trace_id);
