@@ -295,7 +295,10 @@ pub(super) fn get_trace(
     let record = record_from_row_parts(&record, input, output, timestamp as u64)?;
 
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {SPAN_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2
+        "SELECT {SPAN_COLUMNS} FROM spans
+         WHERE project_id = ?1 AND trace_key = (
+             SELECT rowid FROM traces WHERE project_id = ?1 AND trace_id = ?2
+         )
          ORDER BY start_ns, span_id"
     ))?;
     let mut rows = statement.query(params![project_id, trace_id.as_bytes()])?;

@@ -151,6 +151,21 @@ CREATE INDEX traces_by_text_seq ON traces (text_seq);
 ALTER TABLE spans ADD COLUMN is_llm INTEGER;
 ALTER TABLE spans ADD COLUMN tool_name TEXT;
 "#,
+    r#"
+-- Spans are found through their trace's row: `trace_key` is the rowid of the trace in `traces`
+-- (rowids stay put: nothing here runs VACUUM). Trace ids are random, so an index led by them
+-- sent every span to a random page and each batch rewrote about one index page per span; new
+-- traces take growing keys, so their spans go to the end of this index. For the same reason
+-- `trace_models` rows are deleted by their primary key, and their index by trace goes.
+ALTER TABLE spans ADD COLUMN trace_key INTEGER;
+UPDATE spans SET trace_key = (
+    SELECT traces.rowid FROM traces
+    WHERE traces.project_id = spans.project_id AND traces.trace_id = spans.trace_id
+);
+CREATE UNIQUE INDEX spans_by_trace ON spans (trace_key, span_id);
+DROP INDEX spans_identity;
+DROP INDEX trace_models_by_trace;
+"#,
 ];
 
 /// Brings the schema up to date. Safe when several processes open the same file at once: the
@@ -208,5 +223,75 @@ mod tests {
             )
             .unwrap();
         assert_eq!(old_index, 0);
+    }
+
+    /// Spans stored before `trace_key` get the rowid of their trace's row; the index by trace
+    /// id goes, and the new index keeps a retry out.
+    #[test]
+    fn spans_get_their_traces_key() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        for migration in &MIGRATIONS[..7] {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection.pragma_update(None, "user_version", 7).unwrap();
+        for (project, trace) in [("p", 1u8), ("q", 1), ("p", 2)] {
+            connection
+                .execute(
+                    "INSERT INTO traces (project_id, trace_id, timestamp_ns, status, models, record)
+                     VALUES (?1, ?2, 1, 'ok', '[]', '{}')",
+                    rusqlite::params![project, vec![trace; 16]],
+                )
+                .unwrap();
+            for span in 1..=2u8 {
+                connection
+                    .execute(
+                        "INSERT INTO spans (project_id, trace_id, span_id, name, kind, start_ns,
+                             end_ns, status_code, body)
+                         VALUES (?1, ?2, ?3, 'span', 1, 1, 2, 0, '{}')",
+                        rusqlite::params![project, vec![trace; 16], vec![span; 8]],
+                    )
+                    .unwrap();
+            }
+        }
+        migrate(&mut connection).unwrap();
+        let keys: Vec<(String, Vec<u8>, i64)> = connection
+            .prepare(
+                "SELECT spans.project_id, spans.trace_id, traces.rowid FROM spans
+                 JOIN traces ON traces.rowid = spans.trace_key
+                 WHERE traces.project_id = spans.project_id
+                     AND traces.trace_id = spans.trace_id
+                 ORDER BY spans.rowid",
+            )
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let expected: Vec<(String, Vec<u8>, i64)> = [("p", 1u8, 1), ("q", 1, 2), ("p", 2, 3)]
+            .into_iter()
+            .flat_map(|(project, trace, key)| {
+                let row = (project.to_string(), vec![trace; 16], key);
+                [row.clone(), row]
+            })
+            .collect();
+        assert_eq!(keys, expected);
+        let retry = connection.execute(
+            "INSERT INTO spans (project_id, trace_id, span_id, name, kind, start_ns, end_ns,
+                 status_code, body, trace_key)
+             VALUES ('p', ?1, ?2, 'span', 1, 1, 2, 0, '{}', 1)",
+            rusqlite::params![vec![1u8; 16], vec![1u8; 8]],
+        );
+        assert!(retry.is_err(), "a second span with the same trace key and id was stored");
+        let indexes: Vec<String> = connection
+            .prepare(
+                "SELECT name FROM sqlite_schema
+                 WHERE type = 'index' AND tbl_name IN ('spans', 'trace_models') ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(indexes, ["spans_by_trace"]);
     }
 }

@@ -411,3 +411,56 @@ async fn spans_written_in_format_2_are_read_and_give_their_texts() {
     assert_eq!(spans[1].span, child);
     assert_eq!(spans[1].semantics, child_semantics.with_llm_texts());
 }
+
+/// A trace whose root, of another model, arrives in a later batch and moves its timestamp: its rows in
+/// `trace_models` (deleted by primary key, from the row's old timestamp and models) follow.
+#[tokio::test]
+async fn a_trace_split_over_batches_keeps_its_models_current() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    let with_model = |model: &str| SpanSemantics {
+        llm: Some(crate::model::LlmCall {
+            response_model: Some(model.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let trace_id = crate::model::TraceId([9; 16]);
+    let root = make_span(9, 1);
+    let child = crate::model::Span {
+        parent_span_id: Some(SpanId([1; 8])),
+        start_time_unix_nano: root.start_time_unix_nano + 1_000,
+        ..make_span(9, 2)
+    };
+    write_semantics(&store, child, with_model("model-b")).await;
+    let (before, _) = store.get_trace("p", trace_id).await.unwrap().unwrap();
+    write_semantics(&store, root, with_model("model-a")).await;
+
+    let connection = Connection::open(directory.path().join("spanhouse.db")).unwrap();
+    let rows: Vec<(String, i64)> = connection
+        .prepare("SELECT model, timestamp_ns FROM trace_models ORDER BY model")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let (record, spans) = store.get_trace("p", trace_id).await.unwrap().unwrap();
+    assert_eq!(spans.len(), 2);
+    assert_ne!(record.timestamp_unix_nano, before.timestamp_unix_nano);
+    let timestamp = record.timestamp_unix_nano as i64;
+    assert_eq!(
+        rows,
+        [("model-a".to_string(), timestamp), ("model-b".to_string(), timestamp)]
+    );
+    for model in ["model-a", "model-b"] {
+        let query = TraceQuery {
+            start_unix_nano: 0,
+            end_unix_nano: u64::MAX,
+            limit: 10,
+            model: Some(model.into()),
+            ..Default::default()
+        };
+        let page = store.query_traces("p", &query).await.unwrap();
+        assert_eq!(page.traces.len(), 1, "{model}");
+    }
+}

@@ -3,11 +3,11 @@
 //! GenAI content events from the logs signal are kept per span; a span is normalized with
 //! them whether it arrives before or after them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::types::ToSql;
 use rusqlite::{
-    Connection, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
+    CachedStatement, Connection, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
     params_from_iter,
 };
 use sha2::{Digest as _, Sha256};
@@ -27,7 +27,8 @@ pub(super) fn write_spans(
     normalizer: &Normalizer,
 ) -> StoreResult<()> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut touched: BTreeSet<TraceKey> = BTreeSet::new();
+    let mut rows = TraceRows::new(&transaction)?;
+    let mut touched = Touched::new();
     let mut written = Written::new();
     {
         let mut insert = transaction.prepare_cached(INSERT_SPAN)?;
@@ -40,6 +41,8 @@ pub(super) fn write_spans(
         for batch in batches {
             for normalized in &batch.spans {
                 let span = &normalized.span;
+                let trace = (batch.project_id.as_str(), span.trace_id);
+                let row = rows.find_or_allocate(trace)?;
                 let content = if any_content {
                     content_events(&mut events, &batch.project_id, span.trace_id, span.span_id)?
                 } else {
@@ -62,23 +65,108 @@ pub(super) fn write_spans(
                     }
                 };
                 let inserted =
-                    insert_span(&mut insert, &batch.project_id, span, semantics, stored)?;
+                    insert_span(&mut insert, &batch.project_id, row.key, span, semantics, stored)?;
                 if inserted {
                     written
-                        .entry((batch.project_id.as_str(), span.trace_id))
+                        .entry(trace)
                         .or_default()
                         .push(SpanDigest::of(span, semantics));
-                }
-                if inserted {
-                    touched.insert((batch.project_id.as_str(), span.trace_id));
+                    touched.insert(row.key, (trace, row.old));
                 }
             }
         }
     }
+    drop(rows);
     recompute_traces(&transaction, touched, &written)?;
     transaction.commit()?;
     Ok(())
 }
+
+/// What a trace's row in `traces` held before this transaction: what its `trace_models` rows
+/// are keyed by.
+#[derive(Clone)]
+struct OldRow {
+    timestamp_ns: i64,
+    models: String,
+}
+
+/// A trace's row in `traces`: `key` is its rowid, by which its spans are found (`trace_key`);
+/// `old` is `None` for a trace first seen in this transaction, whose row does not exist yet.
+#[derive(Clone)]
+struct TraceRow {
+    key: i64,
+    old: Option<OldRow>,
+}
+
+/// Finds the rows of the traces a transaction writes to, once per trace, and gives new traces
+/// the next rowids: spans are inserted under their trace's key before the trace's row is
+/// written. Only the writer holding the write lock allocates, so the keys cannot collide.
+struct TraceRows<'t, 'a> {
+    find: CachedStatement<'t>,
+    next_key: Option<i64>,
+    transaction: &'t Transaction<'t>,
+    known: HashMap<TraceKey<'a>, TraceRow>,
+}
+
+impl<'t, 'a> TraceRows<'t, 'a> {
+    fn new(transaction: &'t Transaction<'t>) -> StoreResult<Self> {
+        Ok(Self {
+            find: transaction.prepare_cached(
+                "SELECT rowid, timestamp_ns, models FROM traces
+                 WHERE project_id = ?1 AND trace_id = ?2",
+            )?,
+            next_key: None,
+            transaction,
+            known: HashMap::new(),
+        })
+    }
+
+    /// The row of a stored trace, `None` when the trace has none.
+    fn find(&mut self, trace: TraceKey<'a>) -> StoreResult<Option<TraceRow>> {
+        if let Some(row) = self.known.get(&trace) {
+            return Ok(Some(row.clone()));
+        }
+        let (project_id, trace_id) = trace;
+        let found = self
+            .find
+            .query_row(params![project_id, trace_id.as_bytes()], |row| {
+                Ok(TraceRow {
+                    key: row.get(0)?,
+                    old: Some(OldRow {
+                        timestamp_ns: row.get(1)?,
+                        models: row.get(2)?,
+                    }),
+                })
+            })
+            .optional()?;
+        if let Some(row) = &found {
+            self.known.insert(trace, row.clone());
+        }
+        Ok(found)
+    }
+
+    /// The row of a trace, allocated when the trace has none yet.
+    fn find_or_allocate(&mut self, trace: TraceKey<'a>) -> StoreResult<TraceRow> {
+        if let Some(row) = self.find(trace)? {
+            return Ok(row);
+        }
+        let key = match self.next_key {
+            Some(key) => key,
+            None => self.transaction.query_row(
+                "SELECT COALESCE(MAX(rowid), 0) + 1 FROM traces",
+                [],
+                |row| row.get(0),
+            )?,
+        };
+        self.next_key = Some(key + 1);
+        let row = TraceRow { key, old: None };
+        self.known.insert(trace, row.clone());
+        Ok(row)
+    }
+}
+
+/// The traces that gained a span or changed, by key: recomputed in the order of their rows.
+type Touched<'a> = BTreeMap<i64, (TraceKey<'a>, Option<OldRow>)>;
 
 pub(super) fn write_content_events(
     connection: &mut Connection,
@@ -112,19 +200,24 @@ pub(super) fn write_content_events(
             }
         }
     }
-    let mut touched: BTreeSet<TraceKey> = BTreeSet::new();
+    let mut touched = Touched::new();
     {
+        let mut rows = TraceRows::new(&transaction)?;
         let mut select_span = transaction.prepare_cached(&format!(
-            "SELECT {SPAN_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3"
+            "SELECT {SPAN_COLUMNS} FROM spans
+             WHERE project_id = ?1 AND trace_key = ?2 AND span_id = ?3"
         ))?;
         let mut events = transaction.prepare_cached(SELECT_CONTENT_EVENTS)?;
         let mut update = transaction.prepare_cached(UPDATE_SEMANTICS)?;
         for (project_id, trace_id, span_id) in changed_spans {
+            // No row: the trace has no span stored yet.
+            let Some(row) = rows.find((project_id, trace_id))? else {
+                continue;
+            };
             let stored = select_span
-                .query_row(
-                    params![project_id, trace_id.as_bytes(), span_id.as_bytes()],
-                    |row| Ok(stored_span_from_row(row)),
-                )
+                .query_row(params![project_id, row.key, span_id.as_bytes()], |row| {
+                    Ok(stored_span_from_row(row))
+                })
                 .optional()?;
             // The span has not arrived yet: it is normalized with these events when it does.
             let Some(stored) = stored.transpose()? else {
@@ -134,14 +227,9 @@ pub(super) fn write_content_events(
             let semantics = normalizer.normalize(&stored.span, &content);
             let derived = DerivedColumns::of(&semantics);
             let body = encode_stored_span(&stored.span, &semantics);
-            let key: [&dyn ToSql; 4] = [
-                &project_id,
-                &trace_id.as_bytes(),
-                &span_id.as_bytes(),
-                &body,
-            ];
+            let key: [&dyn ToSql; 4] = [&project_id, &row.key, &span_id.as_bytes(), &body];
             update.execute(params_from_iter(key.into_iter().chain(derived.params())))?;
-            touched.insert((project_id, trace_id));
+            touched.insert(row.key, ((project_id, trace_id), row.old));
         }
     }
     recompute_traces(&transaction, touched, &Written::new())?;
@@ -196,50 +284,57 @@ type Written<'a> = HashMap<TraceKey<'a>, Vec<SpanDigest>>;
 /// Recomputes the TraceRecord of each trace from its stored spans.
 fn recompute_traces(
     transaction: &Transaction<'_>,
-    touched: BTreeSet<TraceKey>,
+    touched: Touched<'_>,
     written: &Written<'_>,
 ) -> StoreResult<()> {
-    let mut exists = transaction.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM traces WHERE project_id = ?1 AND trace_id = ?2)",
-    )?;
     // The text columns are empty for spans whose semantics live in their body (from format 2
     // on): `is_llm` is set for exactly those rows.
     let mut select = transaction.prepare_cached(&format!(
-        "SELECT {DIGEST_COLUMNS}, rowid, is_llm IS NOT NULL FROM spans
-         WHERE project_id = ?1 AND trace_id = ?2"
+        "SELECT {DIGEST_COLUMNS}, rowid, is_llm IS NOT NULL FROM spans WHERE trace_key = ?1"
     ))?;
     let mut select_body = transaction.prepare_cached("SELECT body FROM spans WHERE rowid = ?1")?;
-    let mut upsert = transaction.prepare_cached(UPSERT_TRACE)?;
+    let mut insert = transaction.prepare_cached(INSERT_TRACE)?;
+    let mut update = transaction.prepare_cached(UPDATE_TRACE)?;
     // Stamps for the text indexer (search.rs), read inside the write transaction rather than
     // kept in memory, so that they increase whoever writes.
     let mut text_seq: i64 = transaction
         .prepare_cached("SELECT COALESCE(MAX(text_seq), 0) FROM traces")?
         .query_row([], |row| row.get(0))?;
-    let mut forget_models = transaction
-        .prepare_cached("DELETE FROM trace_models WHERE project_id = ?1 AND trace_id = ?2")?;
+    // By primary key: an index by trace id would take each trace to a random page.
+    let mut forget_model = transaction.prepare_cached(
+        "DELETE FROM trace_models
+         WHERE project_id = ?1 AND model = ?2 AND timestamp_ns = ?3 AND trace_id = ?4",
+    )?;
     let mut add_model = transaction.prepare_cached(
         "INSERT OR IGNORE INTO trace_models (project_id, model, timestamp_ns, trace_id)
          VALUES (?1, ?2, ?3, ?4)",
     )?;
-    for (project_id, trace_id) in touched {
-        let key = (project_id, trace_id);
-        let is_new = !exists.query_row(params![project_id, trace_id.as_bytes()], |row| {
-            row.get::<_, bool>(0)
-        })?;
+    for (trace_key, (key, old)) in touched {
+        let (project_id, trace_id) = key;
         let stored_digests;
         let digests: &[SpanDigest] = match written.get(&key) {
             // No record yet: every span of the trace was written by this batch.
-            Some(digests) if is_new => digests,
+            Some(digests) if old.is_none() => digests,
             batch => {
-                stored_digests = stored_digests_of(&mut select, &mut select_body, key, batch)?;
+                stored_digests = stored_digests_of(&mut select, &mut select_body, trace_key, batch)?;
                 &stored_digests
             }
         };
         let record = TraceRecord::compute(project_id, trace_id, digests);
         text_seq += 1;
-        upsert_trace(&mut upsert, project_id, trace_id, &record, text_seq)?;
-        if !is_new {
-            forget_models.execute(params![project_id, trace_id.as_bytes()])?;
+        let statement = if old.is_none() { &mut insert } else { &mut update };
+        write_trace(statement, trace_key, project_id, trace_id, &record, text_seq)?;
+        if let Some(old) = old {
+            let models: Vec<String> = serde_json::from_str(&old.models)
+                .map_err(|error| StoreError::Corrupt(format!("trace models: {error}")))?;
+            for model in models {
+                forget_model.execute(params![
+                    project_id,
+                    model,
+                    old.timestamp_ns,
+                    trace_id.as_bytes()
+                ])?;
+            }
         }
         for model in &record.models {
             add_model.execute(params![
@@ -258,11 +353,11 @@ fn recompute_traces(
 fn stored_digests_of(
     select: &mut Statement<'_>,
     select_body: &mut Statement<'_>,
-    (project_id, trace_id): TraceKey<'_>,
+    trace_key: i64,
     batch: Option<&Vec<SpanDigest>>,
 ) -> StoreResult<Vec<SpanDigest>> {
     let rows = select
-        .query_map(params![project_id, trace_id.as_bytes()], |row| {
+        .query_map([trace_key], |row| {
             Ok((
                 digest_from_row(row)?,
                 row.get::<_, i64>(21)?,
@@ -346,23 +441,24 @@ impl<'a> DerivedColumns<'a> {
 /// `input`, `output`, `llm` and `tool` stay NULL: the body holds them (from format 2 on).
 const INSERT_SPAN: &str = "INSERT INTO spans (
     project_id, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code,
-    service_name, body, session_id, user_id, pipeline_id, model, prompt_tokens,
+    service_name, body, trace_key, session_id, user_id, pipeline_id, model, prompt_tokens,
     completion_tokens, total_tokens, prompt_cost, completion_cost, total_cost, is_llm, tool_name
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23)
-ON CONFLICT (project_id, trace_id, span_id) DO NOTHING";
+          ?20, ?21, ?22, ?23, ?24)
+ON CONFLICT (trace_key, span_id) DO NOTHING";
 
 const UPDATE_SEMANTICS: &str = "UPDATE spans SET
     body = ?4, input = NULL, output = NULL, llm = NULL, tool = NULL,
     session_id = ?5, user_id = ?6, pipeline_id = ?7, model = ?8, prompt_tokens = ?9,
     completion_tokens = ?10, total_tokens = ?11, prompt_cost = ?12, completion_cost = ?13,
     total_cost = ?14, is_llm = ?15, tool_name = ?16
-WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3";
+WHERE project_id = ?1 AND trace_key = ?2 AND span_id = ?3";
 
 /// Inserts one span with its encoded body; `false` when it was stored before (a retry).
 fn insert_span(
     insert: &mut Statement<'_>,
     project_id: &str,
+    trace_key: i64,
     span: &Span,
     semantics: &SpanSemantics,
     body: &[u8],
@@ -375,7 +471,7 @@ fn insert_span(
     let status = span.status.code.to_otlp();
     let service_name = span.service_name();
     // A BLOB in the TEXT column: SQLite keeps blobs as they are; the reader accepts both.
-    let columns: [&dyn ToSql; 11] = [
+    let columns: [&dyn ToSql; 12] = [
         &project_id,
         &span.trace_id.as_bytes(),
         &span.span_id.as_bytes(),
@@ -387,6 +483,7 @@ fn insert_span(
         &status,
         &service_name,
         &body,
+        &trace_key,
     ];
     let inserted = insert.execute(params_from_iter(
         columns.into_iter().chain(derived.params()),
@@ -394,22 +491,25 @@ fn insert_span(
     Ok(inserted > 0)
 }
 
-/// A trace takes the new `text_seq` (?12) when it is new or its input or output changed: the
-/// text indexer re-indexes what was stamped after its mark. (On the right of `SET`, bare column
-/// names are the row as it was.)
-const UPSERT_TRACE: &str = "INSERT INTO traces (
+/// A new trace's row, at the rowid its spans were stored under (?13).
+const INSERT_TRACE: &str = "INSERT INTO traces (
     project_id, trace_id, timestamp_ns, status, input, output, session_id, user_id, pipeline_id,
-    models, record, text_seq
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-ON CONFLICT (project_id, trace_id) DO UPDATE SET
-    timestamp_ns = excluded.timestamp_ns, status = excluded.status, input = excluded.input,
-    output = excluded.output, session_id = excluded.session_id, user_id = excluded.user_id,
-    pipeline_id = excluded.pipeline_id, models = excluded.models, record = excluded.record,
-    text_seq = CASE WHEN input IS NOT excluded.input OR output IS NOT excluded.output
-                    THEN excluded.text_seq ELSE text_seq END";
+    models, record, text_seq, rowid
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
-fn upsert_trace(
-    upsert: &mut Statement<'_>,
+/// A stored trace takes the new `text_seq` (?12) when its input or output changed: the text
+/// indexer re-indexes what was stamped after its mark. (On the right of `SET`, column names are
+/// the row as it was.)
+const UPDATE_TRACE: &str = "UPDATE traces SET
+    timestamp_ns = ?3, status = ?4, input = ?5, output = ?6, session_id = ?7, user_id = ?8,
+    pipeline_id = ?9, models = ?10, record = ?11,
+    text_seq = CASE WHEN input IS NOT ?5 OR output IS NOT ?6 THEN ?12 ELSE text_seq END
+WHERE rowid = ?13 AND project_id = ?1 AND trace_id = ?2";
+
+/// Writes a trace's row with `statement`, `INSERT_TRACE` or `UPDATE_TRACE`.
+fn write_trace(
+    statement: &mut Statement<'_>,
+    trace_key: i64,
     project_id: &str,
     trace_id: TraceId,
     record: &TraceRecord,
@@ -422,7 +522,7 @@ fn upsert_trace(
         without_texts.output = None;
         serde_json::to_string(&without_texts).unwrap_or_default()
     };
-    upsert.execute(params![
+    let changed = statement.execute(params![
         project_id,
         trace_id.as_bytes(),
         record.timestamp_unix_nano as i64,
@@ -435,6 +535,12 @@ fn upsert_trace(
         serde_json::to_string(&record.models).unwrap_or_else(|_| "[]".into()),
         record_json,
         text_seq,
+        trace_key,
     ])?;
+    if changed != 1 {
+        return Err(StoreError::Corrupt(format!(
+            "trace row {trace_key} is not the row of its trace"
+        )));
+    }
     Ok(())
 }
