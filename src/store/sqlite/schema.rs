@@ -281,7 +281,10 @@ mod tests {
              VALUES ('p', ?1, ?2, 'span', 1, 1, 2, 0, '{}', 1)",
             rusqlite::params![vec![1u8; 16], vec![1u8; 8]],
         );
-        assert!(retry.is_err(), "a second span with the same trace key and id was stored");
+        assert!(
+            retry.is_err(),
+            "a second span with the same trace key and id was stored"
+        );
         let indexes: Vec<String> = connection
             .prepare(
                 "SELECT name FROM sqlite_schema

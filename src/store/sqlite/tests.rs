@@ -450,7 +450,10 @@ async fn a_trace_split_over_batches_keeps_its_models_current() {
     let timestamp = record.timestamp_unix_nano as i64;
     assert_eq!(
         rows,
-        [("model-a".to_string(), timestamp), ("model-b".to_string(), timestamp)]
+        [
+            ("model-a".to_string(), timestamp),
+            ("model-b".to_string(), timestamp)
+        ]
     );
     for model in ["model-a", "model-b"] {
         let query = TraceQuery {

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::types::ToSql;
 use rusqlite::{
-    CachedStatement, Connection, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
-    params_from_iter,
+    CachedStatement, Connection, OptionalExtension, Statement, Transaction, TransactionBehavior,
+    params, params_from_iter,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -64,8 +64,14 @@ pub(super) fn write_spans(
                         (semantics, &encoded)
                     }
                 };
-                let inserted =
-                    insert_span(&mut insert, &batch.project_id, row.key, span, semantics, stored)?;
+                let inserted = insert_span(
+                    &mut insert,
+                    &batch.project_id,
+                    row.key,
+                    span,
+                    semantics,
+                    stored,
+                )?;
                 if inserted {
                     written
                         .entry(trace)
@@ -316,14 +322,21 @@ fn recompute_traces(
             // No record yet: every span of the trace was written by this batch.
             Some(digests) if old.is_none() => digests,
             batch => {
-                stored_digests = stored_digests_of(&mut select, &mut select_body, trace_key, batch)?;
+                stored_digests =
+                    stored_digests_of(&mut select, &mut select_body, trace_key, batch)?;
                 &stored_digests
             }
         };
         let record = TraceRecord::compute(project_id, trace_id, digests);
         text_seq += 1;
-        let statement = if old.is_none() { &mut insert } else { &mut update };
-        write_trace(statement, trace_key, project_id, trace_id, &record, text_seq)?;
+        let statement = if old.is_none() {
+            &mut insert
+        } else {
+            &mut update
+        };
+        write_trace(
+            statement, trace_key, project_id, trace_id, &record, text_seq,
+        )?;
         if let Some(old) = old {
             let models: Vec<String> = serde_json::from_str(&old.models)
                 .map_err(|error| StoreError::Corrupt(format!("trace models: {error}")))?;
