@@ -1,19 +1,24 @@
 //! A span as the embedded store keeps it in its `body` column: everything that has no column of
-//! its own, with the span's semantics, in one LZ4 block behind a format byte.
+//! its own, with the span's semantics, in one compressed block behind a format byte.
 //!
-//! - 3: one LZ4 block (its size prepended) holding the body, then the semantics, as two
-//!   MessagePack values back to back;
+//! - 4: the body, then the semantics, as two MessagePack values back to back, compressed by
+//!   zstd (one frame) behind their size (4 bytes, little-endian);
+//! - 3: the same two values in one LZ4 block (its size prepended);
 //! - 2: such a block holding the body's JSON, a newline, and the semantics' JSON;
 //! - 1: such a block holding the body's JSON alone; the semantics are in the row's columns;
 //! - no format byte: the body's JSON text, uncompressed, as format 1.
 //!
-//! [`encode_stored_span`] writes format 3; the earlier ones are still read. The semantics
+//! [`encode_stored_span`] writes format 4; the earlier ones are still read. The semantics
 //! repeat the span's texts (input, output, messages) that the body's attributes already hold;
 //! compressed in one block, the repeat costs next to nothing, where the plain columns it
 //! replaced doubled what the store writes per span. MessagePack rather than JSON because the
 //! texts (LLM prompts and completions, a KiB or more each, several times per span) are copied
 //! as they are instead of escaped: JSON's string escaping was a tenth of the server's CPU at
-//! full ingest load.
+//! full ingest load. zstd rather than LZ4 because LLM text is prose: LZ4 kept 84 % of it and
+//! zstd keeps about half, which decides how many span rows share a 4 KiB page (one instead of
+//! three for the benchmark's spans with LZ4; BENCHMARKS.md).
+
+use std::cell::RefCell;
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -22,25 +27,105 @@ use super::{BodyIn, SpanColumns, body_out};
 use crate::model::{Span, SpanSemantics};
 use crate::store::StoreError;
 
+const ZSTD_MESSAGE_PACK_FORMAT: u8 = 4;
 const MESSAGE_PACK_FORMAT: u8 = 3;
 const JSON_WITH_SEMANTICS_FORMAT: u8 = 2;
 const JSON_LZ4_FORMAT: u8 = 1;
 
+/// zstd's fastest regular level: on the benchmark's spans it keeps about what level 3 does, at
+/// a fraction of the time.
+const ZSTD_LEVEL: i32 = 1;
+
+/// The most bytes a format 4 body may claim to unpack to: far above any span a request can
+/// carry, low enough that a damaged size cannot make a read allocate without bound.
+const MOST_PACKED_BYTES: usize = 256 << 20;
+
 /// An empty MessagePack map: what [`write_message_pack`] falls back to.
 const EMPTY_MAP: u8 = 0x80;
 
-/// Encodes a span and its semantics in the newest format (3).
+thread_local! {
+    /// Each receiver thread's zstd context and output buffer, kept from span to span.
+    static COMPRESSOR: RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// Encodes a span and its semantics in the newest format (4).
 pub fn encode_stored_span(span: &Span, semantics: &SpanSemantics) -> Vec<u8> {
     let mut packed = Vec::with_capacity(4096);
     write_message_pack(&mut packed, &body_out(span));
     write_message_pack(&mut packed, semantics);
-    // The compressor's buffer has room for incompressible input (larger than the input); the
-    // result, held in the ingest queue until written, gets exactly its size.
-    let compressed = lz4_flex::block::compress_prepend_size(&packed);
+    match compress_zstd(&packed) {
+        Some(encoded) => encoded,
+        // zstd failed to allocate its context: still stored, in format 3.
+        None => encode_format_3(&packed),
+    }
+}
+
+/// `packed` as format 4, exactly its size (the body waits in the ingest queue until written).
+fn compress_zstd(packed: &[u8]) -> Option<Vec<u8>> {
+    let size = u32::try_from(packed.len()).ok()?;
+    COMPRESSOR.with_borrow_mut(|state| {
+        if state.is_none() {
+            let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?;
+            // The size is stored before the frame; the frame need not repeat it.
+            compressor
+                .set_parameter(zstd::stream::raw::CParameter::ContentSizeFlag(false))
+                .ok()?;
+            *state = Some((compressor, Vec::new()));
+        }
+        let (compressor, buffer) = state.as_mut()?;
+        buffer.clear();
+        buffer.reserve(zstd::zstd_safe::compress_bound(packed.len()));
+        compressor.compress_to_buffer(packed, buffer).ok()?;
+        let mut out = Vec::with_capacity(5 + buffer.len());
+        out.push(ZSTD_MESSAGE_PACK_FORMAT);
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(buffer);
+        // A large span's buffer is not kept for the next.
+        if buffer.capacity() > 1 << 20 {
+            *buffer = Vec::new();
+        }
+        Some(out)
+    })
+}
+
+/// `packed` as format 3 (LZ4), exactly its size.
+fn encode_format_3(packed: &[u8]) -> Vec<u8> {
+    let compressed = lz4_flex::block::compress_prepend_size(packed);
     let mut out = Vec::with_capacity(1 + compressed.len());
     out.push(MESSAGE_PACK_FORMAT);
     out.extend_from_slice(&compressed);
     out
+}
+
+/// The MessagePack of a format 4 body.
+fn decompress_zstd(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let (size, frame) = bytes
+        .split_first_chunk::<4>()
+        .ok_or_else(|| body_error("its size is cut short"))?;
+    let size = u32::from_le_bytes(*size) as usize;
+    if size > MOST_PACKED_BYTES {
+        return Err(body_error(format!("it claims {size} bytes")));
+    }
+    let packed = DECOMPRESSOR.with_borrow_mut(|state| {
+        if state.is_none() {
+            *state = Some(zstd::bulk::Decompressor::new()?);
+        }
+        let Some(decompressor) = state.as_mut() else {
+            return Err(std::io::Error::other("no zstd context"));
+        };
+        decompressor.decompress(frame, size)
+    });
+    let packed = packed.map_err(body_error)?;
+    if packed.len() != size {
+        return Err(body_error(format!(
+            "{} bytes where {size} were written",
+            packed.len()
+        )));
+    }
+    Ok(packed)
 }
 
 /// Appends one value as MessagePack with structs as maps of field names: the body's and the
@@ -64,7 +149,7 @@ fn write_message_pack(packed: &mut Vec<u8>, value: &impl Serialize) {
 pub struct StoredBody(Contents);
 
 enum Contents {
-    /// Format 3: the body, then the semantics, as MessagePack.
+    /// Formats 4 and 3: the body, then the semantics, as MessagePack.
     MessagePack(Vec<u8>),
     /// Format 2: the body's JSON, then the semantics' JSON from `semantics_at` (after the
     /// newline; JSON text never holds a raw newline, so the first one separates the two).
@@ -159,6 +244,7 @@ pub fn decode_stored_body(bytes: &[u8]) -> Result<StoredBody, StoreError> {
         || lz4_flex::block::decompress_size_prepended(&bytes[1..]).map_err(body_error);
     let into_text = |bytes: Vec<u8>| String::from_utf8(bytes).map_err(body_error);
     let contents = match bytes.first() {
+        Some(&ZSTD_MESSAGE_PACK_FORMAT) => Contents::MessagePack(decompress_zstd(&bytes[1..])?),
         Some(&MESSAGE_PACK_FORMAT) => Contents::MessagePack(decompressed()?),
         Some(&JSON_WITH_SEMANTICS_FORMAT) => {
             let text = into_text(decompressed()?)?;
@@ -262,11 +348,11 @@ mod tests {
     }
 
     #[test]
-    fn format_3_round_trips_the_span_and_its_semantics() {
+    fn format_4_round_trips_the_span_and_its_semantics() {
         let span = span_with_every_part();
         let semantics = llm_semantics();
         let bytes = encode_stored_span(&span, &semantics);
-        assert_eq!(bytes[0], MESSAGE_PACK_FORMAT);
+        assert_eq!(bytes[0], ZSTD_MESSAGE_PACK_FORMAT);
         let stored = decode_stored_body(&bytes).unwrap();
         let (decoded, decoded_semantics) = stored.decode(columns_of(&span)).unwrap();
         assert_eq!(decoded, span);
@@ -283,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn format_3_keeps_a_nan_double() {
+    fn format_4_keeps_a_nan_double() {
         let span = Span {
             attributes: vec![KeyValue::new("nan", AttrValue::Double(f64::NAN))],
             ..make_span(1, 2)
@@ -296,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn format_3_reads_values_nested_as_deep_as_the_otlp_decoders_allow() {
+    fn message_pack_reads_values_nested_as_deep_as_the_otlp_decoders_allow() {
         let mut value = AttrValue::Int(1);
         for _ in 0..100 {
             value = AttrValue::Array(vec![value]);
@@ -394,9 +480,29 @@ mod tests {
 
     /// Format 3 bytes around a MessagePack payload written by hand.
     fn format_3(packed: &[u8]) -> Vec<u8> {
-        let mut out = vec![MESSAGE_PACK_FORMAT];
-        out.extend(lz4_flex::block::compress_prepend_size(packed));
+        encode_format_3(packed)
+    }
+
+    /// Format 4 bytes around a MessagePack payload, claiming `size` bytes.
+    fn format_4_claiming(packed: &[u8], size: u32) -> Vec<u8> {
+        let mut out = vec![ZSTD_MESSAGE_PACK_FORMAT];
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend(zstd::bulk::compress(packed, 1).unwrap());
         out
+    }
+
+    #[test]
+    fn format_3_is_still_read() {
+        let span = span_with_every_part();
+        let semantics = llm_semantics();
+        let written = encode_stored_span(&span, &semantics);
+        let packed = decompress_zstd(&written[1..]).unwrap();
+        let stored = decode_stored_body(&format_3(&packed)).unwrap();
+        assert_eq!(
+            stored.decode(columns_of(&span)).unwrap(),
+            (span, Some(semantics.clone().with_llm_texts()))
+        );
+        assert_eq!(stored.texts().unwrap(), (semantics.input, semantics.output));
     }
 
     /// A MessagePack map of one entry with a short key; `value` is written as it is.
@@ -411,7 +517,8 @@ mod tests {
     fn damaged_bodies_are_errors() {
         let span = make_span(1, 2);
         let good = encode_stored_span(&span, &llm_semantics());
-        let good_packed = lz4_flex::block::decompress_size_prepended(&good[1..]).unwrap();
+        let good_packed = decompress_zstd(&good[1..]).unwrap();
+        let good_size = good_packed.len() as u32;
         let body_only = {
             let mut packed = Vec::new();
             write_message_pack(&mut packed, &body_out(&span));
@@ -436,6 +543,11 @@ mod tests {
         );
         let damaged = [
             good[..good.len() / 2].to_vec(),
+            good[..3].to_vec(),
+            format_4_claiming(&good_packed, good_size - 1),
+            format_4_claiming(&good_packed, good_size + 1),
+            format_4_claiming(&good_packed, u32::MAX),
+            [&good[..5], &[0xff; 16][..]].concat(),
             vec![MESSAGE_PACK_FORMAT, 200, 0, 0, 0, 1],
             format_3(&good_packed[..good_packed.len() - 1]),
             format_3(&[]),
