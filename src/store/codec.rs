@@ -19,6 +19,7 @@ use super::StoreError;
 #[cfg(test)]
 pub(crate) use stored_span::encode_format_2;
 pub use stored_span::{StoredBody, decode_stored_body, encode_stored_span};
+pub(crate) use stored_span::{unzstd, zstd_behind};
 
 /// The columns a backend keeps next to the body.
 #[derive(Debug, Clone)]

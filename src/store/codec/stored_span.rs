@@ -36,7 +36,7 @@ const JSON_LZ4_FORMAT: u8 = 1;
 /// a fraction of the time.
 const ZSTD_LEVEL: i32 = 1;
 
-/// The most bytes a format 4 body may claim to unpack to: far above any span a request can
+/// The most bytes a zstd-compressed value may claim to unpack to: far above any span a request can
 /// carry, low enough that a damaged size cannot make a read allocate without bound.
 const MOST_PACKED_BYTES: usize = 256 << 20;
 
@@ -63,9 +63,16 @@ pub fn encode_stored_span(span: &Span, semantics: &SpanSemantics) -> Vec<u8> {
     }
 }
 
-/// `packed` as format 4, exactly its size (the body waits in the ingest queue until written).
+/// `packed` as format 4.
 fn compress_zstd(packed: &[u8]) -> Option<Vec<u8>> {
-    let size = u32::try_from(packed.len()).ok()?;
+    zstd_behind(ZSTD_MESSAGE_PACK_FORMAT, packed)
+}
+
+/// `tag`, the size of `bytes` (4 bytes, little-endian) and their zstd frame, exactly that long
+/// (it may wait in a queue until written); `None` when zstd cannot get a context, or for more
+/// than 4 GiB.
+pub(crate) fn zstd_behind(tag: u8, bytes: &[u8]) -> Option<Vec<u8>> {
+    let size = u32::try_from(bytes.len()).ok()?;
     COMPRESSOR.with_borrow_mut(|state| {
         if state.is_none() {
             let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?;
@@ -77,10 +84,10 @@ fn compress_zstd(packed: &[u8]) -> Option<Vec<u8>> {
         }
         let (compressor, buffer) = state.as_mut()?;
         buffer.clear();
-        buffer.reserve(zstd::zstd_safe::compress_bound(packed.len()));
-        compressor.compress_to_buffer(packed, buffer).ok()?;
+        buffer.reserve(zstd::zstd_safe::compress_bound(bytes.len()));
+        compressor.compress_to_buffer(bytes, buffer).ok()?;
         let mut out = Vec::with_capacity(5 + buffer.len());
-        out.push(ZSTD_MESSAGE_PACK_FORMAT);
+        out.push(tag);
         out.extend_from_slice(&size.to_le_bytes());
         out.extend_from_slice(buffer);
         // A large span's buffer is not kept for the next.
@@ -102,14 +109,19 @@ fn encode_format_3(packed: &[u8]) -> Vec<u8> {
 
 /// The MessagePack of a format 4 body.
 fn decompress_zstd(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    unzstd(bytes).map_err(body_error)
+}
+
+/// What [`zstd_behind`] compressed, from the bytes after its tag; an error names the damage.
+pub(crate) fn unzstd(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let (size, frame) = bytes
         .split_first_chunk::<4>()
-        .ok_or_else(|| body_error("its size is cut short"))?;
+        .ok_or("its size is cut short")?;
     let size = u32::from_le_bytes(*size) as usize;
     if size > MOST_PACKED_BYTES {
-        return Err(body_error(format!("it claims {size} bytes")));
+        return Err(format!("it claims {size} bytes"));
     }
-    let packed = DECOMPRESSOR.with_borrow_mut(|state| {
+    let unpacked = DECOMPRESSOR.with_borrow_mut(|state| {
         if state.is_none() {
             *state = Some(zstd::bulk::Decompressor::new()?);
         }
@@ -118,14 +130,14 @@ fn decompress_zstd(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
         };
         decompressor.decompress(frame, size)
     });
-    let packed = packed.map_err(body_error)?;
-    if packed.len() != size {
-        return Err(body_error(format!(
+    let unpacked = unpacked.map_err(|error| error.to_string())?;
+    if unpacked.len() != size {
+        return Err(format!(
             "{} bytes where {size} were written",
-            packed.len()
-        )));
+            unpacked.len()
+        ));
     }
-    Ok(packed)
+    Ok(unpacked)
 }
 
 /// Appends one value as MessagePack with structs as maps of field names: the body's and the

@@ -12,6 +12,7 @@ mod read;
 mod schema;
 mod search;
 mod stats;
+mod text;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -192,6 +193,7 @@ fn open_connection(path: &Path, synchronous: Synchronous) -> StoreResult<Connect
     connection.pragma_update(None, "synchronous", synchronous)?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
     connection.pragma_update(None, "cache_size", -65536)?;
+    text::register_functions(&connection)?;
     Ok(connection)
 }
 

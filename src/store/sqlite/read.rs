@@ -4,6 +4,7 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::search;
+use super::text::TraceText;
 use crate::model::trace_record::LlmDigest;
 use crate::model::{LlmCall, SpanDigest, SpanId, SpanSemantics, StatusCode, TraceId, TraceRecord};
 use crate::store::codec::{SpanColumns, decode_stored_body};
@@ -86,7 +87,12 @@ const RECORD_COLUMNS: &str = "record, input, output, timestamp_ns";
 type RecordRow = (String, Option<String>, Option<String>, i64);
 
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+    Ok((
+        row.get(0)?,
+        row.get::<_, TraceText>(1)?.0,
+        row.get::<_, TraceText>(2)?.0,
+        row.get(3)?,
+    ))
 }
 
 /// Most traces the text index may name before a search reads traces newest first instead.
@@ -128,8 +134,8 @@ fn text_matches(connection: &Connection, text: &str) -> StoreResult<Option<TextM
     for rowid in indexed.rowids {
         let mut rows = text_of.query([rowid])?;
         if let Some(row) = rows.next()?
-            && (holds(row.get_ref(0)?.as_str_or_null().ok().flatten())
-                || holds(row.get_ref(1)?.as_str_or_null().ok().flatten()))
+            && (holds(row.get::<_, TraceText>(0)?.0.as_deref())
+                || holds(row.get::<_, TraceText>(1)?.0.as_deref()))
         {
             candidates.push(rowid);
         }
@@ -147,8 +153,8 @@ fn text_matches(connection: &Connection, text: &str) -> StoreResult<Option<TextM
         if read > MAX_UNINDEXED_TRACES {
             return Ok(None);
         }
-        if holds(row.get_ref(1)?.as_str_or_null().ok().flatten())
-            || holds(row.get_ref(2)?.as_str_or_null().ok().flatten())
+        if holds(row.get::<_, TraceText>(1)?.0.as_deref())
+            || holds(row.get::<_, TraceText>(2)?.0.as_deref())
         {
             unindexed.push(row.get(0)?);
         }
@@ -234,7 +240,10 @@ pub(super) fn query_traces(
             // fills a page sooner than listing every match, or an index far behind
             // (lower() folds ASCII only).
             None => {
-                sql.push_str(" AND (instr(lower(input), ?) > 0 OR instr(lower(output), ?) > 0)");
+                sql.push_str(
+                    " AND (instr(lower(sh_text(input)), ?) > 0
+                           OR instr(lower(sh_text(output)), ?) > 0)",
+                );
                 let needle = text.to_ascii_lowercase();
                 values.push(Box::new(needle.clone()));
                 values.push(Box::new(needle));

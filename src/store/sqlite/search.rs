@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::background::{self, Signal, Worker};
+use super::text::TraceText;
 use super::{open_connection, open_wal};
 use crate::store::{StoreError, StoreResult};
 
@@ -160,7 +161,12 @@ pub(super) fn index_batch(
              ORDER BY text_seq LIMIT ?2",
         )?
         .query_map(params![mark, limit], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((
+                row.get(0)?,
+                row.get::<_, TraceText>(1)?.0,
+                row.get::<_, TraceText>(2)?.0,
+                row.get(3)?,
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let count = pending.len();

@@ -146,6 +146,50 @@ async fn traces_holding_the_trigrams_but_not_the_phrase_are_not_found() {
 }
 
 #[tokio::test]
+async fn long_texts_are_stored_compressed_and_found_by_every_search_path() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    prepare_index(&store);
+    let long = format!(
+        "{} The Needle is here.",
+        "Retrieved passage about tools. ".repeat(10)
+    );
+    write_span(&store, 1, 1, true, &long).await;
+    write_span(&store, 2, 1, true, "short Needle").await;
+    let main = Connection::open(directory.path().join("spanhouse.db")).unwrap();
+    let kinds: Vec<String> = main
+        .prepare("SELECT typeof(input) FROM traces ORDER BY rowid")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(kinds, ["blob", "text"]);
+
+    let both = {
+        let mut both = vec![long.clone(), "short Needle".to_owned()];
+        both.sort();
+        both
+    };
+    // Not indexed yet: the stamped traces' texts are read.
+    assert_eq!(search_inputs(&store, "needle").await, both);
+    // Two characters: SQL reads every text in the window (through sh_text).
+    assert_eq!(search_inputs(&store, "Ne").await, both);
+    assert_eq!(search_inputs(&store, "s.").await, [long.clone()]);
+    // Indexed: the index names both, their texts are checked.
+    catch_up(directory.path());
+    assert_eq!(search_inputs(&store, "needle").await, both);
+    assert_eq!(search_inputs(&store, "passage about").await, [long.clone()]);
+    // The trace reads back whole.
+    let trace = store
+        .get_trace("p", make_span(1, 1).trace_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trace.0.input.as_deref(), Some(long.as_str()));
+}
+
+#[tokio::test]
 async fn an_index_of_an_earlier_layout_is_built_again() {
     let directory = tempfile::tempdir().unwrap();
     let store = open(directory.path());

@@ -13,6 +13,7 @@ use rusqlite::{
 use sha2::{Digest as _, Sha256};
 
 use super::read::{DIGEST_COLUMNS, SPAN_COLUMNS, digest_from_row, stored_span_from_row};
+use super::text::StoredText;
 use crate::model::attributes::{from_stored_json, to_stored_json};
 use crate::model::{Event, LlmCall, Span, SpanDigest, SpanId, SpanSemantics, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
@@ -540,8 +541,8 @@ fn write_trace(
         trace_id.as_bytes(),
         record.timestamp_unix_nano as i64,
         record.status,
-        record.input,
-        record.output,
+        StoredText(record.input.as_deref()),
+        StoredText(record.output.as_deref()),
         record.session_id,
         record.user_id,
         record.pipeline_id,

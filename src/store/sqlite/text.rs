@@ -1,0 +1,141 @@
+//! A trace's input and output in its `traces` row. Text of [`COMPRESS_FROM`] bytes or more is
+//! kept compressed, as a BLOB: a tag byte, the text's size and its zstd frame; shorter text, and
+//! all text rows written before, as TEXT. Readers take either ([`TraceText`]); SQL reads them
+//! through `sh_text()` ([`register_functions`]).
+//!
+//! Why: a trace row of LLM traffic holds a KiB or more of prompt and a KiB or more of answer;
+//! plain, the row took a 4 KiB page of its own, and every trace the writer touched rewrote one.
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, ToSql};
+
+use crate::store::codec::{unzstd, zstd_behind};
+
+/// The BLOB's first byte: zstd (the only tag so far).
+const ZSTD_TEXT: u8 = 1;
+
+/// Shorter text is kept as it is: compressing it saves little, and costs a frame's header.
+const COMPRESS_FROM: usize = 128;
+
+/// A text to write, compressed when long enough (and zstd has a context; else as it is).
+/// Compression is deterministic, so `input IS NOT ?` still tells a changed text.
+pub(super) struct StoredText<'a>(pub Option<&'a str>);
+
+impl ToSql for StoredText<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        let Some(text) = self.0 else {
+            return Ok(ToSqlOutput::Owned(Value::Null));
+        };
+        let compressed = (text.len() >= COMPRESS_FROM)
+            .then(|| zstd_behind(ZSTD_TEXT, text.as_bytes()))
+            .flatten();
+        Ok(match compressed {
+            Some(blob) => ToSqlOutput::Owned(Value::Blob(blob)),
+            None => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+        })
+    }
+}
+
+/// A text as read back: `None` for NULL.
+pub(super) struct TraceText(pub Option<String>);
+
+impl FromSql for TraceText {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let bytes = match value {
+            ValueRef::Null => return Ok(Self(None)),
+            ValueRef::Text(bytes) => bytes.to_vec(),
+            ValueRef::Blob([ZSTD_TEXT, rest @ ..]) => unzstd(rest).map_err(damaged)?,
+            ValueRef::Blob(_) => return Err(damaged("an unknown tag")),
+            _ => return Err(FromSqlError::InvalidType),
+        };
+        String::from_utf8(bytes)
+            .map(|text| Self(Some(text)))
+            .map_err(|error| FromSqlError::Other(Box::new(error)))
+    }
+}
+
+fn damaged(reason: impl std::fmt::Display) -> FromSqlError {
+    FromSqlError::Other(format!("trace text: {reason}").into())
+}
+
+/// `sh_text(column)`: the text of a trace's `input` or `output` column, as [`TraceText`]
+/// reads it, for SQL that searches it.
+pub(super) fn register_functions(connection: &Connection) -> rusqlite::Result<()> {
+    connection.create_scalar_function(
+        "sh_text",
+        1,
+        FunctionFlags::SQLITE_UTF8
+            | FunctionFlags::SQLITE_DETERMINISTIC
+            | FunctionFlags::SQLITE_INNOCUOUS,
+        |context| Ok(context.get::<TraceText>(0)?.0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(connection: &Connection, text: Option<&str>) -> (String, Option<String>) {
+        connection
+            .query_row(
+                "SELECT typeof(?1), sh_text(?1)",
+                [StoredText(text)],
+                |row| Ok((row.get(0)?, row.get::<_, TraceText>(1)?.0)),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn long_texts_are_kept_compressed_and_read_back() {
+        let connection = Connection::open_in_memory().unwrap();
+        register_functions(&connection).unwrap();
+        let long = "Summarise the retrieved passages for the user. ".repeat(20);
+        assert_eq!(
+            round_trip(&connection, Some(&long)),
+            ("blob".into(), Some(long.clone()))
+        );
+        assert_eq!(
+            round_trip(&connection, Some("short")),
+            ("text".into(), Some("short".into()))
+        );
+        assert_eq!(round_trip(&connection, None), ("null".into(), None));
+        // Rows of earlier versions hold TEXT of any length.
+        let plain: TraceText = connection
+            .query_row("SELECT ?1", [&long], |row| row.get(0))
+            .unwrap();
+        assert_eq!(plain.0, Some(long.clone()));
+        // The same text compresses to the same bytes: an unchanged text is seen as unchanged.
+        let same: bool = connection
+            .query_row(
+                "SELECT ?1 IS ?2",
+                [StoredText(Some(&long)), StoredText(Some(&long))],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(same);
+    }
+
+    #[test]
+    fn a_damaged_text_is_an_error() {
+        let connection = Connection::open_in_memory().unwrap();
+        register_functions(&connection).unwrap();
+        let long = "x".repeat(500);
+        let Ok(ToSqlOutput::Owned(Value::Blob(good))) = StoredText(Some(&long)).to_sql() else {
+            panic!("not compressed");
+        };
+        for damaged in [
+            good[..good.len() - 2].to_vec(),
+            vec![ZSTD_TEXT],
+            vec![9, 1, 2],
+        ] {
+            let read =
+                connection.query_row("SELECT ?1", [&damaged], |row| row.get::<_, TraceText>(0));
+            assert!(read.is_err(), "{damaged:?} read");
+            let read = connection.query_row("SELECT sh_text(?1)", [&damaged], |row| {
+                row.get::<_, Option<String>>(0)
+            });
+            assert!(read.is_err(), "{damaged:?} read by sh_text");
+        }
+    }
+}
