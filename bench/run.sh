@@ -113,7 +113,7 @@ if wants queries; then
   {
     timing "trace by id" "/api/v1/traces/$trace"
     timing "first page, last 24 h" "/api/v1/traces"
-    timing "q text search, frequent phrase" "/api/v1/traces?q=retrieval%20agent%20summary"
+    timing "q text search, frequent phrase" "/api/v1/traces?q=the%20result"
     timing "q text search, no match (scans the window)" "/api/v1/traces?q=no-such-phrase-anywhere"
   } | tee "$RESULTS/queries.txt"
   stop
