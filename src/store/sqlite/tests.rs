@@ -177,11 +177,11 @@ async fn long_texts_are_stored_compressed_and_found_by_every_search_path() {
     assert_eq!(search_inputs(&store, "needle").await, both);
     // Two characters: SQL reads every text in the window (through sh_text).
     assert_eq!(search_inputs(&store, "Ne").await, both);
-    assert_eq!(search_inputs(&store, "s.").await, [long.clone()]);
+    assert_eq!(search_inputs(&store, "s.").await, [long.as_str()]);
     // Indexed: the index names both, their texts are checked.
     catch_up(directory.path());
     assert_eq!(search_inputs(&store, "needle").await, both);
-    assert_eq!(search_inputs(&store, "passage about").await, [long.clone()]);
+    assert_eq!(search_inputs(&store, "passage about").await, [long.as_str()]);
     // The trace reads back whole.
     let trace = store
         .get_trace("p", make_span(1, 1).trace_id)
