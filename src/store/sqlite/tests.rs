@@ -181,7 +181,10 @@ async fn long_texts_are_stored_compressed_and_found_by_every_search_path() {
     // Indexed: the index names both, their texts are checked.
     catch_up(directory.path());
     assert_eq!(search_inputs(&store, "needle").await, both);
-    assert_eq!(search_inputs(&store, "passage about").await, [long.as_str()]);
+    assert_eq!(
+        search_inputs(&store, "passage about").await,
+        [long.as_str()]
+    );
     // The trace reads back whole.
     let trace = store
         .get_trace("p", make_span(1, 1).trace_id)
