@@ -248,7 +248,10 @@ async fn main() -> anyhow::Result<()> {
                 };
                 let (request, trace_ids) = make_request(&shape, run, connection, request_number);
                 request_number += 1;
-                let sent = Instant::now();
+                // From the request leaving for the server to its answer. Over HTTP the body is
+                // encoded (and gzipped) first, as an SDK's exporter does before it sends; over
+                // gRPC tonic encodes inside the call.
+                let mut sent = Instant::now();
                 let status = if let Some(grpc) = grpc.as_mut() {
                     tally.bytes += request.encoded_len() as u64;
                     let mut call = tonic::Request::new(request);
@@ -276,6 +279,7 @@ async fn main() -> anyhow::Result<()> {
                         builder = builder.bearer_auth(token);
                     }
                     tally.bytes += body.len() as u64;
+                    sent = Instant::now();
                     match builder.body(body).send().await {
                         Ok(response) => {
                             let status = response.status().as_u16().to_string();
