@@ -3,6 +3,7 @@
 //! (ClickHouse's `body` column) and, with the span's semantics, as the embedded store's stored
 //! span ([`stored_span`]).
 
+mod compressed;
 mod stored_span;
 
 use std::sync::Arc;
@@ -16,10 +17,10 @@ use crate::model::{
 
 use super::StoreError;
 
+pub(crate) use compressed::{unzstd, zstd_behind};
 #[cfg(test)]
 pub(crate) use stored_span::encode_format_2;
 pub use stored_span::{StoredBody, decode_stored_body, encode_stored_span};
-pub(crate) use stored_span::{unzstd, zstd_behind};
 
 /// The columns a backend keeps next to the body.
 #[derive(Debug, Clone)]

@@ -15,14 +15,13 @@
 //! texts (LLM prompts and completions, a KiB or more each, several times per span) are copied
 //! as they are instead of escaped: JSON's string escaping was a tenth of the server's CPU at
 //! full ingest load. zstd rather than LZ4 because LLM text is prose: LZ4 kept 84 % of it and
-//! zstd keeps about half, which decides how many span rows share a 4 KiB page (one instead of
-//! three for the benchmark's spans with LZ4; BENCHMARKS.md).
-
-use std::cell::RefCell;
+//! zstd keeps about half, which decides how many span rows share a 4 KiB page (two instead of
+//! one for the benchmark's spans; BENCHMARKS.md).
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
+use super::compressed::{unzstd, zstd_behind};
 use super::{BodyIn, SpanColumns, body_out};
 use crate::model::{Span, SpanSemantics};
 use crate::store::StoreError;
@@ -32,70 +31,19 @@ const MESSAGE_PACK_FORMAT: u8 = 3;
 const JSON_WITH_SEMANTICS_FORMAT: u8 = 2;
 const JSON_LZ4_FORMAT: u8 = 1;
 
-/// zstd's fastest regular level: on the benchmark's spans it keeps about what level 3 does, at
-/// a fraction of the time.
-const ZSTD_LEVEL: i32 = 1;
-
-/// The most bytes a zstd-compressed value may claim to unpack to: far above any span a request can
-/// carry, low enough that a damaged size cannot make a read allocate without bound.
-const MOST_PACKED_BYTES: usize = 256 << 20;
-
 /// An empty MessagePack map: what [`write_message_pack`] falls back to.
 const EMPTY_MAP: u8 = 0x80;
-
-thread_local! {
-    /// Each receiver thread's zstd context and output buffer, kept from span to span.
-    static COMPRESSOR: RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> =
-        const { RefCell::new(None) };
-    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { RefCell::new(None) };
-}
 
 /// Encodes a span and its semantics in the newest format (4).
 pub fn encode_stored_span(span: &Span, semantics: &SpanSemantics) -> Vec<u8> {
     let mut packed = Vec::with_capacity(4096);
     write_message_pack(&mut packed, &body_out(span));
     write_message_pack(&mut packed, semantics);
-    match compress_zstd(&packed) {
+    match zstd_behind(ZSTD_MESSAGE_PACK_FORMAT, &packed) {
         Some(encoded) => encoded,
         // zstd failed to allocate its context: still stored, in format 3.
         None => encode_format_3(&packed),
     }
-}
-
-/// `packed` as format 4.
-fn compress_zstd(packed: &[u8]) -> Option<Vec<u8>> {
-    zstd_behind(ZSTD_MESSAGE_PACK_FORMAT, packed)
-}
-
-/// `tag`, the size of `bytes` (4 bytes, little-endian) and their zstd frame, exactly that long
-/// (it may wait in a queue until written); `None` when zstd cannot get a context, or for more
-/// than 4 GiB.
-pub(crate) fn zstd_behind(tag: u8, bytes: &[u8]) -> Option<Vec<u8>> {
-    let size = u32::try_from(bytes.len()).ok()?;
-    COMPRESSOR.with_borrow_mut(|state| {
-        if state.is_none() {
-            let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?;
-            // The size is stored before the frame; the frame need not repeat it.
-            compressor
-                .set_parameter(zstd::stream::raw::CParameter::ContentSizeFlag(false))
-                .ok()?;
-            *state = Some((compressor, Vec::new()));
-        }
-        let (compressor, buffer) = state.as_mut()?;
-        buffer.clear();
-        buffer.reserve(zstd::zstd_safe::compress_bound(bytes.len()));
-        compressor.compress_to_buffer(bytes, buffer).ok()?;
-        let mut out = Vec::with_capacity(5 + buffer.len());
-        out.push(tag);
-        out.extend_from_slice(&size.to_le_bytes());
-        out.extend_from_slice(buffer);
-        // A large span's buffer is not kept for the next.
-        if buffer.capacity() > 1 << 20 {
-            *buffer = Vec::new();
-        }
-        Some(out)
-    })
 }
 
 /// `packed` as format 3 (LZ4), exactly its size.
@@ -110,34 +58,6 @@ fn encode_format_3(packed: &[u8]) -> Vec<u8> {
 /// The MessagePack of a format 4 body.
 fn decompress_zstd(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     unzstd(bytes).map_err(body_error)
-}
-
-/// What [`zstd_behind`] compressed, from the bytes after its tag; an error names the damage.
-pub(crate) fn unzstd(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let (size, frame) = bytes
-        .split_first_chunk::<4>()
-        .ok_or("its size is cut short")?;
-    let size = u32::from_le_bytes(*size) as usize;
-    if size > MOST_PACKED_BYTES {
-        return Err(format!("it claims {size} bytes"));
-    }
-    let unpacked = DECOMPRESSOR.with_borrow_mut(|state| {
-        if state.is_none() {
-            *state = Some(zstd::bulk::Decompressor::new()?);
-        }
-        let Some(decompressor) = state.as_mut() else {
-            return Err(std::io::Error::other("no zstd context"));
-        };
-        decompressor.decompress(frame, size)
-    });
-    let unpacked = unpacked.map_err(|error| error.to_string())?;
-    if unpacked.len() != size {
-        return Err(format!(
-            "{} bytes where {size} were written",
-            unpacked.len()
-        ));
-    }
-    Ok(unpacked)
 }
 
 /// Appends one value as MessagePack with structs as maps of field names: the body's and the
@@ -490,11 +410,6 @@ mod tests {
         assert_eq!(stored.texts().unwrap(), (semantics.input, semantics.output));
     }
 
-    /// Format 3 bytes around a MessagePack payload written by hand.
-    fn format_3(packed: &[u8]) -> Vec<u8> {
-        encode_format_3(packed)
-    }
-
     /// Format 4 bytes around a MessagePack payload, claiming `size` bytes.
     fn format_4_claiming(packed: &[u8], size: u32) -> Vec<u8> {
         let mut out = vec![ZSTD_MESSAGE_PACK_FORMAT];
@@ -509,7 +424,7 @@ mod tests {
         let semantics = llm_semantics();
         let written = encode_stored_span(&span, &semantics);
         let packed = decompress_zstd(&written[1..]).unwrap();
-        let stored = decode_stored_body(&format_3(&packed)).unwrap();
+        let stored = decode_stored_body(&encode_format_3(&packed)).unwrap();
         assert_eq!(
             stored.decode(columns_of(&span)).unwrap(),
             (span, Some(semantics.clone().with_llm_texts()))
@@ -561,17 +476,17 @@ mod tests {
             format_4_claiming(&good_packed, u32::MAX),
             [&good[..5], &[0xff; 16][..]].concat(),
             vec![MESSAGE_PACK_FORMAT, 200, 0, 0, 0, 1],
-            format_3(&good_packed[..good_packed.len() - 1]),
-            format_3(&[]),
-            format_3(&[0xc1]),
-            format_3(&body_only),
-            format_3(&with_semantics(huge_map)),
-            format_3(&with_semantics(huge_array)),
-            format_3(&with_semantics(deeply_nested)),
-            format_3(&with_semantics(invalid_utf8)),
-            format_3(&with_semantics(wrong_type)),
-            format_3(&with_semantics(bad_link)),
-            format_3(&[&body_only[..], &one_entry_map("input", &[0x05])].concat()),
+            encode_format_3(&good_packed[..good_packed.len() - 1]),
+            encode_format_3(&[]),
+            encode_format_3(&[0xc1]),
+            encode_format_3(&body_only),
+            encode_format_3(&with_semantics(huge_map)),
+            encode_format_3(&with_semantics(huge_array)),
+            encode_format_3(&with_semantics(deeply_nested)),
+            encode_format_3(&with_semantics(invalid_utf8)),
+            encode_format_3(&with_semantics(wrong_type)),
+            encode_format_3(&with_semantics(bad_link)),
+            encode_format_3(&[&body_only[..], &one_entry_map("input", &[0x05])].concat()),
             vec![JSON_WITH_SEMANTICS_FORMAT, 200, 0, 0, 0, 1],
             vec![0xff, 0xfe],
         ];
@@ -587,7 +502,7 @@ mod tests {
             body_only.clone(),
             [&body_only[..], &one_entry_map("input", &[0x05])].concat(),
         ] {
-            let stored = decode_stored_body(&format_3(&packed)).unwrap();
+            let stored = decode_stored_body(&encode_format_3(&packed)).unwrap();
             assert!(matches!(stored.texts(), Err(StoreError::Corrupt(_))));
         }
     }
@@ -595,7 +510,7 @@ mod tests {
     #[test]
     fn an_empty_map_reads_as_an_empty_body_and_no_semantics() {
         let span = make_span(1, 2);
-        let bytes = format_3(&[EMPTY_MAP, EMPTY_MAP]);
+        let bytes = encode_format_3(&[EMPTY_MAP, EMPTY_MAP]);
         let decoded = decode(&bytes, columns_of(&span)).unwrap();
         assert_eq!(decoded, (span, Some(SpanSemantics::default())));
     }
