@@ -371,10 +371,10 @@ pub(super) fn indexed_matches(
 /// Each is the token the index made of it, quoted (tokens hold no quote; no FTS syntax in the
 /// text is interpreted).
 fn trigram_query(text: &str) -> Option<String> {
-    let mut trigrams = Trigrams::default();
+    let mut seen = HashSet::new();
     let mut terms = Vec::new();
     each_trigram(text, |trigram| {
-        if terms.len() < MAX_QUERY_TRIGRAMS && trigrams.insert(trigram) {
+        if terms.len() < MAX_QUERY_TRIGRAMS && seen.insert(trigram) {
             let mut term = String::from("\"");
             push_token(&mut term, trigram);
             term.push('"');
