@@ -167,6 +167,7 @@ fn store_write(criterion: &mut Criterion) {
                 vec![SpanBatch {
                     project_id: "bench".into(),
                     spans,
+                    prepared: Vec::new(),
                 }]
             },
             |batches| runtime.block_on(store.write_spans(batches)).unwrap(),

@@ -18,7 +18,7 @@ use crate::otlp::spans_from_request;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::settings::{ProjectRules, RulesCache};
 use crate::stats::{IngestionStats, SAMPLING_RULE, counter, reason};
-use crate::store::Store;
+use crate::store::{PreparedTraces, Store};
 
 /// Spans a request must hold for its preparation to be split over another thread.
 const MIN_SPANS_PER_THREAD: usize = 200;
@@ -43,6 +43,8 @@ pub struct PreparedSpans {
     pub error_message: String,
     /// Spans among `spans` with a value cut to the limits.
     pub truncated: usize,
+    /// The store's work on the spans' traces, one per part ([`Store::prepare_traces`]).
+    traces: Vec<PreparedTraces>,
     rules: Option<Arc<ProjectRules>>,
 }
 
@@ -104,9 +106,10 @@ impl Ingest {
             Some(rules) => self.apply_rules(project_id, rules, converted.spans),
             None => converted.spans,
         };
-        let (spans, truncated) = self.normalize_all(kept);
+        let (spans, truncated, traces) = self.normalize_all(project_id, kept);
         Ok(PreparedSpans {
             spans,
+            traces,
             rejected: converted.rejected.len(),
             error_message,
             truncated,
@@ -114,10 +117,15 @@ impl Ingest {
         })
     }
 
-    /// Truncates, normalizes and encodes the spans of a request; returns them with how many
-    /// were truncated. Below full load a large request is split over the machine's cores: a
-    /// request's latency is this work plus the write, and the other cores are idle.
-    fn normalize_all(&self, spans: Vec<Span>) -> (Vec<NormalizedSpan>, usize) {
+    /// Truncates, normalizes and encodes the spans of a request, and has the store prepare
+    /// their traces part by part; returns them with how many were truncated. Below full load a
+    /// large request is split over the machine's cores: a request's latency is this work plus
+    /// the write, and the other cores are idle.
+    fn normalize_all(
+        &self,
+        project_id: &str,
+        spans: Vec<Span>,
+    ) -> (Vec<NormalizedSpan>, usize, Vec<PreparedTraces>) {
         // Split only while less than this request's worth of spans waits to be written, i.e.
         // below full load: at full load every core is busy anyway, and a thread per part then
         // cost memory and speed (4x overload: 507-519 MiB and 9,100-9,500 spans/s split,
@@ -131,19 +139,32 @@ impl Ingest {
         } else {
             1
         };
-        let prepared = map_in_parts(spans, parts, |mut span| {
-            let truncated = truncate_span(&mut span, &self.limits);
-            let semantics = self.normalizer.normalize(&span, &[]);
-            let normalized = NormalizedSpan {
-                encoded_body: self.store.encode_span(&span, &semantics),
-                semantics,
-                span,
-            };
-            (normalized, truncated)
+        let parts = in_parts(spans, parts, |part| {
+            let mut truncated = 0;
+            let spans: Vec<NormalizedSpan> = part
+                .into_iter()
+                .map(|mut span| {
+                    truncated += usize::from(truncate_span(&mut span, &self.limits));
+                    let semantics = self.normalizer.normalize(&span, &[]);
+                    NormalizedSpan {
+                        encoded_body: self.store.encode_span(&span, &semantics),
+                        semantics,
+                        span,
+                    }
+                })
+                .collect();
+            let traces = self.store.prepare_traces(project_id, &spans);
+            (spans, truncated, traces)
         });
-        let truncated = prepared.iter().filter(|(_, truncated)| *truncated).count();
-        let spans = prepared.into_iter().map(|(span, _)| span).collect();
-        (spans, truncated)
+        let mut all = Vec::new();
+        let mut truncated = 0;
+        let mut traces = Vec::new();
+        for (spans, part_truncated, part_traces) in parts {
+            all.extend(spans);
+            truncated += part_truncated;
+            traces.extend(part_traces);
+        }
+        (all, truncated, traces)
     }
 
     /// The sampling attribute, then the filter conditions; counts what they drop, by rule.
@@ -194,7 +215,11 @@ impl Ingest {
                 .record(project_id, counter::RATE_LIMITED, "", accepted as u64);
             return Err(IngestError::RateLimited { retry_after });
         }
-        if let Err(error) = self.pipeline.submit(project_id, prepared.spans).await {
+        if let Err(error) = self
+            .pipeline
+            .submit(project_id, prepared.spans, prepared.traces)
+            .await
+        {
             let why = match &error {
                 PipelineError::Overloaded { .. } | PipelineError::ShuttingDown => {
                     reason::OVERLOADED
@@ -267,17 +292,16 @@ fn sample(spans: Vec<Span>, attribute: &str) -> (Vec<Span>, usize) {
     (kept, dropped)
 }
 
-/// `items` mapped through `map`, in order, in `parts` consecutive parts of which all but the
-/// first run on threads of their own. A part whose thread cannot start is mapped on this one;
-/// a panic in a part goes on here, as if this thread had mapped it.
-fn map_in_parts<T: Send, U: Send>(
+/// `work` done on `items` cut into `parts` consecutive parts, all but the first on threads of
+/// their own; the results of the parts, in order. A part whose thread cannot start is worked on
+/// this one; a panic in a part goes on here, as if this thread had worked it.
+fn in_parts<T: Send, R: Send>(
     items: Vec<T>,
     parts: usize,
-    map: impl Fn(T) -> U + Sync,
-) -> Vec<U> {
-    let map_part = |part: Vec<T>| part.into_iter().map(&map).collect::<Vec<U>>();
+    work: impl Fn(Vec<T>) -> R + Sync,
+) -> Vec<R> {
     if parts <= 1 {
-        return map_part(items);
+        return vec![work(items)];
     }
     // Each part waits in a slot for its thread, so that a thread that never started leaves
     // its part behind.
@@ -302,19 +326,18 @@ fn map_in_parts<T: Send, U: Send>(
             .map(|slot| {
                 std::thread::Builder::new()
                     .name("spanhouse-prepare".into())
-                    .spawn_scoped(scope, || map_part(take(slot)))
+                    .spawn_scoped(scope, || work(take(slot)))
                     .ok()
             })
             .collect();
-        let mut all = map_part(take(&slots[0]));
+        let mut all = vec![work(take(&slots[0]))];
         for (slot, thread) in slots[1..].iter().zip(threads) {
-            let part = match thread {
+            all.push(match thread {
                 Some(thread) => thread
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                None => map_part(take(slot)),
-            };
-            all.extend(part);
+                None => work(take(slot)),
+            });
         }
         all
     })
@@ -327,14 +350,17 @@ mod tests {
     use crate::model::span::test_support::make_span;
 
     #[test]
-    fn mapping_in_parts_keeps_every_item_in_order() {
+    fn working_in_parts_keeps_every_item_in_order() {
         for (count, parts) in [(0, 2), (1, 2), (5, 2), (1000, 2), (1001, 3), (7, 1), (3, 8)] {
             let items: Vec<usize> = (0..count).collect();
             let threads = Mutex::new(HashSet::new());
-            let mapped = map_in_parts(items, parts, |item| {
-                threads.lock().unwrap().insert(std::thread::current().id());
-                item * 2
-            });
+            let mapped = in_parts(items, parts, |part| {
+                if !part.is_empty() {
+                    threads.lock().unwrap().insert(std::thread::current().id());
+                }
+                part.into_iter().map(|item| item * 2).collect::<Vec<_>>()
+            })
+            .concat();
             assert_eq!(mapped, (0..count).map(|item| item * 2).collect::<Vec<_>>());
             // Every part with items ran on a thread of its own.
             let expected_threads = parts.min(count).max(usize::from(count > 0));

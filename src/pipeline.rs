@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use crate::metrics::Metrics;
 use crate::model::{ContentEvent, NormalizedSpan};
-use crate::store::{ContentEventBatch, SpanBatch, Store, StoreError};
+use crate::store::{ContentEventBatch, PreparedTraces, SpanBatch, Store, StoreError};
 
 /// How the pipeline is sized.
 #[derive(Debug, Clone, Copy)]
@@ -141,16 +141,19 @@ impl Pipeline {
             .unwrap_or(0)
     }
 
-    /// Queues the spans of one request and waits until they are durable.
+    /// Queues the spans of one request, with what the store prepared from them, and waits until
+    /// they are durable.
     pub async fn submit(
         &self,
         project_id: &str,
         spans: Vec<NormalizedSpan>,
+        prepared: Vec<PreparedTraces>,
     ) -> Result<(), PipelineError> {
         let items = spans.len();
         let batch = SpanBatch {
             project_id: project_id.to_owned(),
             spans,
+            prepared,
         };
         self.enqueue(project_id, Payload::Spans(batch), items).await
     }

@@ -56,7 +56,14 @@ pub struct ActiveToken {
 pub struct SpanBatch {
     pub project_id: String,
     pub spans: Vec<NormalizedSpan>,
+    /// What [`Store::prepare_traces`] computed ahead of the write, from parts of `spans` (the
+    /// receiver may cut a request into parts, one per core; a trace may be in several).
+    pub prepared: Vec<PreparedTraces>,
 }
+
+/// A store's own work on the traces of one request, done on the receiver's thread (see
+/// [`Store::prepare_traces`]); only the store that made it knows its type.
+pub type PreparedTraces = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 
 /// The GenAI content events of one project that one write stores.
 #[derive(Debug, Clone)]
@@ -173,6 +180,17 @@ pub trait Store: Send + Sync + 'static {
     /// than by the store's writer (one); it goes to [`Store::write_spans`] as
     /// `NormalizedSpan::encoded_body`. `None`: the store encodes at write time.
     fn encode_span(&self, _span: &Span, _semantics: &SpanSemantics) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Work on the traces of one request's spans that the store would otherwise do in its
+    /// writer, done on the receivers' threads; it goes to [`Store::write_spans`] as
+    /// `SpanBatch::prepared`, and the store uses it only where it still holds. `None`: nothing.
+    fn prepare_traces(
+        &self,
+        _project_id: &str,
+        _spans: &[NormalizedSpan],
+    ) -> Option<PreparedTraces> {
         None
     }
 

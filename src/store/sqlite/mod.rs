@@ -23,13 +23,13 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
-    ActiveToken, ContentEventBatch, CountDelta, NewToken, Project, SpanBatch, Store, StoreError,
-    StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
+    ActiveToken, ContentEventBatch, CountDelta, NewToken, PreparedTraces, Project, SpanBatch,
+    Store, StoreError, StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
 use super::{StatsQuery, TraceStats};
 use crate::auth::Role;
 use crate::model::time::now_unix_nano;
-use crate::model::{Span, SpanSemantics, TraceId, TraceRecord};
+use crate::model::{NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use crate::settings::ProjectSettings;
 
@@ -418,6 +418,13 @@ impl Store for SqliteStore {
         Some(crate::store::codec::encode_stored_span(span, semantics))
     }
 
+    /// Each trace's row, computed from these spans (a request's, or part of one): what the
+    /// writer stores for a trace that is new, with all its spans here (the usual case of a
+    /// load of whole traces). Any other trace's row the writer computes from all its spans.
+    fn prepare_traces(&self, project_id: &str, spans: &[NormalizedSpan]) -> Option<PreparedTraces> {
+        Some(Arc::new(write::prepare_rows(project_id, spans)))
+    }
+
     async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {
         let normalizer = Arc::clone(&self.normalizer);
         self.with_writer(move |connection| {
@@ -582,3 +589,5 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trace_rows_tests;

@@ -40,6 +40,7 @@ async fn write_span(store: &SqliteStore, trace: u8, span: u8, root: bool, input:
                 semantics,
                 encoded_body: None,
             }],
+            prepared: Vec::new(),
         }])
         .await
         .unwrap();
@@ -406,17 +407,20 @@ async fn the_indexer_thread_catches_up_and_stops() {
 // The span format: semantics kept compressed with the body (formats 2 and 3), and rows written
 // by earlier versions (texts in columns, or format 2) still read and summed.
 
-/// Writes one span in a batch of its own, encoded as the receivers encode it.
+/// Writes one span in a batch of its own, encoded and prepared as the receivers do it.
 async fn write_semantics(store: &SqliteStore, span: crate::model::Span, semantics: SpanSemantics) {
     let encoded_body = store.encode_span(&span, &semantics);
+    let spans = vec![NormalizedSpan {
+        span,
+        semantics,
+        encoded_body,
+    }];
+    let prepared = store.prepare_traces("p", &spans).into_iter().collect();
     store
         .write_spans(vec![SpanBatch {
             project_id: "p".into(),
-            spans: vec![NormalizedSpan {
-                span,
-                semantics,
-                encoded_body,
-            }],
+            spans,
+            prepared,
         }])
         .await
         .unwrap();

@@ -6,9 +6,9 @@
 //! Why: a trace row of LLM traffic holds a KiB or more of prompt and a KiB or more of answer;
 //! plain, the row took a 4 KiB page of its own, and every trace the writer touched rewrote one.
 
+use rusqlite::Connection;
 use rusqlite::functions::FunctionFlags;
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Value, ValueRef};
-use rusqlite::{Connection, ToSql};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Value, ValueRef};
 
 use crate::store::codec::{unzstd, zstd_behind};
 
@@ -18,23 +18,22 @@ const ZSTD_TEXT: u8 = 1;
 /// Shorter text is kept as it is: compressing it saves little, and costs a frame's header.
 const COMPRESS_FROM: usize = 128;
 
-/// A text to write, compressed when long enough (and zstd has a context; else as it is).
-/// Compression is deterministic, so `input IS NOT ?` still tells a changed text.
-pub(super) struct StoredText<'a>(pub Option<&'a str>);
-
-impl ToSql for StoredText<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        let Some(text) = self.0 else {
-            return Ok(ToSqlOutput::Owned(Value::Null));
-        };
-        let compressed = (text.len() >= COMPRESS_FROM)
-            .then(|| zstd_behind(ZSTD_TEXT, text.as_bytes()))
-            .flatten();
-        Ok(match compressed {
-            Some(blob) => ToSqlOutput::Owned(Value::Blob(blob)),
-            None => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
-        })
+/// A text as it is written: compressed when long enough (and zstd has a context; else as it
+/// is). Compression is deterministic, so `input IS NOT ?` still tells a changed text.
+pub(super) fn stored_text(text: Option<String>) -> Value {
+    let Some(text) = text else {
+        return Value::Null;
+    };
+    match compressed(&text) {
+        Some(blob) => Value::Blob(blob),
+        None => Value::Text(text),
     }
+}
+
+fn compressed(text: &str) -> Option<Vec<u8>> {
+    (text.len() >= COMPRESS_FROM)
+        .then(|| zstd_behind(ZSTD_TEXT, text.as_bytes()))
+        .flatten()
 }
 
 /// A text as read back: `None` for NULL.
@@ -80,7 +79,7 @@ mod tests {
         connection
             .query_row(
                 "SELECT typeof(?1), sh_text(?1)",
-                [StoredText(text)],
+                [stored_text(text.map(str::to_owned))],
                 |row| Ok((row.get(0)?, row.get::<_, TraceText>(1)?.0)),
             )
             .unwrap()
@@ -109,7 +108,10 @@ mod tests {
         let same: bool = connection
             .query_row(
                 "SELECT ?1 IS ?2",
-                [StoredText(Some(&long)), StoredText(Some(&long))],
+                [
+                    stored_text(Some(long.clone())),
+                    stored_text(Some(long.clone())),
+                ],
                 |row| row.get(0),
             )
             .unwrap();
@@ -121,7 +123,7 @@ mod tests {
         let connection = Connection::open_in_memory().unwrap();
         register_functions(&connection).unwrap();
         let long = "x".repeat(500);
-        let Ok(ToSqlOutput::Owned(Value::Blob(good))) = StoredText(Some(&long)).to_sql() else {
+        let Value::Blob(good) = stored_text(Some(long.clone())) else {
             panic!("not compressed");
         };
         for damaged in [

@@ -3,6 +3,7 @@
 //! GenAI content events from the logs signal are kept per span; a span is normalized with
 //! them whether it arrives before or after them.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::types::ToSql;
@@ -13,9 +14,11 @@ use rusqlite::{
 use sha2::{Digest as _, Sha256};
 
 use super::read::{DIGEST_COLUMNS, SPAN_COLUMNS, digest_from_row, stored_span_from_row};
-use super::text::StoredText;
+use super::text::stored_text;
 use crate::model::attributes::{from_stored_json, to_stored_json};
-use crate::model::{Event, LlmCall, Span, SpanDigest, SpanId, SpanSemantics, TraceId, TraceRecord};
+use crate::model::{
+    Event, LlmCall, NormalizedSpan, Span, SpanDigest, SpanId, SpanSemantics, TraceId, TraceRecord,
+};
 use crate::normalize::Normalizer;
 use crate::store::codec::{decode_stored_body, encode_stored_span};
 use crate::store::{ContentEventBatch, SpanBatch, StoreError, StoreResult};
@@ -39,7 +42,7 @@ pub(super) fn write_spans(
         let any_content = transaction
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM span_content_events)")?
             .query_row([], |row| row.get::<_, bool>(0))?;
-        for batch in batches {
+        for (index, batch) in batches.iter().enumerate() {
             for normalized in &batch.spans {
                 let span = &normalized.span;
                 let trace = (batch.project_id.as_str(), span.trace_id);
@@ -49,20 +52,17 @@ pub(super) fn write_spans(
                 } else {
                     Vec::new()
                 };
-                let semantics = if content.is_empty() {
-                    None
-                } else {
-                    Some(normalizer.normalize(span, &content))
-                };
+                let renormalized =
+                    (!content.is_empty()).then(|| normalizer.normalize(span, &content));
                 // Content events change the semantics: the blob encoded with the span's own is
                 // stale then.
                 let encoded;
-                let (semantics, stored) = match (&semantics, &normalized.encoded_body) {
-                    (None, Some(stored)) => (&normalized.semantics, stored),
-                    (semantics, _) => {
-                        let semantics = semantics.as_ref().unwrap_or(&normalized.semantics);
+                let stored = match (&renormalized, &normalized.encoded_body) {
+                    (None, Some(stored)) => stored,
+                    (renormalized, _) => {
+                        let semantics = renormalized.as_ref().unwrap_or(&normalized.semantics);
                         encoded = encode_stored_span(span, semantics);
-                        (semantics, &encoded)
+                        &encoded
                     }
                 };
                 let inserted = insert_span(
@@ -70,21 +70,26 @@ pub(super) fn write_spans(
                     &batch.project_id,
                     row.key,
                     span,
-                    semantics,
+                    renormalized.as_ref().unwrap_or(&normalized.semantics),
                     stored,
                 )?;
                 if inserted {
+                    let as_prepared = renormalized.is_none();
+                    let semantics = match renormalized {
+                        Some(semantics) => Cow::Owned(semantics),
+                        None => Cow::Borrowed(&normalized.semantics),
+                    };
                     written
                         .entry(trace)
-                        .or_default()
-                        .push(SpanDigest::of(span, semantics));
+                        .or_insert_with(|| WrittenSpans::new(index))
+                        .push(index, as_prepared, span, semantics);
                     touched.insert(row.key, (trace, row.old));
                 }
             }
         }
     }
     drop(rows);
-    recompute_traces(&transaction, touched, &written)?;
+    recompute_traces(&transaction, touched, &written, batches)?;
     transaction.commit()?;
     Ok(())
 }
@@ -239,7 +244,7 @@ pub(super) fn write_content_events(
             touched.insert(row.key, ((project_id, trace_id), row.old));
         }
     }
-    recompute_traces(&transaction, touched, &Written::new())?;
+    recompute_traces(&transaction, touched, &Written::new(), &[])?;
     transaction.commit()?;
     Ok(())
 }
@@ -283,16 +288,138 @@ fn content_events(
         .collect()
 }
 
-/// The digests of the spans a batch wrote, by trace: recomputing a trace new in the batch needs
+/// The spans a transaction wrote, by trace: recomputing a trace new in the transaction needs
 /// nothing else, and one that had spans before takes these spans' texts from here rather than
 /// decompressing what was just written.
-type Written<'a> = HashMap<TraceKey<'a>, Vec<SpanDigest>>;
+type Written<'a> = HashMap<TraceKey<'a>, WrittenSpans<'a>>;
+
+/// The spans a transaction wrote to one trace, with the semantics they were stored with.
+struct WrittenSpans<'a> {
+    /// The batch all of them came from, as it normalized them: the batch's prepared row of the
+    /// trace may hold then. `None` once they come from two batches, or a span was normalized
+    /// again here with its content events.
+    batch: Option<usize>,
+    spans: Vec<(&'a Span, Cow<'a, SpanSemantics>)>,
+}
+
+impl<'a> WrittenSpans<'a> {
+    fn new(batch: usize) -> Self {
+        Self {
+            batch: Some(batch),
+            spans: Vec::new(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        batch: usize,
+        as_prepared: bool,
+        span: &'a Span,
+        semantics: Cow<'a, SpanSemantics>,
+    ) {
+        if !as_prepared || self.batch != Some(batch) {
+            self.batch = None;
+        }
+        self.spans.push((span, semantics));
+    }
+
+    fn digests(&self) -> Vec<SpanDigest> {
+        self.spans
+            .iter()
+            .map(|(span, semantics)| SpanDigest::of(span, semantics))
+            .collect()
+    }
+
+    /// The row `batches` prepared for this trace, if its spans are exactly the ones written:
+    /// all from that batch, as normalized there, from one part of it only, and as many as the
+    /// row was computed from (a span the part holds twice, or one stored before, is written
+    /// once or not at all).
+    fn prepared_row<'b>(
+        &self,
+        batches: &'b [SpanBatch],
+        trace_id: TraceId,
+    ) -> Option<&'b TraceColumns> {
+        let mut rows = batches
+            .get(self.batch?)?
+            .prepared
+            .iter()
+            .filter_map(|part| part.downcast_ref::<PreparedRows>()?.0.get(&trace_id));
+        let row = rows.next()?;
+        let one_part = rows.next().is_none();
+        (one_part && row.span_count == self.spans.len() as u64).then_some(row)
+    }
+}
+
+/// The rows of one request's traces, each computed from the request's spans alone, on the
+/// receiver's thread rather than in the writer: a trace's row is taken from here when the trace
+/// is new and every span written to it came from this request ([`WrittenSpans::prepared_row`]).
+/// Made by [`prepare_rows`]; else the writer computes the row.
+pub(super) struct PreparedRows(HashMap<TraceId, TraceColumns>);
+
+/// The rows of the traces of `spans`, one request's, as if each trace held only these spans.
+pub(super) fn prepare_rows(project_id: &str, spans: &[NormalizedSpan]) -> PreparedRows {
+    let mut by_trace: HashMap<TraceId, Vec<SpanDigest>> = HashMap::new();
+    for normalized in spans {
+        by_trace
+            .entry(normalized.span.trace_id)
+            .or_default()
+            .push(SpanDigest::of(&normalized.span, &normalized.semantics));
+    }
+    let rows = by_trace
+        .into_iter()
+        .map(|(trace_id, digests)| {
+            let record = TraceRecord::compute(project_id, trace_id, &digests);
+            (trace_id, TraceColumns::of(record))
+        })
+        .collect();
+    PreparedRows(rows)
+}
+
+/// A trace's row as `INSERT_TRACE` and `UPDATE_TRACE` write it, from its record.
+pub(super) struct TraceColumns {
+    timestamp_ns: i64,
+    status: String,
+    /// As [`stored_text`] keeps them.
+    input: rusqlite::types::Value,
+    output: rusqlite::types::Value,
+    session_id: Option<String>,
+    user_id: Option<String>,
+    pipeline_id: Option<String>,
+    models: Vec<String>,
+    models_json: String,
+    /// The record without input and output, which live in their own columns only.
+    record_json: String,
+    span_count: u64,
+}
+
+impl TraceColumns {
+    fn of(mut record: TraceRecord) -> Self {
+        let input = stored_text(record.input.take());
+        let output = stored_text(record.output.take());
+        let record_json = serde_json::to_string(&record).unwrap_or_default();
+        let models_json = serde_json::to_string(&record.models).unwrap_or_else(|_| "[]".into());
+        Self {
+            timestamp_ns: record.timestamp_unix_nano as i64,
+            status: record.status,
+            input,
+            output,
+            session_id: record.session_id,
+            user_id: record.user_id,
+            pipeline_id: record.pipeline_id,
+            models: record.models,
+            models_json,
+            record_json,
+            span_count: record.span_count,
+        }
+    }
+}
 
 /// Recomputes the TraceRecord of each trace from its stored spans.
 fn recompute_traces(
     transaction: &Transaction<'_>,
     touched: Touched<'_>,
     written: &Written<'_>,
+    batches: &[SpanBatch],
 ) -> StoreResult<()> {
     // The text columns are empty for spans whose semantics live in their body (from format 2
     // on): `is_llm` is set for exactly those rows.
@@ -318,26 +445,31 @@ fn recompute_traces(
     )?;
     for (trace_key, (key, old)) in touched {
         let (project_id, trace_id) = key;
-        let stored_digests;
-        let digests: &[SpanDigest] = match written.get(&key) {
-            // No record yet: every span of the trace was written by this batch.
-            Some(digests) if old.is_none() => digests,
-            batch => {
-                stored_digests =
-                    stored_digests_of(&mut select, &mut select_body, trace_key, batch)?;
-                &stored_digests
+        let spans = written.get(&key);
+        let prepared = match (spans, &old) {
+            (Some(spans), None) => spans.prepared_row(batches, trace_id),
+            _ => None,
+        };
+        let computed;
+        let row = match prepared {
+            Some(row) => row,
+            None => {
+                let digests = match spans {
+                    // No record yet: every span of the trace was written by this transaction.
+                    Some(spans) if old.is_none() => spans.digests(),
+                    spans => stored_digests_of(&mut select, &mut select_body, trace_key, spans)?,
+                };
+                computed = TraceColumns::of(TraceRecord::compute(project_id, trace_id, &digests));
+                &computed
             }
         };
-        let record = TraceRecord::compute(project_id, trace_id, digests);
         text_seq += 1;
         let statement = if old.is_none() {
             &mut insert
         } else {
             &mut update
         };
-        write_trace(
-            statement, trace_key, project_id, trace_id, &record, text_seq,
-        )?;
+        write_trace(statement, trace_key, project_id, trace_id, row, text_seq)?;
         if let Some(old) = old {
             let models: Vec<String> = serde_json::from_str(&old.models)
                 .map_err(|error| StoreError::Corrupt(format!("trace models: {error}")))?;
@@ -350,11 +482,11 @@ fn recompute_traces(
                 ])?;
             }
         }
-        for model in &record.models {
+        for model in &row.models {
             add_model.execute(params![
                 project_id,
                 model,
-                record.timestamp_unix_nano as i64,
+                row.timestamp_ns,
                 trace_id.as_bytes()
             ])?;
         }
@@ -368,7 +500,7 @@ fn stored_digests_of(
     select: &mut Statement<'_>,
     select_body: &mut Statement<'_>,
     trace_key: i64,
-    batch: Option<&Vec<SpanDigest>>,
+    batch: Option<&WrittenSpans<'_>>,
 ) -> StoreResult<Vec<SpanDigest>> {
     let rows = select
         .query_map([trace_key], |row| {
@@ -382,10 +514,14 @@ fn stored_digests_of(
     let mut digests = Vec::with_capacity(rows.len());
     for (mut digest, rowid, texts_in_body) in rows {
         if texts_in_body {
-            let written =
-                batch.and_then(|batch| batch.iter().find(|span| span.span_id == digest.span_id));
+            let written = batch.and_then(|batch| {
+                batch
+                    .spans
+                    .iter()
+                    .find(|(span, _)| Some(span.span_id) == digest.span_id)
+            });
             (digest.input, digest.output) = match written {
-                Some(written) => (written.input.clone(), written.output.clone()),
+                Some((_, semantics)) => (semantics.input.clone(), semantics.output.clone()),
                 None => select_body.query_row([rowid], |row| {
                     let body = decode_stored_body(row.get_ref(0)?.as_bytes()?);
                     Ok(body.and_then(|body| body.texts()))
@@ -526,28 +662,21 @@ fn write_trace(
     trace_key: i64,
     project_id: &str,
     trace_id: TraceId,
-    record: &TraceRecord,
+    row: &TraceColumns,
     text_seq: i64,
 ) -> StoreResult<()> {
-    // Input and output live in their own columns only; `record` holds the rest.
-    let record_json = {
-        let mut without_texts = record.clone();
-        without_texts.input = None;
-        without_texts.output = None;
-        serde_json::to_string(&without_texts).unwrap_or_default()
-    };
     let changed = statement.execute(params![
         project_id,
         trace_id.as_bytes(),
-        record.timestamp_unix_nano as i64,
-        record.status,
-        StoredText(record.input.as_deref()),
-        StoredText(record.output.as_deref()),
-        record.session_id,
-        record.user_id,
-        record.pipeline_id,
-        serde_json::to_string(&record.models).unwrap_or_else(|_| "[]".into()),
-        record_json,
+        row.timestamp_ns,
+        row.status,
+        row.input,
+        row.output,
+        row.session_id,
+        row.user_id,
+        row.pipeline_id,
+        row.models_json,
+        row.record_json,
         text_seq,
         trace_key,
     ])?;
