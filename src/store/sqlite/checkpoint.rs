@@ -4,12 +4,12 @@
 //! writer then copies those pages into the database file and syncs it before it can take the
 //! next batch, 8% of the server's CPU time at full load, all of it on the one serial path of
 //! ingest. Here the writer's connection only reports the WAL's size after each commit (a WAL
-//! hook): past [`CHECKPOINT_PAGES`] it wakes a thread of its own connection that checkpoints
+//! hook): past [`CHECKPOINT_BYTES`] it wakes a thread of its own connection that checkpoints
 //! while the writer goes on (SQLite lets one checkpointer run beside one writer). The WAL starts
 //! over from its beginning at the first write after a checkpoint that copied all of it.
 //!
 //! Under sustained writes the checkpointer may never find the WAL whole (the writer appended
-//! again while it copied); the WAL then keeps growing, so past [`WRITER_CHECKPOINT_PAGES`] the
+//! again while it copied); the WAL then keeps growing, so past [`WRITER_CHECKPOINT_BYTES`] the
 //! writer checkpoints itself, as SQLite would have, which bounds the WAL and the time a crash
 //! recovery reads it.
 
@@ -22,11 +22,12 @@ use rusqlite::{Connection, ErrorCode};
 use super::background::{Signal, Worker};
 use crate::store::StoreResult;
 
-/// WAL pages after which the checkpointer is woken: SQLite's own autocheckpoint threshold.
-pub(super) const CHECKPOINT_PAGES: i32 = 1_000;
+/// WAL bytes after which the checkpointer is woken: SQLite's own autocheckpoint threshold of
+/// 1000 pages, at the 4 KiB pages of its default.
+pub(super) const CHECKPOINT_BYTES: i64 = 4_096_000;
 
-/// WAL pages after which the writer checkpoints in its commit (64 MiB of 4 KiB pages).
-pub(super) const WRITER_CHECKPOINT_PAGES: i32 = 16_384;
+/// WAL bytes after which the writer checkpoints in its commit.
+pub(super) const WRITER_CHECKPOINT_BYTES: i64 = 64 << 20;
 
 /// How long the checkpointer sleeps when nothing wakes it: it then checkpoints anyway, so
 /// that a WAL left between the thresholds by the last writes does not wait for more.
@@ -35,9 +36,14 @@ const IDLE_INTERVAL: Duration = Duration::from_secs(5);
 /// Makes the writer connection hand its checkpoints to the thread that `signal` wakes,
 /// replacing SQLite's automatic checkpoint.
 pub(super) fn hand_off(writer: &mut Connection, signal: Arc<Signal>) -> StoreResult<()> {
+    // The hook counts pages, whose size is the file's.
+    let page_size: i64 = writer.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+    let pages = |bytes: i64| i32::try_from(bytes / page_size.max(512)).unwrap_or(i32::MAX);
+    let (checkpoint_pages, writer_checkpoint_pages) =
+        (pages(CHECKPOINT_BYTES), pages(WRITER_CHECKPOINT_BYTES));
     // `wal_hook` replaces the automatic checkpoint, which is itself a WAL hook.
     writer.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
-        if pages >= WRITER_CHECKPOINT_PAGES {
+        if pages >= writer_checkpoint_pages {
             // A failed checkpoint is not a failed commit: the writer retries at the next one.
             match wal.checkpoint_v2(CheckpointMode::PASSIVE) {
                 Ok((pages, copied)) => tracing::debug!(pages, copied, "the writer checkpointed"),
@@ -45,7 +51,7 @@ pub(super) fn hand_off(writer: &mut Connection, signal: Arc<Signal>) -> StoreRes
                 Err(error) if error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {}
                 Err(error) => tracing::warn!(%error, pages, "checkpoint by the writer failed"),
             }
-        } else if pages >= CHECKPOINT_PAGES {
+        } else if pages >= checkpoint_pages {
             signal.notify();
         }
         Ok(())
@@ -93,13 +99,16 @@ mod tests {
         connection
     }
 
-    /// Writes `pages` pages of WAL or a little more in one transaction.
-    fn fill(connection: &Connection, pages: i32) {
+    /// Writes `bytes` bytes of WAL or a little more in one transaction, a row per page.
+    fn fill(connection: &Connection, bytes: i64) {
+        let page_size: i64 = connection
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap();
         connection
             .execute(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-                 INSERT INTO filler SELECT zeroblob(4000) FROM n",
-                [pages],
+                 INSERT INTO filler SELECT zeroblob(?2) FROM n",
+                [bytes / page_size, page_size - 100],
             )
             .unwrap();
     }
@@ -120,10 +129,10 @@ mod tests {
         let connection = writer(&path, Arc::clone(&signal));
         let mut checkpointer =
             start(open_connection(&path, Synchronous::Normal).unwrap(), signal).unwrap();
-        fill(&connection, CHECKPOINT_PAGES + 100);
+        fill(&connection, CHECKPOINT_BYTES + 100_000);
         // Only a checkpoint writes the rows into the database file; the writer no longer does.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::fs::metadata(&path).unwrap().len() < 4_000 * CHECKPOINT_PAGES as u64 {
+        while std::fs::metadata(&path).unwrap().len() < CHECKPOINT_BYTES as u64 {
             assert!(Instant::now() < deadline, "no checkpoint copied the WAL");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -136,9 +145,9 @@ mod tests {
         let path = directory.path().join("test.db");
         // Nothing checkpoints but the writer itself.
         let connection = writer(&path, Arc::new(Signal::default()));
-        fill(&connection, WRITER_CHECKPOINT_PAGES / 2);
+        fill(&connection, WRITER_CHECKPOINT_BYTES / 2);
         assert!(std::fs::metadata(&path).unwrap().len() < 1_000_000);
-        fill(&connection, WRITER_CHECKPOINT_PAGES / 2 + 100);
+        fill(&connection, WRITER_CHECKPOINT_BYTES / 2 + 800_000);
         // That commit crossed the bound and the writer copied the WAL: the next transaction
         // starts it over.
         fill(&connection, 1);

@@ -172,6 +172,10 @@ impl SqliteStore {
 
 /// Opens (creating it if need be) a database file in WAL mode, waiting up to 10 s for a lock
 /// another connection holds.
+/// The page size of new store files: 8 KiB. Against 4 KiB, at full load: +9 % spans/s, 6 %
+/// less disk per span, 40 % less checkpointer CPU (BENCHMARKS.md); 16 KiB gained no more.
+const PAGE_SIZE: i64 = 8192;
+
 fn open_wal(path: &Path) -> rusqlite::Result<Connection> {
     let connection = Connection::open_with_flags(
         path,
@@ -180,6 +184,9 @@ fn open_wal(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     connection.busy_timeout(Duration::from_secs(10))?;
+    // For a file still empty only (a store keeps the page size it was created with): a span
+    // row of ~1.6 KB left a fifth of a 4 KiB page empty, and the WAL wrote twice as many frames.
+    connection.pragma_update(None, "page_size", PAGE_SIZE)?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     Ok(connection)
 }

@@ -187,6 +187,36 @@ pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
 
+    fn page_size(connection: &Connection) -> i64 {
+        connection
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    /// New files take the store's page size; a file made with 4 KiB pages keeps them, and
+    /// opens and migrates as before.
+    #[test]
+    fn new_files_take_8_kib_pages_and_older_files_keep_theirs() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut new = super::super::open_wal(&directory.path().join("new.db")).unwrap();
+        migrate(&mut new).unwrap();
+        assert_eq!(page_size(&new), 8192);
+
+        let path = directory.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.pragma_update(None, "page_size", 4096).unwrap();
+        old.execute_batch("CREATE TABLE kept (x); INSERT INTO kept VALUES (1);")
+            .unwrap();
+        drop(old);
+        let mut old = super::super::open_wal(&path).unwrap();
+        migrate(&mut old).unwrap();
+        assert_eq!(page_size(&old), 4096);
+        let kept: i64 = old
+            .query_row("SELECT x FROM kept", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(kept, 1);
+    }
+
     /// A store of the version that indexed text in the writer's transaction migrates: the old
     /// index is dropped and every trace is stamped, so that the indexer indexes it.
     #[test]
