@@ -27,6 +27,52 @@ fn canonical_role(role: &str) -> String {
     }
 }
 
+/// The common GenAI shape read straight from its text, without a JSON tree in between: an
+/// array of `{"role", "parts": [{"type": "text", "content": "…"}, …], "finish_reason"}` with
+/// text parts only, and no other key. What it reads is what [`messages_from_json`] reads from
+/// the same JSON; any other text gives `None`, to be read by that. (The tree cost about two
+/// thirds of normalizing a span of GenAI JSON messages.)
+pub fn text_messages_from_json(text: &str) -> Option<Vec<Message>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TextMessage {
+        role: String,
+        parts: Vec<TextPart>,
+        #[serde(default)]
+        finish_reason: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TextPart {
+        #[serde(rename = "type")]
+        kind: String,
+        content: String,
+    }
+    let messages: Vec<TextMessage> = serde_json::from_str(text).ok()?;
+    let text_parts_only = messages
+        .iter()
+        .flat_map(|message| &message.parts)
+        .all(|part| matches!(part.kind.as_str(), "text" | "input_text" | "output_text"));
+    if !text_parts_only {
+        return None;
+    }
+    let messages = messages.into_iter().map(|message| {
+        let mut texts: Vec<String> = message.parts.into_iter().map(|part| part.content).collect();
+        let content = if texts.len() <= 1 {
+            texts.pop()
+        } else {
+            Some(texts.join("\n"))
+        };
+        Message {
+            role: canonical_role(&message.role),
+            content,
+            finish_reason: message.finish_reason,
+            ..Default::default()
+        }
+    });
+    Some(messages.collect())
+}
+
 /// Reads a message list from JSON in any of the shapes above; `None` when it is none of them.
 pub fn messages_from_json(value: &Value) -> Option<Vec<Message>> {
     match value {
@@ -293,6 +339,46 @@ pub fn output_text(messages: &[Message]) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The direct reading of GenAI text messages gives what the JSON tree gives, takes the
+    /// common shapes, and leaves every other one to the tree.
+    #[test]
+    fn text_messages_read_directly_as_the_tree_reads_them() {
+        let taken = [
+            r#"[{"role": "user", "parts": [{"type": "text", "content": "Say hi"}]}]"#,
+            r#" [{"role": "Human", "parts": [{"type": "text", "content": "a \"quoted\" \u00e9\n"}]},
+                {"role": "model", "parts": [{"type": "output_text", "content": "one"},
+                 {"type": "text", "content": "two"}], "finish_reason": "stop"}]"#,
+            r#"[{"role": "assistant", "parts": [], "finish_reason": null}]"#,
+            r#"[{"role": "developer", "parts": [{"type": "input_text", "content": ""}]}]"#,
+            "[]",
+        ];
+        for text in taken {
+            let direct = text_messages_from_json(text);
+            let tree = messages_from_json(&serde_json::from_str(text).unwrap());
+            assert!(direct.is_some(), "{text} not taken");
+            assert_eq!(
+                direct.filter(|messages| !messages.is_empty()),
+                tree,
+                "{text}"
+            );
+        }
+        let left = [
+            r#"[{"role": "user", "parts": [{"type": "tool_call", "id": "1", "name": "f"}]}]"#,
+            r#"[{"role": "user", "parts": [{"type": "text", "content": null}]}]"#,
+            r#"[{"role": "user", "parts": [{"content": "no type"}]}]"#,
+            r#"[{"role": "user", "name": "x", "parts": [{"type": "text", "content": "hi"}]}]"#,
+            r#"[{"role": "user", "parts": [{"type": "text", "content": "hi", "x": 1}]}]"#,
+            r#"[{"role": "user", "content": "OpenAI shape"}]"#,
+            r#"[{"type": "text", "content": "system instructions"}]"#,
+            r#"[{"role": "user", "parts": [], "finish_reason": 3}]"#,
+            r#"{"messages": []}"#,
+            "not json",
+        ];
+        for text in left {
+            assert_eq!(text_messages_from_json(text), None, "{text} taken");
+        }
+    }
 
     #[test]
     fn genai_parts_and_openai_content_read_alike() {

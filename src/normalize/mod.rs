@@ -237,7 +237,10 @@ fn tool_execution(span: &Span) -> Option<ToolExecution> {
 fn json_messages(attributes: &[KeyValue], key: &str) -> Option<Vec<Message>> {
     // A string that is not JSON holds no messages: skip `to_json`'s copy of it into a JSON string.
     let json = match find(attributes, key)? {
-        AttrValue::String(text) => values::parse_json_text(text)?,
+        AttrValue::String(text) => match messages::text_messages_from_json(text) {
+            Some(messages) => return (!messages.is_empty()).then_some(messages),
+            None => values::parse_json_text(text)?,
+        },
         other => to_json(other),
     };
     messages_from_json(&json).filter(|messages| !messages.is_empty())
