@@ -595,6 +595,8 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
+mod span_format_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod trace_rows_tests;

@@ -2,23 +2,13 @@
 //! stores the row a request prepared only where it equals what the writer would compute, and
 //! computes the row itself everywhere else.
 
-use std::sync::Arc;
-
-use super::{SqliteStore, Synchronous};
+use super::SqliteStore;
+use super::tests::open;
 use crate::model::attributes::{AttrValue, KeyValue};
 use crate::model::span::test_support::make_span;
 use crate::model::{ContentEvent, Event, NormalizedSpan, Span, SpanId, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use crate::store::{ContentEventBatch, SpanBatch, Store, TraceQuery};
-
-fn open(directory: &std::path::Path) -> SqliteStore {
-    SqliteStore::open(
-        directory,
-        Synchronous::Normal,
-        Arc::new(Normalizer::default()),
-    )
-    .unwrap()
-}
 
 fn text(key: &str, value: &str) -> KeyValue {
     KeyValue::new(key, AttrValue::String(value.into()))

@@ -1,0 +1,218 @@
+//! The span format: semantics kept compressed with the body (formats 2 and 3), and rows written
+//! by earlier versions (texts in columns, or format 2) still read and summed.
+
+use rusqlite::Connection;
+
+use super::SqliteStore;
+use super::tests::open;
+use crate::model::span::test_support::make_span;
+use crate::model::{NormalizedSpan, SpanId, SpanSemantics};
+use crate::store::{SpanBatch, Store, TraceQuery};
+
+/// Writes one span in a batch of its own, encoded and prepared as the receivers do it.
+async fn write_semantics(store: &SqliteStore, span: crate::model::Span, semantics: SpanSemantics) {
+    let encoded_body = store.encode_span(&span, &semantics);
+    let spans = vec![NormalizedSpan {
+        span,
+        semantics,
+        encoded_body,
+    }];
+    let prepared = store.prepare_traces("p", &spans).into_iter().collect();
+    store
+        .write_spans(vec![SpanBatch {
+            project_id: "p".into(),
+            spans,
+            prepared,
+        }])
+        .await
+        .unwrap();
+}
+
+fn texts(input: &str, output: &str) -> SpanSemantics {
+    SpanSemantics {
+        input: Some(input.to_owned()),
+        output: Some(output.to_owned()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_trace_split_over_batches_takes_earlier_texts_from_their_bodies() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    let child = crate::model::Span {
+        parent_span_id: Some(SpanId([1; 8])),
+        ..make_span(7, 2)
+    };
+    write_semantics(&store, child, texts("child in", "child out")).await;
+    // The root, without texts of its own, arrives later: the record takes the child's texts,
+    // which only the child's stored body holds.
+    write_semantics(&store, make_span(7, 1), SpanSemantics::default()).await;
+    let (record, spans) = store
+        .get_trace("p", crate::model::TraceId([7; 16]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.span_count, 2);
+    assert_eq!(record.root_span_name.as_deref(), Some("span-1"));
+    assert_eq!(record.input.as_deref(), Some("child in"));
+    assert_eq!(record.output.as_deref(), Some("child out"));
+    assert_eq!(spans[1].semantics, texts("child in", "child out"));
+}
+
+#[tokio::test]
+async fn spans_written_before_format_2_are_read_and_summed() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    let root = make_span(8, 1);
+    let llm = crate::model::LlmCall {
+        provider: Some("openai".into()),
+        response_model: Some("gpt-4o".into()),
+        usage: crate::model::llm::TokenUsage {
+            prompt: Some(10),
+            completion: Some(5),
+            total: Some(15),
+        },
+        ..Default::default()
+    };
+    let old_semantics = SpanSemantics {
+        llm: Some(llm.clone()),
+        ..texts("old in", "old out")
+    };
+    write_semantics(&store, root.clone(), old_semantics.clone()).await;
+    // Rewrite the row as versions before format 2 wrote it: the body alone (LZ4), the texts
+    // and the LLM call in their columns, the two newer columns NULL.
+    {
+        let mut body = vec![1u8];
+        body.extend(lz4_flex::block::compress_prepend_size(
+            crate::store::codec::encode_body(&root).as_bytes(),
+        ));
+        let connection = Connection::open(directory.path().join("spanhouse.db")).unwrap();
+        let changed = connection
+            .execute(
+                "UPDATE spans SET body = ?1, input = 'old in', output = 'old out', llm = ?2,
+                 is_llm = NULL, tool_name = NULL",
+                rusqlite::params![body, serde_json::to_string(&llm).unwrap()],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    let child = crate::model::Span {
+        parent_span_id: Some(SpanId([1; 8])),
+        ..make_span(8, 2)
+    };
+    write_semantics(&store, child, texts("new in", "new out")).await;
+
+    let (record, spans) = store
+        .get_trace("p", crate::model::TraceId([8; 16]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.span_count, 2);
+    assert_eq!(record.input.as_deref(), Some("old in"));
+    assert_eq!(record.output.as_deref(), Some("old out"));
+    assert_eq!(record.llm_call_count, 1);
+    assert_eq!(record.models, ["gpt-4o"]);
+    assert_eq!(record.total_token_count, Some(15));
+    assert_eq!(spans[0].span, root);
+    assert_eq!(spans[0].semantics, old_semantics.with_llm_texts());
+    assert_eq!(spans[1].semantics, texts("new in", "new out"));
+}
+
+#[tokio::test]
+async fn spans_written_in_format_2_are_read_and_give_their_texts() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    let child = crate::model::Span {
+        parent_span_id: Some(SpanId([1; 8])),
+        ..make_span(9, 2)
+    };
+    let child_semantics = SpanSemantics {
+        llm: Some(crate::model::LlmCall {
+            response_model: Some("gpt-4o".into()),
+            ..Default::default()
+        }),
+        ..texts("format 2 in", "format 2 out")
+    };
+    write_semantics(&store, child.clone(), child_semantics.clone()).await;
+    // Rewrite the row as the versions that wrote format 2 did.
+    {
+        let body = crate::store::codec::encode_format_2(&child, &child_semantics);
+        let connection = Connection::open(directory.path().join("spanhouse.db")).unwrap();
+        let changed = connection
+            .execute("UPDATE spans SET body = ?1", rusqlite::params![body])
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    // The root arrives later, without texts of its own: the record takes the child's, from its
+    // format 2 body.
+    write_semantics(&store, make_span(9, 1), SpanSemantics::default()).await;
+
+    let (record, spans) = store
+        .get_trace("p", crate::model::TraceId([9; 16]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.span_count, 2);
+    assert_eq!(record.input.as_deref(), Some("format 2 in"));
+    assert_eq!(record.output.as_deref(), Some("format 2 out"));
+    assert_eq!(record.models, ["gpt-4o"]);
+    assert_eq!(spans[1].span, child);
+    assert_eq!(spans[1].semantics, child_semantics.with_llm_texts());
+}
+
+/// A trace whose root, of another model, arrives in a later batch and moves its timestamp: its rows in
+/// `trace_models` (deleted by primary key, from the row's old timestamp and models) follow.
+#[tokio::test]
+async fn a_trace_split_over_batches_keeps_its_models_current() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    let with_model = |model: &str| SpanSemantics {
+        llm: Some(crate::model::LlmCall {
+            response_model: Some(model.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let trace_id = crate::model::TraceId([9; 16]);
+    let root = make_span(9, 1);
+    let child = crate::model::Span {
+        parent_span_id: Some(SpanId([1; 8])),
+        start_time_unix_nano: root.start_time_unix_nano + 1_000,
+        ..make_span(9, 2)
+    };
+    write_semantics(&store, child, with_model("model-b")).await;
+    let (before, _) = store.get_trace("p", trace_id).await.unwrap().unwrap();
+    write_semantics(&store, root, with_model("model-a")).await;
+
+    let connection = Connection::open(directory.path().join("spanhouse.db")).unwrap();
+    let rows: Vec<(String, i64)> = connection
+        .prepare("SELECT model, timestamp_ns FROM trace_models ORDER BY model")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let (record, spans) = store.get_trace("p", trace_id).await.unwrap().unwrap();
+    assert_eq!(spans.len(), 2);
+    assert_ne!(record.timestamp_unix_nano, before.timestamp_unix_nano);
+    let timestamp = record.timestamp_unix_nano as i64;
+    assert_eq!(
+        rows,
+        [
+            ("model-a".to_string(), timestamp),
+            ("model-b".to_string(), timestamp)
+        ]
+    );
+    for model in ["model-a", "model-b"] {
+        let query = TraceQuery {
+            start_unix_nano: 0,
+            end_unix_nano: u64::MAX,
+            limit: 10,
+            model: Some(model.into()),
+            ..Default::default()
+        };
+        let page = store.query_traces("p", &query).await.unwrap();
+        assert_eq!(page.traces.len(), 1, "{model}");
+    }
+}
