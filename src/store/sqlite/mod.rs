@@ -13,6 +13,7 @@ mod schema;
 mod search;
 mod stats;
 mod text;
+mod trace_rows;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -429,7 +430,7 @@ impl Store for SqliteStore {
     /// writer stores for a trace that is new, with all its spans here (the usual case of a
     /// load of whole traces). Any other trace's row the writer computes from all its spans.
     fn prepare_traces(&self, project_id: &str, spans: &[NormalizedSpan]) -> Option<PreparedTraces> {
-        Some(Arc::new(write::prepare_rows(project_id, spans)))
+        Some(Arc::new(trace_rows::prepare_rows(project_id, spans)))
     }
 
     async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {

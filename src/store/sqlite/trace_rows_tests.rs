@@ -1,4 +1,4 @@
-//! Trace rows prepared on the receivers' threads ([`super::write::prepare_rows`]): the writer
+//! Trace rows prepared on the receivers' threads ([`super::trace_rows::prepare_rows`]): the writer
 //! stores the row a request prepared only where it equals what the writer would compute, and
 //! computes the row itself everywhere else.
 
