@@ -8,6 +8,7 @@
 
 mod background;
 mod checkpoint;
+mod connection;
 mod read;
 mod schema;
 mod search;
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     ActiveToken, ContentEventBatch, CountDelta, NewToken, PreparedTraces, Project, SpanBatch,
@@ -33,17 +34,8 @@ use crate::model::time::now_unix_nano;
 use crate::model::{NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use crate::settings::ProjectSettings;
-
-/// How SQLite makes a commit durable (`PRAGMA synchronous`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Synchronous {
-    /// fsync at every commit: a commit survives a power cut as well as a crash.
-    #[default]
-    Full,
-    /// fsync at checkpoints: a commit survives a crash of spanhouse (`kill -9`), not a power cut.
-    Normal,
-}
+pub use connection::Synchronous;
+use connection::{open_connection, open_wal};
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -169,40 +161,6 @@ impl SqliteStore {
         .await
         .map_err(|error| StoreError::Unavailable(format!("reader task failed: {error}")))?
     }
-}
-
-/// Opens (creating it if need be) a database file in WAL mode, waiting up to 10 s for a lock
-/// another connection holds.
-/// The page size of new store files: 8 KiB. Against 4 KiB, at full load: +9 % spans/s, 6 %
-/// less disk per span, 40 % less checkpointer CPU (BENCHMARKS.md); 16 KiB gained no more.
-const PAGE_SIZE: i64 = 8192;
-
-fn open_wal(path: &Path) -> rusqlite::Result<Connection> {
-    let connection = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    connection.busy_timeout(Duration::from_secs(10))?;
-    // For a file still empty only (a store keeps the page size it was created with): a span
-    // row of ~1.6 KB left a fifth of a 4 KiB page empty, and the WAL wrote twice as many frames.
-    connection.pragma_update(None, "page_size", PAGE_SIZE)?;
-    connection.pragma_update(None, "journal_mode", "WAL")?;
-    Ok(connection)
-}
-
-fn open_connection(path: &Path, synchronous: Synchronous) -> StoreResult<Connection> {
-    let connection = open_wal(path)?;
-    let synchronous = match synchronous {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    };
-    connection.pragma_update(None, "synchronous", synchronous)?;
-    connection.pragma_update(None, "foreign_keys", "ON")?;
-    connection.pragma_update(None, "cache_size", -65536)?;
-    text::register_functions(&connection)?;
-    Ok(connection)
 }
 
 fn random_project_id() -> String {
