@@ -156,7 +156,7 @@ impl Ingest {
             let traces = self.store.prepare_traces(project_id, &spans);
             (spans, truncated, traces)
         });
-        let mut all = Vec::new();
+        let mut all = Vec::with_capacity(parts.iter().map(|(spans, ..)| spans.len()).sum());
         let mut truncated = 0;
         let mut traces = Vec::new();
         for (spans, part_truncated, part_traces) in parts {

@@ -187,6 +187,14 @@ impl Span {
 pub(crate) mod test_support {
     use super::*;
 
+    /// A string attribute.
+    pub fn text(key: &str, value: &str) -> KeyValue {
+        KeyValue::new(
+            key,
+            super::super::attributes::AttrValue::String(value.into()),
+        )
+    }
+
     /// A small valid span for tests; override fields with struct update syntax.
     pub fn make_span(trace: u8, span: u8) -> Span {
         Span {

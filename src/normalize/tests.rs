@@ -1,11 +1,7 @@
 //! Convention-by-convention cases; the captured payloads are checked in tests/semantics.rs.
 
 use super::*;
-use crate::model::span::test_support::make_span;
-
-fn text(key: &str, value: &str) -> KeyValue {
-    KeyValue::new(key, AttrValue::String(value.into()))
-}
+use crate::model::span::test_support::{make_span, text};
 
 fn int(key: &str, value: i64) -> KeyValue {
     KeyValue::new(key, AttrValue::Int(value))

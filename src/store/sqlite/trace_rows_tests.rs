@@ -5,14 +5,10 @@
 use super::SqliteStore;
 use super::tests::open;
 use crate::model::attributes::{AttrValue, KeyValue};
-use crate::model::span::test_support::make_span;
+use crate::model::span::test_support::{make_span, text};
 use crate::model::{ContentEvent, Event, NormalizedSpan, Span, SpanId, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use crate::store::{ContentEventBatch, SpanBatch, Store, TraceQuery};
-
-fn text(key: &str, value: &str) -> KeyValue {
-    KeyValue::new(key, AttrValue::String(value.into()))
-}
 
 /// A span of trace `trace` normalized from `attributes`; the root when `span` is 1.
 fn span(trace: u8, span: u8, attributes: Vec<KeyValue>) -> Span {
