@@ -13,7 +13,7 @@ use spanhouse::model::NormalizedSpan;
 use spanhouse::normalize::Normalizer;
 use spanhouse::otlp::{Encoding, decode_trace_request, spans_from_request};
 use spanhouse::store::codec::{columns_of, decode_stored_body, encode_stored_span};
-use spanhouse::store::sqlite::{SqliteStore, Synchronous};
+use spanhouse::store::sqlite::{Compression, SqliteOptions, SqliteStore, Synchronous};
 use spanhouse::store::{SpanBatch, Store};
 use spanhouse::synthetic::{Convention, Shape, make_request};
 
@@ -85,24 +85,23 @@ fn stored_span_codec(criterion: &mut Criterion) {
         .collect();
     let encoded: Vec<Vec<u8>> = normalized
         .iter()
-        .map(|(span, semantics)| encode_stored_span(span, semantics))
+        .map(|(span, semantics)| encode_stored_span(span, semantics, Compression::default()))
         .collect();
-    let stored_bytes: usize = encoded.iter().map(Vec::len).sum();
-    println!(
-        "stored span: format {}, {} bytes on average",
-        encoded[0][0],
-        stored_bytes / encoded.len()
-    );
     let mut group = criterion.benchmark_group("store codec");
     group.throughput(Throughput::Elements(SPANS as u64));
-    group.bench_function("encode 1000 stored spans", |bencher| {
-        bencher.iter(|| {
-            normalized
-                .iter()
-                .map(|(span, semantics)| encode_stored_span(span, semantics).len())
-                .sum::<usize>()
-        })
-    });
+    for (name, compression) in [("LZ4", Compression::Lz4), ("zstd", Compression::Zstd)] {
+        let encode = |(span, semantics): &(_, _)| encode_stored_span(span, semantics, compression);
+        let bytes: usize = normalized.iter().map(|span| encode(span).len()).sum();
+        println!("{name}: {} bytes per stored span", bytes / normalized.len());
+        group.bench_function(format!("encode 1000 stored spans ({name})"), |bencher| {
+            bencher.iter(|| {
+                normalized
+                    .iter()
+                    .map(|span| encode(span).len())
+                    .sum::<usize>()
+            })
+        });
+    }
     group.bench_function("decode 1000 stored spans", |bencher| {
         bencher.iter(|| {
             normalized
@@ -141,7 +140,10 @@ fn store_write(criterion: &mut Criterion) {
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(
             directory.path(),
-            Synchronous::Normal,
+            SqliteOptions {
+                synchronous: Synchronous::Normal,
+                compression: Compression::default(),
+            },
             Arc::new(Normalizer::default()),
         )
         .unwrap(),

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 use crate::normalize::pricing::ModelPrice;
-use crate::store::sqlite::Synchronous;
+use crate::store::sqlite::{Compression, SqliteOptions, Synchronous};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -259,6 +259,7 @@ pub struct FileLimits {
 #[serde(deny_unknown_fields)]
 pub struct FileSqlite {
     pub synchronous: Option<Synchronous>,
+    pub compression: Option<Compression>,
 }
 
 /// The resolved configuration every part of spanhouse is built from.
@@ -270,8 +271,9 @@ pub struct Config {
     pub storage: StorageKind,
     pub clickhouse: ClickHouseConfig,
     pub limits: Limits,
-    /// How SQLite makes commits durable: `full` (default) also survives power loss.
-    pub sqlite_synchronous: Synchronous,
+    /// The embedded store's durability (`full`, the default, also survives power loss) and
+    /// compression (`lz4`, the default, or `zstd`).
+    pub sqlite: SqliteOptions,
     /// Model price overrides; see `normalize::pricing`.
     pub pricing: BTreeMap<String, ModelPrice>,
 }
@@ -439,7 +441,10 @@ impl Config {
                 flush_interval_ms: file.clickhouse.flush_interval_ms.unwrap_or(200),
             },
             limits,
-            sqlite_synchronous: file.sqlite.synchronous.unwrap_or_default(),
+            sqlite: SqliteOptions {
+                synchronous: file.sqlite.synchronous.unwrap_or_default(),
+                compression: file.sqlite.compression.unwrap_or_default(),
+            },
             pricing: file.pricing,
         })
     }

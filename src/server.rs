@@ -45,12 +45,8 @@ pub enum StoreUser {
 pub async fn open_store(config: &Config, user: StoreUser) -> anyhow::Result<Arc<dyn Store>> {
     match config.storage {
         StorageKind::Sqlite => {
-            let store = SqliteStore::open(
-                &config.data_dir,
-                config.sqlite_synchronous,
-                normalizer(config),
-            )
-            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+            let store = SqliteStore::open(&config.data_dir, config.sqlite, normalizer(config))
+                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
             if user == StoreUser::Server {
                 store.start_text_indexer().with_context(|| {
                     format!("opening the text index in {}", config.data_dir.display())

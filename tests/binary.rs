@@ -228,3 +228,69 @@ fn bad_configuration_is_a_clear_error() {
     assert!(!ok);
     assert!(stderr.contains("invalid config file"), "{stderr}");
 }
+
+/// `[sqlite] compression`: spans written with zstd, then with the LZ4 default after a restart,
+/// all read back; the store's file holds both formats. An unknown value is a clear error.
+#[tokio::test]
+async fn the_compression_setting_applies_to_new_writes_and_both_are_read() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = data_dir.path().join("spanhouse.toml");
+    std::fs::write(&config, "[sqlite]\ncompression = \"zstd\"\n").unwrap();
+    let config_env = ("SPANHOUSE_CONFIG", config.to_str().unwrap());
+    let client = reqwest::Client::new();
+    let text = |trace: u8| format!("question {trace}: ").repeat(20);
+    let body = |trace: u8| {
+        let mut root = span(trace, 1, None, "ask", recent(5));
+        root.attributes = vec![
+            string_attribute("input.value", &text(trace)),
+            string_attribute("output.value", "an answer"),
+        ];
+        request("compression", vec![root]).encode_to_vec()
+    };
+
+    let zstd = Served::start(data_dir.path(), &[config_env]);
+    let token = bootstrap_token(data_dir.path());
+    assert_eq!(post(&client, zstd.http, &token, body(1)).await, 200);
+    zstd.kill_9();
+    let lz4 = serve(data_dir.path());
+    assert_eq!(post(&client, lz4.http, &token, body(2)).await, 200);
+
+    for trace in [1, 2] {
+        let response = client
+            .get(format!(
+                "http://{}/api/v1/traces/{}",
+                lz4.http,
+                hex_trace(trace)
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "trace {trace}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["trace"]["input"], text(trace), "trace {trace}");
+        assert_eq!(body["spans"][0]["input"], text(trace), "trace {trace}");
+    }
+    let database = rusqlite::Connection::open(data_dir.path().join("spanhouse.db")).unwrap();
+    let formats: Vec<i64> = database
+        .prepare("SELECT unicode(CAST(substr(body, 1, 1) AS TEXT)) FROM spans ORDER BY rowid")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    // Format 4 is zstd, format 3 LZ4 (store::codec::stored_span).
+    assert_eq!(formats, [4, 3]);
+    lz4.kill_9();
+
+    std::fs::write(&config, "[sqlite]\ncompression = \"gzip\"\n").unwrap();
+    let (ok, _, stderr) = run(
+        data_dir.path(),
+        &["--config", config.to_str().unwrap(), "serve"],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("gzip") && stderr.contains("lz4") && stderr.contains("zstd"),
+        "{stderr}"
+    );
+}

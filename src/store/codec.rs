@@ -17,7 +17,8 @@ use crate::model::{
 
 use super::StoreError;
 
-pub(crate) use compressed::{unzstd, zstd_behind};
+pub use compressed::Compression;
+pub(crate) use compressed::{lz4_behind, unlz4, unzstd, zstd_behind};
 #[cfg(test)]
 pub(crate) use stored_span::encode_format_2;
 pub use stored_span::{StoredBody, decode_stored_body, encode_stored_span};

@@ -1,11 +1,31 @@
-//! zstd for what the embedded store keeps compressed (span blobs, trace texts): a tag byte, the
-//! size of the bytes (4, little-endian) and one zstd frame. Each thread keeps its contexts.
+//! How the embedded store compresses what it keeps compressed (span blobs, trace texts): a tag
+//! byte, the size of the bytes (4, little-endian), then one LZ4 block or one zstd frame. Each
+//! thread keeps its zstd contexts.
 
 use std::cell::RefCell;
 
+use serde::Deserialize;
+
+/// The embedded store's compression (`[sqlite] compression`), for what it writes from now on;
+/// it reads both whatever the setting.
+///
+/// LZ4 by default, as ClickHouse's columns are: on the benchmark's LLM spans it takes 42 % of
+/// zstd's instructions and leaves rows 42 % larger (2,074 against 1,456 bytes). zstd took
+/// ~30 % of the server's CPU at full load, half of that in its entropy stage, which costs
+/// much for values this small; with LZ4 a 1000-span request's p99 at half load fell from ~105 to ~91 ms and the store
+/// took 35 % more disk (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Lz4,
+    /// Smaller (about 70 % of LZ4's bytes for LLM text), for more CPU on every write.
+    Zstd,
+}
+
 /// zstd's fastest regular level: on the benchmark's spans it keeps what level 3 keeps, in
-/// two thirds to three quarters of the time (BENCHMARKS.md); negative levels leave a span row
-/// too large to share a page.
+/// two thirds to three quarters of the time (BENCHMARKS.md); its negative levels keep less
+/// than LZ4 for more instructions.
 const ZSTD_LEVEL: i32 = 1;
 
 /// The most bytes a compressed value may claim to unpack to: far above any span a request can
@@ -18,6 +38,46 @@ thread_local! {
         const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
+}
+
+/// `tag`, the size of `bytes` (4 bytes, little-endian) and their LZ4 block, exactly that long
+/// (it may wait in a queue until written); `None` for more than 4 GiB.
+pub(crate) fn lz4_behind(tag: u8, bytes: &[u8]) -> Option<Vec<u8>> {
+    let size = u32::try_from(bytes.len()).ok()?;
+    let mut out = vec![0; 5 + lz4_flex::block::get_maximum_output_size(bytes.len())];
+    out[0] = tag;
+    out[1..5].copy_from_slice(&size.to_le_bytes());
+    // The output has room for the worst case, which is all `compress_into` can fail on.
+    let written = lz4_flex::block::compress_into(bytes, &mut out[5..]).ok()?;
+    out.truncate(5 + written);
+    out.shrink_to_fit();
+    Some(out)
+}
+
+/// What [`lz4_behind`] compressed, from the bytes after its tag; an error names the damage.
+pub(crate) fn unlz4(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let (size, block) = size_and_rest(bytes)?;
+    let unpacked = lz4_flex::block::decompress(block, size).map_err(|error| error.to_string())?;
+    if unpacked.len() != size {
+        return Err(format!(
+            "{} bytes where {size} were written",
+            unpacked.len()
+        ));
+    }
+    Ok(unpacked)
+}
+
+/// The size a compressed value claims, checked against [`MOST_PACKED_BYTES`], and the bytes
+/// after it.
+fn size_and_rest(bytes: &[u8]) -> Result<(usize, &[u8]), String> {
+    let (size, rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or("its size is cut short")?;
+    let size = u32::from_le_bytes(*size) as usize;
+    if size > MOST_PACKED_BYTES {
+        return Err(format!("it claims {size} bytes"));
+    }
+    Ok((size, rest))
 }
 
 /// `tag`, the size of `bytes` (4 bytes, little-endian) and their zstd frame, exactly that long
@@ -52,13 +112,7 @@ pub(crate) fn zstd_behind(tag: u8, bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// What [`zstd_behind`] compressed, from the bytes after its tag; an error names the damage.
 pub(crate) fn unzstd(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let (size, frame) = bytes
-        .split_first_chunk::<4>()
-        .ok_or("its size is cut short")?;
-    let size = u32::from_le_bytes(*size) as usize;
-    if size > MOST_PACKED_BYTES {
-        return Err(format!("it claims {size} bytes"));
-    }
+    let (size, frame) = size_and_rest(bytes)?;
     let unpacked = DECOMPRESSOR.with_borrow_mut(|state| {
         if state.is_none() {
             *state = Some(zstd::bulk::Decompressor::new()?);

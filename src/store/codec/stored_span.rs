@@ -8,20 +8,20 @@
 //! - 1: such a block holding the body's JSON alone; the semantics are in the row's columns;
 //! - no format byte: the body's JSON text, uncompressed, as format 1.
 //!
-//! [`encode_stored_span`] writes format 4; the earlier ones are still read. The semantics
+//! [`encode_stored_span`] writes format 3 or 4, as the store's [`Compression`] says; formats 1
+//! and 2 are still read. The semantics
 //! repeat the span's texts (input, output, messages) that the body's attributes already hold;
 //! compressed in one block, the repeat costs next to nothing, where the plain columns it
 //! replaced doubled what the store writes per span. MessagePack rather than JSON because the
 //! texts (LLM prompts and completions, a KiB or more each, several times per span) are copied
 //! as they are instead of escaped: JSON's string escaping was a tenth of the server's CPU at
-//! full ingest load. zstd rather than LZ4 because LLM text is prose: LZ4 kept 84 % of it and
-//! zstd keeps about half, which decides how many span rows share a 4 KiB page (two instead of
-//! one for the benchmark's spans; BENCHMARKS.md).
+//! full ingest load. Of the benchmark's LLM text LZ4 keeps ~32 %, zstd ~23 %,
+//! for 2.4 times LZ4's instructions (see [`Compression`]).
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
-use super::compressed::{unzstd, zstd_behind};
+use super::compressed::{Compression, lz4_behind, unlz4, unzstd, zstd_behind};
 use super::{BodyIn, SpanColumns, body_out};
 use crate::model::{Span, SpanSemantics};
 use crate::store::StoreError;
@@ -34,25 +34,26 @@ const JSON_LZ4_FORMAT: u8 = 1;
 /// An empty MessagePack map: what [`write_message_pack`] falls back to.
 const EMPTY_MAP: u8 = 0x80;
 
-/// Encodes a span and its semantics in the newest format (4).
-pub fn encode_stored_span(span: &Span, semantics: &SpanSemantics) -> Vec<u8> {
+/// Encodes a span and its semantics: format 3 with LZ4, format 4 with zstd.
+pub fn encode_stored_span(
+    span: &Span,
+    semantics: &SpanSemantics,
+    compression: Compression,
+) -> Vec<u8> {
     let mut packed = Vec::with_capacity(4096);
     write_message_pack(&mut packed, &body_out(span));
     write_message_pack(&mut packed, semantics);
-    match zstd_behind(ZSTD_MESSAGE_PACK_FORMAT, &packed) {
-        Some(encoded) => encoded,
-        // zstd failed to allocate its context: still stored, in format 3.
-        None => encode_format_3(&packed),
-    }
-}
-
-/// `packed` as format 3 (LZ4), exactly its size.
-fn encode_format_3(packed: &[u8]) -> Vec<u8> {
-    let compressed = lz4_flex::block::compress_prepend_size(packed);
-    let mut out = Vec::with_capacity(1 + compressed.len());
-    out.push(MESSAGE_PACK_FORMAT);
-    out.extend_from_slice(&compressed);
-    out
+    let encoded = match compression {
+        Compression::Zstd => zstd_behind(ZSTD_MESSAGE_PACK_FORMAT, &packed),
+        Compression::Lz4 => None,
+    };
+    // LZ4 also when zstd failed to allocate its context.
+    encoded
+        .or_else(|| lz4_behind(MESSAGE_PACK_FORMAT, &packed))
+        // Past 4 GiB, which no request can carry (128 MiB at most, decompressed): the span's
+        // columns alone, as when its MessagePack cannot be written.
+        .or_else(|| lz4_behind(MESSAGE_PACK_FORMAT, &[EMPTY_MAP, EMPTY_MAP]))
+        .unwrap_or_default()
 }
 
 /// The MessagePack of a format 4 body.
@@ -172,8 +173,7 @@ fn semantics_error(error: impl std::fmt::Display) -> StoreError {
 
 /// Reads a body written by [`encode_stored_span`] or by an earlier format.
 pub fn decode_stored_body(bytes: &[u8]) -> Result<StoredBody, StoreError> {
-    let decompressed =
-        || lz4_flex::block::decompress_size_prepended(&bytes[1..]).map_err(body_error);
+    let decompressed = || unlz4(&bytes[1..]).map_err(body_error);
     let into_text = |bytes: Vec<u8>| String::from_utf8(bytes).map_err(body_error);
     let contents = match bytes.first() {
         Some(&ZSTD_MESSAGE_PACK_FORMAT) => Contents::MessagePack(decompress_zstd(&bytes[1..])?),
@@ -279,38 +279,68 @@ mod tests {
         decode_stored_body(bytes)?.decode(columns)
     }
 
-    #[test]
-    fn format_4_round_trips_the_span_and_its_semantics() {
-        let span = span_with_every_part();
-        let semantics = llm_semantics();
-        let bytes = encode_stored_span(&span, &semantics);
-        assert_eq!(bytes[0], ZSTD_MESSAGE_PACK_FORMAT);
-        let stored = decode_stored_body(&bytes).unwrap();
-        let (decoded, decoded_semantics) = stored.decode(columns_of(&span)).unwrap();
-        assert_eq!(decoded, span);
-        assert_eq!(decoded_semantics, Some(semantics.clone().with_llm_texts()));
-        assert_eq!(stored.texts().unwrap(), (semantics.input, semantics.output));
+    const BOTH: [(Compression, u8); 2] = [
+        (Compression::Lz4, MESSAGE_PACK_FORMAT),
+        (Compression::Zstd, ZSTD_MESSAGE_PACK_FORMAT),
+    ];
 
-        // Empty semantics, a span with nothing in its body.
-        let span = make_span(1, 2);
-        let bytes = encode_stored_span(&span, &SpanSemantics::default());
-        let stored = decode_stored_body(&bytes).unwrap();
-        let decoded = stored.decode(columns_of(&span)).unwrap();
-        assert_eq!(decoded, (span, Some(SpanSemantics::default())));
-        assert_eq!(stored.texts().unwrap(), (None, None));
+    #[test]
+    fn formats_3_and_4_round_trip_the_span_and_its_semantics() {
+        for (compression, format) in BOTH {
+            let span = span_with_every_part();
+            let semantics = llm_semantics();
+            let bytes = encode_stored_span(&span, &semantics, compression);
+            assert_eq!(bytes[0], format);
+            let stored = decode_stored_body(&bytes).unwrap();
+            let (decoded, decoded_semantics) = stored.decode(columns_of(&span)).unwrap();
+            assert_eq!(decoded, span);
+            assert_eq!(decoded_semantics, Some(semantics.clone().with_llm_texts()));
+            assert_eq!(stored.texts().unwrap(), (semantics.input, semantics.output));
+
+            // Empty semantics, a span with nothing in its body.
+            let span = make_span(1, 2);
+            let bytes = encode_stored_span(&span, &SpanSemantics::default(), compression);
+            assert_eq!(bytes[0], format);
+            let stored = decode_stored_body(&bytes).unwrap();
+            let decoded = stored.decode(columns_of(&span)).unwrap();
+            assert_eq!(decoded, (span, Some(SpanSemantics::default())));
+            assert_eq!(stored.texts().unwrap(), (None, None));
+        }
     }
 
     #[test]
-    fn format_4_keeps_a_nan_double() {
+    fn zstd_keeps_llm_text_smaller_than_lz4() {
+        let text = crate::synthetic::filler(1024, 1);
+        let span = Span {
+            attributes: vec![KeyValue::new(
+                "input.value",
+                AttrValue::String(text.clone()),
+            )],
+            ..make_span(1, 2)
+        };
+        let semantics = SpanSemantics {
+            input: Some(text),
+            ..Default::default()
+        };
+        let [lz4, zstd] =
+            BOTH.map(|(compression, _)| encode_stored_span(&span, &semantics, compression).len());
+        assert!(zstd < lz4, "zstd {zstd} bytes, LZ4 {lz4}");
+        assert!(lz4 < 1024, "LZ4 kept {lz4} bytes of two copies of 1 KiB");
+    }
+
+    #[test]
+    fn formats_3_and_4_keep_a_nan_double() {
         let span = Span {
             attributes: vec![KeyValue::new("nan", AttrValue::Double(f64::NAN))],
             ..make_span(1, 2)
         };
-        let bytes = encode_stored_span(&span, &SpanSemantics::default());
-        let (decoded, _) = decode(&bytes, columns_of(&span)).unwrap();
-        assert!(
-            matches!(decoded.attributes[0].value, AttrValue::Double(number) if number.is_nan())
-        );
+        for (compression, _) in BOTH {
+            let bytes = encode_stored_span(&span, &SpanSemantics::default(), compression);
+            let (decoded, _) = decode(&bytes, columns_of(&span)).unwrap();
+            assert!(
+                matches!(decoded.attributes[0].value, AttrValue::Double(number) if number.is_nan())
+            );
+        }
     }
 
     #[test]
@@ -323,8 +353,10 @@ mod tests {
             attributes: vec![KeyValue::new("deep", value)],
             ..make_span(1, 2)
         };
-        let bytes = encode_stored_span(&span, &SpanSemantics::default());
-        assert_eq!(decode(&bytes, columns_of(&span)).unwrap().0, span);
+        for (compression, _) in BOTH {
+            let bytes = encode_stored_span(&span, &SpanSemantics::default(), compression);
+            assert_eq!(decode(&bytes, columns_of(&span)).unwrap().0, span);
+        }
     }
 
     #[test]
@@ -418,18 +450,22 @@ mod tests {
         out
     }
 
+    /// `packed` as format 3, as [`encode_stored_span`] writes it with LZ4.
+    fn encode_format_3(packed: &[u8]) -> Vec<u8> {
+        lz4_behind(MESSAGE_PACK_FORMAT, packed).unwrap()
+    }
+
     #[test]
-    fn format_3_is_still_read() {
-        let span = span_with_every_part();
-        let semantics = llm_semantics();
-        let written = encode_stored_span(&span, &semantics);
-        let packed = decompress_zstd(&written[1..]).unwrap();
-        let stored = decode_stored_body(&encode_format_3(&packed)).unwrap();
-        assert_eq!(
-            stored.decode(columns_of(&span)).unwrap(),
-            (span, Some(semantics.clone().with_llm_texts()))
-        );
-        assert_eq!(stored.texts().unwrap(), (semantics.input, semantics.output));
+    fn format_3_is_what_lz4_flex_prepends_its_size_to() {
+        // The layout the versions before the setting wrote, with `compress_prepend_size`.
+        let packed = b"the same words, the same words, the same words";
+        let written = [
+            &[MESSAGE_PACK_FORMAT][..],
+            &lz4_flex::block::compress_prepend_size(packed),
+        ]
+        .concat();
+        assert_eq!(encode_format_3(packed), written);
+        assert_eq!(unlz4(&written[1..]).unwrap(), packed);
     }
 
     /// A MessagePack map of one entry with a short key; `value` is written as it is.
@@ -443,7 +479,7 @@ mod tests {
     #[test]
     fn damaged_bodies_are_errors() {
         let span = make_span(1, 2);
-        let good = encode_stored_span(&span, &llm_semantics());
+        let good = encode_stored_span(&span, &llm_semantics(), Compression::Zstd);
         let good_packed = decompress_zstd(&good[1..]).unwrap();
         let good_size = good_packed.len() as u32;
         let body_only = {
@@ -476,6 +512,12 @@ mod tests {
             format_4_claiming(&good_packed, u32::MAX),
             [&good[..5], &[0xff; 16][..]].concat(),
             vec![MESSAGE_PACK_FORMAT, 200, 0, 0, 0, 1],
+            [
+                &[MESSAGE_PACK_FORMAT][..],
+                &u32::MAX.to_le_bytes(),
+                &[0x10, b'x'],
+            ]
+            .concat(),
             encode_format_3(&good_packed[..good_packed.len() - 1]),
             encode_format_3(&[]),
             encode_format_3(&[0xc1]),

@@ -34,15 +34,26 @@ use crate::model::time::now_unix_nano;
 use crate::model::{NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use crate::settings::ProjectSettings;
+pub use crate::store::codec::Compression;
 pub use connection::Synchronous;
 use connection::{open_connection, open_wal};
+
+/// How the SQLite store writes (`[sqlite]` in the configuration file).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SqliteOptions {
+    /// How commits are made durable.
+    pub synchronous: Synchronous,
+    /// How span bodies and trace texts are compressed from now on; what was written with the
+    /// other is still read.
+    pub compression: Compression,
+}
 
 /// The SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
     /// Normalizes spans again when log records bring content for them.
     normalizer: Arc<Normalizer>,
-    synchronous: Synchronous,
+    options: SqliteOptions,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// `DATA_DIR/search.sqlite`, attached to every reader connection.
@@ -79,9 +90,10 @@ impl SqliteStore {
     /// exact either way (traces the index has not caught up with are read).
     pub fn open(
         data_dir: &Path,
-        synchronous: Synchronous,
+        options: SqliteOptions,
         normalizer: Arc<Normalizer>,
     ) -> StoreResult<Self> {
+        let synchronous = options.synchronous;
         std::fs::create_dir_all(data_dir).map_err(|error| {
             StoreError::Unavailable(format!("cannot create {}: {error}", data_dir.display()))
         })?;
@@ -95,7 +107,7 @@ impl SqliteStore {
         Ok(Self {
             path,
             normalizer,
-            synchronous,
+            options,
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
             search_path: data_dir.join(search::SEARCH_FILE),
@@ -140,7 +152,7 @@ impl SqliteStore {
         let readers = Arc::clone(&self.readers);
         let path = self.path.clone();
         let search_path = self.search_path.clone();
-        let synchronous = self.synchronous;
+        let synchronous = self.options.synchronous;
         tokio::task::spawn_blocking(move || {
             let pooled = lock(&readers).pop();
             let connection = match pooled {
@@ -364,10 +376,11 @@ impl Store for SqliteStore {
 
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
         let normalizer = Arc::clone(&self.normalizer);
+        let compression = self.options.compression;
         let (written, batches) = self
             .with_writer(move |connection| {
                 Ok((
-                    write::write_spans(connection, &batches, &normalizer),
+                    write::write_spans(connection, &batches, &normalizer, compression),
                     batches,
                 ))
             })
@@ -381,20 +394,29 @@ impl Store for SqliteStore {
     }
 
     fn encode_span(&self, span: &Span, semantics: &SpanSemantics) -> Option<Vec<u8>> {
-        Some(crate::store::codec::encode_stored_span(span, semantics))
+        Some(crate::store::codec::encode_stored_span(
+            span,
+            semantics,
+            self.options.compression,
+        ))
     }
 
     /// Each trace's row, computed from these spans (a request's, or part of one): what the
     /// writer stores for a trace that is new, with all its spans here (the usual case of a
     /// load of whole traces). Any other trace's row the writer computes from all its spans.
     fn prepare_traces(&self, project_id: &str, spans: &[NormalizedSpan]) -> Option<PreparedTraces> {
-        Some(Arc::new(trace_rows::prepare_rows(project_id, spans)))
+        Some(Arc::new(trace_rows::prepare_rows(
+            project_id,
+            spans,
+            self.options.compression,
+        )))
     }
 
     async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {
         let normalizer = Arc::clone(&self.normalizer);
+        let compression = self.options.compression;
         self.with_writer(move |connection| {
-            write::write_content_events(connection, &batches, &normalizer)
+            write::write_content_events(connection, &batches, &normalizer, compression)
         })
         .await?;
         self.text_signal.notify();

@@ -1,12 +1,14 @@
-//! The span format: semantics kept compressed with the body (formats 2 and 3), and rows written
-//! by earlier versions (texts in columns, or format 2) still read and summed.
+//! The span format: semantics kept compressed with the body (formats 2, 3 and 4), rows written
+//! by earlier versions (texts in columns, or format 2) still read and summed, and rows of either
+//! compression read whatever the setting.
 
 use rusqlite::Connection;
 
 use super::SqliteStore;
-use super::tests::open;
+use super::tests::{open, open_compressed};
 use crate::model::span::test_support::make_span;
 use crate::model::{NormalizedSpan, SpanId, SpanSemantics};
+use crate::store::codec::Compression;
 use crate::store::{SpanBatch, Store, TraceQuery};
 
 /// Writes one span in a batch of its own, encoded and prepared as the receivers do it.
@@ -58,6 +60,82 @@ async fn a_trace_split_over_batches_takes_earlier_texts_from_their_bodies() {
     assert_eq!(record.input.as_deref(), Some("child in"));
     assert_eq!(record.output.as_deref(), Some("child out"));
     assert_eq!(spans[1].semantics, texts("child in", "child out"));
+}
+
+#[tokio::test]
+async fn a_store_reads_what_it_wrote_before_its_compression_changed() {
+    let directory = tempfile::tempdir().unwrap();
+    let long = |word: &str| format!("{word} ").repeat(60);
+    let child = crate::model::Span {
+        parent_span_id: Some(SpanId([1; 8])),
+        ..make_span(9, 2)
+    };
+    {
+        let store = open_compressed(directory.path(), Compression::Zstd);
+        write_semantics(&store, child, texts(&long("zstd in"), &long("zstd out"))).await;
+        store.flush(std::time::Duration::from_secs(5)).await;
+    }
+    let store = open_compressed(directory.path(), Compression::Lz4);
+    // The root, with texts of its own: the trace's row is written again, now with LZ4, from
+    // the child's zstd body and the root's LZ4 one.
+    write_semantics(
+        &store,
+        make_span(9, 1),
+        texts(&long("lz4 in"), &long("lz4 out")),
+    )
+    .await;
+    write_semantics(&store, make_span(10, 1), texts(&long("only in"), "short")).await;
+
+    let main = Connection::open(directory.path().join("spanhouse.db")).unwrap();
+    let tags = |sql: &str| -> Vec<(i64, i64)> {
+        main.prepare(sql)
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    // Span bodies: format 4 (zstd), then format 3 (LZ4). Trace texts: tag 2 (LZ4) for both
+    // traces, as written last; a short text stays TEXT.
+    assert_eq!(
+        tags("SELECT rowid, unicode(CAST(substr(body, 1, 1) AS TEXT)) FROM spans ORDER BY rowid"),
+        [(1, 4), (2, 3), (3, 3)]
+    );
+    assert_eq!(
+        tags("SELECT rowid, hex(substr(input, 1, 1)) = '02' FROM traces ORDER BY rowid"),
+        [(1, 1), (2, 1)]
+    );
+    assert_eq!(
+        tags("SELECT rowid, typeof(output) = 'text' FROM traces ORDER BY rowid"),
+        [(1, 0), (2, 1)]
+    );
+
+    let (record, spans) = store
+        .get_trace("p", crate::model::TraceId([9; 16]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.span_count, 2);
+    assert_eq!(record.input, Some(long("lz4 in")));
+    assert_eq!(record.output, Some(long("lz4 out")));
+    assert_eq!(spans[0].semantics, texts(&long("lz4 in"), &long("lz4 out")));
+    assert_eq!(
+        spans[1].semantics,
+        texts(&long("zstd in"), &long("zstd out"))
+    );
+    // Text search reads the compressed texts, and the short one.
+    for (text, trace) in [("lz4 in lz4", 9), ("only in", 10), ("short", 10)] {
+        let query = TraceQuery {
+            start_unix_nano: 0,
+            end_unix_nano: u64::MAX,
+            limit: 10,
+            text: Some(text.into()),
+            ..Default::default()
+        };
+        let found = store.query_traces("p", &query).await.unwrap().traces;
+        let ids: Vec<_> = found.into_iter().map(|found| found.trace_id).collect();
+        assert_eq!(ids, [crate::model::TraceId([trace; 16]).to_hex()], "{text}");
+    }
 }
 
 #[tokio::test]

@@ -7,19 +7,22 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::{SqliteStore, Synchronous, open_connection, search};
+use super::{Compression, SqliteOptions, SqliteStore, Synchronous, open_connection, search};
 use crate::model::span::test_support::make_span;
 use crate::model::{NormalizedSpan, SpanId, SpanSemantics};
 use crate::normalize::Normalizer;
 use crate::store::{SpanBatch, Store, TraceQuery};
 
 pub(super) fn open(directory: &Path) -> SqliteStore {
-    SqliteStore::open(
-        directory,
-        Synchronous::Normal,
-        Arc::new(Normalizer::default()),
-    )
-    .unwrap()
+    open_compressed(directory, Compression::default())
+}
+
+pub(super) fn open_compressed(directory: &Path, compression: Compression) -> SqliteStore {
+    let options = SqliteOptions {
+        synchronous: Synchronous::Normal,
+        compression,
+    };
+    SqliteStore::open(directory, options, Arc::new(Normalizer::default())).unwrap()
 }
 
 /// Stores one span of trace `trace` with `input`; a root span when `root`, else a child.

@@ -1,6 +1,6 @@
 //! A trace's input and output in its `traces` row. Text of [`COMPRESS_FROM`] bytes or more is
-//! kept compressed, as a BLOB: a tag byte, the text's size and its zstd frame; shorter text, and
-//! all text rows written before, as TEXT. Readers take either ([`TraceText`]); SQL reads them
+//! kept compressed, as a BLOB: a tag byte, the text's size and its LZ4 block or zstd frame (the
+//! store's [`Compression`]); shorter text, and all text rows written before, as TEXT. Readers take either ([`TraceText`]); SQL reads them
 //! through `sh_text()` ([`register_functions`]).
 //!
 //! Why: a trace row of LLM traffic holds a KiB or more of prompt and a KiB or more of answer;
@@ -10,30 +10,36 @@ use rusqlite::Connection;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Value, ValueRef};
 
-use crate::store::codec::{unzstd, zstd_behind};
+use crate::store::codec::{Compression, lz4_behind, unlz4, unzstd, zstd_behind};
 
-/// The BLOB's first byte: zstd (the only tag so far).
+/// The BLOB's first byte: how the text is compressed.
 const ZSTD_TEXT: u8 = 1;
+const LZ4_TEXT: u8 = 2;
 
 /// Shorter text is kept as it is: compressing it saves little, and costs a frame's header.
 const COMPRESS_FROM: usize = 128;
 
 /// A text as it is written: compressed when long enough (and zstd has a context; else as it
-/// is). Compression is deterministic, so `input IS NOT ?` still tells a changed text.
-pub(super) fn stored_text(text: Option<String>) -> Value {
+/// is). Compression is deterministic, so `input IS NOT ?` still tells a changed text (one
+/// written with the other compression reads as changed once, and is written again).
+pub(super) fn stored_text(text: Option<String>, compression: Compression) -> Value {
     let Some(text) = text else {
         return Value::Null;
     };
-    match compressed(&text) {
+    match compressed(&text, compression) {
         Some(blob) => Value::Blob(blob),
         None => Value::Text(text),
     }
 }
 
-fn compressed(text: &str) -> Option<Vec<u8>> {
-    (text.len() >= COMPRESS_FROM)
-        .then(|| zstd_behind(ZSTD_TEXT, text.as_bytes()))
-        .flatten()
+fn compressed(text: &str, compression: Compression) -> Option<Vec<u8>> {
+    if text.len() < COMPRESS_FROM {
+        return None;
+    }
+    match compression {
+        Compression::Lz4 => lz4_behind(LZ4_TEXT, text.as_bytes()),
+        Compression::Zstd => zstd_behind(ZSTD_TEXT, text.as_bytes()),
+    }
 }
 
 /// A text as read back: `None` for NULL.
@@ -44,6 +50,7 @@ impl FromSql for TraceText {
         let bytes = match value {
             ValueRef::Null => return Ok(Self(None)),
             ValueRef::Text(bytes) => bytes.to_vec(),
+            ValueRef::Blob([LZ4_TEXT, rest @ ..]) => unlz4(rest).map_err(damaged)?,
             ValueRef::Blob([ZSTD_TEXT, rest @ ..]) => unzstd(rest).map_err(damaged)?,
             ValueRef::Blob(_) => return Err(damaged("an unknown tag")),
             _ => return Err(FromSqlError::InvalidType),
@@ -75,11 +82,17 @@ pub(super) fn register_functions(connection: &Connection) -> rusqlite::Result<()
 mod tests {
     use super::*;
 
-    fn round_trip(connection: &Connection, text: Option<&str>) -> (String, Option<String>) {
+    const BOTH: [Compression; 2] = [Compression::Lz4, Compression::Zstd];
+
+    fn round_trip(
+        connection: &Connection,
+        text: Option<&str>,
+        compression: Compression,
+    ) -> (String, Option<String>) {
         connection
             .query_row(
                 "SELECT typeof(?1), sh_text(?1)",
-                [stored_text(text.map(str::to_owned))],
+                [stored_text(text.map(str::to_owned), compression)],
                 |row| Ok((row.get(0)?, row.get::<_, TraceText>(1)?.0)),
             )
             .unwrap()
@@ -90,32 +103,44 @@ mod tests {
         let connection = Connection::open_in_memory().unwrap();
         register_functions(&connection).unwrap();
         let long = "Summarise the retrieved passages for the user. ".repeat(20);
-        assert_eq!(
-            round_trip(&connection, Some(&long)),
-            ("blob".into(), Some(long.clone()))
-        );
-        assert_eq!(
-            round_trip(&connection, Some("short")),
-            ("text".into(), Some("short".into()))
-        );
-        assert_eq!(round_trip(&connection, None), ("null".into(), None));
+        for compression in BOTH {
+            assert_eq!(
+                round_trip(&connection, Some(&long), compression),
+                ("blob".into(), Some(long.clone()))
+            );
+            assert_eq!(
+                round_trip(&connection, Some("short"), compression),
+                ("text".into(), Some("short".into()))
+            );
+            assert_eq!(
+                round_trip(&connection, None, compression),
+                ("null".into(), None)
+            );
+            // The same text compresses to the same bytes: an unchanged text is seen as
+            // unchanged.
+            let same: bool = connection
+                .query_row(
+                    "SELECT ?1 IS ?2",
+                    [
+                        stored_text(Some(long.clone()), compression),
+                        stored_text(Some(long.clone()), compression),
+                    ],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            assert!(same);
+        }
+        let [Value::Blob(lz4), Value::Blob(zstd)] =
+            BOTH.map(|compression| stored_text(Some(long.clone()), compression))
+        else {
+            panic!("not compressed");
+        };
+        assert_eq!((lz4[0], zstd[0]), (LZ4_TEXT, ZSTD_TEXT));
         // Rows of earlier versions hold TEXT of any length.
         let plain: TraceText = connection
             .query_row("SELECT ?1", [&long], |row| row.get(0))
             .unwrap();
         assert_eq!(plain.0, Some(long.clone()));
-        // The same text compresses to the same bytes: an unchanged text is seen as unchanged.
-        let same: bool = connection
-            .query_row(
-                "SELECT ?1 IS ?2",
-                [
-                    stored_text(Some(long.clone())),
-                    stored_text(Some(long.clone())),
-                ],
-                |row| row.get(0),
-            )
-            .unwrap();
-        assert!(same);
     }
 
     #[test]
@@ -123,12 +148,21 @@ mod tests {
         let connection = Connection::open_in_memory().unwrap();
         register_functions(&connection).unwrap();
         let long = "x".repeat(500);
-        let Value::Blob(good) = stored_text(Some(long.clone())) else {
+        let [Value::Blob(lz4), Value::Blob(zstd)] =
+            BOTH.map(|compression| stored_text(Some(long.clone()), compression))
+        else {
             panic!("not compressed");
         };
+        let claiming =
+            |blob: &[u8], size: u32| [&blob[..1], &size.to_le_bytes(), &blob[5..]].concat();
         for damaged in [
-            good[..good.len() - 2].to_vec(),
+            zstd[..zstd.len() - 2].to_vec(),
+            lz4[..lz4.len() - 2].to_vec(),
+            claiming(&lz4, 499),
+            claiming(&lz4, 501),
+            claiming(&lz4, u32::MAX),
             vec![ZSTD_TEXT],
+            vec![LZ4_TEXT, 1, 0],
             vec![9, 1, 2],
         ] {
             let read =

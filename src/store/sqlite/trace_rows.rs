@@ -10,7 +10,7 @@ use rusqlite::{Statement, Transaction, params};
 use super::read::{DIGEST_COLUMNS, digest_from_row};
 use super::text::stored_text;
 use crate::model::{NormalizedSpan, Span, SpanDigest, SpanSemantics, TraceId, TraceRecord};
-use crate::store::codec::decode_stored_body;
+use crate::store::codec::{Compression, decode_stored_body};
 use crate::store::{SpanBatch, StoreError, StoreResult};
 
 /// A trace as the writer finds it: its project and id.
@@ -95,7 +95,11 @@ impl<'a> WrittenSpans<'a> {
 pub(super) struct PreparedRows(HashMap<TraceId, TraceColumns>);
 
 /// The rows of the traces of `spans`, one request's, as if each trace held only these spans.
-pub(super) fn prepare_rows(project_id: &str, spans: &[NormalizedSpan]) -> PreparedRows {
+pub(super) fn prepare_rows(
+    project_id: &str,
+    spans: &[NormalizedSpan],
+    compression: Compression,
+) -> PreparedRows {
     let mut by_trace: HashMap<TraceId, Vec<SpanDigest>> = HashMap::new();
     for normalized in spans {
         by_trace
@@ -107,7 +111,7 @@ pub(super) fn prepare_rows(project_id: &str, spans: &[NormalizedSpan]) -> Prepar
         .into_iter()
         .map(|(trace_id, digests)| {
             let record = TraceRecord::compute(project_id, trace_id, &digests);
-            (trace_id, TraceColumns::of(record))
+            (trace_id, TraceColumns::of(record, compression))
         })
         .collect();
     PreparedRows(rows)
@@ -131,9 +135,9 @@ pub(super) struct TraceColumns {
 }
 
 impl TraceColumns {
-    fn of(mut record: TraceRecord) -> Self {
-        let input = stored_text(record.input.take());
-        let output = stored_text(record.output.take());
+    fn of(mut record: TraceRecord, compression: Compression) -> Self {
+        let input = stored_text(record.input.take(), compression);
+        let output = stored_text(record.output.take(), compression);
         let record_json = serde_json::to_string(&record).unwrap_or_default();
         let models_json = serde_json::to_string(&record.models).unwrap_or_else(|_| "[]".into());
         Self {
@@ -158,6 +162,7 @@ pub(super) fn recompute_traces(
     touched: Touched<'_>,
     written: &Written<'_>,
     batches: &[SpanBatch],
+    compression: Compression,
 ) -> StoreResult<()> {
     // The text columns are empty for spans whose semantics live in their body (from format 2
     // on): `is_llm` is set for exactly those rows.
@@ -197,7 +202,8 @@ pub(super) fn recompute_traces(
                     Some(spans) if old.is_none() => spans.digests(),
                     spans => stored_digests_of(&mut select, &mut select_body, trace_key, spans)?,
                 };
-                computed = TraceColumns::of(TraceRecord::compute(project_id, trace_id, &digests));
+                let record = TraceRecord::compute(project_id, trace_id, &digests);
+                computed = TraceColumns::of(record, compression);
                 &computed
             }
         };

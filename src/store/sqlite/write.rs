@@ -19,13 +19,14 @@ use super::trace_rows::{OldRow, Touched, TraceKey, Written, WrittenSpans, recomp
 use crate::model::attributes::{from_stored_json, to_stored_json};
 use crate::model::{Event, LlmCall, Span, SpanId, SpanSemantics, TraceId};
 use crate::normalize::Normalizer;
-use crate::store::codec::encode_stored_span;
+use crate::store::codec::{Compression, encode_stored_span};
 use crate::store::{ContentEventBatch, SpanBatch, StoreError, StoreResult};
 
 pub(super) fn write_spans(
     connection: &mut Connection,
     batches: &[SpanBatch],
     normalizer: &Normalizer,
+    compression: Compression,
 ) -> StoreResult<()> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut rows = TraceRows::new(&transaction)?;
@@ -58,7 +59,7 @@ pub(super) fn write_spans(
                     (None, Some(stored)) => stored,
                     (renormalized, _) => {
                         let semantics = renormalized.as_ref().unwrap_or(&normalized.semantics);
-                        encoded = encode_stored_span(span, semantics);
+                        encoded = encode_stored_span(span, semantics, compression);
                         &encoded
                     }
                 };
@@ -86,7 +87,7 @@ pub(super) fn write_spans(
         }
     }
     drop(rows);
-    recompute_traces(&transaction, touched, &written, batches)?;
+    recompute_traces(&transaction, touched, &written, batches, compression)?;
     transaction.commit()?;
     Ok(())
 }
@@ -170,6 +171,7 @@ pub(super) fn write_content_events(
     connection: &mut Connection,
     batches: &[ContentEventBatch],
     normalizer: &Normalizer,
+    compression: Compression,
 ) -> StoreResult<()> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut changed_spans: BTreeSet<(&str, TraceId, SpanId)> = BTreeSet::new();
@@ -224,13 +226,13 @@ pub(super) fn write_content_events(
             let content = content_events(&mut events, project_id, trace_id, span_id)?;
             let semantics = normalizer.normalize(&stored.span, &content);
             let derived = DerivedColumns::of(&semantics);
-            let body = encode_stored_span(&stored.span, &semantics);
+            let body = encode_stored_span(&stored.span, &semantics, compression);
             let key: [&dyn ToSql; 4] = [&project_id, &row.key, &span_id.as_bytes(), &body];
             update.execute(params_from_iter(key.into_iter().chain(derived.params())))?;
             touched.insert(row.key, ((project_id, trace_id), row.old));
         }
     }
-    recompute_traces(&transaction, touched, &Written::new(), &[])?;
+    recompute_traces(&transaction, touched, &Written::new(), &[], compression)?;
     transaction.commit()?;
     Ok(())
 }
