@@ -272,7 +272,7 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub limits: Limits,
     /// The embedded store's durability (`full`, the default, also survives power loss) and
-    /// compression (`lz4`, the default, or `zstd`).
+    /// compression (`zstd`, the default, or `lz4`).
     pub sqlite: SqliteOptions,
     /// Model price overrides; see `normalize::pricing`.
     pub pricing: BTreeMap<String, ModelPrice>,

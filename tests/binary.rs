@@ -229,13 +229,13 @@ fn bad_configuration_is_a_clear_error() {
     assert!(stderr.contains("invalid config file"), "{stderr}");
 }
 
-/// `[sqlite] compression`: spans written with zstd, then with the LZ4 default after a restart,
+/// `[sqlite] compression`: spans written with the zstd default, then with LZ4 after a restart,
 /// all read back; the store's file holds both formats. An unknown value is a clear error.
 #[tokio::test]
 async fn the_compression_setting_applies_to_new_writes_and_both_are_read() {
     let data_dir = tempfile::tempdir().unwrap();
     let config = data_dir.path().join("spanhouse.toml");
-    std::fs::write(&config, "[sqlite]\ncompression = \"zstd\"\n").unwrap();
+    std::fs::write(&config, "[sqlite]\ncompression = \"lz4\"\n").unwrap();
     let config_env = ("SPANHOUSE_CONFIG", config.to_str().unwrap());
     let client = reqwest::Client::new();
     let text = |trace: u8| format!("question {trace}: ").repeat(20);
@@ -248,11 +248,11 @@ async fn the_compression_setting_applies_to_new_writes_and_both_are_read() {
         request("compression", vec![root]).encode_to_vec()
     };
 
-    let zstd = Served::start(data_dir.path(), &[config_env]);
+    let zstd = serve(data_dir.path());
     let token = bootstrap_token(data_dir.path());
     assert_eq!(post(&client, zstd.http, &token, body(1)).await, 200);
     zstd.kill_9();
-    let lz4 = serve(data_dir.path());
+    let lz4 = Served::start(data_dir.path(), &[config_env]);
     assert_eq!(post(&client, lz4.http, &token, body(2)).await, 200);
 
     for trace in [1, 2] {

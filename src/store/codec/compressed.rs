@@ -9,17 +9,19 @@ use serde::Deserialize;
 /// The embedded store's compression (`[sqlite] compression`), for what it writes from now on;
 /// it reads both whatever the setting.
 ///
-/// LZ4 by default, as ClickHouse's columns are: on the benchmark's LLM spans it takes 42 % of
-/// zstd's instructions and leaves rows 42 % larger (2,074 against 1,456 bytes). zstd took
-/// ~30 % of the server's CPU at full load, half of that in its entropy stage, which costs
-/// much for values this small; with LZ4 a 1000-span request's p99 at half load fell from ~105 to ~91 ms and the store
-/// took 35 % more disk (BENCHMARKS.md).
+/// On the benchmark's LLM spans LZ4 takes 42 % of zstd's instructions (zstd spends half of its
+/// on the entropy stage, which costs much for values of a few KiB) and leaves rows 42 % larger
+/// (2,074 against 1,456 bytes). At full load for 60 s LZ4 stored 6 % more spans per second for
+/// a fifth less CPU per span, but wrote 39 % more bytes, and at half load its p99 was worse
+/// (123 against 109–116 ms) once the kernel's writeback of those bytes set in (BENCHMARKS.md).
+/// zstd stays the default: this machine's disk is a limit as much as its CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    #[default]
+    /// Faster to write, ~40 % more bytes: for machines short of CPU rather than disk.
     Lz4,
-    /// Smaller (about 70 % of LZ4's bytes for LLM text), for more CPU on every write.
+    /// Smaller (about 70 % of LZ4's bytes for LLM text), for ~2.4 times its CPU.
+    #[default]
     Zstd,
 }
 
