@@ -5,7 +5,9 @@
 //! after dropping a provider prefix (`openai/`, `models/`, …), so `gpt-4o-mini-2024-07-18` is
 //! priced as `gpt-4o-mini`. Configuration can add or override entries.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 
@@ -82,6 +84,24 @@ const DEFAULT_PRICES: &[(&str, ModelPrice)] = &[
 pub struct Pricing {
     /// Lowercase model name prefix to price.
     prices: BTreeMap<String, ModelPrice>,
+    /// Tells tables apart in the threads' memos of their last lookups ([`RECENT`]); a clone
+    /// has the same prices and keeps it.
+    table: u64,
+}
+
+/// Numbers the tables made.
+static TABLES: AtomicU64 = AtomicU64::new(0);
+
+/// How many lookups each thread remembers, and the longest model name it remembers.
+const REMEMBERED: usize = 4;
+const REMEMBERED_NAME_BYTES: usize = 128;
+
+thread_local! {
+    /// Each thread's last lookups: the table, the model as the span named it, and its price.
+    /// The LLM spans of a request name the same few models again and again, and looking one up
+    /// by its candidate prefixes took ~1,300 instructions, a tenth of normalizing the span.
+    static RECENT: RefCell<Vec<(u64, String, Option<ModelPrice>)>> =
+        const { RefCell::new(Vec::new()) };
 }
 
 impl Default for Pricing {
@@ -100,7 +120,10 @@ impl Pricing {
         for (name, price) in overrides {
             prices.insert(name.to_ascii_lowercase(), *price);
         }
-        Self { prices }
+        Self {
+            prices,
+            table: TABLES.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// The price of `model`: the longest listed name it starts with.
@@ -111,6 +134,26 @@ impl Pricing {
     /// they are looked up longest first. (This runs for every LLM span without a reported cost:
     /// one map lookup per candidate instead of a scan of the table and a lowercased copy.)
     pub fn lookup(&self, model: &str) -> Option<ModelPrice> {
+        RECENT.with_borrow_mut(|recent| {
+            let remembered = recent
+                .iter()
+                .find(|(table, name, _)| *table == self.table && name == model);
+            if let Some((_, _, price)) = remembered {
+                return *price;
+            }
+            let price = self.find(model);
+            if model.len() <= REMEMBERED_NAME_BYTES {
+                if recent.len() == REMEMBERED {
+                    recent.remove(0);
+                }
+                recent.push((self.table, model.to_owned(), price));
+            }
+            price
+        })
+    }
+
+    /// [`Pricing::lookup`] without the memo.
+    fn find(&self, model: &str) -> Option<ModelPrice> {
         let lowered;
         let model = if model.bytes().any(|byte| byte.is_ascii_uppercase()) {
             lowered = model.to_ascii_lowercase();
@@ -200,5 +243,47 @@ mod tests {
         );
         assert_eq!(pricing.cost(Some("my-model"), None, None), None);
         assert_eq!(pricing.cost(None, Some(1), Some(1)), None);
+    }
+
+    #[test]
+    fn each_table_answers_for_itself_however_the_lookups_interleave() {
+        let default = Pricing::default();
+        let free = Pricing::with_overrides(&BTreeMap::from([(
+            "gpt-4o-mini".to_owned(),
+            price(0.0, 0.0),
+        )]));
+        let long_name = format!("gpt-4o-mini-{}", "x".repeat(200));
+        let models = [
+            "gpt-4o-mini-2024-07-18",
+            "GPT-4",
+            "llama-3",
+            "gpt-4o-mini-2024-07-18",
+            "o1-mini",
+            "claude-3-5-sonnet-20241022",
+            "gpt-4o-mini",
+            long_name.as_str(),
+            "GPT-4",
+        ];
+        for _ in 0..3 {
+            for model in models {
+                assert_eq!(default.lookup(model), default.find(model), "{model}");
+                assert_eq!(free.lookup(model), free.find(model), "{model}");
+                assert_eq!(free.clone().lookup(model), free.find(model), "{model}");
+            }
+        }
+        assert_eq!(free.lookup("gpt-4o-mini-2024-07-18"), Some(price(0.0, 0.0)));
+        assert_eq!(
+            default.lookup("gpt-4o-mini-2024-07-18"),
+            Some(price(0.15, 0.60))
+        );
+        assert_eq!(free.lookup(&long_name), Some(price(0.0, 0.0)));
+        RECENT.with_borrow(|recent| {
+            assert_eq!(recent.len(), REMEMBERED);
+            assert!(
+                recent
+                    .iter()
+                    .all(|(_, name, _)| name.len() <= REMEMBERED_NAME_BYTES)
+            );
+        });
     }
 }

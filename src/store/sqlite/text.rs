@@ -1,7 +1,7 @@
 //! A trace's input and output in its `traces` row. Text of [`COMPRESS_FROM`] bytes or more is
-//! kept compressed, as a BLOB: a tag byte, the text's size and its LZ4 block or zstd frame (the
-//! store's [`Compression`]); shorter text, and all text rows written before, as TEXT. Readers take either ([`TraceText`]); SQL reads them
-//! through `sh_text()` ([`register_functions`]).
+//! kept compressed, as a BLOB: a tag byte, the text's size and its zstd frame or LZ4 block (the
+//! store's [`Compression`]); shorter text, and all text rows written before, as TEXT. Readers
+//! take either ([`TraceText`]); SQL reads them through `sh_text()` ([`register_functions`]).
 //!
 //! Why: a trace row of LLM traffic holds a KiB or more of prompt and a KiB or more of answer;
 //! plain, the row took a 4 KiB page of its own, and every trace the writer touched rewrote one.
