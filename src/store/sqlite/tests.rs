@@ -50,7 +50,7 @@ async fn write_span(store: &SqliteStore, trace: u8, span: u8, root: bool, input:
 }
 
 /// The inputs of the traces `q=text` finds, newest first.
-async fn search_inputs(store: &SqliteStore, text: &str) -> Vec<String> {
+pub(super) async fn search_inputs(store: &SqliteStore, text: &str) -> Vec<String> {
     let query = TraceQuery {
         start_unix_nano: 0,
         end_unix_nano: u64::MAX,
