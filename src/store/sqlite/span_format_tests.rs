@@ -30,6 +30,18 @@ async fn write_semantics(store: &SqliteStore, span: crate::model::Span, semantic
         .unwrap();
 }
 
+/// Trace `[trace; 16]` of project `p` as the query API reads it; it must exist.
+async fn read_trace(
+    store: &SqliteStore,
+    trace: u8,
+) -> (crate::model::TraceRecord, Vec<crate::store::StoredSpan>) {
+    store
+        .get_trace("p", crate::model::TraceId([trace; 16]))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 fn texts(input: &str, output: &str) -> SpanSemantics {
     SpanSemantics {
         input: Some(input.to_owned()),
@@ -50,11 +62,7 @@ async fn a_trace_split_over_batches_takes_earlier_texts_from_their_bodies() {
     // The root, without texts of its own, arrives later: the record takes the child's texts,
     // which only the child's stored body holds.
     write_semantics(&store, make_span(7, 1), SpanSemantics::default()).await;
-    let (record, spans) = store
-        .get_trace("p", crate::model::TraceId([7; 16]))
-        .await
-        .unwrap()
-        .unwrap();
+    let (record, spans) = read_trace(&store, 7).await;
     assert_eq!(record.span_count, 2);
     assert_eq!(record.root_span_name.as_deref(), Some("span-1"));
     assert_eq!(record.input.as_deref(), Some("child in"));
@@ -110,11 +118,7 @@ async fn a_store_reads_what_it_wrote_before_its_compression_changed() {
         [(1, 0), (2, 1)]
     );
 
-    let (record, spans) = store
-        .get_trace("p", crate::model::TraceId([9; 16]))
-        .await
-        .unwrap()
-        .unwrap();
+    let (record, spans) = read_trace(&store, 9).await;
     assert_eq!(record.span_count, 2);
     assert_eq!(record.input, Some(long("lz4 in")));
     assert_eq!(record.output, Some(long("lz4 out")));
@@ -172,11 +176,7 @@ async fn spans_written_before_format_2_are_read_and_summed() {
     };
     write_semantics(&store, child, texts("new in", "new out")).await;
 
-    let (record, spans) = store
-        .get_trace("p", crate::model::TraceId([8; 16]))
-        .await
-        .unwrap()
-        .unwrap();
+    let (record, spans) = read_trace(&store, 8).await;
     assert_eq!(record.span_count, 2);
     assert_eq!(record.input.as_deref(), Some("old in"));
     assert_eq!(record.output.as_deref(), Some("old out"));
@@ -217,11 +217,7 @@ async fn spans_written_in_format_2_are_read_and_give_their_texts() {
     // format 2 body.
     write_semantics(&store, make_span(9, 1), SpanSemantics::default()).await;
 
-    let (record, spans) = store
-        .get_trace("p", crate::model::TraceId([9; 16]))
-        .await
-        .unwrap()
-        .unwrap();
+    let (record, spans) = read_trace(&store, 9).await;
     assert_eq!(record.span_count, 2);
     assert_eq!(record.input.as_deref(), Some("format 2 in"));
     assert_eq!(record.output.as_deref(), Some("format 2 out"));
