@@ -9,10 +9,12 @@ use std::sync::Arc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
-use spanhouse::model::NormalizedSpan;
+use spanhouse::model::{EncodedBody, NormalizedSpan};
 use spanhouse::normalize::Normalizer;
 use spanhouse::otlp::{Encoding, decode_trace_request, spans_from_request};
-use spanhouse::store::codec::{columns_of, decode_stored_body, encode_stored_span};
+use spanhouse::store::codec::{
+    columns_of, decode_stored_body, encode_in_blocks, encode_stored_span,
+};
 use spanhouse::store::sqlite::{Compression, SqliteOptions, SqliteStore, Synchronous};
 use spanhouse::store::{SpanBatch, Store};
 use spanhouse::synthetic::{Convention, Shape, make_request};
@@ -102,6 +104,33 @@ fn stored_span_codec(criterion: &mut Criterion) {
             })
         });
     }
+    // The receivers' path: a request's spans of one trace compressed together.
+    let unencoded: Vec<NormalizedSpan> = normalized
+        .iter()
+        .map(|(span, semantics)| NormalizedSpan {
+            span: span.clone(),
+            semantics: semantics.clone(),
+            encoded_body: None,
+        })
+        .collect();
+    for (name, compression) in [("LZ4", Compression::Lz4), ("zstd", Compression::Zstd)] {
+        let mut spans = unencoded.clone();
+        encode_in_blocks(&mut spans, compression);
+        println!(
+            "{name} in blocks: {} bytes per stored span",
+            stored_bytes(&spans) / spans.len()
+        );
+        group.bench_function(format!("encode 1000 spans in blocks ({name})"), |bencher| {
+            bencher.iter_batched(
+                || unencoded.clone(),
+                |mut spans| {
+                    encode_in_blocks(&mut spans, compression);
+                    spans
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.bench_function("decode 1000 stored spans", |bencher| {
         bencher.iter(|| {
             normalized
@@ -130,6 +159,26 @@ fn stored_span_codec(criterion: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// What spans encoded in blocks store: each body of its own, each block once, and a
+/// 17-byte body per part of a block.
+fn stored_bytes(spans: &[NormalizedSpan]) -> usize {
+    let mut blocks = std::collections::HashSet::new();
+    spans
+        .iter()
+        .map(|span| match &span.encoded_body {
+            Some(EncodedBody::Whole(bytes)) => bytes.len(),
+            Some(EncodedBody::Part { block, .. }) => {
+                17 + if blocks.insert(Arc::as_ptr(block)) {
+                    block.len()
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        })
+        .sum()
 }
 
 fn store_write(criterion: &mut Criterion) {

@@ -59,7 +59,7 @@ pub struct IngestOutcome {
 /// The ingest path shared by the receivers.
 pub struct Ingest {
     pub pipeline: Pipeline,
-    /// The store the pipeline writes to, for its [`Store::encode_span`].
+    /// The store the pipeline writes to, for its [`Store::encode_spans`].
     pub store: Arc<dyn Store>,
     pub normalizer: Arc<Normalizer>,
     pub rules: Arc<RulesCache>,
@@ -141,18 +141,19 @@ impl Ingest {
         };
         let parts = in_parts(spans, parts, |part| {
             let mut truncated = 0;
-            let spans: Vec<NormalizedSpan> = part
+            let mut spans: Vec<NormalizedSpan> = part
                 .into_iter()
                 .map(|mut span| {
                     truncated += usize::from(truncate_span(&mut span, &self.limits));
                     let semantics = self.normalizer.normalize(&span, &[]);
                     NormalizedSpan {
-                        encoded_body: self.store.encode_span(&span, &semantics),
+                        encoded_body: None,
                         semantics,
                         span,
                     }
                 })
                 .collect();
+            self.store.encode_spans(&mut spans);
             let traces = self.store.prepare_traces(project_id, &spans);
             (spans, truncated, traces)
         });

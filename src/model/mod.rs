@@ -31,7 +31,22 @@ pub struct NormalizedSpan {
     /// The span's lossless body already encoded for storage (`store::codec`), when the
     /// receiver had the CPU to spare: encoding in the receivers' threads keeps it off the
     /// embedded store's single writer. `None`: the store encodes it.
-    pub encoded_body: Option<Vec<u8>>,
+    pub encoded_body: Option<EncodedBody>,
+}
+
+/// A span's body as a store encoded it ahead of writing ([`NormalizedSpan::encoded_body`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EncodedBody {
+    /// The body as the store writes it, alone.
+    Whole(Vec<u8>),
+    /// The span's part of a block it shares with other spans of its trace, compressed once
+    /// for all of them: `len` bytes from `start` of the decompressed block. Spans holding the
+    /// same `Arc` share one block.
+    Part {
+        block: std::sync::Arc<Vec<u8>>,
+        start: u32,
+        len: u32,
+    },
 }
 
 impl NormalizedSpan {

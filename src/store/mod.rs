@@ -176,12 +176,11 @@ pub trait Store: Send + Sync + 'static {
     /// and brings the TraceRecords of the touched traces up to date. Returns once durable.
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()>;
 
-    /// The span as this store will write it, encoded on the receivers' threads (many) rather
-    /// than by the store's writer (one); it goes to [`Store::write_spans`] as
-    /// `NormalizedSpan::encoded_body`. `None`: the store encodes at write time.
-    fn encode_span(&self, _span: &Span, _semantics: &SpanSemantics) -> Option<Vec<u8>> {
-        None
-    }
+    /// Sets each span's `NormalizedSpan::encoded_body` to the body as this store will write
+    /// it, encoded on the receivers' threads (many) rather than by the store's writer (one);
+    /// the spans go to [`Store::write_spans`] so. Leaving it `None`: the store encodes at
+    /// write time.
+    fn encode_spans(&self, _spans: &mut [NormalizedSpan]) {}
 
     /// Work on the traces of one request's spans that the store would otherwise do in its
     /// writer, done on the receivers' threads; it goes to [`Store::write_spans`] as

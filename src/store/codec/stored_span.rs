@@ -1,6 +1,10 @@
 //! A span as the embedded store keeps it in its `body` column: everything that has no column of
 //! its own, with the span's semantics, in one compressed block behind a format byte.
 //!
+//! - 5: a part of a block: the span's format 4 or 3 contents compressed together with other
+//!   spans of its trace (see [`super::blocks`]); the body holds only the block's id (8 bytes)
+//!   and where the span's two values lie in the decompressed block (start and length, 4 bytes
+//!   each; all little-endian);
 //! - 4: the body, then the semantics, as two MessagePack values back to back, compressed by
 //!   zstd (one frame) behind their size (4 bytes, little-endian);
 //! - 3: the same two values in one LZ4 block (its size prepended);
@@ -8,8 +12,8 @@
 //! - 1: such a block holding the body's JSON alone; the semantics are in the row's columns;
 //! - no format byte: the body's JSON text, uncompressed, as format 1.
 //!
-//! [`encode_stored_span`] writes format 4 or 3, as the store's [`Compression`] says; formats 1
-//! and 2 are still read. The semantics repeat the span's texts (input, output, messages) that
+//! [`encode_stored_span`] writes format 4 or 3, as the store's [`Compression`] says, and a
+//! block is kept the same way ([`compress_packed`]); formats 1 and 2 are still read. The semantics repeat the span's texts (input, output, messages) that
 //! the body's attributes already hold; compressed in one block, the repeat costs next to
 //! nothing (BENCHMARKS.md measured it), where the plain columns it replaced doubled what the
 //! store writes per span. MessagePack rather than JSON because the texts (LLM prompts and
@@ -26,6 +30,7 @@ use super::{BodyIn, SpanColumns, body_out};
 use crate::model::{Span, SpanSemantics};
 use crate::store::StoreError;
 
+const BLOCK_PART_FORMAT: u8 = 5;
 const ZSTD_MESSAGE_PACK_FORMAT: u8 = 4;
 const MESSAGE_PACK_FORMAT: u8 = 3;
 const JSON_WITH_SEMANTICS_FORMAT: u8 = 2;
@@ -40,20 +45,91 @@ pub fn encode_stored_span(
     semantics: &SpanSemantics,
     compression: Compression,
 ) -> Vec<u8> {
+    compress_packed(&pack_stored_span(span, semantics), compression)
+}
+
+/// The body, then the semantics, as MessagePack: what formats 4 and 3 compress, and what a
+/// block holds for each of its spans.
+pub(crate) fn pack_stored_span(span: &Span, semantics: &SpanSemantics) -> Vec<u8> {
     let mut packed = Vec::with_capacity(4096);
     write_message_pack(&mut packed, &body_out(span));
     write_message_pack(&mut packed, semantics);
+    packed
+}
+
+/// `packed` behind format byte 4 (zstd) or 3 (LZ4), as `compression` says.
+pub(crate) fn compress_packed(packed: &[u8], compression: Compression) -> Vec<u8> {
     let encoded = match compression {
-        Compression::Zstd => zstd_behind(ZSTD_MESSAGE_PACK_FORMAT, &packed),
+        Compression::Zstd => zstd_behind(ZSTD_MESSAGE_PACK_FORMAT, packed),
         Compression::Lz4 => None,
     };
     // LZ4 also when zstd failed to allocate its context.
     encoded
-        .or_else(|| lz4_behind(MESSAGE_PACK_FORMAT, &packed))
+        .or_else(|| lz4_behind(MESSAGE_PACK_FORMAT, packed))
         // Past 4 GiB, which no request can carry (128 MiB at most, decompressed): the span's
         // columns alone, as when its MessagePack cannot be written.
         .or_else(|| lz4_behind(MESSAGE_PACK_FORMAT, &[EMPTY_MAP, EMPTY_MAP]))
         .unwrap_or_default()
+}
+
+/// What [`compress_packed`] compressed.
+pub(crate) fn decompress_packed(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    match bytes.first() {
+        Some(&ZSTD_MESSAGE_PACK_FORMAT) => decompress_zstd(&bytes[1..]),
+        Some(&MESSAGE_PACK_FORMAT) => unlz4(&bytes[1..]).map_err(body_error),
+        Some(other) => Err(body_error(format!("a block of unknown format {other}"))),
+        None => Err(body_error("an empty block")),
+    }
+}
+
+/// Where a format 5 body's span lies: in the block with id `block`, `len` bytes from `start`
+/// of its decompressed contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockPart {
+    pub block: i64,
+    pub start: u32,
+    pub len: u32,
+}
+
+impl BlockPart {
+    /// The format 5 body pointing here.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17);
+        out.push(BLOCK_PART_FORMAT);
+        out.extend_from_slice(&self.block.to_le_bytes());
+        out.extend_from_slice(&self.start.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out
+    }
+
+    /// The part a body of format 5 points to; `None` for a body of another format.
+    pub fn of_body(bytes: &[u8]) -> Option<Result<BlockPart, StoreError>> {
+        let rest = bytes.strip_prefix(&[BLOCK_PART_FORMAT])?;
+        let part = (|| {
+            Some(BlockPart {
+                block: i64::from_le_bytes(rest.get(..8)?.try_into().ok()?),
+                start: u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?),
+                len: u32::from_le_bytes(rest.get(12..16)?.try_into().ok()?),
+            })
+        })();
+        Some(
+            part.filter(|_| rest.len() == 16)
+                .ok_or_else(|| body_error(format!("a block part of {} bytes, not 16", rest.len()))),
+        )
+    }
+
+    /// The body of this part, out of its block's decompressed contents.
+    pub fn body(&self, block: &[u8]) -> Result<StoredBody, StoreError> {
+        let start = self.start as usize;
+        let packed = block.get(start..start + self.len as usize).ok_or_else(|| {
+            body_error(format!(
+                "bytes {start}..{} of a block of {}",
+                start + self.len as usize,
+                block.len()
+            ))
+        })?;
+        Ok(StoredBody(Contents::MessagePack(packed.to_vec())))
+    }
 }
 
 /// The MessagePack of a format 4 body.
@@ -82,7 +158,7 @@ fn write_message_pack(packed: &mut Vec<u8>, value: &impl Serialize) {
 pub struct StoredBody(Contents);
 
 enum Contents {
-    /// Formats 4 and 3: the body, then the semantics, as MessagePack.
+    /// Formats 5, 4 and 3: the body, then the semantics, as MessagePack.
     MessagePack(Vec<u8>),
     /// Format 2: the body's JSON, then the semantics' JSON from `semantics_at` (after the
     /// newline; JSON text never holds a raw newline, so the first one separates the two).
@@ -176,6 +252,11 @@ pub fn decode_stored_body(bytes: &[u8]) -> Result<StoredBody, StoreError> {
     let decompressed = || unlz4(&bytes[1..]).map_err(body_error);
     let into_text = |bytes: Vec<u8>| String::from_utf8(bytes).map_err(body_error);
     let contents = match bytes.first() {
+        Some(&BLOCK_PART_FORMAT) => {
+            return Err(body_error(
+                "the body is part of a block; the store reads it with its block",
+            ));
+        }
         Some(&ZSTD_MESSAGE_PACK_FORMAT) => Contents::MessagePack(decompress_zstd(&bytes[1..])?),
         Some(&MESSAGE_PACK_FORMAT) => Contents::MessagePack(decompressed()?),
         Some(&JSON_WITH_SEMANTICS_FORMAT) => {

@@ -7,6 +7,7 @@
 //! checkpoints run on another, beside the writer (see `checkpoint`).
 
 mod background;
+mod blocks;
 mod checkpoint;
 mod connection;
 mod read;
@@ -31,7 +32,7 @@ use super::{
 use super::{StatsQuery, TraceStats};
 use crate::auth::Role;
 use crate::model::time::now_unix_nano;
-use crate::model::{NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
+use crate::model::{NormalizedSpan, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use crate::settings::ProjectSettings;
 pub use crate::store::codec::Compression;
@@ -393,12 +394,8 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn encode_span(&self, span: &Span, semantics: &SpanSemantics) -> Option<Vec<u8>> {
-        Some(crate::store::codec::encode_stored_span(
-            span,
-            semantics,
-            self.options.compression,
-        ))
+    fn encode_spans(&self, spans: &mut [NormalizedSpan]) {
+        crate::store::codec::encode_in_blocks(spans, self.options.compression);
     }
 
     /// Each trace's row, computed from these spans (a request's, or part of one): what the

@@ -3,11 +3,12 @@
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::blocks::BodyReader;
 use super::search;
 use super::text::TraceText;
 use crate::model::trace_record::LlmDigest;
 use crate::model::{LlmCall, SpanDigest, SpanId, SpanSemantics, StatusCode, TraceId, TraceRecord};
-use crate::store::codec::{SpanColumns, decode_stored_body};
+use crate::store::codec::SpanColumns;
 use crate::store::{StoreError, StoreResult, StoredSpan, TraceCursor, TracePage, TraceQuery};
 
 /// The columns `digest_from_row` reads, in its order.
@@ -311,14 +312,19 @@ pub(super) fn get_trace(
          ORDER BY start_ns, span_id"
     ))?;
     let mut rows = statement.query(params![project_id, trace_id.as_bytes()])?;
+    let mut bodies = BodyReader::new(connection);
     let mut spans = Vec::new();
     while let Some(row) = rows.next()? {
-        spans.push(stored_span_from_row(row)?);
+        spans.push(stored_span_from_row(row, &mut bodies)?);
     }
     Ok(Some((record, spans)))
 }
 
-pub(super) fn stored_span_from_row(row: &Row<'_>) -> StoreResult<StoredSpan> {
+/// The span of a row of [`SPAN_COLUMNS`], its body read with `bodies`.
+pub(super) fn stored_span_from_row(
+    row: &Row<'_>,
+    bodies: &mut BodyReader<'_>,
+) -> StoreResult<StoredSpan> {
     let trace_bytes: Vec<u8> = row.get(0)?;
     let span_bytes: Vec<u8> = row.get(1)?;
     let corrupt = |error: crate::model::IdError| StoreError::Corrupt(error.to_string());
@@ -334,7 +340,7 @@ pub(super) fn stored_span_from_row(row: &Row<'_>) -> StoreResult<StoredSpan> {
     };
     let body = match row.get_ref(8)? {
         rusqlite::types::ValueRef::Blob(bytes) | rusqlite::types::ValueRef::Text(bytes) => {
-            decode_stored_body(bytes)?
+            bodies.read(bytes)?
         }
         _ => return Err(StoreError::Corrupt("span body is missing".into())),
     };

@@ -166,6 +166,14 @@ CREATE UNIQUE INDEX spans_by_trace ON spans (trace_key, span_id);
 DROP INDEX spans_identity;
 DROP INDEX trace_models_by_trace;
 "#,
+    r#"
+-- Spans of one trace that arrive in one request are compressed together into a block
+-- (store/codec/blocks.rs); their bodies (format 5) name the block and their part of it.
+CREATE TABLE span_blocks (
+    id   INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date. Safe when several processes open the same file at once: the

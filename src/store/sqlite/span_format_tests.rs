@@ -1,6 +1,7 @@
-//! The span format: semantics kept compressed with the body (formats 2, 3 and 4), rows written
-//! by earlier versions (texts in columns, or format 2) still read and summed, and rows of either
-//! compression read whatever the setting.
+//! The span format: semantics kept compressed with the body (formats 2, 3 and 4), spans of a
+//! trace compressed together in blocks (format 5), rows written by earlier versions (texts in
+//! columns, or format 2) still read and summed, and rows of either compression read whatever
+//! the setting.
 
 use rusqlite::Connection;
 
@@ -13,12 +14,20 @@ use crate::store::{SpanBatch, Store, TraceQuery};
 
 /// Writes one span in a batch of its own, encoded and prepared as the receivers do it.
 async fn write_semantics(store: &SqliteStore, span: crate::model::Span, semantics: SpanSemantics) {
-    let encoded_body = store.encode_span(&span, &semantics);
-    let spans = vec![NormalizedSpan {
-        span,
-        semantics,
-        encoded_body,
-    }];
+    write_batch(store, vec![(span, semantics)]).await;
+}
+
+/// Writes spans in one batch, encoded and prepared as the receivers do it.
+async fn write_batch(store: &SqliteStore, spans: Vec<(crate::model::Span, SpanSemantics)>) {
+    let mut spans: Vec<NormalizedSpan> = spans
+        .into_iter()
+        .map(|(span, semantics)| NormalizedSpan {
+            span,
+            semantics,
+            encoded_body: None,
+        })
+        .collect();
+    store.encode_spans(&mut spans);
     let prepared = store.prepare_traces("p", &spans).into_iter().collect();
     store
         .write_spans(vec![SpanBatch {
@@ -68,6 +77,80 @@ async fn a_trace_split_over_batches_takes_earlier_texts_from_their_bodies() {
     assert_eq!(record.input.as_deref(), Some("child in"));
     assert_eq!(record.output.as_deref(), Some("child out"));
     assert_eq!(spans[1].semantics, texts("child in", "child out"));
+}
+
+#[tokio::test]
+async fn spans_of_a_trace_in_one_batch_share_a_block() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    let child = |trace: u8, span: u8| crate::model::Span {
+        parent_span_id: Some(SpanId([1; 8])),
+        ..make_span(trace, span)
+    };
+    // Traces 11 and 12 of three spans each, interleaved, and trace 13 of one.
+    let mut spans = Vec::new();
+    for span in [2, 3, 4] {
+        for trace in [11, 12] {
+            let text = format!("trace {trace} span {span}");
+            spans.push((child(trace, span), texts(&text, &text)));
+        }
+    }
+    spans.push((make_span(13, 1), texts("alone", "alone")));
+    write_batch(&store, spans.clone()).await;
+    // The roots, without texts, arrive later: their traces' records take their texts from the
+    // children's parts of the blocks.
+    write_batch(
+        &store,
+        vec![
+            (make_span(11, 1), SpanSemantics::default()),
+            (make_span(12, 1), SpanSemantics::default()),
+        ],
+    )
+    .await;
+    // A client's retry stores nothing, and no block either.
+    write_batch(&store, spans.clone()).await;
+
+    let main = Connection::open(directory.path().join("spanhouse.db")).unwrap();
+    let count = |sql: &str| -> i64 { main.query_row(sql, [], |row| row.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM span_blocks"), 2);
+    assert_eq!(count("SELECT count(*) FROM spans"), 9);
+    assert_eq!(
+        count("SELECT count(*) FROM spans WHERE substr(body, 1, 1) = x'05'"),
+        6
+    );
+    for trace in [11, 12] {
+        let (record, stored) = read_trace(&store, trace).await;
+        assert_eq!(record.span_count, 4);
+        assert_eq!(record.input, Some(format!("trace {trace} span 2")));
+        let read: Vec<_> = stored
+            .into_iter()
+            .filter(|stored| stored.span.parent_span_id.is_some())
+            .map(|stored| (stored.span, stored.semantics))
+            .collect();
+        let written: Vec<_> = spans
+            .iter()
+            .filter(|(span, _)| span.trace_id.0[0] == trace)
+            .cloned()
+            .collect();
+        assert_eq!(read, written);
+    }
+    assert_eq!(
+        read_trace(&store, 13).await.1[0].semantics,
+        texts("alone", "alone")
+    );
+
+    // A block gone is a clear error for the traces that need it, not for the others.
+    main.execute(
+        "DELETE FROM span_blocks WHERE id = (SELECT min(id) FROM span_blocks)",
+        [],
+    )
+    .unwrap();
+    let error = store
+        .get_trace("p", crate::model::TraceId([11; 16]))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("is missing"), "{error}");
+    assert_eq!(read_trace(&store, 12).await.0.span_count, 4);
 }
 
 #[tokio::test]

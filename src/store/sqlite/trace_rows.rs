@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Statement, Transaction, params};
 
+use super::blocks::BodyReader;
 use super::read::{DIGEST_COLUMNS, digest_from_row};
 use super::text::stored_text;
 use crate::model::{NormalizedSpan, Span, SpanDigest, SpanSemantics, TraceId, TraceRecord};
-use crate::store::codec::{Compression, decode_stored_body};
+use crate::store::codec::Compression;
 use crate::store::{SpanBatch, StoreError, StoreResult};
 
 /// A trace as the writer finds it: its project and id.
@@ -170,6 +171,7 @@ pub(super) fn recompute_traces(
         "SELECT {DIGEST_COLUMNS}, rowid, is_llm IS NOT NULL FROM spans WHERE trace_key = ?1"
     ))?;
     let mut select_body = transaction.prepare_cached("SELECT body FROM spans WHERE rowid = ?1")?;
+    let mut bodies = BodyReader::new(transaction);
     let mut insert = transaction.prepare_cached(INSERT_TRACE)?;
     let mut update = transaction.prepare_cached(UPDATE_TRACE)?;
     // Stamps for the text indexer (search.rs), read inside the write transaction rather than
@@ -200,7 +202,12 @@ pub(super) fn recompute_traces(
                 let digests = match spans {
                     // No record yet: every span of the trace was written by this transaction.
                     Some(spans) if old.is_none() => spans.digests(),
-                    spans => stored_digests_of(&mut select, &mut select_body, trace_key, spans)?,
+                    spans => stored_digests_of(
+                        &mut select,
+                        (&mut select_body, &mut bodies),
+                        trace_key,
+                        spans,
+                    )?,
                 };
                 let record = TraceRecord::compute(project_id, trace_id, &digests);
                 computed = TraceColumns::of(record, compression);
@@ -242,7 +249,7 @@ pub(super) fn recompute_traces(
 /// are in their body come from `batch` (this batch's spans) or from the body.
 fn stored_digests_of(
     select: &mut Statement<'_>,
-    select_body: &mut Statement<'_>,
+    (select_body, bodies): (&mut Statement<'_>, &mut BodyReader<'_>),
     trace_key: i64,
     batch: Option<&WrittenSpans<'_>>,
 ) -> StoreResult<Vec<SpanDigest>> {
@@ -267,7 +274,7 @@ fn stored_digests_of(
             (digest.input, digest.output) = match written {
                 Some((_, semantics)) => (semantics.input.clone(), semantics.output.clone()),
                 None => select_body.query_row([rowid], |row| {
-                    let body = decode_stored_body(row.get_ref(0)?.as_bytes()?);
+                    let body = bodies.read(row.get_ref(0)?.as_bytes()?);
                     Ok(body.and_then(|body| body.texts()))
                 })??,
             };

@@ -6,7 +6,9 @@ use super::SqliteStore;
 use super::tests::open;
 use crate::model::attributes::{AttrValue, KeyValue};
 use crate::model::span::test_support::{make_span, text};
-use crate::model::{ContentEvent, Event, NormalizedSpan, Span, SpanId, TraceId, TraceRecord};
+use crate::model::{
+    ContentEvent, EncodedBody, Event, NormalizedSpan, Span, SpanId, TraceId, TraceRecord,
+};
 use crate::normalize::Normalizer;
 use crate::store::{ContentEventBatch, SpanBatch, Store, TraceQuery};
 
@@ -46,17 +48,15 @@ fn llm_span(trace: u8, number: u8, model: &str) -> Span {
 /// with the rows the store prepared from them.
 fn batch(store: &SqliteStore, project: &str, spans: Vec<Span>, prepare: bool) -> SpanBatch {
     let normalizer = Normalizer::default();
-    let spans: Vec<NormalizedSpan> = spans
+    let mut spans: Vec<NormalizedSpan> = spans
         .into_iter()
-        .map(|span| {
-            let semantics = normalizer.normalize(&span, &[]);
-            NormalizedSpan {
-                encoded_body: store.encode_span(&span, &semantics),
-                semantics,
-                span,
-            }
+        .map(|span| NormalizedSpan {
+            semantics: normalizer.normalize(&span, &[]),
+            span,
+            encoded_body: None,
         })
         .collect();
+    store.encode_spans(&mut spans);
     let prepared = if prepare {
         store.prepare_traces(project, &spans).into_iter().collect()
     } else {
@@ -277,4 +277,76 @@ async fn the_writer_computes_the_row_when_the_spans_differ_from_the_prepared_one
         record(&store, "p", 10).await.output.as_deref(),
         Some("Pong from the logs.")
     );
+}
+
+/// Content arriving on the logs signal for a span stored in a block: the writer reads the span
+/// from its block, normalizes it again and stores it with a body of its own; the block's other
+/// span still reads from the block.
+#[tokio::test]
+async fn content_for_a_span_in_a_block_rewrites_that_span_alone() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    let chat = span(
+        12,
+        2,
+        vec![
+            text("gen_ai.operation.name", "chat"),
+            text("gen_ai.request.model", "gpt-4o-mini"),
+        ],
+    );
+    let written = batch(&store, "p", vec![llm_span(12, 1, "gpt-4o"), chat], true);
+    assert!(
+        written
+            .spans
+            .iter()
+            .all(|span| matches!(span.encoded_body, Some(EncodedBody::Part { .. })))
+    );
+    store.write_spans(vec![written]).await.unwrap();
+    let choice = Event {
+        time_unix_nano: 1,
+        name: "gen_ai.choice".into(),
+        attributes: vec![KeyValue::new(
+            "body",
+            AttrValue::Map(vec![KeyValue::new(
+                "message",
+                AttrValue::Map(vec![text("content", "Late answer.")]),
+            )]),
+        )],
+        dropped_attributes_count: 0,
+    };
+    store
+        .write_content_events(vec![ContentEventBatch {
+            project_id: "p".into(),
+            events: vec![ContentEvent {
+                trace_id: TraceId([12; 16]),
+                span_id: SpanId([2; 8]),
+                event: choice,
+            }],
+        }])
+        .await
+        .unwrap();
+    let (record, spans) = store
+        .get_trace("p", TraceId([12; 16]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.span_count, 2);
+    assert_eq!(spans[0].span, llm_span(12, 1, "gpt-4o"));
+    let first_output = spans[0].semantics.output.as_deref().unwrap_or_default();
+    assert!(
+        first_output.starts_with("Answer 1 of the model."),
+        "{first_output}"
+    );
+    // The first span's body is still its part of the block (format 5), the second's its own
+    // (format 4).
+    let main = rusqlite::Connection::open(directory.path().join("spanhouse.db")).unwrap();
+    let formats: Vec<i64> = main
+        .prepare("SELECT unicode(CAST(substr(body, 1, 1) AS TEXT)) FROM spans ORDER BY span_id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(formats, [5, 4]);
+    assert_eq!(spans[1].semantics.output.as_deref(), Some("Late answer."));
 }

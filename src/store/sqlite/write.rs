@@ -14,10 +14,11 @@ use rusqlite::{
 };
 use sha2::{Digest as _, Sha256};
 
+use super::blocks::{BlockWriter, BodyReader};
 use super::read::{SPAN_COLUMNS, stored_span_from_row};
 use super::trace_rows::{OldRow, Touched, TraceKey, Written, WrittenSpans, recompute_traces};
 use crate::model::attributes::{from_stored_json, to_stored_json};
-use crate::model::{Event, LlmCall, Span, SpanId, SpanSemantics, TraceId};
+use crate::model::{EncodedBody, Event, LlmCall, Span, SpanId, SpanSemantics, TraceId};
 use crate::normalize::Normalizer;
 use crate::store::codec::{Compression, encode_stored_span};
 use crate::store::{ContentEventBatch, SpanBatch, StoreError, StoreResult};
@@ -34,6 +35,7 @@ pub(super) fn write_spans(
     let mut written = Written::new();
     {
         let mut insert = transaction.prepare_cached(INSERT_SPAN)?;
+        let mut blocks = BlockWriter::new(&transaction);
         let mut events = transaction.prepare_cached(SELECT_CONTENT_EVENTS)?;
         // Most deployments never send content on the logs signal: one look saves a lookup
         // per span.
@@ -56,7 +58,11 @@ pub(super) fn write_spans(
                 // stale then.
                 let encoded;
                 let stored = match (&renormalized, &normalized.encoded_body) {
-                    (None, Some(stored)) => stored,
+                    (None, Some(EncodedBody::Whole(stored))) => stored,
+                    (None, Some(EncodedBody::Part { block, start, len })) => {
+                        encoded = blocks.body(block, *start, *len)?;
+                        &encoded
+                    }
                     (renormalized, _) => {
                         let semantics = renormalized.as_ref().unwrap_or(&normalized.semantics);
                         encoded = encode_stored_span(span, semantics, compression);
@@ -72,6 +78,11 @@ pub(super) fn write_spans(
                     stored,
                 )?;
                 if inserted {
+                    if let (None, Some(EncodedBody::Part { block, .. })) =
+                        (&renormalized, &normalized.encoded_body)
+                    {
+                        blocks.stored(block)?;
+                    }
                     let as_prepared = renormalized.is_none();
                     let semantics = match renormalized {
                         Some(semantics) => Cow::Owned(semantics),
@@ -209,6 +220,7 @@ pub(super) fn write_content_events(
         ))?;
         let mut events = transaction.prepare_cached(SELECT_CONTENT_EVENTS)?;
         let mut update = transaction.prepare_cached(UPDATE_SEMANTICS)?;
+        let mut bodies = BodyReader::new(&transaction);
         for (project_id, trace_id, span_id) in changed_spans {
             // No row: the trace has no span stored yet.
             let Some(row) = rows.find((project_id, trace_id))? else {
@@ -216,7 +228,7 @@ pub(super) fn write_content_events(
             };
             let stored = select_span
                 .query_row(params![project_id, row.key, span_id.as_bytes()], |row| {
-                    Ok(stored_span_from_row(row))
+                    Ok(stored_span_from_row(row, &mut bodies))
                 })
                 .optional()?;
             // The span has not arrived yet: it is normalized with these events when it does.
