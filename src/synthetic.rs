@@ -44,7 +44,9 @@ fn int(key: &str, value: i64) -> KeyValue {
 /// store's compression and its text index.
 pub fn filler(bytes: usize, seed: u64) -> String {
     let (words, table) = vocabulary();
-    let mut state = seed | 1;
+    // Scrambled: xorshift is linear, and neighbouring seeds (or seeds one bit apart, which a
+    // `| 1` used to merge) gave texts shared by several spans of a request.
+    let mut state = scramble(seed).max(1);
     let mut out = String::with_capacity(bytes + 24);
     let mut sentence_start = true;
     while out.len() < bytes {
@@ -229,7 +231,11 @@ pub fn make_request(
                 id[0] |= 1;
                 id.to_vec()
             };
-            let seed = trace_number ^ run ^ position as u64;
+            // Each span's own texts: neighbouring traces and positions must not meet on one
+            // seed (`trace_number ^ position` did: trace 8's second span and trace 9's root),
+            // or spans would share texts no real trace shares, flattering compression.
+            let seed =
+                scramble(scramble(trace_number ^ scramble(run)).wrapping_add(position as u64));
             let attributes = if position == 0 {
                 vec![
                     text("input.value", filler(options.text_bytes, seed)),
@@ -296,6 +302,52 @@ mod tests {
         chars.windows(3).collect::<HashSet<_>>().len()
     }
 
+    /// Every text of a request is its own: no two spans, of one trace or of two, share an
+    /// input or an output, and no span's input is another's output.
+    #[test]
+    fn every_span_of_a_request_has_texts_of_its_own() {
+        /// The filler texts of a value: the value itself, or the `content` of GenAI JSON
+        /// messages.
+        fn texts_in(value: &str, texts: &mut HashSet<String>) {
+            match serde_json::from_str::<serde_json::Value>(value) {
+                Ok(json) => {
+                    for message in json.as_array().into_iter().flatten() {
+                        for part in message["parts"].as_array().into_iter().flatten() {
+                            texts_in(part["content"].as_str().unwrap_or_default(), texts);
+                        }
+                    }
+                }
+                Err(_) if value.len() == 64 => {
+                    texts.insert(value.to_owned());
+                }
+                Err(_) => {}
+            }
+        }
+        let shape = Shape {
+            spans_per_request: 1000,
+            spans_per_trace: 5,
+            text_bytes: 64,
+            convention: Convention::Mix,
+        };
+        let (request, _) = make_request(&shape, 3, 1, 2);
+        let mut all = HashSet::new();
+        for span in &request.resource_spans[0].scope_spans[0].spans {
+            let mut own = HashSet::new();
+            for attribute in &span.attributes {
+                if let Some(any_value::Value::StringValue(value)) = attribute
+                    .value
+                    .as_ref()
+                    .and_then(|value| value.value.as_ref())
+                {
+                    texts_in(value, &mut own);
+                }
+            }
+            assert_eq!(own.len(), 2, "{}: {own:?}", span.name);
+            all.extend(own);
+        }
+        assert_eq!(all.len(), 2000);
+    }
+
     #[test]
     fn filler_is_as_varied_as_english_prose() {
         // Bounds around English prose (a KiB of the GPL's text: 465–540 distinct trigrams, LZ4
@@ -313,6 +365,7 @@ mod tests {
             assert!(text.contains(". "), "no sentence ends in {text}");
         }
         assert_ne!(filler(1024, 1), filler(1024, 2));
+        assert_ne!(filler(1024, 2), filler(1024, 3));
         let (words, _) = vocabulary();
         assert_eq!(words.len(), 384);
         assert_eq!(
