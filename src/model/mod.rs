@@ -39,7 +39,7 @@ pub struct NormalizedSpan {
 pub enum EncodedBody {
     /// The body as the store writes it, alone.
     Whole(Vec<u8>),
-    /// The span's part of a block it shares with other spans of its trace, compressed once
+    /// The span's part of a block it shares with other spans of its request, compressed once
     /// for all of them: `len` bytes from `start` of the decompressed block. Spans holding the
     /// same `Arc` share one block.
     Part {

@@ -14,10 +14,10 @@ use serde::Deserialize;
 /// (2,074 against 1,456 bytes). At full load for 60 s LZ4 stored 6 % more spans per second for
 /// a fifth less CPU per span, but wrote 39 % more bytes, and at half load its p99 was worse
 /// (123 against 109–116 ms) once the kernel's writeback of those bytes set in (BENCHMARKS.md).
-/// zstd stays the default: this machine's disk is a limit as much as its CPU. Since spans of a
-/// trace are compressed together ([`super::encode_in_blocks`]), the gap is smaller: 1000 of the
-/// benchmark's spans in 5-span blocks take 7.6 ms and 849 bytes a span with LZ4, 10.9 ms and
-/// 614 bytes with zstd.
+/// zstd stays the default: this machine's disk is a limit as much as its CPU. Since a request's
+/// spans are compressed together ([`super::encode_in_blocks`]), the gap is smaller: 1000 of the
+/// benchmark's spans in blocks take 8.6 ms and 1,414 bytes a span with LZ4, 12.4 ms and 1,009
+/// bytes with zstd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {

@@ -2,7 +2,7 @@
 //! its own, with the span's semantics, in one compressed block behind a format byte.
 //!
 //! - 5: a part of a block: the span's format 4 or 3 contents compressed together with other
-//!   spans of its trace (see [`super::blocks`]); the body holds only the block's id (8 bytes)
+//!   spans of its request (see [`super::blocks`]); the body holds only the block's id (8 bytes)
 //!   and where the span's two values lie in the decompressed block (start and length, 4 bytes
 //!   each; all little-endian);
 //! - 4: the body, then the semantics, as two MessagePack values back to back, compressed by

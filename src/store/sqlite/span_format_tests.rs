@@ -80,7 +80,7 @@ async fn a_trace_split_over_batches_takes_earlier_texts_from_their_bodies() {
 }
 
 #[tokio::test]
-async fn spans_of_a_trace_in_one_batch_share_a_block() {
+async fn spans_of_a_batch_share_a_block() {
     let directory = tempfile::tempdir().unwrap();
     let store = open(directory.path());
     let child = |trace: u8, span: u8| crate::model::Span {
@@ -114,9 +114,10 @@ async fn spans_of_a_trace_in_one_batch_share_a_block() {
     let count = |sql: &str| -> i64 { main.query_row(sql, [], |row| row.get(0)).unwrap() };
     assert_eq!(count("SELECT count(*) FROM span_blocks"), 2);
     assert_eq!(count("SELECT count(*) FROM spans"), 9);
+    // Both batches in blocks, all nine spans parts of them.
     assert_eq!(
         count("SELECT count(*) FROM spans WHERE substr(body, 1, 1) = x'05'"),
-        6
+        9
     );
     for trace in [11, 12] {
         let (record, stored) = read_trace(&store, trace).await;
@@ -139,9 +140,10 @@ async fn spans_of_a_trace_in_one_batch_share_a_block() {
         texts("alone", "alone")
     );
 
-    // A block gone is a clear error for the traces that need it, not for the others.
+    // A block gone is a clear error for the traces that need it (the roots' block), not for
+    // the others.
     main.execute(
-        "DELETE FROM span_blocks WHERE id = (SELECT min(id) FROM span_blocks)",
+        "DELETE FROM span_blocks WHERE id = (SELECT max(id) FROM span_blocks)",
         [],
     )
     .unwrap();
@@ -150,7 +152,7 @@ async fn spans_of_a_trace_in_one_batch_share_a_block() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("is missing"), "{error}");
-    assert_eq!(read_trace(&store, 12).await.0.span_count, 4);
+    assert_eq!(read_trace(&store, 13).await.0.span_count, 1);
 }
 
 #[tokio::test]
