@@ -69,6 +69,34 @@ fn batch(store: &SqliteStore, project: &str, spans: Vec<Span>, prepare: bool) ->
     }
 }
 
+/// A `gen_ai.choice` content event with `content`, for span `span` of trace `trace` of
+/// project `p`, as the logs signal brings it.
+async fn write_choice(store: &SqliteStore, trace: u8, span: u8, content: &str) {
+    let choice = Event {
+        time_unix_nano: 1,
+        name: "gen_ai.choice".into(),
+        attributes: vec![KeyValue::new(
+            "body",
+            AttrValue::Map(vec![KeyValue::new(
+                "message",
+                AttrValue::Map(vec![text("content", content)]),
+            )]),
+        )],
+        dropped_attributes_count: 0,
+    };
+    store
+        .write_content_events(vec![ContentEventBatch {
+            project_id: "p".into(),
+            events: vec![ContentEvent {
+                trace_id: TraceId([trace; 16]),
+                span_id: SpanId([span; 8]),
+                event: choice,
+            }],
+        }])
+        .await
+        .unwrap();
+}
+
 async fn record(store: &SqliteStore, project: &str, trace: u8) -> TraceRecord {
     let (record, _) = store
         .get_trace(project, TraceId([trace; 16]))
@@ -238,29 +266,7 @@ async fn the_writer_computes_the_row_when_the_spans_differ_from_the_prepared_one
 
     // A span whose content arrived first, on the logs signal: the writer normalizes it again
     // with that content, which its request's row does not hold.
-    let choice = Event {
-        time_unix_nano: 1,
-        name: "gen_ai.choice".into(),
-        attributes: vec![KeyValue::new(
-            "body",
-            AttrValue::Map(vec![KeyValue::new(
-                "message",
-                AttrValue::Map(vec![text("content", "Pong from the logs.")]),
-            )]),
-        )],
-        dropped_attributes_count: 0,
-    };
-    store
-        .write_content_events(vec![ContentEventBatch {
-            project_id: "p".into(),
-            events: vec![ContentEvent {
-                trace_id: TraceId([10; 16]),
-                span_id: SpanId([1; 8]),
-                event: choice,
-            }],
-        }])
-        .await
-        .unwrap();
+    write_choice(&store, 10, 1, "Pong from the logs.").await;
     let chat = span(
         10,
         1,
@@ -302,29 +308,7 @@ async fn content_for_a_span_in_a_block_rewrites_that_span_alone() {
             .all(|span| matches!(span.encoded_body, Some(EncodedBody::Part { .. })))
     );
     store.write_spans(vec![written]).await.unwrap();
-    let choice = Event {
-        time_unix_nano: 1,
-        name: "gen_ai.choice".into(),
-        attributes: vec![KeyValue::new(
-            "body",
-            AttrValue::Map(vec![KeyValue::new(
-                "message",
-                AttrValue::Map(vec![text("content", "Late answer.")]),
-            )]),
-        )],
-        dropped_attributes_count: 0,
-    };
-    store
-        .write_content_events(vec![ContentEventBatch {
-            project_id: "p".into(),
-            events: vec![ContentEvent {
-                trace_id: TraceId([12; 16]),
-                span_id: SpanId([2; 8]),
-                event: choice,
-            }],
-        }])
-        .await
-        .unwrap();
+    write_choice(&store, 12, 2, "Late answer.").await;
     let (record, spans) = store
         .get_trace("p", TraceId([12; 16]))
         .await
