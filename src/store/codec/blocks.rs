@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::compressed::Compression;
-use super::stored_span::{compress_packed, pack_stored_span};
+use super::stored_span::{compress_packed, pack_stored_span_into};
 use crate::model::{EncodedBody, NormalizedSpan, TraceId};
 
 /// The most spans in one block.
@@ -44,14 +44,17 @@ pub fn encode_in_blocks(spans: &mut [NormalizedSpan], compression: Compression) 
             })
             .push(index);
     }
-    let mut block = Block::default();
+    let mut block = Block {
+        // Room for a block and its last span, which takes it past its bound.
+        packed: Vec::with_capacity(MOST_BYTES + MOST_BYTES / 4),
+        members: Vec::new(),
+    };
     for trace in traces {
         for index in &by_trace[&trace] {
             let normalized = &spans[*index];
-            block.add(
-                *index,
-                &pack_stored_span(&normalized.span, &normalized.semantics),
-            );
+            block.add(*index, |packed| {
+                pack_stored_span_into(packed, &normalized.span, &normalized.semantics)
+            });
             if block.members.len() >= MOST_SPANS || block.packed.len() >= MOST_BYTES {
                 block.finish(spans, compression);
             }
@@ -61,19 +64,20 @@ pub fn encode_in_blocks(spans: &mut [NormalizedSpan], compression: Compression) 
 }
 
 /// The block being filled: its spans' MessagePack, and each span's index and place in it.
-#[derive(Default)]
 struct Block {
     packed: Vec<u8>,
     members: Vec<(usize, u32, u32)>,
 }
 
 impl Block {
-    fn add(&mut self, index: usize, packed: &[u8]) {
+    /// Adds span `index`, which `pack` appends to the block's MessagePack.
+    fn add(&mut self, index: usize, pack: impl FnOnce(&mut Vec<u8>)) {
         // A block's parts are addressed with 32 bits; a span's MessagePack is bounded far
         // below (a request is at most 128 MiB), and a block closes past 64 KiB.
-        let start = self.packed.len() as u32;
-        self.packed.extend_from_slice(packed);
-        self.members.push((index, start, packed.len() as u32));
+        let start = self.packed.len();
+        pack(&mut self.packed);
+        let len = self.packed.len() - start;
+        self.members.push((index, start as u32, len as u32));
     }
 
     /// Compresses the block and gives its spans their bodies; a span alone gets a body of its

@@ -50,11 +50,16 @@ pub fn encode_stored_span(
 
 /// The body, then the semantics, as MessagePack: what formats 4 and 3 compress, and what a
 /// block holds for each of its spans.
-pub(crate) fn pack_stored_span(span: &Span, semantics: &SpanSemantics) -> Vec<u8> {
+fn pack_stored_span(span: &Span, semantics: &SpanSemantics) -> Vec<u8> {
     let mut packed = Vec::with_capacity(4096);
-    write_message_pack(&mut packed, &body_out(span));
-    write_message_pack(&mut packed, semantics);
+    pack_stored_span_into(&mut packed, span, semantics);
     packed
+}
+
+/// [`pack_stored_span`], appended to `packed` (a block's buffer: no copy of its own).
+pub(crate) fn pack_stored_span_into(packed: &mut Vec<u8>, span: &Span, semantics: &SpanSemantics) {
+    write_message_pack(packed, &body_out(span));
+    write_message_pack(packed, semantics);
 }
 
 /// `packed` behind format byte 4 (zstd) or 3 (LZ4), as `compression` says.
