@@ -6,14 +6,14 @@
 #   DURATION=20 QUERY_SPANS=1000000 bench/run.sh
 #   STEPS="criterion embedded" bench/run.sh
 #
-# Steps: criterion embedded latency overload clickhouse queries phoenix
+# Steps: criterion embedded split latency overload clickhouse queries phoenix
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-60}"            # seconds of sustained load
 CONNECTIONS="${CONNECTIONS:-8}"
 QUERY_SPANS="${QUERY_SPANS:-5000000}" # spans stored before the query timings
-STEPS="${STEPS:-criterion embedded latency overload clickhouse queries phoenix}"
+STEPS="${STEPS:-criterion embedded split latency overload clickhouse queries phoenix}"
 RESULTS=bench/results
 mkdir -p "$RESULTS"
 WORK=$(mktemp -d)
@@ -59,6 +59,13 @@ if wants embedded; then
   serve embedded
   load --connections "$CONNECTIONS" --duration "$DURATION" --verify --json "$RESULTS/embedded.json"
   echo "peak resident memory: $(peak_rss_mib) MiB" | tee "$RESULTS/embedded-rss.txt"
+  stop
+fi
+
+if wants split; then
+  step "embedded store, traces split over two requests (roots late, as SDKs send them): ${DURATION}s"
+  serve split
+  load --connections "$CONNECTIONS" --duration "$DURATION" --late-roots --verify --json "$RESULTS/split.json"
   stop
 fi
 

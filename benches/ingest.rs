@@ -33,6 +33,7 @@ fn request(run: u64) -> ExportTraceServiceRequest {
         spans_per_trace: 5,
         text_bytes: 1024,
         convention: Convention::Mix,
+        late_roots: false,
     };
     make_request(&shape, run, 0, 0).0
 }

@@ -89,6 +89,10 @@ struct Options {
     /// Which convention the spans use.
     #[arg(long, value_enum, default_value = "mix")]
     convention: ConventionArg,
+    /// Send each trace's root with the next request, after its children, as SDKs' batch
+    /// processors split traces (children end and are exported first).
+    #[arg(long)]
+    late_roots: bool,
     /// Requests per second per connection (0: as fast as answered).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
@@ -245,6 +249,7 @@ async fn main() -> anyhow::Result<()> {
                     spans_per_trace: options.spans_per_trace,
                     text_bytes: options.text_bytes,
                     convention: options.convention.into(),
+                    late_roots: options.late_roots,
                 };
                 let (request, trace_ids) = make_request(&shape, run, connection, request_number);
                 request_number += 1;

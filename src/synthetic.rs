@@ -191,6 +191,9 @@ pub struct Shape {
     /// Bytes of input text and of output text on each span.
     pub text_bytes: usize,
     pub convention: Convention,
+    /// Each trace's root sent with the next request, after its children, as SDKs' batch
+    /// processors do (children end first); the first request's roots are of traces alone.
+    pub late_roots: bool,
 }
 
 /// splitmix64's finalizer: a bijection of `u64` that spreads neighbouring numbers apart.
@@ -200,7 +203,8 @@ fn scramble(mut value: u64) -> u64 {
     value ^ (value >> 31)
 }
 
-/// One request, ids unique to `run`, `connection` and `request`; returns it and its trace ids.
+/// One request, ids unique to `run`, `connection` and `request`; returns it and the ids of the
+/// traces it completes (their roots).
 pub fn make_request(
     options: &Shape,
     run: u64,
@@ -215,14 +219,23 @@ pub fn make_request(
     let mut trace_ids = Vec::new();
     let spans = (0..options.spans_per_request)
         .map(|index| {
-            let trace_number = (connection << 40) | (request << 12) | (index / per_trace) as u64;
             let position = index % per_trace;
+            // With late roots, a request's root spans are of the previous request's traces.
+            let late = options.late_roots && position == 0;
+            let sent_with = if late {
+                request.wrapping_sub(1)
+            } else {
+                request
+            };
+            let trace_number = (connection << 40) | (sent_with << 12) | (index / per_trace) as u64;
             let mut trace_id = [0u8; 16];
             // Scrambled as SDKs' random ids are, so that the store sees ids in no order; the
             // mix is a bijection, so ids stay unique.
             trace_id[..8].copy_from_slice(&scramble(trace_number).to_be_bytes());
             trace_id[8..].copy_from_slice(&run.to_be_bytes());
-            if position == 0 {
+            // The traces sent whole by the end of this request (a late root of the first
+            // request has no children: its trace is not counted).
+            if position == 0 && !(late && request == 0) {
                 trace_ids.push(trace_id);
             }
             let span_id = |position: usize| {
@@ -328,6 +341,7 @@ mod tests {
             spans_per_trace: 5,
             text_bytes: 64,
             convention: Convention::Mix,
+            late_roots: false,
         };
         let (request, _) = make_request(&shape, 3, 1, 2);
         let mut all = HashSet::new();
@@ -346,6 +360,49 @@ mod tests {
             all.extend(own);
         }
         assert_eq!(all.len(), 2000);
+    }
+
+    /// With late roots, a request's roots are of the previous request's traces, whose
+    /// children it sent; it reports those traces, complete, and not its own.
+    #[test]
+    fn late_roots_come_with_the_next_request() {
+        let shape = Shape {
+            spans_per_request: 10,
+            spans_per_trace: 5,
+            text_bytes: 16,
+            convention: Convention::Mix,
+            late_roots: true,
+        };
+        let spans = |request: u64| {
+            let (sent, traces) = make_request(&shape, 3, 0, request);
+            (sent.resource_spans[0].scope_spans[0].spans.clone(), traces)
+        };
+        let (first, first_traces) = spans(0);
+        let (second, second_traces) = spans(1);
+        // The first request's roots are of traces alone; it completes none.
+        assert!(first_traces.is_empty());
+        let children_of = |spans: &[Span], trace: &[u8]| {
+            spans
+                .iter()
+                .filter(|span| span.trace_id == trace && !span.parent_span_id.is_empty())
+                .count()
+        };
+        assert_eq!(second_traces.len(), 2);
+        for trace in &second_traces {
+            // Its root in the second request, its four children in the first.
+            let root = second
+                .iter()
+                .find(|span| span.trace_id == trace && span.parent_span_id.is_empty())
+                .unwrap();
+            assert_eq!(children_of(&first, trace), 4);
+            assert_eq!(children_of(&second, trace), 0);
+            assert!(
+                first
+                    .iter()
+                    .filter(|span| span.trace_id == trace)
+                    .all(|child| child.parent_span_id == root.span_id)
+            );
+        }
     }
 
     #[test]
