@@ -78,14 +78,25 @@ impl<'a> WrittenSpans<'a> {
         batches: &'b [SpanBatch],
         trace_id: TraceId,
     ) -> Option<&'b TraceColumns> {
-        let mut rows = batches
-            .get(self.batch?)?
-            .prepared
-            .iter()
-            .filter_map(|part| part.downcast_ref::<PreparedRows>()?.0.get(&trace_id));
+        let mut rows = self.prepared_rows(batches, trace_id)?;
         let row = rows.next()?;
         let one_part = rows.next().is_none();
         (one_part && row.span_count == self.spans.len() as u64).then_some(row)
+    }
+
+    /// The rows the batch of these spans prepared for this trace, one per part that held it.
+    fn prepared_rows<'b>(
+        &self,
+        batches: &'b [SpanBatch],
+        trace_id: TraceId,
+    ) -> Option<impl Iterator<Item = &'b TraceColumns>> {
+        Some(
+            batches
+                .get(self.batch?)?
+                .prepared
+                .iter()
+                .filter_map(move |part| part.downcast_ref::<PreparedRows>()?.0.get(&trace_id)),
+        )
     }
 }
 
@@ -112,7 +123,7 @@ pub(super) fn prepare_rows(
         .into_iter()
         .map(|(trace_id, digests)| {
             let record = TraceRecord::compute(project_id, trace_id, &digests);
-            (trace_id, TraceColumns::of(record, compression))
+            (trace_id, TraceColumns::of(record, compression, None))
         })
         .collect();
     PreparedRows(rows)
@@ -122,9 +133,9 @@ pub(super) fn prepare_rows(
 pub(super) struct TraceColumns {
     timestamp_ns: i64,
     status: String,
-    /// As [`stored_text`] keeps them.
-    input: rusqlite::types::Value,
-    output: rusqlite::types::Value,
+    /// As [`stored_text`] keeps them, with the texts themselves.
+    input: (rusqlite::types::Value, Option<String>),
+    output: (rusqlite::types::Value, Option<String>),
     session_id: Option<String>,
     user_id: Option<String>,
     pipeline_id: Option<String>,
@@ -136,9 +147,17 @@ pub(super) struct TraceColumns {
 }
 
 impl TraceColumns {
-    fn of(mut record: TraceRecord, compression: Compression) -> Self {
-        let input = stored_text(record.input.take(), compression);
-        let output = stored_text(record.output.take(), compression);
+    /// The row of `record`. A text equal to the one a receiver already stored for the trace in
+    /// `prepared` is taken from there: a trace whose root comes after its children (as SDKs
+    /// send them) takes its texts from the root, and the writer need not compress them again.
+    fn of(mut record: TraceRecord, compression: Compression, prepared: Option<&Self>) -> Self {
+        let stored =
+            |text: Option<String>, prepared: Option<&(rusqlite::types::Value, _)>| match prepared {
+                Some((value, prepared_text)) if *prepared_text == text => (value.clone(), text),
+                _ => (stored_text(text.clone(), compression), text),
+            };
+        let input = stored(record.input.take(), prepared.map(|row| &row.input));
+        let output = stored(record.output.take(), prepared.map(|row| &row.output));
         let record_json = serde_json::to_string(&record).unwrap_or_default();
         let models_json = serde_json::to_string(&record.models).unwrap_or_else(|_| "[]".into());
         Self {
@@ -210,7 +229,12 @@ pub(super) fn recompute_traces(
                     )?,
                 };
                 let record = TraceRecord::compute(project_id, trace_id, &digests);
-                computed = TraceColumns::of(record, compression);
+                // The texts of a row a receiver prepared for the trace's spans of this batch,
+                // though the trace had spans before.
+                let texts_from = spans
+                    .and_then(|spans| spans.prepared_rows(batches, trace_id))
+                    .and_then(|mut rows| rows.next());
+                computed = TraceColumns::of(record, compression, texts_from);
                 &computed
             }
         };
@@ -313,8 +337,8 @@ fn write_trace(
         trace_id.as_bytes(),
         row.timestamp_ns,
         row.status,
-        row.input,
-        row.output,
+        row.input.0,
+        row.output.0,
         row.session_id,
         row.user_id,
         row.pipeline_id,
