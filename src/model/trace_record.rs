@@ -119,12 +119,18 @@ fn add_cost(sum: Option<f64>, value: Option<f64>) -> Option<f64> {
 }
 
 impl TraceRecord {
-    /// Computes the record of a trace from the digests of all its stored spans.
-    pub fn compute(project: &str, trace_id: TraceId, spans: &[SpanDigest]) -> Self {
-        let root = spans
+    /// The span a trace's record takes its root from: the earliest without a parent. When it
+    /// has an input and an output, the record's are its, whatever the other spans hold.
+    pub fn root(spans: &[SpanDigest]) -> Option<&SpanDigest> {
+        spans
             .iter()
             .filter(|span| span.parent_span_id.is_none())
-            .min_by_key(|span| start_order(span));
+            .min_by_key(|span| start_order(span))
+    }
+
+    /// Computes the record of a trace from the digests of all its stored spans.
+    pub fn compute(project: &str, trace_id: TraceId, spans: &[SpanDigest]) -> Self {
+        let root = Self::root(spans);
         let mut by_start: Vec<&SpanDigest> = spans.iter().collect();
         by_start.sort_by_key(|span| start_order(span));
         let earliest = by_start.first().copied();

@@ -79,6 +79,46 @@ async fn a_trace_split_over_batches_takes_earlier_texts_from_their_bodies() {
     assert_eq!(spans[1].semantics, texts("child in", "child out"));
 }
 
+/// A root sent after its children gives the record its texts; one without an output leaves
+/// the record the latest child's, read back from the children's bodies.
+#[tokio::test]
+async fn a_late_root_gives_the_texts_it_has() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    for trace in [14, 15] {
+        let children = (2..=3)
+            .map(|span| {
+                let child = crate::model::Span {
+                    parent_span_id: Some(SpanId([1; 8])),
+                    end_time_unix_nano: make_span(trace, span).end_time_unix_nano + u64::from(span),
+                    ..make_span(trace, span)
+                };
+                let text = format!("child {span}");
+                (child, texts(&text, &text))
+            })
+            .collect();
+        write_batch(&store, children).await;
+    }
+    write_semantics(&store, make_span(14, 1), texts("root in", "root out")).await;
+    let root_in = SpanSemantics {
+        input: Some("root in".into()),
+        ..Default::default()
+    };
+    write_semantics(&store, make_span(15, 1), root_in).await;
+
+    let (both, _) = read_trace(&store, 14).await;
+    assert_eq!(
+        (both.input.as_deref(), both.output.as_deref()),
+        (Some("root in"), Some("root out"))
+    );
+    let (input_only, _) = read_trace(&store, 15).await;
+    assert_eq!(
+        (input_only.input.as_deref(), input_only.output.as_deref()),
+        (Some("root in"), Some("child 3"))
+    );
+    assert_eq!(input_only.span_count, 3);
+}
+
 #[tokio::test]
 async fn spans_of_a_batch_share_a_block() {
     let directory = tempfile::tempdir().unwrap();

@@ -270,7 +270,9 @@ pub(super) fn recompute_traces(
 }
 
 /// The digests of every stored span of a trace, read back; the texts of spans whose semantics
-/// are in their body come from `batch` (this batch's spans) or from the body.
+/// are in their body come from `batch` (this batch's spans) or from the body. When the trace's
+/// root is in `batch` with an input and an output, the record takes those, and the other
+/// spans' bodies are not read for theirs (the usual case of a root sent after its children).
 fn stored_digests_of(
     select: &mut Statement<'_>,
     (select_body, bodies): (&mut Statement<'_>, &mut BodyReader<'_>),
@@ -286,24 +288,39 @@ fn stored_digests_of(
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let written = |digest: &SpanDigest| {
+        batch.and_then(|batch| {
+            batch
+                .spans
+                .iter()
+                .find(|(span, _)| Some(span.span_id) == digest.span_id)
+        })
+    };
     let mut digests = Vec::with_capacity(rows.len());
+    let mut unread = Vec::new();
     for (mut digest, rowid, texts_in_body) in rows {
         if texts_in_body {
-            let written = batch.and_then(|batch| {
-                batch
-                    .spans
-                    .iter()
-                    .find(|(span, _)| Some(span.span_id) == digest.span_id)
-            });
-            (digest.input, digest.output) = match written {
-                Some((_, semantics)) => (semantics.input.clone(), semantics.output.clone()),
-                None => select_body.query_row([rowid], |row| {
-                    let body = bodies.read(row.get_ref(0)?.as_bytes()?);
-                    Ok(body.and_then(|body| body.texts()))
-                })??,
-            };
+            match written(&digest) {
+                Some((_, semantics)) => {
+                    (digest.input, digest.output) =
+                        (semantics.input.clone(), semantics.output.clone());
+                }
+                None => unread.push((digests.len(), rowid)),
+            }
         }
         digests.push(digest);
+    }
+    let root_has_texts = TraceRecord::root(&digests).is_some_and(|root| {
+        root.input.is_some() && root.output.is_some() && written(root).is_some()
+    });
+    if !root_has_texts {
+        for (index, rowid) in unread {
+            let digest = &mut digests[index];
+            (digest.input, digest.output) = select_body.query_row([rowid], |row| {
+                let body = bodies.read(row.get_ref(0)?.as_bytes()?);
+                Ok(body.and_then(|body| body.texts()))
+            })??;
+        }
     }
     Ok(digests)
 }
