@@ -20,8 +20,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::compressed::Compression;
-use super::stored_span::{compress_packed, pack_stored_span_into};
+use super::stored_span::{
+    BLOCK_PART_FORMAT, StoredBody, body_error, compress_packed, pack_stored_span_into,
+};
 use crate::model::{EncodedBody, NormalizedSpan, TraceId};
+use crate::store::StoreError;
 
 /// The most spans in one block.
 pub const MOST_SPANS: usize = 32;
@@ -102,6 +105,56 @@ impl Block {
         }
         self.packed.clear();
         self.members.clear();
+    }
+}
+
+/// Where a format 5 body's span lies: in the block with id `block`, `len` bytes from `start`
+/// of its decompressed contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockPart {
+    pub block: i64,
+    pub start: u32,
+    pub len: u32,
+}
+
+impl BlockPart {
+    /// The format 5 body pointing here.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17);
+        out.push(BLOCK_PART_FORMAT);
+        out.extend_from_slice(&self.block.to_le_bytes());
+        out.extend_from_slice(&self.start.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out
+    }
+
+    /// The part a body of format 5 points to; `None` for a body of another format.
+    pub fn of_body(bytes: &[u8]) -> Option<Result<BlockPart, StoreError>> {
+        let rest = bytes.strip_prefix(&[BLOCK_PART_FORMAT])?;
+        let part = (|| {
+            Some(BlockPart {
+                block: i64::from_le_bytes(rest.get(..8)?.try_into().ok()?),
+                start: u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?),
+                len: u32::from_le_bytes(rest.get(12..16)?.try_into().ok()?),
+            })
+        })();
+        Some(
+            part.filter(|_| rest.len() == 16)
+                .ok_or_else(|| body_error(format!("a block part of {} bytes, not 16", rest.len()))),
+        )
+    }
+
+    /// The body of this part, out of its block's decompressed contents.
+    pub fn body(&self, block: &[u8]) -> Result<StoredBody, StoreError> {
+        let start = self.start as usize;
+        let packed = block.get(start..start + self.len as usize).ok_or_else(|| {
+            body_error(format!(
+                "bytes {start}..{} of a block of {}",
+                start + self.len as usize,
+                block.len()
+            ))
+        })?;
+        Ok(StoredBody::from_message_pack(packed.to_vec()))
     }
 }
 

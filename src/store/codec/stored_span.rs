@@ -30,7 +30,8 @@ use super::{BodyIn, SpanColumns, body_out};
 use crate::model::{Span, SpanSemantics};
 use crate::store::StoreError;
 
-const BLOCK_PART_FORMAT: u8 = 5;
+/// Format 5: see [`super::blocks`].
+pub(super) const BLOCK_PART_FORMAT: u8 = 5;
 const ZSTD_MESSAGE_PACK_FORMAT: u8 = 4;
 const MESSAGE_PACK_FORMAT: u8 = 3;
 const JSON_WITH_SEMANTICS_FORMAT: u8 = 2;
@@ -82,58 +83,7 @@ pub(crate) fn decompress_packed(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     match bytes.first() {
         Some(&ZSTD_MESSAGE_PACK_FORMAT) => decompress_zstd(&bytes[1..]),
         Some(&MESSAGE_PACK_FORMAT) => unlz4(&bytes[1..]).map_err(body_error),
-        Some(other) => Err(body_error(format!("a block of unknown format {other}"))),
-        None => Err(body_error("an empty block")),
-    }
-}
-
-/// Where a format 5 body's span lies: in the block with id `block`, `len` bytes from `start`
-/// of its decompressed contents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlockPart {
-    pub block: i64,
-    pub start: u32,
-    pub len: u32,
-}
-
-impl BlockPart {
-    /// The format 5 body pointing here.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(17);
-        out.push(BLOCK_PART_FORMAT);
-        out.extend_from_slice(&self.block.to_le_bytes());
-        out.extend_from_slice(&self.start.to_le_bytes());
-        out.extend_from_slice(&self.len.to_le_bytes());
-        out
-    }
-
-    /// The part a body of format 5 points to; `None` for a body of another format.
-    pub fn of_body(bytes: &[u8]) -> Option<Result<BlockPart, StoreError>> {
-        let rest = bytes.strip_prefix(&[BLOCK_PART_FORMAT])?;
-        let part = (|| {
-            Some(BlockPart {
-                block: i64::from_le_bytes(rest.get(..8)?.try_into().ok()?),
-                start: u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?),
-                len: u32::from_le_bytes(rest.get(12..16)?.try_into().ok()?),
-            })
-        })();
-        Some(
-            part.filter(|_| rest.len() == 16)
-                .ok_or_else(|| body_error(format!("a block part of {} bytes, not 16", rest.len()))),
-        )
-    }
-
-    /// The body of this part, out of its block's decompressed contents.
-    pub fn body(&self, block: &[u8]) -> Result<StoredBody, StoreError> {
-        let start = self.start as usize;
-        let packed = block.get(start..start + self.len as usize).ok_or_else(|| {
-            body_error(format!(
-                "bytes {start}..{} of a block of {}",
-                start + self.len as usize,
-                block.len()
-            ))
-        })?;
-        Ok(StoredBody(Contents::MessagePack(packed.to_vec())))
+        other => Err(body_error(format!("a block of unknown format {other:?}"))),
     }
 }
 
@@ -182,6 +132,11 @@ struct Texts {
 }
 
 impl StoredBody {
+    /// A body of formats 5, 4 or 3 from its MessagePack.
+    pub(super) fn from_message_pack(packed: Vec<u8>) -> Self {
+        Self(Contents::MessagePack(packed))
+    }
+
     /// The span of `columns` and this body, and the semantics kept with it (the LLM call's
     /// texts put back, see [`SpanSemantics::with_llm_texts`]); `None` for bodies of formats
     /// before 2, whose semantics are in the row's columns.
@@ -244,7 +199,7 @@ fn message_pack_reader(
 
 const MOST_NESTED_LEVELS: usize = 128;
 
-fn body_error(error: impl std::fmt::Display) -> StoreError {
+pub(super) fn body_error(error: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("span body: {error}"))
 }
 
