@@ -22,13 +22,13 @@ const COMPRESS_FROM: usize = 128;
 /// A text as it is written: compressed when long enough (and zstd has a context; else as it
 /// is). Compression is deterministic, so `input IS NOT ?` still tells a changed text (one
 /// written with the other compression reads as changed once, and is written again).
-pub(super) fn stored_text(text: Option<String>, compression: Compression) -> Value {
+pub(super) fn stored_text(text: Option<&str>, compression: Compression) -> Value {
     let Some(text) = text else {
         return Value::Null;
     };
-    match compressed(&text, compression) {
+    match compressed(text, compression) {
         Some(blob) => Value::Blob(blob),
-        None => Value::Text(text),
+        None => Value::Text(text.to_owned()),
     }
 }
 
@@ -92,7 +92,7 @@ mod tests {
         connection
             .query_row(
                 "SELECT typeof(?1), sh_text(?1)",
-                [stored_text(text.map(str::to_owned), compression)],
+                [stored_text(text, compression)],
                 |row| Ok((row.get(0)?, row.get::<_, TraceText>(1)?.0)),
             )
             .unwrap()
@@ -122,8 +122,8 @@ mod tests {
                 .query_row(
                     "SELECT ?1 IS ?2",
                     [
-                        stored_text(Some(long.clone()), compression),
-                        stored_text(Some(long.clone()), compression),
+                        stored_text(Some(&long), compression),
+                        stored_text(Some(&long), compression),
                     ],
                     |row| row.get(0),
                 )
@@ -131,7 +131,7 @@ mod tests {
             assert!(same);
         }
         let [Value::Blob(lz4), Value::Blob(zstd)] =
-            BOTH.map(|compression| stored_text(Some(long.clone()), compression))
+            BOTH.map(|compression| stored_text(Some(&long), compression))
         else {
             panic!("not compressed");
         };
@@ -149,7 +149,7 @@ mod tests {
         register_functions(&connection).unwrap();
         let long = "x".repeat(500);
         let [Value::Blob(lz4), Value::Blob(zstd)] =
-            BOTH.map(|compression| stored_text(Some(long.clone()), compression))
+            BOTH.map(|compression| stored_text(Some(&long), compression))
         else {
             panic!("not compressed");
         };

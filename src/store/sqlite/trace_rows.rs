@@ -154,7 +154,7 @@ impl TraceColumns {
         let stored =
             |text: Option<String>, prepared: Option<&(rusqlite::types::Value, _)>| match prepared {
                 Some((value, prepared_text)) if *prepared_text == text => (value.clone(), text),
-                _ => (stored_text(text.clone(), compression), text),
+                _ => (stored_text(text.as_deref(), compression), text),
             };
         let input = stored(record.input.take(), prepared.map(|row| &row.input));
         let output = stored(record.output.take(), prepared.map(|row| &row.output));

@@ -57,9 +57,12 @@ pub(super) fn write_spans(
                 // Content events change the semantics: the blob encoded with the span's own is
                 // stale then.
                 let encoded;
+                // The block this span's body points into, written once a span is stored in it.
+                let mut in_block = None;
                 let stored = match (&renormalized, &normalized.encoded_body) {
                     (None, Some(EncodedBody::Whole(stored))) => stored,
                     (None, Some(EncodedBody::Part { block, start, len })) => {
+                        in_block = Some(block);
                         encoded = blocks.body(block, *start, *len)?;
                         &encoded
                     }
@@ -78,9 +81,7 @@ pub(super) fn write_spans(
                     stored,
                 )?;
                 if inserted {
-                    if let (None, Some(EncodedBody::Part { block, .. })) =
-                        (&renormalized, &normalized.encoded_body)
-                    {
+                    if let Some(block) = in_block {
                         blocks.stored(block)?;
                     }
                     let as_prepared = renormalized.is_none();
