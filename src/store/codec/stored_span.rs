@@ -78,18 +78,13 @@ pub(crate) fn compress_packed(packed: &[u8], compression: Compression) -> Vec<u8
         .unwrap_or_default()
 }
 
-/// What [`compress_packed`] compressed.
+/// What [`compress_packed`] compressed: a format 4 or 3 body's, or a block's, MessagePack.
 pub(crate) fn decompress_packed(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     match bytes.first() {
-        Some(&ZSTD_MESSAGE_PACK_FORMAT) => decompress_zstd(&bytes[1..]),
+        Some(&ZSTD_MESSAGE_PACK_FORMAT) => unzstd(&bytes[1..]).map_err(body_error),
         Some(&MESSAGE_PACK_FORMAT) => unlz4(&bytes[1..]).map_err(body_error),
         other => Err(body_error(format!("a block of unknown format {other:?}"))),
     }
-}
-
-/// The MessagePack of a format 4 body.
-fn decompress_zstd(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
-    unzstd(bytes).map_err(body_error)
 }
 
 /// Appends one value as MessagePack with structs as maps of field names: the body's and the
@@ -217,8 +212,9 @@ pub fn decode_stored_body(bytes: &[u8]) -> Result<StoredBody, StoreError> {
                 "the body is part of a block; the store reads it with its block",
             ));
         }
-        Some(&ZSTD_MESSAGE_PACK_FORMAT) => Contents::MessagePack(decompress_zstd(&bytes[1..])?),
-        Some(&MESSAGE_PACK_FORMAT) => Contents::MessagePack(decompressed()?),
+        Some(&ZSTD_MESSAGE_PACK_FORMAT | &MESSAGE_PACK_FORMAT) => {
+            Contents::MessagePack(decompress_packed(bytes)?)
+        }
         Some(&JSON_WITH_SEMANTICS_FORMAT) => {
             let text = into_text(decompressed()?)?;
             let newline = text
@@ -521,7 +517,7 @@ mod tests {
     fn damaged_bodies_are_errors() {
         let span = make_span(1, 2);
         let good = encode_stored_span(&span, &llm_semantics(), Compression::Zstd);
-        let good_packed = decompress_zstd(&good[1..]).unwrap();
+        let good_packed = decompress_packed(&good).unwrap();
         let good_size = good_packed.len() as u32;
         let body_only = {
             let mut packed = Vec::new();
