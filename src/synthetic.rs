@@ -222,8 +222,11 @@ pub fn make_request(
             let position = index % per_trace;
             // With late roots, a request's root spans are of the previous request's traces.
             let late = options.late_roots && position == 0;
+            // The request's field of the trace number is 28 bits wide: the first request's late
+            // roots (of "request -1") must not spill into the connection's bits, or every
+            // connection would send the same root-only traces.
             let sent_with = if late {
-                request.wrapping_sub(1)
+                request.wrapping_sub(1) & ((1 << 28) - 1)
             } else {
                 request
             };
@@ -379,8 +382,16 @@ mod tests {
         };
         let (first, first_traces) = spans(0);
         let (second, second_traces) = spans(1);
-        // The first request's roots are of traces alone; it completes none.
+        // The first request's roots are of traces alone; it completes none. Another
+        // connection's are other traces.
         assert!(first_traces.is_empty());
+        let other = make_request(&shape, 3, 1, 0).0;
+        let other_spans = &other.resource_spans[0].scope_spans[0].spans;
+        assert!(
+            first
+                .iter()
+                .all(|span| other_spans.iter().all(|o| o.trace_id != span.trace_id))
+        );
         let children_of = |spans: &[Span], trace: &[u8]| {
             spans
                 .iter()
