@@ -64,21 +64,24 @@ impl Signal {
     }
 }
 
-/// Lowers the calling thread's scheduling priority (Linux `nice` 10), for work that can lag
-/// behind ingest: on a machine whose cores are all busy, the writer and the receivers, which
-/// hold exporters' requests, get the CPU first. Where that is not possible, nothing changes.
-pub(super) fn lower_thread_priority() {
+/// `nice` of work that can lag behind ingest (the text indexer): on a machine whose cores are
+/// all busy, the writer and the receivers, which hold exporters' requests, get the CPU first.
+pub(super) const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to `nice` (Linux). Where that is not
+/// possible, nothing changes.
+pub fn lower_thread_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
         let result = unsafe {
             let thread = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, 10)
+            libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, nice)
         };
         if result != 0 {
             tracing::debug!(
                 error = %std::io::Error::last_os_error(),
-                "cannot lower the priority of a background thread"
+                "cannot lower the priority of a thread"
             );
         }
     }

@@ -17,6 +17,7 @@ mod stats;
 mod text;
 mod trace_rows;
 mod write;
+mod writer_thread;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,7 @@ use crate::model::{NormalizedSpan, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use crate::settings::ProjectSettings;
 pub use crate::store::codec::Compression;
+pub use background::lower_thread_priority;
 pub use connection::Synchronous;
 use connection::{open_connection, open_wal};
 
@@ -55,7 +57,7 @@ pub struct SqliteStore {
     /// Normalizes spans again when log records bring content for them.
     normalizer: Arc<Normalizer>,
     options: SqliteOptions,
-    writer: Arc<Mutex<Connection>>,
+    writer: writer_thread::WriterThread,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// `DATA_DIR/search.sqlite`, attached to every reader connection.
     search_path: PathBuf,
@@ -109,7 +111,7 @@ impl SqliteStore {
             path,
             normalizer,
             options,
-            writer: Arc::new(Mutex::new(writer)),
+            writer: writer_thread::WriterThread::start(writer)?,
             readers: Arc::new(Mutex::new(Vec::new())),
             search_path: data_dir.join(search::SEARCH_FILE),
             text_signal: Arc::default(),
@@ -132,16 +134,13 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Runs `work` on the writer connection on the blocking pool.
+    /// Runs `work` on the writer connection, on the writer's thread.
     async fn with_writer<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
-        let writer = Arc::clone(&self.writer);
-        tokio::task::spawn_blocking(move || work(&mut lock(&writer)))
-            .await
-            .map_err(|error| StoreError::Unavailable(format!("writer task failed: {error}")))?
+        self.writer.run(work).await
     }
 
     /// Runs `work` on a pooled reader connection on the blocking pool.

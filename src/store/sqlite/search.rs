@@ -91,7 +91,7 @@ pub(super) fn start_indexer(
         signal,
         move |signal| {
             // The index may lag (searches scan what it has not reached): ingest first.
-            background::lower_thread_priority();
+            background::lower_thread_priority(background::BACKGROUND_NICE);
             run(main, search, signal)
         },
     )
