@@ -106,6 +106,18 @@ impl Ingest {
             Some(rules) => self.apply_rules(project_id, rules, converted.spans),
             None => converted.spans,
         };
+        if !self.pipeline.has_room(kept.len()) {
+            self.stats.record(
+                project_id,
+                counter::REJECTED,
+                reason::OVERLOADED,
+                kept.len() as u64,
+            );
+            return Err(PipelineError::Overloaded {
+                capacity: self.pipeline.capacity(),
+            }
+            .into());
+        }
         let (spans, truncated, traces) = self.normalize_all(project_id, kept);
         Ok(PreparedSpans {
             spans,

@@ -125,6 +125,11 @@ impl Pipeline {
         (pipeline, writer)
     }
 
+    /// Spans and content events the queue holds at most.
+    pub fn capacity(&self) -> usize {
+        self.limits.queue_capacity_spans
+    }
+
     /// Spans and content events waiting for the store.
     pub fn buffered(&self) -> u64 {
         self.buffered.total.load(Ordering::Relaxed)
@@ -139,6 +144,15 @@ impl Pipeline {
             .get(project_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Whether `items` spans would find room in the queue now: a receiver asks before it
+    /// normalizes and compresses a request's spans, so that under overload it answers 503
+    /// without doing that work, and without holding its result, for a request the queue would
+    /// refuse as overloaded (more than the whole queue holds is `submit`'s error, 413). The
+    /// answer may change by the time the spans are submitted; `submit` decides.
+    pub fn has_room(&self, items: usize) -> bool {
+        items > self.limits.queue_capacity_spans || self.capacity.available_permits() >= items
     }
 
     /// Queues the spans of one request, with what the store prepared from them, and waits until
