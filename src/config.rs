@@ -313,7 +313,9 @@ pub struct Limits {
     /// Most spans in one request; more is answered 413.
     pub max_spans_per_request: usize,
     /// Request bodies (as sent and decompressed) being read and decoded at once, in bytes;
-    /// past it new requests are answered 503.
+    /// past it new requests are answered 503. 64 MiB: at 4x overload of 1000-span requests
+    /// (~3 MB each) the server stayed at 457 MiB resident with it, 500 MiB with 96 MiB, and
+    /// full load answered no 503 (BENCHMARKS.md).
     pub max_inflight_bytes: usize,
 }
 
@@ -327,7 +329,7 @@ impl Default for Limits {
             max_attribute_value_bytes: 1024 * 1024,
             max_attribute_depth: 16,
             max_spans_per_request: 50_000,
-            max_inflight_bytes: 128 * 1024 * 1024,
+            max_inflight_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -2,6 +2,11 @@
 //! body before reading it, and for its decompressed body before decoding it. When the budget is
 //! spent the request is answered 503 with `Retry-After` at once, so a flood of large requests
 //! cannot grow memory past the budget (plus the bounded ingest queue).
+//!
+//! Large bodies are decoded and prepared a few at a time ([`MemoryBudget::decode_slot`]): each
+//! takes several times its size while it is decoded, normalized and compressed, and on busy
+//! cores more of them at once only hold more memory, not finish sooner. The others wait with
+//! their bodies alone.
 
 use std::sync::Arc;
 
@@ -16,6 +21,7 @@ const UNIT: usize = 1024;
 pub struct MemoryBudget {
     permits: Arc<Semaphore>,
     total_units: usize,
+    decoders: Arc<Semaphore>,
 }
 
 /// Room reserved in the budget, given back when dropped.
@@ -26,10 +32,22 @@ pub struct Reservation {
 impl MemoryBudget {
     pub fn new(total_bytes: usize) -> Self {
         let total_units = total_bytes.div_ceil(UNIT).clamp(1, Semaphore::MAX_PERMITS);
+        // One more than the cores: a core never waits for a body to decode while the
+        // writer takes one.
+        let decoders = std::thread::available_parallelism().map_or(1, usize::from) + 1;
         Self {
             permits: Arc::new(Semaphore::new(total_units)),
             total_units,
+            decoders: Arc::new(Semaphore::new(decoders)),
         }
+    }
+
+    /// Waits for a slot to decode and prepare a large body in; held until that is done.
+    pub async fn decode_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.decoders)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::unavailable("the server is shutting down"))
     }
 
     /// Reserves `bytes`, or answers 503 when the budget cannot hold them now.
@@ -50,6 +68,24 @@ impl MemoryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn large_bodies_are_decoded_a_few_at_a_time() {
+        let budget = MemoryBudget::new(1024);
+        let slots = std::thread::available_parallelism().map_or(1, usize::from) + 1;
+        let mut held = Vec::new();
+        for _ in 0..slots {
+            held.push(budget.decode_slot().await.unwrap());
+        }
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.decode_slot().await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "a slot past the cores was given");
+        held.pop();
+        waiting.await.unwrap().unwrap();
+    }
 
     #[test]
     fn reservations_are_given_back() {

@@ -36,7 +36,9 @@ pub async fn export_traces(
         let project_id = received.principal.project.id.clone();
         let limit = state.limits.max_decompressed_bytes;
         let budget = state.budget.clone();
-        let prepared = off_runtime(received.body.len(), move || {
+        let body_room = received.reservation;
+        let prepared = off_runtime(&state.budget, received.body.len(), move || {
+            let _body_room = body_room;
             let body = otlp::decompress(received.compression, received.body, limit)?;
             let _decoded = budget.reserve(body.len().saturating_mul(DECODED_SIZE_FACTOR))?;
             let request = otlp::decode_trace_request(encoding, &body)?;
@@ -68,7 +70,9 @@ pub async fn export_logs(
         let project_id = received.principal.project.id.clone();
         let limit = state.limits.max_decompressed_bytes;
         let budget = state.budget.clone();
-        let converted = off_runtime(received.body.len(), move || {
+        let body_room = received.reservation;
+        let converted = off_runtime(&state.budget, received.body.len(), move || {
+            let _body_room = body_room;
             let body = otlp::decompress(received.compression, received.body, limit)?;
             let _decoded = budget.reserve(body.len().saturating_mul(DECODED_SIZE_FACTOR))?;
             let request = otlp::decode_logs_request(encoding, &body)?;
@@ -121,8 +125,9 @@ struct Received {
     principal: Arc<Principal>,
     compression: Compression,
     body: bytes::Bytes,
-    /// Holds the body's room in the memory budget until the request is done.
-    _reservation: super::budget::Reservation,
+    /// Holds the body's room in the memory budget until the body is decoded and dropped: a
+    /// request then waiting for the store holds its spans' room in the queue instead.
+    reservation: super::budget::Reservation,
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -162,21 +167,27 @@ async fn receive(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
         principal,
         compression,
         body,
-        _reservation: reservation,
+        reservation,
     })
 }
 
 /// Runs CPU work for a body of `size` bytes: inline when small, on the blocking pool when large.
+/// A large body waits for one of the budget's decode slots first.
 async fn off_runtime<T: Send + 'static>(
+    budget: &super::MemoryBudget,
     size: usize,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     if size < BLOCKING_DECODE_THRESHOLD {
         return work();
     }
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| ApiError::unavailable(format!("decoder failed: {error}")))?
+    let slot = budget.decode_slot().await?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    })
+    .await
+    .map_err(|error| ApiError::unavailable(format!("decoder failed: {error}")))?
 }
 
 /// Reads the whole body, chunked or not, refusing more than `limit` bytes.
