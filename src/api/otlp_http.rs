@@ -158,7 +158,13 @@ async fn receive(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
             .unwrap_or(usize::MAX)
             .min(state.limits.max_body_bytes)
     });
-    let mut reservation = state.budget.reserve(declared.unwrap_or(0))?;
+    let mut reservation = match state.budget.reserve(declared.unwrap_or(0)) {
+        Ok(reservation) => reservation,
+        Err(error) => {
+            discard_body(body, state.limits.max_body_bytes).await;
+            return Err(error);
+        }
+    };
     let body = read_body(body, headers, state.limits.max_body_bytes).await?;
     if declared.is_none() {
         reservation = state.budget.reserve(body.len())?;
@@ -188,6 +194,21 @@ async fn off_runtime<T: Send + 'static>(
     })
     .await
     .map_err(|error| ApiError::unavailable(format!("decoder failed: {error}")))?
+}
+
+/// Reads a body to its end (or past `limit` bytes) and drops it chunk by chunk, holding none
+/// of it: a request refused before its body is read still gets its answer (503 with
+/// `Retry-After`, which exporters back off on) rather than a connection closed under it while
+/// it sends, which they may retry at once.
+async fn discard_body(mut body: Body, limit: usize) {
+    use http_body_util::BodyExt as _;
+    let mut read = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, |data| data.len());
+        if read > limit {
+            break;
+        }
+    }
 }
 
 /// Reads the whole body, chunked or not, refusing more than `limit` bytes.
