@@ -450,12 +450,12 @@ enum WireValue {
     Fixed32,
 }
 
+/// A field's number and kind, and where its value lies.
+type WireField = ((u64, WireValue), Range<usize>);
+
 /// The fields of the protobuf message in `bytes[range]`: each field's number and kind, and
 /// where its value lies (a varint's value is not read).
-fn wire_fields(
-    bytes: &[u8],
-    range: Range<usize>,
-) -> Result<Vec<((u64, WireValue), Range<usize>)>, TemplateError> {
+fn wire_fields(bytes: &[u8], range: Range<usize>) -> Result<Vec<WireField>, TemplateError> {
     fn varint(bytes: &[u8], at: &mut usize, end: usize) -> Result<u64, TemplateError> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
