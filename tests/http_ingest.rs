@@ -445,7 +445,7 @@ async fn wrong_method_and_unknown_paths() {
 }
 
 #[tokio::test]
-async fn bodies_in_flight_past_the_memory_budget_get_503() {
+async fn bodies_in_flight_past_the_memory_budget_get_503_over_http_and_grpc() {
     let server = TestServer::start_with(|config| {
         config.limits.max_inflight_bytes = 64 * 1024;
     })
@@ -487,6 +487,19 @@ async fn bodies_in_flight_past_the_memory_budget_get_503() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(status, 503, "the budget was not enforced");
+    // A gRPC message the budget cannot hold meanwhile is refused too, before it is normalized.
+    let mut large = span(0xb3, 1, None, "s", recent(5));
+    large.attributes = vec![string_attribute("input.value", &"x".repeat(8 * 1024))];
+    let mut grpc = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(server.grpc_url())
+        .await
+        .unwrap();
+    let mut call = tonic::Request::new(request("svc", vec![large]));
+    call.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.admin_token).parse().unwrap(),
+    );
+    let error = grpc.export(call).await.unwrap_err();
+    assert_eq!(error.code(), tonic::Code::Unavailable, "{error}");
     drop(sender);
     let _ = slow.await;
     // With the slow body gone, room is back.

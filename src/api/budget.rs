@@ -14,6 +14,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ApiError;
 
+/// Memory a decoded body takes, as a multiple of its encoded size: the decompressed bytes, the
+/// protobuf structures, and spanhouse's spans with their normalized copies. An estimate that
+/// errs high; the flood measurement in the issue notes checks it against resident memory.
+pub const DECODED_SIZE_FACTOR: usize = 4;
+
 /// Permits count kibibytes.
 const UNIT: usize = 1024;
 

@@ -34,7 +34,7 @@ pub struct HttpLimits {
     pub max_decompressed_bytes: usize,
 }
 
-pub use budget::MemoryBudget;
+pub use budget::{DECODED_SIZE_FACTOR, MemoryBudget, Reservation};
 
 /// What every handler can reach.
 #[derive(Clone)]

@@ -12,10 +12,7 @@ use super::{AppState, authenticate};
 use crate::auth::{Access, Principal};
 use crate::otlp::{self, Compression, Encoding};
 
-/// Memory a decoded body takes, as a multiple of its encoded size: the decompressed bytes, the
-/// protobuf structures, and spanhouse's spans with their normalized copies. An estimate that
-/// errs high; the flood measurement in the issue notes checks it against resident memory.
-const DECODED_SIZE_FACTOR: usize = 4;
+use super::budget::DECODED_SIZE_FACTOR;
 
 /// Bodies above this size are decoded on the blocking pool rather than on the async runtime.
 const BLOCKING_DECODE_THRESHOLD: usize = 64 * 1024;
