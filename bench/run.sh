@@ -6,7 +6,8 @@
 #   DURATION=20 QUERY_SPANS=1000000 bench/run.sh
 #   STEPS="criterion embedded" bench/run.sh
 #
-# Steps: criterion embedded split latency overload clickhouse queries phoenix
+# Steps: criterion embedded split latency overload (OTLP/HTTP, then OTLP/gRPC) clickhouse queries
+# phoenix
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,6 +84,12 @@ if wants overload; then
   serve overload
   load --connections $((CONNECTIONS * 4)) --duration 20 --json "$RESULTS/overload.json"
   echo "peak resident memory: $(peak_rss_mib) MiB" | tee "$RESULTS/overload-rss.txt"
+  stop
+  step "overload over OTLP/gRPC: 4x the connections, 1000-span requests, for 20 s"
+  serve overload-grpc
+  "$LOADGEN" --url "http://127.0.0.1:$((PORT + 1))" --protocol grpc --token "$TOKEN" \
+    --connections $((CONNECTIONS * 4)) --duration 20 --json "$RESULTS/overload-grpc.json"
+  echo "peak resident memory: $(peak_rss_mib) MiB" | tee "$RESULTS/overload-grpc-rss.txt"
   stop
 fi
 
