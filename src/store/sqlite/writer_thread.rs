@@ -10,14 +10,14 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
-use super::lock;
 use crate::store::{StoreError, StoreResult};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// Runs jobs on the writer connection, one after another, in the order they are given.
 pub(super) struct WriterThread {
-    jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+    /// `None` once dropped: the thread then ends after the jobs given.
+    jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -37,7 +37,7 @@ impl WriterThread {
                 StoreError::Unavailable(format!("cannot start the writer thread: {error}"))
             })?;
         Ok(Self {
-            jobs: std::sync::Mutex::new(Some(jobs)),
+            jobs: Some(jobs),
             thread: Some(thread),
         })
     }
@@ -52,7 +52,7 @@ impl WriterThread {
         let job: Job = Box::new(move |connection| {
             let _ = answer.send(work(connection));
         });
-        let sent = lock(&self.jobs).as_ref().map(|jobs| jobs.send(job));
+        let sent = self.jobs.as_ref().map(|jobs| jobs.send(job));
         if !matches!(sent, Some(Ok(()))) {
             return Err(StoreError::Unavailable(
                 "the writer thread has stopped".into(),
@@ -67,7 +67,7 @@ impl WriterThread {
 impl Drop for WriterThread {
     /// Lets the jobs given finish, then closes the connection.
     fn drop(&mut self) {
-        lock(&self.jobs).take();
+        self.jobs.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
