@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message as _;
-use spanhouse::synthetic::{Convention, Shape, Template, make_request};
+use spanhouse::synthetic::{Convention, Shape, Template, make_request, scramble};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Protocol {
@@ -130,11 +130,6 @@ fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos() as u64)
-}
-
-/// The run's part of a copy's key: copies of two runs share no ids.
-fn scramble_run(run: u64) -> u64 {
-    run.rotate_left(29).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// OTLP/JSON of a request, as the JavaScript exporter writes it.
@@ -298,7 +293,8 @@ async fn main() -> anyhow::Result<()> {
                         let template =
                             &templates[((connection + number) as usize) % templates.len()];
                         let mut body = Vec::new();
-                        let key = scramble_run(run) ^ (connection << 40 | number);
+                        // The run's part scrambled: copies of two runs share no ids.
+                        let key = scramble(run) ^ (connection << 40 | number);
                         let trace_ids = template.stamp(key, now_ns(), &mut body);
                         (Outgoing::Encoded(body), trace_ids)
                     }

@@ -201,7 +201,7 @@ pub struct Shape {
 }
 
 /// splitmix64's finalizer: a bijection of `u64` that spreads neighbouring numbers apart.
-fn scramble(mut value: u64) -> u64 {
+pub fn scramble(mut value: u64) -> u64 {
     value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     value ^ (value >> 31)
