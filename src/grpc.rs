@@ -1,11 +1,17 @@
-//! OTLP/gRPC receivers: `TraceService/Export` and `LogsService/Export`, with the same auth and
-//! semantics as HTTP.
+//! OTLP/gRPC receivers: `TraceService/Export`, `LogsService/Export` and
+//! `MetricsService/Export`, with the same auth and semantics as HTTP.
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -180,5 +186,37 @@ impl LogsReceiver {
             .await
             .map_err(|error| ApiError::from(error).into_grpc_status())?;
         Ok(Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+pub struct MetricsReceiver {
+    state: AppState,
+}
+
+/// The gRPC metrics service: data points are counted, not stored (SPEC §3).
+pub fn metrics_service(state: AppState) -> MetricsServiceServer<MetricsReceiver> {
+    let max_message = state.limits.max_decompressed_bytes;
+    MetricsServiceServer::new(MetricsReceiver { state })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_message)
+}
+
+#[tonic::async_trait]
+impl MetricsService for MetricsReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let started = std::time::Instant::now();
+        let result = authenticate(&self.state, request.metadata()).map(|principal| {
+            let points = otlp::metrics::data_points(request.get_ref());
+            self.state
+                .ingest
+                .count_metric_points(&principal.project.id, points);
+            Response::new(ExportMetricsServiceResponse::default())
+        });
+        observe(&self.state, "grpc MetricsService/Export", &result, started);
+        result
     }
 }

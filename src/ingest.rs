@@ -259,6 +259,12 @@ impl Ingest {
         })
     }
 
+    /// Counts the data points of a metrics request, which are acknowledged and not stored.
+    pub fn count_metric_points(&self, project_id: &str, points: u64) {
+        self.stats
+            .record(project_id, counter::METRIC_POINTS, "", points);
+    }
+
     /// Stores the GenAI content events of a logs request; returns once they are durable.
     pub async fn store_content_events(
         &self,

@@ -127,6 +127,12 @@ impl Metrics {
                 "Spans stored with a value cut to the length limit.",
                 None,
             ),
+            (
+                counter::METRIC_POINTS,
+                "spanhouse_metric_points_received_total",
+                "Data points of the metrics signal, acknowledged and not stored.",
+                None,
+            ),
         ];
         let totals = stats.totals();
         for (counter_name, metric, help, label_name) in counters {

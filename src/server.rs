@@ -168,7 +168,8 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(crate::grpc::trace_service(state.clone()))
-            .add_service(crate::grpc::logs_service(state))
+            .add_service(crate::grpc::logs_service(state.clone()))
+            .add_service(crate::grpc::metrics_service(state))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc_listener),
                 stop_signal(stopped),

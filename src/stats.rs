@@ -30,6 +30,8 @@ pub mod counter {
     pub const RATE_LIMITED: &str = "rate_limited";
     /// Spans stored with at least one value cut to the length limit.
     pub const TRUNCATED: &str = "truncated";
+    /// Data points of the metrics signal: acknowledged and counted, not stored (SPEC §3).
+    pub const METRIC_POINTS: &str = "metric_points";
 }
 
 /// Rejection reasons.
@@ -154,6 +156,8 @@ pub struct Counts {
     pub rejected_reasons: BTreeMap<String, u64>,
     pub rate_limited: u64,
     pub truncated: u64,
+    /// Metric data points received (the metrics signal is counted, not stored).
+    pub metric_points: u64,
 }
 
 impl Counts {
@@ -171,6 +175,7 @@ impl Counts {
             }
             counter::RATE_LIMITED => self.rate_limited += value,
             counter::TRUNCATED => self.truncated += value,
+            counter::METRIC_POINTS => self.metric_points += value,
             _ => {}
         }
     }

@@ -35,8 +35,13 @@ fn node_project() -> Option<PathBuf> {
     )
 }
 
-/// Runs an SDK program and returns the trace id it printed.
-fn run_sdk(mut command: Command) -> String {
+/// Runs an SDK program and returns the trace id it printed last.
+fn run_sdk(command: Command) -> String {
+    run_sdk_output(command).0
+}
+
+/// Runs an SDK program; returns the trace id it printed last, and everything it printed.
+fn run_sdk_output(mut command: Command) -> (String, String) {
     let output = command.output().expect("SDK program starts");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
@@ -54,7 +59,25 @@ fn run_sdk(mut command: Command) -> String {
         32,
         "no trace id printed:\n{stdout}\n{stderr}"
     );
-    trace_id
+    (trace_id, stdout)
+}
+
+/// The metric data points `python_sdk.py` says it exported, all successfully.
+fn exported_metric_points(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("metric_points "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric_points line:\n{stdout}"))
+}
+
+/// The project's metric data points counted over the last hour.
+async fn counted_metric_points(server: &TestServer) -> u64 {
+    let (status, ingestion) = server
+        .get_json("/api/v1/ingestion", &server.admin_token)
+        .await;
+    assert_eq!(status, 200, "{ingestion}");
+    ingestion["totals"]["metric_points"].as_u64().unwrap()
 }
 
 async fn read_trace(server: &TestServer, trace_id: &str) -> serde_json::Value {
@@ -82,9 +105,14 @@ async fn python_sdk_over_http_protobuf_with_gzip() {
             ),
         )
         .env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip");
-    let trace_id = tokio::task::spawn_blocking(move || run_sdk(command))
+    let (trace_id, stdout) = tokio::task::spawn_blocking(move || run_sdk_output(command))
         .await
         .unwrap();
+    // The metrics signal is answered (the exporter saw no failure) and counted, not stored.
+    assert_eq!(
+        counted_metric_points(&server).await,
+        exported_metric_points(&stdout)
+    );
 
     let trace = read_trace(&server, &trace_id).await;
     let record = &trace["trace"];
@@ -126,9 +154,13 @@ async fn python_sdk_over_grpc() {
             "OTEL_EXPORTER_OTLP_HEADERS",
             format!("authorization=Bearer%20{}", server.admin_token),
         );
-    let trace_id = tokio::task::spawn_blocking(move || run_sdk(command))
+    let (trace_id, stdout) = tokio::task::spawn_blocking(move || run_sdk_output(command))
         .await
         .unwrap();
+    assert_eq!(
+        counted_metric_points(&server).await,
+        exported_metric_points(&stdout)
+    );
 
     let trace = read_trace(&server, &trace_id).await;
     assert_eq!(trace["trace"]["input"], "Say hi (py-grpc)");

@@ -11,7 +11,7 @@ const REFRESH_MS = 10000;
 /** `buffered` is a present value, so its history is what this page sampled while open. */
 const bufferedSamples = [];
 const MAX_SAMPLES = 360;
-const COUNTERS = ["received", "accepted", "filtered", "rejected", "rate_limited", "truncated"];
+const COUNTERS = ["received", "accepted", "filtered", "rejected", "rate_limited", "truncated", "metric_points"];
 
 function reasonTable(title, reasons, emptyText) {
   const entries = Object.entries(reasons).sort((a, b) => b[1] - a[1]);
@@ -30,7 +30,7 @@ function show(body, data) {
     body,
     el("div", { class: "stats", id: "ingestion-totals" },
       COUNTERS.map((name) => el("div", { class: "stat", "data-counter": name },
-        el("div", { class: "stat-label" }, name.replace("_", " ")),
+        el("div", { class: "stat-label" }, name.replaceAll("_", " ")),
         el("div", { class: "stat-value" }, formatNumber(totals[name])))),
       el("div", { class: "stat", "data-counter": "buffered" },
         el("div", { class: "stat-label" }, "buffered now"),

@@ -66,6 +66,14 @@ pub const LOG_PATHS: [&str; 4] = [
     "/api/public/otel/v1/logs",
 ];
 
+/// The same prefixes for the metrics signal.
+pub const METRIC_PATHS: [&str; 4] = [
+    "/v1/metrics",
+    "/otel/v1/metrics",
+    "/api/otel/v1/metrics",
+    "/api/public/otel/v1/metrics",
+];
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
@@ -74,6 +82,9 @@ pub fn app(state: AppState) -> Router {
     }
     for path in LOG_PATHS {
         router = router.route(path, post(otlp_http::export_logs));
+    }
+    for path in METRIC_PATHS {
+        router = router.route(path, post(otlp_http::export_metrics));
     }
     router
         // OTLP bodies are read with their own limits (413 with an OTLP status body).

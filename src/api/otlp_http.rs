@@ -28,22 +28,13 @@ pub async fn export_traces(
         Err(error) => return error.into_otlp_response(Encoding::Json),
     };
     let result = async {
-        let received = receive(&state, &headers, body).await?;
         let ingest = Arc::clone(&state.ingest);
-        let project_id = received.principal.project.id.clone();
-        let limit = state.limits.max_decompressed_bytes;
-        let budget = state.budget.clone();
-        let body_room = received.reservation;
-        let prepared = off_runtime(&state.budget, received.body.len(), move || {
-            let _body_room = body_room;
-            let body = otlp::decompress(received.compression, received.body, limit)?;
-            let _decoded = budget.reserve(body.len().saturating_mul(DECODED_SIZE_FACTOR))?;
-            let request = otlp::decode_trace_request(encoding, &body)?;
-            Ok(ingest.prepare(&project_id, request)?)
+        let (principal, prepared) = decode(&state, &headers, body, move |project_id, body| {
+            let request = otlp::decode_trace_request(encoding, body)?;
+            Ok(ingest.prepare(project_id, request)?)
         })
         .await?;
-        let project_id = &received.principal.project.id;
-        let outcome = state.ingest.store(project_id, prepared).await?;
+        let outcome = state.ingest.store(&principal.project.id, prepared).await?;
         let response = otlp::trace_response(outcome.rejected, outcome.error_message);
         Ok(otlp::encode_trace_response(encoding, &response))
     }
@@ -63,27 +54,69 @@ pub async fn export_logs(
         Err(error) => return error.into_otlp_response(Encoding::Json),
     };
     let result = async {
-        let received = receive(&state, &headers, body).await?;
-        let project_id = received.principal.project.id.clone();
-        let limit = state.limits.max_decompressed_bytes;
-        let budget = state.budget.clone();
-        let body_room = received.reservation;
-        let converted = off_runtime(&state.budget, received.body.len(), move || {
-            let _body_room = body_room;
-            let body = otlp::decompress(received.compression, received.body, limit)?;
-            let _decoded = budget.reserve(body.len().saturating_mul(DECODED_SIZE_FACTOR))?;
-            let request = otlp::decode_logs_request(encoding, &body)?;
+        let (principal, converted) = decode(&state, &headers, body, move |_, body| {
+            let request = otlp::decode_logs_request(encoding, body)?;
             Ok(otlp::logs::content_events_from_request(request))
         })
         .await?;
         state
             .ingest
-            .store_content_events(&project_id, converted)
+            .store_content_events(&principal.project.id, converted)
             .await?;
         Ok(otlp::encode_logs_response(encoding))
     }
     .await;
     respond(encoding, result)
+}
+
+/// `POST /v1/metrics` and its aliases: data points are counted, not stored (SPEC §3).
+pub async fn export_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let encoding = match request_encoding(&headers) {
+        Ok(encoding) => encoding,
+        Err(error) => return error.into_otlp_response(Encoding::Json),
+    };
+    let result = async {
+        let (principal, points) = decode(&state, &headers, body, move |_, body| {
+            Ok(otlp::metrics::decode_data_points(encoding, body)?)
+        })
+        .await?;
+        state
+            .ingest
+            .count_metric_points(&principal.project.id, points);
+        Ok(otlp::metrics::encode_metrics_response(encoding))
+    }
+    .await;
+    respond(encoding, result)
+}
+
+/// Authenticates and reads a request, then decompresses and decodes its body off the runtime
+/// when it is large: `work` gets the project's id and the decompressed body. The body's room
+/// in the memory budget is held until `work` returns.
+async fn decode<T: Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    work: impl FnOnce(&str, &[u8]) -> Result<T, ApiError> + Send + 'static,
+) -> Result<(Arc<Principal>, T), ApiError> {
+    let received = receive(state, headers, body).await?;
+    let principal = Arc::clone(&received.principal);
+    let project_id = principal.project.id.clone();
+    let limit = state.limits.max_decompressed_bytes;
+    let budget = state.budget.clone();
+    let (compression, body_room) = (received.compression, received.reservation);
+    let size = received.body.len();
+    let decoded = off_runtime(&state.budget, size, move || {
+        let _body_room = body_room;
+        let body = otlp::decompress(compression, received.body, limit)?;
+        let _decoded = budget.reserve(body.len().saturating_mul(DECODED_SIZE_FACTOR))?;
+        work(&project_id, &body)
+    })
+    .await?;
+    Ok((principal, decoded))
 }
 
 /// The encoding named by `Content-Type`; the error answers in JSON, the encoding being unknown.

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod json;
 pub mod json_logs;
 pub mod logs;
+pub mod metrics;
 
 use std::io::Read;
 
