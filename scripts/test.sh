@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh checkout: installs what the end-to-end tests drive (the
-# OpenTelemetry Python SDK into .e2e/venv, five LLM instrumentation libraries into
-# .e2e/instrumentation, the JS SDK into tests/e2e/node/node_modules, Debian's chromium and
+# OpenTelemetry Python SDK into .e2e/venv, LLM instrumentation libraries into
+# .e2e/instrumentation and pydantic-ai 1.x into .e2e/pydantic-ai-v1, the JS SDK and the Vercel
+# AI SDK into tests/e2e/node/node_modules, Debian's chromium and
 # playwright-core into tests/ui/node_modules for the web UI's browser tests), starts a throwaway
 # ClickHouse (Debian's, installed by apt when missing), checks formatting and lints, then runs
 # every Rust test of the workspace (the server and the spanhouse-otel crate: unit, integration,
@@ -26,8 +27,10 @@ venv() {
 step "OpenTelemetry Python SDK and chdb (.e2e/venv)"
 venv .e2e/venv tests/e2e/requirements.txt
 
-step "Instrumentation libraries (.e2e/instrumentation)"
+step "Instrumentation libraries (.e2e/instrumentation, .e2e/pydantic-ai-v1)"
 venv .e2e/instrumentation tests/e2e/instrumentation/requirements.txt
+# pydantic-ai 1.x cannot share a venv with the 2.x above.
+venv .e2e/pydantic-ai-v1 tests/e2e/instrumentation/requirements-pydantic-ai-v1.txt
 
 step "OpenTelemetry JS SDK (tests/e2e/node)"
 (cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error)
@@ -66,7 +69,7 @@ cargo test --workspace --all-targets "$@"
 if [ "$clickhouse_started" = true ]; then
   step "cargo test: the integration suite again, on the ClickHouse backend"
   SPANHOUSE_TEST_STORAGE=clickhouse cargo test \
-    --test http_ingest --test query_api --test grpc_ingest --test corpus --test semantics \
-    --test logs --test ingestion_control --test stats_api --test tokens_api --test ui_session \
+    --test http_ingest --test query_api --test grpc_ingest --test corpus --test conventions --test semantics \
+    --test logs --test metrics_signal --test ingestion_control --test stats_api --test tokens_api --test ui_session \
     --test ui_browser --test e2e_sdks --test e2e_instrumentations "$@"
 fi

@@ -9,6 +9,14 @@ libraries record are predictable:
     finish_reason  stop
     usage          prompt 19, completion 10, total 29
 
+Requests that offer `tools` and have no message with role "tool" yet are answered with one
+call of the first offered function instead (finish_reason tool_calls, same id, model and usage):
+
+    tool call      id call_fake1, function <first tool's name>, arguments {"city": "Paris"}
+
+so a tool loop makes exactly two calls: the tool call, then (with the tool's result in the
+messages) the fixed answer above. Requests without `tools` are unaffected.
+
 As a module: `port = start()` serves on 127.0.0.1 (port 0 = any free port) from a daemon thread
 and returns the port; `requests` lists the parsed request bodies received.
 As a program: `python fake_openai.py [PORT]` prints the port and serves until interrupted.
@@ -27,12 +35,38 @@ FINISH_REASON = "stop"
 USAGE = {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29}
 # How the streamed answer is cut into deltas (their concatenation is CONTENT).
 STREAM_PIECES = ["Hello", " from the fake model!", " OTLP", " is great."]
+TOOL_CALL_ID = "call_fake1"
+TOOL_ARGUMENTS = '{"city":"Paris"}'
+# How the streamed tool call's arguments are cut (their concatenation is TOOL_ARGUMENTS).
+TOOL_ARGUMENT_PIECES = ['{"city":', '"Paris"}']
 
 # Bodies of the requests received (for debugging and assertions by callers).
 requests = []
 
 
-def _completion(created):
+def _tool_call(request):
+    """The name of the function to call, or None when the request gets the plain answer."""
+    tools = request.get("tools") or []
+    if not tools or any(m.get("role") == "tool" for m in request.get("messages") or []):
+        return None
+    return ((tools[0] or {}).get("function") or {}).get("name") or "get_weather"
+
+
+def _completion(created, tool=None):
+    message = {"role": "assistant", "content": CONTENT, "refusal": None}
+    if tool:
+        message = {
+            "role": "assistant",
+            "content": None,
+            "refusal": None,
+            "tool_calls": [
+                {
+                    "id": TOOL_CALL_ID,
+                    "type": "function",
+                    "function": {"name": tool, "arguments": TOOL_ARGUMENTS},
+                }
+            ],
+        }
     return {
         "id": COMPLETION_ID,
         "object": "chat.completion",
@@ -42,16 +76,16 @@ def _completion(created):
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": CONTENT, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": FINISH_REASON,
+                "finish_reason": "tool_calls" if tool else FINISH_REASON,
             }
         ],
         "usage": dict(USAGE),
     }
 
 
-def _chunks(created, include_usage):
+def _chunks(created, include_usage, tool=None):
     def chunk(delta, finish_reason=None):
         body = {
             "id": COMPLETION_ID,
@@ -67,10 +101,30 @@ def _chunks(created, include_usage):
             body["usage"] = None
         return body
 
-    yield chunk({"role": "assistant", "content": "", "refusal": None})
-    for piece in STREAM_PIECES:
-        yield chunk({"content": piece})
-    yield chunk({}, FINISH_REASON)
+    if tool:
+        yield chunk(
+            {
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": TOOL_CALL_ID,
+                        "type": "function",
+                        "function": {"name": tool, "arguments": ""},
+                    }
+                ],
+            }
+        )
+        for piece in TOOL_ARGUMENT_PIECES:
+            yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        yield chunk({}, "tool_calls")
+    else:
+        yield chunk({"role": "assistant", "content": "", "refusal": None})
+        for piece in STREAM_PIECES:
+            yield chunk({"content": piece})
+        yield chunk({}, FINISH_REASON)
     # Like OpenAI: with stream_options.include_usage the usage comes in a last chunk without
     # choices. It is always sent here, so clients that forget the option still see it.
     yield {
@@ -113,8 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         requests.append(request)
         created = int(time.time())
+        tool = _tool_call(request)
         if not request.get("stream"):
-            self._send_json(200, _completion(created))
+            self._send_json(200, _completion(created, tool))
             return
 
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
@@ -123,7 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        events = [f"data: {json.dumps(c)}\n\n" for c in _chunks(created, include_usage)]
+        events = [f"data: {json.dumps(c)}\n\n" for c in _chunks(created, include_usage, tool)]
         events.append("data: [DONE]\n\n")
         for event in events:
             data = event.encode()

@@ -3,15 +3,18 @@ telemetry to spanhouse.
 
 usage: run.py LIBRARY MODE
     LIBRARY  openinference | openllmetry | openai-v2 | langfuse | gentrace
+             | pydantic-ai-v1 | pydantic-ai | logfire
     MODE     plain | stream   (stream: stream=True, stream_options={"include_usage": True})
 
 Environment: SPANHOUSE_URL (e.g. http://127.0.0.1:4318) and SPANHOUSE_TOKEN.
 
+pydantic-ai-v1 needs its own venv (requirements-pydantic-ai-v1.txt); the others share requirements.txt.
 The OpenAI client talks to the in-process fake server of fake_openai.py. The last (and only)
 line on stdout is a JSON object {"trace_id": "<32 hex>", ...}; everything else goes to stderr.
 Exits non-zero when the call or any export fails, or when nothing was exported.
 """
 
+import asyncio
 import json
 import os
 import sys
@@ -23,7 +26,10 @@ sys.path.insert(0, HERE)
 
 import fake_openai  # noqa: E402
 
-LIBRARIES = ("openinference", "openllmetry", "openai-v2", "langfuse", "gentrace")
+LIBRARIES = (
+    "openinference", "openllmetry", "openai-v2", "langfuse", "gentrace",
+    "pydantic-ai-v1", "pydantic-ai", "logfire",
+)
 MODES = ("plain", "stream")
 
 SYSTEM_PROMPT = "You are a terse assistant."
@@ -65,6 +71,20 @@ class Exports:
                         exports.logs.append(
                             (format(trace_id, "032x") if trace_id else "", getattr(record, "event_name", None))
                         )
+            return result
+
+        cls.export = export
+
+    def track_metrics(self, cls):
+        """Records failures only: a metrics export carries no spans of the trace."""
+        original = cls.export
+        exports = self
+
+        def export(self, metrics_data, *args, **kwargs):
+            result = original(self, metrics_data, *args, **kwargs)
+            if getattr(result, "name", "") != "SUCCESS":
+                with exports.lock:
+                    exports.failures.append(f"{cls.__name__} failed to export metrics: {result}")
             return result
 
         cls.export = export
@@ -273,12 +293,104 @@ def run_gentrace(url, token, base_url, stream):
     return {"trace_id": trace_id, "pipeline_id": PIPELINE_ID}
 
 
+def pydantic_agent(base_url, provider, **settings):
+    """A pydantic-ai Agent on the OpenAI chat-completions model, talking to the fake server,
+    instrumented through the Instrumentation capability (`Agent(instrument=...)` is deprecated)."""
+    from openai import AsyncOpenAI
+    from pydantic_ai import Agent
+    from pydantic_ai.capabilities import Instrumentation
+    from pydantic_ai.models.instrumented import InstrumentationSettings
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    client = AsyncOpenAI(api_key="sk-fake", base_url=base_url, max_retries=0)
+    model = OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=client))
+    instrumentation = Instrumentation(settings=InstrumentationSettings(tracer_provider=provider, **settings))
+    return Agent(
+        model,
+        system_prompt=SYSTEM_PROMPT,
+        capabilities=[instrumentation],
+        model_settings={"max_tokens": 50, "temperature": 0.2},
+    )
+
+
+def run_agent(agent, stream):
+    """One agent run; conversation_id becomes gen_ai.conversation.id on the agent run span."""
+    if not stream:
+        return agent.run_sync(USER_PROMPT, conversation_id=SESSION_ID).output
+
+    # run_stream_sync is not a context manager in 1.x; the async API is the same in both.
+    async def streamed():
+        async with agent.run_stream(USER_PROMPT, conversation_id=SESSION_ID) as result:
+            return "".join([delta async for delta in result.stream_text(delta=True)])
+
+    return asyncio.run(streamed())
+
+
+def run_pydantic_ai_v1(url, token, base_url, stream):
+    # pydantic-ai 1.x (requirements-pydantic-ai-v1.txt) with the legacy data format 1: root
+    # `agent run`, child `chat gpt-4o-mini`. The messages go as one JSON span attribute
+    # `events` on the model request span (each item carries its own `event.name`), and as
+    # `all_messages_events` on the agent run span.
+    provider = tracer_provider("pydantic-ai-v1", url, token)
+    text = run_agent(pydantic_agent(base_url, provider, version=1, event_mode="attributes"), stream)
+    log(f"answer: {text!r}")
+    flush(provider)
+    return {"trace_id": the_trace_id(), "session_id": SESSION_ID}
+
+
+def run_pydantic_ai(url, token, base_url, stream):
+    # pydantic-ai 2.x, default instrumentation settings (only the tracer provider is ours):
+    # the agent run span is the root, the model request span `chat gpt-4o-mini` its child.
+    provider = tracer_provider("pydantic-ai", url, token)
+    text = run_agent(pydantic_agent(base_url, provider), stream)
+    log(f"answer: {text!r}")
+    flush(provider)
+    return {"trace_id": the_trace_id(), "session_id": SESSION_ID}
+
+
+def run_logfire(url, token, base_url, stream):
+    # Logfire's route to other backends: the standard OTEL_EXPORTER_OTLP_* variables. With
+    # send_to_logfire=False it then exports traces to {url}/v1/traces, metrics to {url}/v1/metrics
+    # and logs to {url}/v1/logs, all with the bearer header (instrument_openai records no
+    # metrics or logs, so only traces are sent here).
+    from urllib.parse import quote
+
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = url
+    os.environ["OTEL_EXPORTER_OTLP_HEADERS"] = "authorization=" + quote(f"Bearer {token}")
+    os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf"
+    import logfire
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    EXPORTS.track_metrics(OTLPMetricExporter)
+    logfire.configure(send_to_logfire=False, service_name="e2e-logfire", console=False)
+    client = openai_client(base_url)
+    logfire.instrument_openai(client)
+    # The root span keeps the trace whole: a stream's "streaming response from ... took ...s"
+    # log span is created in the context of the call, not of the request span, so without a
+    # parent it starts a trace of its own. Baggage becomes span attributes of the spans started
+    # inside it (add_baggage_to_attributes defaults to True); it is set inside the root because
+    # Logfire's default scrubbing would turn the root's `session.id` into
+    # "[Scrubbed due to 'session']" (spans of the logfire.openai scope are never scrubbed).
+    with logfire.span("logfire-e2e"):
+        with logfire.set_baggage(**{"user.id": USER_ID, "session.id": SESSION_ID}):
+            text = chat(client, stream)
+    log(f"answer: {text!r}")
+    if not logfire.force_flush(FLUSH_MILLIS):
+        raise RuntimeError("logfire flush timed out")
+    logfire.shutdown()
+    return {"trace_id": the_trace_id(), "user_id": USER_ID, "session_id": SESSION_ID}
+
+
 RUNNERS = {
     "openinference": run_openinference,
     "openllmetry": run_openllmetry,
     "openai-v2": run_openai_v2,
     "langfuse": run_langfuse,
     "gentrace": run_gentrace,
+    "pydantic-ai-v1": run_pydantic_ai_v1,
+    "pydantic-ai": run_pydantic_ai,
+    "logfire": run_logfire,
 }
 
 
