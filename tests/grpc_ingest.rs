@@ -97,15 +97,7 @@ async fn grpc_status_codes_for_auth() {
         .await
         .unwrap();
 
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     assert!(metrics.contains(
         "spanhouse_request_duration_seconds_count{route=\"grpc TraceService/Export\",status=\"0\"} 1"
     ), "{metrics}");

@@ -351,15 +351,7 @@ async fn counters_survive_a_restart_and_feed_prometheus() {
     assert_eq!(before["accepted"], 1);
     assert_eq!(before["rejected_reasons"], json!({"invalid_span": 1}));
 
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains("spanhouse_spans_accepted_total{project_id=\"")
             && metrics.contains("project=\"default\"} 1"),

@@ -102,16 +102,7 @@ async fn metrics_are_acknowledged_on_every_prefix_and_counted() {
     let (_, traces) = server.get_json("/api/v1/traces", &server.admin_token).await;
     assert_eq!(traces["traces"], serde_json::json!([]), "nothing is stored");
 
-    let exposition = server
-        .client
-        .get(server.url("/metrics"))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let exposition = server.metrics_text().await;
     assert!(
         exposition.contains("spanhouse_metric_points_received_total{"),
         "{exposition}"

@@ -23,13 +23,10 @@ pub async fn export_traces(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let encoding = match request_encoding(&headers) {
-        Ok(encoding) => encoding,
-        Err(error) => return error.into_otlp_response(Encoding::Json),
-    };
-    let result = async {
+    let (state, headers) = (&state, &headers);
+    answer(headers, |encoding| async move {
         let ingest = Arc::clone(&state.ingest);
-        let (principal, prepared) = decode(&state, &headers, body, move |project_id, body| {
+        let (principal, prepared) = decode(state, headers, body, move |project_id, body| {
             let request = otlp::decode_trace_request(encoding, body)?;
             Ok(ingest.prepare(project_id, request)?)
         })
@@ -37,9 +34,8 @@ pub async fn export_traces(
         let outcome = state.ingest.store(&principal.project.id, prepared).await?;
         let response = otlp::trace_response(outcome.rejected, outcome.error_message);
         Ok(otlp::encode_trace_response(encoding, &response))
-    }
-    .await;
-    respond(encoding, result)
+    })
+    .await
 }
 
 /// `POST /v1/logs` and its aliases: GenAI content events are attached to their spans, other
@@ -49,12 +45,9 @@ pub async fn export_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let encoding = match request_encoding(&headers) {
-        Ok(encoding) => encoding,
-        Err(error) => return error.into_otlp_response(Encoding::Json),
-    };
-    let result = async {
-        let (principal, converted) = decode(&state, &headers, body, move |_, body| {
+    let (state, headers) = (&state, &headers);
+    answer(headers, |encoding| async move {
+        let (principal, converted) = decode(state, headers, body, move |_, body| {
             let request = otlp::decode_logs_request(encoding, body)?;
             Ok(otlp::logs::content_events_from_request(request))
         })
@@ -64,9 +57,8 @@ pub async fn export_logs(
             .store_content_events(&principal.project.id, converted)
             .await?;
         Ok(otlp::encode_logs_response(encoding))
-    }
-    .await;
-    respond(encoding, result)
+    })
+    .await
 }
 
 /// `POST /v1/metrics` and its aliases: data points are counted, not stored (SPEC §3).
@@ -75,12 +67,9 @@ pub async fn export_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let encoding = match request_encoding(&headers) {
-        Ok(encoding) => encoding,
-        Err(error) => return error.into_otlp_response(Encoding::Json),
-    };
-    let result = async {
-        let (principal, points) = decode(&state, &headers, body, move |_, body| {
+    let (state, headers) = (&state, &headers);
+    answer(headers, |encoding| async move {
+        let (principal, points) = decode(state, headers, body, move |_, body| {
             Ok(otlp::metrics::decode_data_points(encoding, body)?)
         })
         .await?;
@@ -88,9 +77,20 @@ pub async fn export_metrics(
             .ingest
             .count_metric_points(&principal.project.id, points);
         Ok(otlp::metrics::encode_metrics_response(encoding))
+    })
+    .await
+}
+
+/// Answers an export in the encoding its `Content-Type` names (415 in JSON for any other):
+/// `handle` gives the response body, or the error to answer.
+async fn answer<F: Future<Output = Result<Vec<u8>, ApiError>>>(
+    headers: &HeaderMap,
+    handle: impl FnOnce(Encoding) -> F,
+) -> Response {
+    match request_encoding(headers) {
+        Ok(encoding) => respond(encoding, handle(encoding).await),
+        Err(error) => error.into_otlp_response(Encoding::Json),
     }
-    .await;
-    respond(encoding, result)
 }
 
 /// Authenticates and reads a request, then decompresses and decodes its body off the runtime

@@ -140,6 +140,13 @@ impl TestServer {
         panic!("token not accepted within 5 s");
     }
 
+    /// The Prometheus exposition of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
     /// A POST with the admin token and a content type; add the body and send.
     pub fn post_as_admin(&self, path: &str, content_type: &str) -> reqwest::RequestBuilder {
         self.client
