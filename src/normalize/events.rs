@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 
-use super::conventions::genai;
+use super::conventions::{genai, pydantic_ai};
 use super::messages::messages_from_json;
-use super::values::{json_as_text, to_json};
+use super::values::{from_json, json_as_text, to_json};
 use crate::model::Event;
-use crate::model::attributes::find;
+use crate::model::attributes::{KeyValue, find};
 use crate::model::llm::Message;
 
 /// The key under which a log record's body is kept among its attributes.
@@ -17,6 +17,39 @@ pub const LOG_BODY_KEY: &str = "body";
 /// Whether an event or log record name carries GenAI content worth attaching to a span.
 pub fn is_content_event(name: &str) -> bool {
     name.starts_with("gen_ai.")
+}
+
+/// Events carried inside attributes as JSON lists, as pydantic-ai 1.x writes them with
+/// `event_mode="attributes"`: each object is one event, named by its `event.name`, its other keys
+/// the event's attributes. They take the span's start as their time, in their order.
+pub fn events_from_attributes(attributes: &[KeyValue], time_unix_nano: u64) -> Vec<Event> {
+    // A model request's span holds `events`, the agent run's span `all_messages_events`.
+    let list = find(attributes, pydantic_ai::EVENTS)
+        .or_else(|| find(attributes, pydantic_ai::ALL_MESSAGES_EVENTS))
+        .map(to_json);
+    let Some(Value::Array(items)) = list else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let Value::Object(mut fields) = item else {
+                return None;
+            };
+            let Some(Value::String(name)) = fields.remove(pydantic_ai::EVENT_NAME) else {
+                return None;
+            };
+            is_content_event(&name).then(|| Event {
+                time_unix_nano,
+                name,
+                attributes: fields
+                    .iter()
+                    .map(|(key, value)| KeyValue::new(key.clone(), from_json(value)))
+                    .collect(),
+                dropped_attributes_count: 0,
+            })
+        })
+        .collect()
 }
 
 /// Messages read from events, in time order.

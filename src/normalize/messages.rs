@@ -6,6 +6,7 @@
 //!   instructions as a bare list of parts;
 //! - OpenAI chat JSON: `[{"role", "content": "…" | [{"type": "text", "text"}], "tool_calls"}]`,
 //!   a request object holding `"messages"`, a response object holding `"choices"`;
+//! - the Vercel AI SDK's messages: OpenAI's shape with `tool-call` and `tool-result` parts;
 //! - flattened attributes: `llm.input_messages.N.message.*` (OpenInference) and
 //!   `gen_ai.prompt.N.*` / `gen_ai.completion.N.*` (older GenAI, OpenLLMetry).
 
@@ -143,17 +144,18 @@ fn message_from_json(value: &Value) -> Option<Message> {
         .get("tool_call_id")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let content = if let Some(Value::Array(parts)) = value.get("parts") {
-        let (content, parts_info) = content_from_parts(parts);
-        tool_calls = parts_info.tool_calls;
-        tool_call_id = tool_call_id.or(parts_info.tool_call_id);
-        content
-    } else {
-        match value.get("content") {
-            Some(Value::Array(parts)) => content_from_parts(parts).0,
-            Some(other) => json_as_text(other),
-            None => None,
+    let parts = match (value.get("parts"), value.get("content")) {
+        (Some(Value::Array(parts)), _) | (_, Some(Value::Array(parts))) => Some(parts),
+        _ => None,
+    };
+    let content = match parts {
+        Some(parts) => {
+            let (content, parts_info) = content_from_parts(parts);
+            tool_calls = parts_info.tool_calls;
+            tool_call_id = tool_call_id.or(parts_info.tool_call_id);
+            content
         }
+        None => value.get("content").and_then(json_as_text),
     };
     if let Some(Value::Array(calls)) = value.get("tool_calls") {
         tool_calls.extend(calls.iter().filter_map(tool_call_from_json));
@@ -179,14 +181,26 @@ fn message_from_json(value: &Value) -> Option<Message> {
     })
 }
 
-/// `{"id", "function": {"name", "arguments"}}` (OpenAI) or `{"id", "name", "arguments"}`.
-fn tool_call_from_json(value: &Value) -> Option<ToolCallRequest> {
+/// `{"id", "function": {"name", "arguments"}}` (OpenAI), `{"id", "name", "arguments"}`, or the
+/// Vercel AI SDK's `{"toolCallId", "toolName", "input" | "args"}`.
+pub(super) fn tool_call_from_json(value: &Value) -> Option<ToolCallRequest> {
     let function = value.get("function").unwrap_or(value);
-    let name = function.get("name")?.as_str()?.to_owned();
+    let name = function
+        .get("name")
+        .or_else(|| value.get("toolName"))?
+        .as_str()?
+        .to_owned();
     Some(ToolCallRequest {
-        id: value.get("id").and_then(Value::as_str).map(str::to_owned),
+        id: value
+            .get("id")
+            .or_else(|| value.get("toolCallId"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         name,
-        arguments: function.get("arguments").and_then(json_as_text),
+        arguments: ["arguments", "input", "args"]
+            .iter()
+            .find_map(|key| function.get(*key))
+            .and_then(json_as_text),
     })
 }
 
@@ -196,9 +210,12 @@ struct PartsInfo {
     tool_call_id: Option<String>,
 }
 
-/// Joins the text parts of a message; collects its tool calls.
+/// Joins the text parts of a message; collects its tool calls. Tool results are the content of
+/// a message that has no text of its own (a tool's message); beside text (an agent's whole
+/// turn, say) they are not.
 fn content_from_parts(parts: &[Value]) -> (Option<String>, PartsInfo) {
     let mut texts = Vec::new();
+    let mut results = Vec::new();
     let mut info = PartsInfo::default();
     for part in parts {
         match part.get("type").and_then(Value::as_str).unwrap_or("text") {
@@ -211,19 +228,32 @@ fn content_from_parts(parts: &[Value]) -> (Option<String>, PartsInfo) {
                     texts.push(text);
                 }
             }
-            "tool_call" => {
+            // GenAI's `tool_call`, the Vercel AI SDK's `tool-call`.
+            "tool_call" | "tool-call" => {
                 if let Some(call) = tool_call_from_json(part) {
                     info.tool_calls.push(call);
                 }
             }
-            "tool_call_response" => {
-                info.tool_call_id = part.get("id").and_then(Value::as_str).map(str::to_owned);
-                if let Some(text) = part.get("response").and_then(json_as_text) {
-                    texts.push(text);
+            kind @ ("tool_call_response" | "tool-result") => {
+                let (id_key, result_keys) = if kind == "tool-result" {
+                    ("toolCallId", ["output", "result"])
+                } else {
+                    ("id", ["response", "result"])
+                };
+                info.tool_call_id = part.get(id_key).and_then(Value::as_str).map(str::to_owned);
+                if let Some(text) = result_keys
+                    .iter()
+                    .find_map(|key| part.get(*key))
+                    .and_then(json_as_text)
+                {
+                    results.push(text);
                 }
             }
             _ => {}
         }
+    }
+    if texts.is_empty() {
+        texts = results;
     }
     // One text part is the common case: keep it rather than copy it into a joined string.
     let content = if texts.len() <= 1 {

@@ -2,6 +2,7 @@
 //! instrumentation used. Pure functions, no I/O. The precedence of every field is written down
 //! in `docs/semantic-convention.md`; the order of the key lists below is that precedence.
 
+mod ai_sdk;
 pub mod conventions;
 pub mod events;
 pub mod messages;
@@ -14,8 +15,10 @@ use serde_json::Value;
 use crate::model::attributes::{AttrValue, KeyValue, find, find_str};
 use crate::model::llm::{Cost, LlmCall, Message, TokenUsage, ToolExecution};
 use crate::model::{Event, Span, SpanSemantics, StatusCode};
-use conventions::{genai, gentrace, langfuse, openinference as oi, shared, traceloop};
-use events::{EventMessages, event_value, messages_from_events};
+use conventions::{
+    ai_sdk as ai, genai, gentrace, langfuse, logfire, openinference as oi, shared, traceloop,
+};
+use events::{EventMessages, event_value, events_from_attributes, messages_from_events};
 use messages::{input_text, messages_from_flattened, messages_from_json, output_text};
 use pricing::Pricing;
 use text::{Direction, display_text};
@@ -60,7 +63,13 @@ impl Normalizer {
     /// Reads one span, with the content events the logs signal attached to it (if any).
     pub fn normalize(&self, span: &Span, content_events: &[Event]) -> SpanSemantics {
         let attributes = &span.attributes;
-        let mut events: Vec<&Event> = span.events.iter().chain(content_events).collect();
+        let attribute_events = events_from_attributes(attributes, span.start_time_unix_nano);
+        let mut events: Vec<&Event> = span
+            .events
+            .iter()
+            .chain(content_events)
+            .chain(&attribute_events)
+            .collect();
         events.sort_by_key(|event| event.time_unix_nano);
         let from_events = messages_from_events(&events);
 
@@ -98,13 +107,15 @@ impl Normalizer {
         })
         .or_else(|| output_text(&output_messages));
 
-        let llm = is_llm_call(attributes)
+        let llm = (is_llm_call(attributes) && !awaits_stream(span, &output_messages))
             .then(|| self.llm_call(attributes, &input, &output, input_messages, output_messages));
         SpanSemantics {
             input,
             output,
-            session_id: first_text(attributes, SESSION_KEYS),
-            user_id: first_text(attributes, USER_KEYS),
+            session_id: first_text(attributes, SESSION_KEYS)
+                .or_else(|| first_text(attributes, ai::SESSION_IDS)),
+            user_id: first_text(attributes, USER_KEYS)
+                .or_else(|| first_text(attributes, ai::USER_IDS)),
             pipeline_id: first_text(attributes, &[gentrace::PIPELINE_ID]),
             llm,
             tool: tool_execution(span),
@@ -127,6 +138,7 @@ impl Normalizer {
                 genai::REQUEST_MODEL,
                 langfuse::OBSERVATION_MODEL_NAME,
                 traceloop::LLM_REQUEST_MODEL,
+                ai::MODEL_ID,
             ],
         )
         .or_else(|| {
@@ -142,6 +154,7 @@ impl Normalizer {
                 genai::RESPONSE_MODEL,
                 oi::MODEL_NAME,
                 traceloop::LLM_RESPONSE_MODEL,
+                ai::RESPONSE_MODEL,
             ],
         );
         let usage = token_usage(attributes);
@@ -164,15 +177,9 @@ impl Normalizer {
                 attributes,
                 &[genai::OPERATION_NAME, traceloop::LLM_REQUEST_TYPE],
             ),
-            provider: first_text(
-                attributes,
-                &[
-                    genai::PROVIDER_NAME,
-                    genai::SYSTEM,
-                    oi::PROVIDER,
-                    oi::SYSTEM,
-                ],
-            ),
+            provider: first_text(attributes, &[genai::PROVIDER_NAME])
+                .or_else(|| ai_sdk::provider(attributes))
+                .or_else(|| first_text(attributes, &[genai::SYSTEM, oi::PROVIDER, oi::SYSTEM])),
             request_model,
             response_model,
             input: input.clone(),
@@ -200,10 +207,31 @@ fn is_llm_call(attributes: &[KeyValue]) -> bool {
     if find_str(attributes, traceloop::LLM_REQUEST_TYPE).is_some() {
         return true;
     }
+    if find(attributes, ai::OPERATION_ID).is_some() {
+        return ai_sdk::is_model_call(attributes);
+    }
     // Older GenAI spans name a system and a model without an operation.
     (find(attributes, genai::SYSTEM).is_some() || find(attributes, genai::PROVIDER_NAME).is_some())
         && (find(attributes, genai::REQUEST_MODEL).is_some()
             || find(attributes, genai::RESPONSE_MODEL).is_some())
+}
+
+/// Whether the span is Logfire's request half of a streamed call. Logfire records such a call
+/// twice: a request span that ends when the stream opens (the input, no answer, no usage), and,
+/// once the stream is consumed, a zero-length `log` span with a copy of the request, the answer
+/// and the usage. The second is the call; the first keeps its input text and is no call, so that
+/// one call counts once, with one model. A stream never consumed is no call.
+fn awaits_stream(span: &Span, output_messages: &[Message]) -> bool {
+    let attributes = &span.attributes;
+    find_str(attributes, logfire::SPAN_TYPE) == Some(logfire::SPAN_TYPE_SPAN)
+        && find(attributes, logfire::MSG_TEMPLATE).is_some()
+        && output_messages.is_empty()
+        && span.status.code != StatusCode::Error
+        && first_int(
+            attributes,
+            &[genai::USAGE_INPUT_TOKENS, genai::USAGE_OUTPUT_TOKENS],
+        )
+        .is_none()
 }
 
 /// Whether the span runs a tool, and which.
@@ -224,6 +252,8 @@ fn tool_execution(span: &Span) -> Option<ToolExecution> {
         == Some(langfuse::OBSERVATION_TYPE_TOOL)
     {
         Some(span.name.clone())
+    } else if ai_sdk::is_tool_call(attributes) {
+        first_text(attributes, &[ai::TOOL_CALL_NAME]).or_else(|| Some(span.name.clone()))
     } else {
         None
     }?;
@@ -261,6 +291,7 @@ fn input_messages(attributes: &[KeyValue], from_events: &EventMessages) -> Vec<M
         .or_else(|| non_empty(messages_from_flattened(attributes, genai::PROMPT_PREFIX)))
         .or_else(|| json_messages(attributes, langfuse::OBSERVATION_INPUT))
         .or_else(|| json_value_messages(attributes, oi::INPUT_VALUE, oi::INPUT_MIME_TYPE))
+        .or_else(|| ai_sdk::input_messages(attributes))
         .unwrap_or_default();
     let system = json_messages(attributes, genai::SYSTEM_INSTRUCTIONS)
         .unwrap_or_else(|| from_events.system_instructions.clone());
@@ -288,6 +319,7 @@ fn output_messages(attributes: &[KeyValue], from_events: &EventMessages) -> Vec<
         })
         .or_else(|| json_messages(attributes, langfuse::OBSERVATION_OUTPUT))
         .or_else(|| json_value_messages(attributes, oi::OUTPUT_VALUE, oi::OUTPUT_MIME_TYPE))
+        .or_else(|| ai_sdk::output_messages(attributes))
         .unwrap_or_default()
 }
 
@@ -331,6 +363,8 @@ fn token_usage(attributes: &[KeyValue]) -> TokenUsage {
             genai::USAGE_PROMPT_TOKENS,
             oi::TOKEN_COUNT_PROMPT,
             traceloop::LLM_USAGE_PROMPT_TOKENS,
+            ai::USAGE_INPUT_TOKENS,
+            ai::USAGE_PROMPT_TOKENS,
         ],
     )
     .or_else(|| detail(langfuse::USAGE_INPUT_KEYS));
@@ -341,6 +375,8 @@ fn token_usage(attributes: &[KeyValue]) -> TokenUsage {
             genai::USAGE_COMPLETION_TOKENS,
             oi::TOKEN_COUNT_COMPLETION,
             traceloop::LLM_USAGE_COMPLETION_TOKENS,
+            ai::USAGE_OUTPUT_TOKENS,
+            ai::USAGE_COMPLETION_TOKENS,
         ],
     )
     .or_else(|| detail(langfuse::USAGE_OUTPUT_KEYS));
@@ -350,6 +386,7 @@ fn token_usage(attributes: &[KeyValue]) -> TokenUsage {
             genai::USAGE_TOTAL_TOKENS,
             oi::TOKEN_COUNT_TOTAL,
             traceloop::LLM_USAGE_TOTAL_TOKENS,
+            ai::USAGE_TOTAL_TOKENS,
         ],
     )
     .or_else(|| detail(langfuse::USAGE_TOTAL_KEYS))

@@ -254,3 +254,119 @@ fn genai_system_instructions_go_first() {
     assert_eq!(llm.input_messages[1].content.as_deref(), Some("Hi"));
     assert_eq!(semantics.session_id.as_deref(), Some("conv-1"));
 }
+
+#[test]
+fn ai_sdk_root_prompt_in_either_shape_and_provider_without_its_api() {
+    for prompt in [
+        r#"{"system":"Be terse.","prompt":"What is OTLP?"}"#,
+        r#"{"system":"Be terse.","messages":[{"role":"user","content":"What is OTLP?"}]}"#,
+    ] {
+        let root = normalize(&span_with(vec![
+            text("ai.operationId", "ai.generateText"),
+            text("ai.model.provider", "anthropic.messages"),
+            text("gen_ai.request.model", "claude-x"),
+            text("gen_ai.system", "anthropic.messages"),
+            text("ai.prompt", prompt),
+            text("ai.response.text", "A protocol."),
+        ]));
+        assert_eq!(root.input.as_deref(), Some("What is OTLP?"), "{prompt}");
+        assert_eq!(root.output.as_deref(), Some("A protocol."), "{prompt}");
+        assert!(
+            root.llm.is_none(),
+            "the call around the steps is no LLM call"
+        );
+    }
+    let step = normalize(&span_with(vec![
+        text("ai.operationId", "ai.streamText.doStream"),
+        text("ai.model.provider", "anthropic.messages"),
+        text("gen_ai.system", "anthropic.messages"),
+        text("ai.model.id", "claude-x"),
+        text(
+            "ai.response.toolCalls",
+            r#"[{"toolCallId":"c1","toolName":"search","input":"{\"q\":\"otlp\"}"}]"#,
+        ),
+        text("ai.response.text", ""),
+        int("ai.usage.inputTokens", 7),
+        int("ai.usage.outputTokens", 3),
+    ]));
+    let llm = step.llm.expect("a doStream span is an LLM call");
+    assert_eq!(llm.provider.as_deref(), Some("anthropic"));
+    assert_eq!(llm.request_model.as_deref(), Some("claude-x"));
+    assert_eq!(llm.usage.total, Some(10));
+    let call = &llm.output_messages[0].tool_calls[0];
+    assert_eq!(
+        (call.id.as_deref(), call.name.as_str()),
+        (Some("c1"), "search")
+    );
+    assert_eq!(call.arguments.as_deref(), Some(r#"{"q":"otlp"}"#));
+    assert_eq!(step.output, None, "an empty answer is no output");
+
+    let tool = normalize(&span_with(vec![
+        text("ai.operationId", "ai.toolCall"),
+        text("ai.toolCall.name", "search"),
+    ]));
+    assert_eq!(tool.tool.map(|tool| tool.name).as_deref(), Some("search"));
+}
+
+#[test]
+fn tool_results_are_the_text_only_of_a_message_without_text() {
+    let messages = messages_from_json(&serde_json::json!([
+        {"role": "tool", "content": [{"type": "tool-result", "toolCallId": "c1", "output": {"t": 21}}]},
+        {"role": "assistant", "parts": [
+            {"type": "tool_call_response", "id": "c1", "response": {"t": 21}},
+            {"type": "text", "content": "It is 21."}
+        ]}
+    ]))
+    .unwrap();
+    assert_eq!(messages[0].content.as_deref(), Some(r#"{"t":21}"#));
+    assert_eq!(messages[0].tool_call_id.as_deref(), Some("c1"));
+    assert_eq!(messages[1].content.as_deref(), Some("It is 21."));
+}
+
+#[test]
+fn pydantic_ai_events_in_an_attribute_are_content_events() {
+    let events = r#"[
+        {"role": "system", "content": "Be terse.", "event.name": "gen_ai.system.message"},
+        {"content": "What is OTLP?", "role": "user", "event.name": "gen_ai.user.message"},
+        {"index": 0, "message": {"role": "assistant", "content": "A protocol."}, "event.name": "gen_ai.choice"},
+        {"event.name": "not.content", "content": "ignored"}
+    ]"#;
+    let semantics = normalize(&span_with(vec![
+        text("gen_ai.operation.name", "chat"),
+        text("gen_ai.request.model", "gpt-4o-mini"),
+        text("events", events),
+    ]));
+    assert_eq!(semantics.input.as_deref(), Some("What is OTLP?"));
+    assert_eq!(semantics.output.as_deref(), Some("A protocol."));
+    let llm = semantics.llm.unwrap();
+    assert_eq!(llm.input_messages[0].role, "system");
+    assert_eq!(llm.input_messages.len(), 2);
+}
+
+#[test]
+fn logfire_stream_request_half_is_no_call_until_it_has_an_answer() {
+    let request_half = vec![
+        text("logfire.span_type", "span"),
+        text(
+            "logfire.msg_template",
+            "Chat Completion with {request_data[model]!r}",
+        ),
+        text("gen_ai.operation.name", "chat"),
+        text("gen_ai.request.model", "gpt-4o-mini"),
+        text(
+            "gen_ai.input.messages",
+            r#"[{"role":"user","parts":[{"type":"text","content":"Hi"}]}]"#,
+        ),
+    ];
+    let semantics = normalize(&span_with(request_half.clone()));
+    assert!(semantics.llm.is_none());
+    assert_eq!(semantics.input.as_deref(), Some("Hi"));
+
+    // A plain call, and a call that failed, are calls.
+    let mut answered = request_half.clone();
+    answered.push(int("gen_ai.usage.input_tokens", 3));
+    assert!(normalize(&span_with(answered)).llm.is_some());
+    let mut failed = span_with(request_half);
+    failed.status.code = StatusCode::Error;
+    assert!(normalize(&failed).llm.is_some());
+}

@@ -37,6 +37,26 @@ fn to_json_shallow(value: &AttrValue) -> Value {
     }
 }
 
+/// JSON as an attribute value: objects become maps, arrays arrays, numbers ints or doubles.
+pub fn from_json(value: &Value) -> AttrValue {
+    match value {
+        Value::Null => AttrValue::Empty,
+        Value::Bool(flag) => AttrValue::Bool(*flag),
+        Value::Number(number) => number.as_i64().map_or_else(
+            || AttrValue::Double(number.as_f64().unwrap_or(f64::NAN)),
+            AttrValue::Int,
+        ),
+        Value::String(text) => AttrValue::String(text.clone()),
+        Value::Array(items) => AttrValue::Array(items.iter().map(from_json).collect()),
+        Value::Object(entries) => AttrValue::Map(
+            entries
+                .iter()
+                .map(|(key, value)| KeyValue::new(key.clone(), from_json(value)))
+                .collect(),
+        ),
+    }
+}
+
 /// Parses text that is a JSON object, array or string; `None` for anything else.
 pub fn parse_json_text(text: &str) -> Option<Value> {
     let trimmed = text.trim_start();

@@ -1,9 +1,12 @@
 //! Attribute keys, one file per convention, each with a link to its specification.
 
+pub mod ai_sdk;
 pub mod genai;
 pub mod gentrace;
 pub mod langfuse;
+pub mod logfire;
 pub mod openinference;
+pub mod pydantic_ai;
 pub mod traceloop;
 
 /// Keys more than one convention uses for the same thing.
