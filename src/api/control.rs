@@ -100,29 +100,39 @@ pub async fn ingestion(
     }))
 }
 
-/// `60s`, `5m`, `1h`, `1d`: a whole number of minutes.
+/// The widest bucket: a year and a day. No window the API answers needs a wider one, and the
+/// bound keeps `number × unit` in nanoseconds far from overflowing `u64`.
+pub(super) const MAX_BUCKET_NANOS: u64 = 366 * 86_400 * 1_000_000_000;
+
+/// `60s`, `5m`, `1h`, `1d`: a whole number of minutes, at most [`MAX_BUCKET_NANOS`].
 pub(super) fn parse_bucket(text: Option<&str>) -> Result<u64, ApiError> {
     let Some(text) = text.filter(|text| !text.is_empty()) else {
         return Ok(BUCKET_NANOS);
     };
     let invalid = || {
         ApiError::bad_request(format!(
-            "bucket must be a whole number of minutes like 60s, 5m, 1h or 1d, got {text:?}"
+            "bucket must be a whole number of minutes from 1m to 366d, like 60s, 5m, 1h or 1d, \
+             got {text:?}"
         ))
     };
-    let (number, unit) = text.split_at(text.len() - 1);
-    let number: u64 = number.parse().map_err(|_| invalid())?;
-    let seconds = match unit {
-        "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        "d" => number * 86_400,
+    // The unit is the last character, not the last byte: `5é` ends inside a character.
+    let Some((unit_start, unit)) = text.char_indices().next_back() else {
+        return Err(invalid());
+    };
+    let number: u64 = text[..unit_start].parse().map_err(|_| invalid())?;
+    let seconds_per_unit = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
         _ => return Err(invalid()),
     };
-    if seconds == 0 || seconds % 60 != 0 {
-        return Err(invalid());
-    }
-    Ok(seconds * 1_000_000_000)
+    let nanos = number
+        .checked_mul(seconds_per_unit)
+        .and_then(|seconds| seconds.checked_mul(1_000_000_000))
+        .filter(|nanos| (1..=MAX_BUCKET_NANOS).contains(nanos) && nanos % BUCKET_NANOS == 0)
+        .ok_or_else(invalid)?;
+    Ok(nanos)
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -171,14 +181,66 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn bucket_widths() {
         assert_eq!(parse_bucket(None).unwrap(), 60_000_000_000);
         assert_eq!(parse_bucket(Some("5m")).unwrap(), 300_000_000_000);
         assert_eq!(parse_bucket(Some("1h")).unwrap(), 3_600_000_000_000);
-        for bad in ["30s", "0m", "m", "5x", "-1m"] {
-            assert!(parse_bucket(Some(bad)).is_err(), "{bad}");
+        assert_eq!(parse_bucket(Some("366d")).unwrap(), MAX_BUCKET_NANOS);
+        for bad in [
+            "30s",
+            "0m",
+            "m",
+            "5x",
+            "-1m",
+            "5é",
+            "é",
+            "367d",
+            "2161727821137838080s",
+            "18446744073709551615d",
+        ] {
+            let error = parse_bucket(Some(bad)).unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(error.message.contains("bucket"), "{bad}: {}", error.message);
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any text is a width within the bounds or a 400 naming `bucket`; never a panic.
+        #[test]
+        fn any_bucket_text_is_a_bounded_width_or_an_error(text in any::<String>()) {
+            check_bucket(&text)?;
+        }
+
+        /// Texts near the grammar (digits, a unit, sometimes a multi-byte character) reach the
+        /// arithmetic that random text rarely does.
+        #[test]
+        fn bucket_like_text_is_a_bounded_width_or_an_error(
+            text in "[+-]?[0-9]{0,22}(s|m|h|d|é|ß|€|\\PC)?",
+        ) {
+            check_bucket(&text)?;
+        }
+    }
+
+    fn check_bucket(text: &str) -> Result<(), TestCaseError> {
+        match parse_bucket(Some(text)) {
+            Ok(width) => {
+                prop_assert!((BUCKET_NANOS..=MAX_BUCKET_NANOS).contains(&width));
+                prop_assert_eq!(width % BUCKET_NANOS, 0);
+            }
+            Err(error) => {
+                prop_assert_eq!(error.status, StatusCode::BAD_REQUEST);
+                prop_assert!(error.message.contains("bucket"), "{}", error.message);
+            }
+        }
+        Ok(())
     }
 }

@@ -74,15 +74,24 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|value| !value.is_empty())
 }
 
+/// The latest time a query parameter may name: `i64::MAX` nanoseconds, 2262-04-11T23:47:16Z.
+/// Both stores keep times as signed 64-bit nanoseconds (ClickHouse's `DateTime64(9)` ends there
+/// too), and the headroom above it lets a window be widened to whole buckets without overflow.
+pub(super) const MAX_TIMESTAMP_NANOS: u64 = i64::MAX as u64;
+
 /// An optional RFC 3339 query parameter (`start`, `end`) in Unix nanoseconds; empty means absent.
+/// Times before 1970 clamp to 0; times after [`MAX_TIMESTAMP_NANOS`] are refused.
 pub(super) fn timestamp_param(name: &str, value: Option<String>) -> Result<Option<u64>, ApiError> {
     non_empty(value)
         .map(|text| {
-            parse_rfc3339(&text).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "{name} must be an RFC 3339 timestamp like 2024-05-01T12:00:00Z, got {text:?}"
-                ))
-            })
+            parse_rfc3339(&text)
+                .filter(|unix_nano| *unix_nano <= MAX_TIMESTAMP_NANOS)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name} must be an RFC 3339 timestamp like 2024-05-01T12:00:00Z, no later \
+                         than 2262-04-11T23:47:16Z, got {text:?}"
+                    ))
+                })
         })
         .transpose()
 }
@@ -143,7 +152,11 @@ fn decode_cursor(text: &str) -> Result<TraceCursor, ApiError> {
     let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
     let (timestamp, trace_id) = decoded.split_once(':').ok_or_else(invalid)?;
     Ok(TraceCursor {
-        timestamp_unix_nano: timestamp.parse().map_err(|_| invalid())?,
+        timestamp_unix_nano: timestamp
+            .parse()
+            .ok()
+            .filter(|unix_nano| *unix_nano <= MAX_TIMESTAMP_NANOS)
+            .ok_or_else(invalid)?,
         trace_id: TraceId::parse_hex(trace_id).map_err(|_| invalid())?,
     })
 }
@@ -151,6 +164,8 @@ fn decode_cursor(text: &str) -> Result<TraceCursor, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
+    use proptest::prelude::*;
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {
@@ -160,5 +175,141 @@ mod tests {
         };
         assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
         assert!(decode_cursor("not-a-cursor").is_err());
+        // A timestamp past what the stores hold would wrap to a negative number in SQL.
+        let past_the_stores = URL_SAFE_NO_PAD.encode(format!("{}:{}", u64::MAX, "09".repeat(16)));
+        assert!(decode_cursor(&past_the_stores).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_bounded_by_what_the_stores_hold() {
+        let last = timestamp_param("end", Some("2262-04-11T23:47:16Z".into())).unwrap();
+        assert!(last.is_some_and(|unix_nano| unix_nano <= MAX_TIMESTAMP_NANOS));
+        for bad in [
+            "2262-04-12T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "garbage",
+            "1714564800",
+        ] {
+            let error = timestamp_param("end", Some(bad.into())).unwrap_err();
+            assert!(
+                error.message.starts_with("end must be"),
+                "{}",
+                error.message
+            );
+        }
+        assert_eq!(
+            timestamp_param("start", Some("1960-01-01T00:00:00Z".into())).unwrap(),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn malformed_list_parameters_are_refused() {
+        for (name, value) in [
+            ("limit", "-1"),
+            ("limit", "0"),
+            ("limit", "99999999999999999999"),
+            ("cursor", "garbage"),
+            ("status", "bad"),
+            ("start", "garbage"),
+        ] {
+            let mut params = list_params(None, None, None, None, None);
+            match name {
+                "limit" => params.limit = Some(value.into()),
+                "cursor" => params.cursor = Some(value.into()),
+                "status" => params.status = Some(value.into()),
+                _ => params.start = Some(value.into()),
+            }
+            let error = trace_query(params).unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST);
+            assert!(error.message.contains(name), "{name}: {}", error.message);
+        }
+    }
+
+    fn list_params(
+        start: Option<String>,
+        end: Option<String>,
+        limit: Option<String>,
+        cursor: Option<String>,
+        status: Option<String>,
+    ) -> TraceListParams {
+        TraceListParams {
+            start,
+            end,
+            limit,
+            cursor,
+            q: None,
+            status,
+            session_id: None,
+            user_id: None,
+            pipeline_id: None,
+            model: None,
+        }
+    }
+
+    /// Text near RFC 3339, with years around the bounds (1970, 2262) and odd offsets and fractions.
+    fn timestamp_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "(0000|1969|1970|2024|2262|2263|9999)-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9](\\.[0-9]{1,12})?(Z|z|[+-][0-2][0-9]:[0-5][0-9])",
+            "[0-9]{1,21}",
+        ]
+    }
+
+    fn optional(text: impl Strategy<Value = String>) -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(text)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any list parameters give a query within the bounds or a 400 naming the parameter.
+        #[test]
+        fn list_parameters_are_a_bounded_query_or_a_named_error(
+            start in optional(timestamp_text()),
+            end in optional(timestamp_text()),
+            limit in optional(prop_oneof![any::<String>(), "-?[0-9]{1,22}"]),
+            cursor in optional(prop_oneof![any::<String>(), "[A-Za-z0-9_-]{0,80}"]),
+            status in optional(prop_oneof![any::<String>(), "(ok|error|unset|OK)"]),
+        ) {
+            match trace_query(list_params(start, end, limit, cursor, status)) {
+                Ok(query) => {
+                    prop_assert!(query.start_unix_nano <= query.end_unix_nano);
+                    prop_assert!((1..=MAX_LIMIT).contains(&query.limit));
+                    if let Some(cursor) = query.cursor {
+                        prop_assert!(cursor.timestamp_unix_nano <= MAX_TIMESTAMP_NANOS);
+                    }
+                }
+                Err(error) => {
+                    prop_assert_eq!(error.status, StatusCode::BAD_REQUEST);
+                    let names_a_parameter = ["start", "end", "limit", "cursor", "status"]
+                        .iter()
+                        .any(|name| error.message.contains(name));
+                    prop_assert!(names_a_parameter, "{}", error.message);
+                }
+            }
+        }
+
+        /// Every cursor this server hands out reads back as itself.
+        #[test]
+        fn cursors_round_trip(
+            timestamp_unix_nano in 0..=MAX_TIMESTAMP_NANOS,
+            trace_id in any::<[u8; 16]>().prop_filter("not all zero", |id| id != &[0; 16]),
+        ) {
+            let cursor = TraceCursor { timestamp_unix_nano, trace_id: TraceId(trace_id) };
+            prop_assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
+        }
+
+        /// Base64 of arbitrary text (so decoding gets past the first step) is a cursor or a 400.
+        #[test]
+        fn decoded_garbage_is_a_cursor_or_an_error(text in any::<String>()) {
+            if let Err(error) = decode_cursor(&URL_SAFE_NO_PAD.encode(&text)) {
+                prop_assert_eq!(error.status, StatusCode::BAD_REQUEST);
+            }
+        }
     }
 }

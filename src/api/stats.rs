@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use super::control::parse_bucket;
-use super::query::timestamp_param;
+use super::query::{MAX_TIMESTAMP_NANOS, timestamp_param};
 use super::{ApiError, AppState, authenticate};
 use crate::auth::Access;
 use crate::model::time::{format_rfc3339, now_unix_nano};
@@ -16,6 +16,9 @@ use crate::store::trace_stats::StatsFigures;
 const DEFAULT_WINDOW_NANOS: u64 = 24 * 3600 * 1_000_000_000;
 const DEFAULT_BUCKET: &str = "1h";
 const MAX_BUCKETS: u64 = 2_000;
+/// The longest window: a year and a day. The SQLite store reads every trace of the window, so
+/// its length, not only its bucket count, is what a request costs.
+const MAX_WINDOW_NANOS: u64 = 366 * 86_400 * 1_000_000_000;
 
 #[derive(Debug, Deserialize)]
 pub struct StatsParams {
@@ -81,20 +84,31 @@ pub struct StatsView {
 }
 
 /// The window of a request: buckets start on whole multiples of their width and the last one
-/// holds `end`.
+/// holds `end`. `start` and `end` are at most [`MAX_TIMESTAMP_NANOS`] and the width at most
+/// `MAX_BUCKET_NANOS`, so widening `end` to a whole bucket cannot overflow; it is checked anyway.
 fn stats_query(params: StatsParams) -> Result<StatsQuery, ApiError> {
     let width = parse_bucket(Some(params.bucket.as_deref().unwrap_or(DEFAULT_BUCKET)))?;
-    let end = timestamp_param("end", params.end)?.unwrap_or_else(now_unix_nano);
+    let end = timestamp_param("end", params.end)?
+        .unwrap_or_else(|| now_unix_nano().min(MAX_TIMESTAMP_NANOS));
     let start =
         timestamp_param("start", params.start)?.unwrap_or(end.saturating_sub(DEFAULT_WINDOW_NANOS));
     if start >= end {
         return Err(ApiError::bad_request("start must be before end"));
     }
+    if end - start > MAX_WINDOW_NANOS {
+        return Err(ApiError::bad_request(
+            "the window from start to end must be at most 366 days",
+        ));
+    }
     let aligned_start = start / width * width;
-    let aligned_end = end.div_ceil(width).max(1) * width;
+    let aligned_end = end
+        .div_ceil(width)
+        .max(1)
+        .checked_mul(width)
+        .ok_or_else(|| ApiError::bad_request("end is too late for a whole bucket"))?;
     if (aligned_end - aligned_start) / width > MAX_BUCKETS {
         return Err(ApiError::bad_request(format!(
-            "more than {MAX_BUCKETS} buckets; use a larger bucket"
+            "bucket: more than {MAX_BUCKETS} buckets in the window; use a larger bucket"
         )));
     }
     Ok(StatsQuery {
@@ -153,6 +167,8 @@ pub async fn stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
+    use proptest::prelude::*;
 
     fn params(start: &str, end: &str, bucket: &str) -> StatsParams {
         StatsParams {
@@ -177,5 +193,84 @@ mod tests {
         assert!(stats_query(params("2024-05-02T00:00:00Z", "2024-05-01T00:00:00Z", "1h")).is_err());
         assert!(stats_query(params("2024-01-01T00:00:00Z", "2024-05-01T00:00:00Z", "1m")).is_err());
         assert!(stats_query(params("x", "2024-05-01T00:00:00Z", "1h")).is_err());
+    }
+
+    #[test]
+    fn windows_and_buckets_are_bounded() {
+        for (start, end, bucket, named) in [
+            (
+                "2024-01-01T00:00:00Z",
+                "2025-06-01T00:00:00Z",
+                "1d",
+                "window",
+            ),
+            (
+                "2024-05-01T00:00:00Z",
+                "2024-05-02T00:00:00Z",
+                "5é",
+                "bucket",
+            ),
+            (
+                "2024-05-01T00:00:00Z",
+                "2024-05-02T00:00:00Z",
+                "2161727821137838080s",
+                "bucket",
+            ),
+            ("2262-04-01T00:00:00Z", "2262-04-12T00:00:00Z", "1d", "end"),
+        ] {
+            let error = stats_query(params(start, end, bucket)).unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST);
+            assert!(error.message.contains(named), "{bucket}: {}", error.message);
+        }
+        let last_day = stats_query(params("2262-04-10T00:00:00Z", "2262-04-11T23:47:16Z", "1d"));
+        assert!(last_day.unwrap().end_unix_nano > MAX_TIMESTAMP_NANOS);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any window and bucket, as numbers near the bounds, is a bounded query or a 400.
+        #[test]
+        fn windows_are_bounded_or_refused(
+            start in prop_oneof![0..=MAX_TIMESTAMP_NANOS, Just(MAX_TIMESTAMP_NANOS)],
+            length in prop_oneof![0..=2 * MAX_WINDOW_NANOS, any::<u64>()],
+            bucket in "[0-9]{1,20}[smhd]",
+        ) {
+            let end = start.saturating_add(length).min(MAX_TIMESTAMP_NANOS);
+            let query = stats_query(StatsParams {
+                start: Some(format_rfc3339(start)),
+                end: Some(format_rfc3339(end)),
+                bucket: Some(bucket),
+            });
+            check(query)?;
+        }
+
+        /// Arbitrary text in every parameter is a bounded query or a 400.
+        #[test]
+        fn arbitrary_parameters_are_bounded_or_refused(
+            start in proptest::option::of(any::<String>()),
+            end in proptest::option::of(any::<String>()),
+            bucket in proptest::option::of(any::<String>()),
+        ) {
+            check(stats_query(StatsParams { start, end, bucket }))?;
+        }
+    }
+
+    fn check(query: Result<StatsQuery, ApiError>) -> Result<(), TestCaseError> {
+        match query {
+            Ok(query) => {
+                prop_assert!(query.start_unix_nano < query.end_unix_nano);
+                prop_assert_eq!(query.start_unix_nano % query.bucket_nanos, 0);
+                prop_assert_eq!(query.end_unix_nano % query.bucket_nanos, 0);
+                let buckets = (query.end_unix_nano - query.start_unix_nano) / query.bucket_nanos;
+                prop_assert!((1..=MAX_BUCKETS).contains(&buckets));
+            }
+            Err(error) => prop_assert_eq!(error.status, StatusCode::BAD_REQUEST),
+        }
+        Ok(())
     }
 }
