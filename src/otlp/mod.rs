@@ -239,6 +239,9 @@ pub fn encode_status(encoding: Encoding, grpc_code: i32, message: &str) -> Vec<u
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
