@@ -52,4 +52,6 @@ pub fn parse(text: &str) -> Result<Condition, ParseError> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
