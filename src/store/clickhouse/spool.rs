@@ -158,16 +158,27 @@ impl Spool {
         };
         let partial = self.directory.join(format!("{sequence:020}.partial"));
         let final_path = self.directory.join(format!("{sequence:020}.spool"));
-        let mut file = File::create(&partial).map_err(|error| unavailable("create file", error))?;
-        // The version byte once, then every part's entries.
-        let mut written = file.write_all(&[VERSION]);
-        for part in &parts {
-            written = written.and_then(|()| file.write_all(&part.bytes[1..]));
+        let written = File::create(&partial)
+            .map_err(|error| unavailable("create file", error))
+            .and_then(|mut file| {
+                // The version byte once, then every part's entries.
+                let mut written = file.write_all(&[VERSION]);
+                for part in &parts {
+                    written = written.and_then(|()| file.write_all(&part.bytes[1..]));
+                }
+                written
+                    .and_then(|()| file.sync_all())
+                    .map_err(|error| unavailable("write", error))
+            })
+            .and_then(|()| {
+                fs::rename(&partial, &final_path).map_err(|error| unavailable("rename", error))
+            });
+        if let Err(error) = written {
+            // Not acknowledged: the file must not be left to fill the disk (or be taken for a
+            // crash's leftovers at the next start).
+            let _ = fs::remove_file(&partial);
+            return Err(error);
         }
-        written
-            .and_then(|()| file.sync_all())
-            .map_err(|error| unavailable("write", error))?;
-        fs::rename(&partial, &final_path).map_err(|error| unavailable("rename", error))?;
         File::open(&self.directory)
             .and_then(|directory| directory.sync_all())
             .map_err(|error| unavailable("sync directory", error))?;
@@ -403,5 +414,27 @@ mod tests {
             Spool::open(directory.path(), 1 << 20),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    /// A write that fails (here its rename, onto a directory) leaves no `.partial` file.
+    #[test]
+    fn a_failed_write_removes_its_partial_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let spool = Spool::open(directory.path(), 1 << 20).unwrap();
+        std::fs::create_dir_all(
+            directory
+                .path()
+                .join("00000000000000000000.spool/in-the-way"),
+        )
+        .unwrap();
+        assert!(matches!(
+            spool.append(events(&["a"])),
+            Err(StoreError::Unavailable(_))
+        ));
+        let partial = directory.path().join("00000000000000000000.partial");
+        assert!(!partial.exists(), "the failed write left its partial file");
+        assert_eq!(spool.items(), 0);
+        spool.append(events(&["b"])).unwrap();
+        assert_eq!(spool.items(), 1, "the next write succeeds");
     }
 }
