@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use super::spool_format::{Kind, LegacyEntry, SpoolEntry, SpoolFile};
@@ -300,6 +300,35 @@ impl Spool {
         if let Some((bytes, items, _)) = state.files.remove(&sequence) {
             state.bytes -= bytes;
             state.items -= items;
+        }
+    }
+}
+
+/// Files claimed for one delivery. Dropped before `delivered` — the delivery failed, panicked
+/// or was cancelled — it releases them, so that they are offered again: a claim cannot outlive
+/// the task that holds it, and no file stays claimed forever.
+pub struct Claim {
+    spool: Arc<Spool>,
+    sequences: Vec<u64>,
+}
+
+impl Claim {
+    /// Takes over the claim of `sequences` (from `take_oldest`).
+    pub fn new(spool: Arc<Spool>, sequences: Vec<u64>) -> Self {
+        Self { spool, sequences }
+    }
+
+    /// ClickHouse has them: the files are removed.
+    pub fn delivered(mut self) {
+        let sequences = std::mem::take(&mut self.sequences);
+        self.spool.remove(&sequences);
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.sequences.is_empty() {
+            self.spool.release(&self.sequences);
         }
     }
 }
