@@ -1,5 +1,5 @@
-//! The spool in front of ClickHouse when things go wrong: a spool file that no longer decodes
-//! at start-up. Against a real
+//! The spool in front of ClickHouse when things go wrong: ClickHouse unreachable while the
+//! ingestion page is read, and a spool file that no longer decodes at start-up. Against a real
 //! ClickHouse (scripts/clickhouse.sh), reached through a `Switch` that a test can cut.
 
 mod common;
@@ -37,6 +37,51 @@ fn spool_files(data_dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// While ClickHouse is unreachable, `GET /api/v1/ingestion` answers from what the server holds
+/// itself: `buffered` from the spool, the counts it has not saved yet, and a warning that the
+/// stored ones could not be read. Once ClickHouse is back, the counts are complete again.
+#[tokio::test]
+async fn the_ingestion_page_answers_during_a_clickhouse_outage() {
+    if !clickhouse_available().await {
+        return;
+    }
+    let switch = Switch::start().await;
+    let server = start_behind(&switch).await;
+    let admin = server.admin_token.clone();
+
+    switch.set(false);
+    for trace in 1..=4u8 {
+        let response = server
+            .post_protobuf("/v1/traces", &admin, &request("svc", spans_of(trace, 25)))
+            .await;
+        assert_eq!(response.status(), 200, "acknowledged from the spool");
+    }
+    let (status, ingestion) = server.get_json("/api/v1/ingestion", &admin).await;
+    assert_eq!(status, 200, "{ingestion}");
+    assert_eq!(ingestion["buffered"], 100, "{ingestion}");
+    assert_eq!(ingestion["counts_complete"], false, "{ingestion}");
+    assert!(
+        ingestion["warning"]
+            .as_str()
+            .is_some_and(|warning| warning.contains("could not be read")),
+        "{ingestion}"
+    );
+    assert_eq!(
+        ingestion["totals"]["accepted"], 100,
+        "the counts this server holds"
+    );
+
+    switch.set(true);
+    server.settle(&admin).await;
+    let (status, ingestion) = server.get_json("/api/v1/ingestion", &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(ingestion["buffered"], 0);
+    assert_eq!(ingestion["counts_complete"], true, "{ingestion}");
+    assert!(ingestion.get("warning").is_none(), "{ingestion}");
+    assert_eq!(ingestion["totals"]["accepted"], 100);
+    server.stop().await;
 }
 
 /// A spool file that does not decode (truncated, or garbage) no longer stops the server from
