@@ -118,6 +118,25 @@ impl IngestionStats {
         Ok(rows)
     }
 
+    /// What `counts` reads or, when the store cannot be read (ClickHouse down, say), the
+    /// counts this server still holds, with the store's error: the ingestion page matters most
+    /// during an outage, so it gets what is known rather than nothing.
+    pub async fn counts_or_held(
+        &self,
+        store: &dyn Store,
+        project_id: &str,
+        start: u64,
+        end: u64,
+    ) -> (Vec<CountDelta>, Option<StoreError>) {
+        match self.counts(store, project_id, start, end).await {
+            Ok(rows) => (rows, None),
+            Err(error) => {
+                let _reading = self.gate.read().await;
+                (self.pending_for(project_id, start, end), Some(error))
+            }
+        }
+    }
+
     /// Counts of a project not yet flushed, bucket starts in `[start, end)`.
     fn pending_for(&self, project_id: &str, start: u64, end: u64) -> Vec<CountDelta> {
         lock(&self.pending)

@@ -5,34 +5,13 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::switch::Switch;
 use common::*;
 use prost::Message as _;
 use spanhouse::config::Config;
 use spanhouse::server::{RunningServer, start};
-use tokio::net::{TcpListener, TcpStream};
-
-async fn clickhouse_available() -> bool {
-    let reachable = reqwest::Client::new()
-        .get(format!("{}/ping", clickhouse_url()))
-        .send()
-        .await
-        .is_ok_and(|response| response.status() == 200);
-    if reachable {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("no ClickHouse at {}; .ci/run starts one", clickhouse_url());
-    }
-    eprintln!(
-        "SKIPPED: no ClickHouse at {}; run scripts/clickhouse.sh start",
-        clickhouse_url()
-    );
-    false
-}
 
 struct Node {
     server: RunningServer,
@@ -200,56 +179,6 @@ async fn several_nodes_share_tokens_settings_and_traces() {
     first.server.shutdown().await.unwrap();
     second.server.shutdown().await.unwrap();
     drop_database(&database).await;
-}
-
-/// A TCP forwarder to ClickHouse that can be cut, as if ClickHouse were down.
-struct Switch {
-    address: std::net::SocketAddr,
-    up: Arc<AtomicBool>,
-    cut: tokio::sync::watch::Sender<u64>,
-}
-
-impl Switch {
-    async fn start() -> Self {
-        let target = clickhouse_url().trim_start_matches("http://").to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let (cut, cuts) = tokio::sync::watch::channel(0u64);
-        let accept_up = Arc::clone(&up);
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !accept_up.load(Ordering::SeqCst) {
-                    continue; // dropped: connection refused in effect
-                }
-                let target = target.clone();
-                let mut cuts = cuts.clone();
-                // Only cuts after this connection opened close it.
-                cuts.borrow_and_update();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cuts.changed() => {}
-                    }
-                });
-            }
-        });
-        Self { address, up, cut }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    fn set(&self, up: bool) {
-        self.up.store(up, Ordering::SeqCst);
-        if !up {
-            self.cut.send_modify(|generation| *generation += 1);
-        }
-    }
 }
 
 #[tokio::test]

@@ -28,6 +28,9 @@ function show(body, data) {
   const totals = data.totals;
   replace(
     body,
+    // The store could not be read (ClickHouse down): the counts are this server's unsaved ones
+    // only, while `buffered` is complete. Text, never markup.
+    data.counts_complete === false ? notice(data.warning || "The stored counts could not be read.", "error") : null,
     el("div", { class: "stats", id: "ingestion-totals" },
       COUNTERS.map((name) => el("div", { class: "stat", "data-counter": name },
         el("div", { class: "stat-label" }, name.replaceAll("_", " ")),
@@ -35,7 +38,7 @@ function show(body, data) {
       el("div", { class: "stat", "data-counter": "buffered" },
         el("div", { class: "stat-label" }, "buffered now"),
         el("div", { class: "stat-value" }, formatNumber(data.buffered)))),
-    totals.received === 0 ? notice("Nothing received in this range. Check the exporter's endpoint and token; a 401 or 403 answer is not counted here.") : null,
+    totals.received === 0 && data.counts_complete !== false ? notice("Nothing received in this range. Check the exporter's endpoint and token; a 401 or 403 answer is not counted here.") : null,
     el("div", { class: "charts" },
       timeChart({ id: "chart-ingestion", title: "Spans received and accepted", times, series: [
         { name: "received", values: column("received") }, { name: "accepted", values: column("accepted") }],

@@ -61,6 +61,12 @@ pub struct IngestionView {
     totals: Counts,
     /// Spans and content events accepted by this server and waiting for the store.
     buffered: u64,
+    /// False when the stored counts could not be read (the store is down): `buckets` and
+    /// `totals` then hold only the counts this server has not saved yet.
+    counts_complete: bool,
+    /// Why the counts are incomplete, for a person; absent when they are complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
 }
 
 /// `GET /api/v1/ingestion?start=&end=&bucket=60s`: the project's counters over time.
@@ -86,17 +92,28 @@ pub async fn ingestion(
     let aligned_start = start / width * width;
     let aligned_end = end.div_ceil(width) * width;
     let project_id = &principal.project.id;
-    let rows = state
+    // `buffered` needs only this server (its queue and spool), so it is answered even while
+    // the store is down, the moment it matters most.
+    let (rows, unread) = state
         .ingest
         .stats
-        .counts(state.store.as_ref(), project_id, aligned_start, aligned_end)
-        .await?;
+        .counts_or_held(state.store.as_ref(), project_id, aligned_start, aligned_end)
+        .await;
+    if let Some(error) = &unread {
+        tracing::warn!(%error, project_id, "ingestion counts answered without the stored ones");
+    }
     let (buckets, totals) = into_buckets(&rows, aligned_start, aligned_end, width);
     Ok(Json(IngestionView {
         buckets,
         totals,
         buffered: state.ingest.pipeline.buffered_for(project_id)
             + state.store.buffered(project_id).await,
+        counts_complete: unread.is_none(),
+        warning: unread.map(|_| {
+            "the stored counts could not be read (is the store down?): the counts show only \
+             what this server has not saved yet; buffered is complete"
+                .to_owned()
+        }),
     }))
 }
 

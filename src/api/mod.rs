@@ -142,18 +142,23 @@ async fn healthz() -> impl IntoResponse {
 }
 
 /// Ready when the store answers. Either way it says how many spans wait for the store (in the
-/// queue, and in a backend's spool).
+/// queue, and in a backend's spool), and how many spool files were set aside as undecodable.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let buffered = state.ingest.pipeline.buffered() + state.store.buffered_total().await;
+    let corrupt_spool_files = state.store.corrupt_spool_files();
     let (status, body) = match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            serde_json::json!({ "status": "ready", "buffered": buffered }),
+            serde_json::json!({
+                "status": "ready", "buffered": buffered,
+                "corrupt_spool_files": corrupt_spool_files
+            }),
         ),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({
-                "status": "unavailable", "error": error.to_string(), "buffered": buffered
+                "status": "unavailable", "error": error.to_string(), "buffered": buffered,
+                "corrupt_spool_files": corrupt_spool_files
             }),
         ),
     };

@@ -157,6 +157,12 @@ pub trait Store: Send + Sync + 'static {
         0
     }
 
+    /// Files of a backend's spool that could not be decoded and were set aside for an operator
+    /// (never delivered): nonzero means acknowledged spans wait for a person, not for the store.
+    fn corrupt_spool_files(&self) -> u64 {
+        0
+    }
+
     /// Called at graceful shutdown, after the last write: moves what is buffered to the final
     /// store if that can be done in `within`. What cannot stays buffered durably.
     async fn flush(&self, _within: std::time::Duration) {}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod switch;
 
 use std::io::Write as _;
 
@@ -35,6 +36,27 @@ pub fn on_clickhouse() -> bool {
 pub fn clickhouse_url() -> String {
     std::env::var("SPANHOUSE_TEST_CLICKHOUSE_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:18123".to_owned())
+}
+
+/// Whether the ClickHouse of `clickhouse_url` answers: in CI its absence fails the test;
+/// elsewhere the test says so and is skipped by its caller.
+pub async fn clickhouse_available() -> bool {
+    let reachable = reqwest::Client::new()
+        .get(format!("{}/ping", clickhouse_url()))
+        .send()
+        .await
+        .is_ok_and(|response| response.status() == 200);
+    if reachable {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("no ClickHouse at {}; .ci/run starts one", clickhouse_url());
+    }
+    eprintln!(
+        "SKIPPED: no ClickHouse at {}; run scripts/clickhouse.sh start",
+        clickhouse_url()
+    );
+    false
 }
 
 /// Points a configuration at a fresh ClickHouse database of its own.

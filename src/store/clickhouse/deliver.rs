@@ -11,6 +11,7 @@ use bytes::Bytes;
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
+use tokio::task::{JoinError, JoinSet};
 
 use super::metadata::insert;
 use super::queries::{SPANS_WITH_CONTENT, content_events_of_span, span_by_id};
@@ -18,7 +19,7 @@ use super::rowbinary::{
     Reader, insert_statement, put_span, read_content_event, read_span, scan_span,
 };
 use super::rows::{ContentEventRow, SpanRow};
-use super::spool::{Kind, Spool, SpoolEntry};
+use super::spool::{Claim, Kind, Spool, SpoolEntry};
 use super::{unavailable, version_now};
 use crate::model::attributes::{from_stored_json, to_stored_json};
 use crate::model::{ContentEvent, Event, SpanId, TraceId};
@@ -63,7 +64,7 @@ pub async fn run(
     flush_interval: Duration,
 ) {
     let mut backoff = Duration::from_millis(100);
-    let mut tasks: tokio::task::JoinSet<(Vec<u64>, StoreResult<()>)> = tokio::task::JoinSet::new();
+    let mut tasks: JoinSet<(Claim, StoreResult<()>)> = JoinSet::new();
     let mut exclusive = false;
     loop {
         // Reap finished batches; wait for one while no other may start.
@@ -73,18 +74,15 @@ pub async fn run(
             tasks.try_join_next()
         };
         if let Some(finished) = finished {
-            match finished {
-                Ok((sequences, Ok(()))) => {
-                    spool.remove(&sequences);
-                    backoff = Duration::from_millis(100);
-                }
-                Ok((sequences, Err(error))) => {
-                    spool.release(&sequences);
-                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "delivering to clickhouse failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-                Err(error) => tracing::error!(%error, "a delivery task failed"),
+            if settle(finished) {
+                tracing::debug!(
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "delivery backs off"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            } else {
+                backoff = Duration::from_millis(100);
             }
             if tasks.is_empty() {
                 exclusive = false;
@@ -116,22 +114,17 @@ pub async fn run(
             continue;
         }
         let sequences: Vec<u64> = files.iter().map(|(sequence, _)| *sequence).collect();
+        // From here the files are released whatever becomes of the task, a panic included.
+        let claim = Claim::new(Arc::clone(&spool), sequences);
         let entries: Vec<SpoolEntry> = files.into_iter().flat_map(|(_, entries)| entries).collect();
         let has_events = entries
             .iter()
             .any(|entry| entry.kind == Kind::ContentEvents);
         if has_events {
-            // After every earlier batch: wait for those in flight (their results are handled
-            // above on the next rounds; this one is claimed meanwhile).
+            // After every earlier batch: wait for those in flight (this one is claimed
+            // meanwhile).
             while let Some(finished) = tasks.join_next().await {
-                match finished {
-                    Ok((done, Ok(()))) => spool.remove(&done),
-                    Ok((failed, Err(error))) => {
-                        spool.release(&failed);
-                        tracing::warn!(%error, "delivering to clickhouse failed");
-                    }
-                    Err(error) => tracing::error!(%error, "a delivery task failed"),
-                }
+                settle(finished);
             }
             exclusive = true;
         }
@@ -139,8 +132,28 @@ pub async fn run(
         let normalizer = Arc::clone(&normalizer);
         tasks.spawn(async move {
             let result = deliver(&client, &normalizer, entries).await;
-            (sequences, result)
+            (claim, result)
         });
+    }
+}
+
+/// Ends a finished batch: its files are removed once delivered, and offered again otherwise
+/// (a task that panicked released them as its claim was dropped). Returns whether it failed.
+fn settle(finished: Result<(Claim, StoreResult<()>), JoinError>) -> bool {
+    match finished {
+        Ok((claim, Ok(()))) => {
+            claim.delivered();
+            false
+        }
+        Ok((claim, Err(error))) => {
+            drop(claim);
+            tracing::warn!(%error, "delivering to clickhouse failed");
+            true
+        }
+        Err(error) => {
+            tracing::error!(%error, "a delivery task failed; its files are offered again");
+            true
+        }
     }
 }
 
@@ -157,6 +170,8 @@ async fn deliver(
     normalizer: &Normalizer,
     entries: Vec<SpoolEntry>,
 ) -> StoreResult<()> {
+    #[cfg(test)]
+    tests::panic_if_asked(&entries);
     let mut span_entries = Vec::new();
     let mut events = Vec::new();
     for entry in entries {
@@ -380,4 +395,59 @@ where
         insert(client, table, &rows).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::store::clickhouse::rowbinary::tests::span_row;
+    use crate::store::clickhouse::spool::SpoolFile;
+
+    /// Delivering an entry of this project panics, as a bug in `deliver` would.
+    const PANICS: &str = "panics-in-delivery";
+
+    /// How often a delivery panicked as asked.
+    static PANICKED: AtomicUsize = AtomicUsize::new(0);
+
+    pub(super) fn panic_if_asked(entries: &[SpoolEntry]) {
+        if entries.iter().any(|entry| entry.project_id == PANICS) {
+            PANICKED.fetch_add(1, Ordering::SeqCst);
+            panic!("delivery panics, as a test asked");
+        }
+    }
+
+    /// A delivery task that panics releases its files: they are offered again (and, here,
+    /// panic again), rather than staying claimed and undelivered until a restart.
+    #[tokio::test]
+    async fn a_panicking_delivery_releases_its_files() {
+        let directory = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(directory.path(), 1 << 20).unwrap());
+        let mut file = SpoolFile::new();
+        file.push_spans(PANICS, [&span_row("a", true)]);
+        spool.append(file).unwrap();
+        // Nothing listens here; the panic comes before ClickHouse would be asked anything.
+        let client = Client::default().with_url("http://127.0.0.1:9");
+        let delivery = tokio::spawn(run(
+            client,
+            Arc::clone(&spool),
+            Arc::new(Normalizer::default()),
+            100,
+            Duration::ZERO,
+        ));
+        for _ in 0..100 {
+            if PANICKED.load(Ordering::SeqCst) >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        delivery.abort();
+        assert!(
+            PANICKED.load(Ordering::SeqCst) >= 2,
+            "the file was not offered again after its delivery panicked"
+        );
+        assert_eq!(spool.items(), 1, "still spooled, to be delivered");
+        assert!(!delivery.await.unwrap_err().is_panic(), "the loop survived");
+    }
 }

@@ -178,6 +178,10 @@ impl Store for ClickHouseStore {
         self.spool.items()
     }
 
+    fn corrupt_spool_files(&self) -> u64 {
+        self.spool.corrupt_files()
+    }
+
     async fn flush(&self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         while self.spool.items() > 0 && tokio::time::Instant::now() < deadline {

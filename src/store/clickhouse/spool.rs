@@ -4,13 +4,18 @@
 //! oldest first and deleted once ClickHouse has them; delivering one twice after a crash is
 //! harmless (the tables deduplicate). The spool's size is bounded: past it, writes fail as
 //! unavailable (503 with `Retry-After`), and what is spooled is the `buffered` count.
+//!
+//! A file that cannot be decoded (a damaged disk, a hand edit) is moved into `spool/corrupt/`,
+//! bytes intact, for an operator to look at: one bad file must neither stop the server from
+//! starting nor hold back the files behind it. A write that fails removes its `.partial` file
+//! (it was never acknowledged), and so does start-up for one a crash left behind.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use super::spool_format::{Kind, LegacyEntry, SpoolEntry, SpoolFile};
@@ -38,12 +43,18 @@ struct State {
     claimed: HashMap<u64, u64>,
 }
 
+/// Where files that cannot be decoded are moved, inside the spool directory.
+pub const CORRUPT_DIRECTORY: &str = "corrupt";
+
 pub struct Spool {
     directory: PathBuf,
     max_bytes: u64,
     state: Mutex<State>,
     /// Bytes per item of the last file written, to size the next one.
     bytes_per_item: AtomicU64,
+    /// Files in `spool/corrupt/`: set aside by this run or an earlier one, until an operator
+    /// deals with them. Never delivered.
+    corrupt_files: AtomicU64,
 }
 
 pub(super) fn unavailable(what: &str, error: impl std::fmt::Display) -> StoreError {
@@ -51,10 +62,16 @@ pub(super) fn unavailable(what: &str, error: impl std::fmt::Display) -> StoreErr
 }
 
 impl Spool {
-    /// Opens the spool, counting what an earlier run left in it.
+    /// Opens the spool, counting what an earlier run left in it. Files it cannot decode are
+    /// set aside (see the module's doc) rather than failing the start.
     pub fn open(directory: &Path, max_bytes: u64) -> Result<Self, StoreError> {
         fs::create_dir_all(directory).map_err(|error| unavailable("create", error))?;
+        let corrupt_directory = directory.join(CORRUPT_DIRECTORY);
+        let already_corrupt = fs::read_dir(&corrupt_directory)
+            .map(|entries| entries.count() as u64)
+            .unwrap_or(0);
         let mut state = State::default();
+        let mut set_aside = 0;
         for entry in fs::read_dir(directory).map_err(|error| unavailable("list", error))? {
             let entry = entry.map_err(|error| unavailable("list", error))?;
             let name = entry.file_name().to_string_lossy().to_string();
@@ -63,25 +80,37 @@ impl Spool {
                 .and_then(|s| s.parse::<u64>().ok())
             else {
                 // A file being written when the process died: never acknowledged.
-                if name.ends_with(".partial") {
-                    let _ = fs::remove_file(entry.path());
+                if name.ends_with(".partial")
+                    && let Err(error) = fs::remove_file(entry.path())
+                {
+                    tracing::warn!(%error, file = name, "cannot remove a partial spool file");
                 }
                 continue;
             };
+            // Past the highest sequence found, set aside or not, so that no new file takes the
+            // name of one an operator may move back.
+            state.next_sequence = state.next_sequence.max(sequence + 1);
+            let entries = match read_file(&entry.path()) {
+                Ok(entries) => entries,
+                Err(error) => {
+                    set_aside_file(directory, sequence, &error);
+                    set_aside += 1;
+                    continue;
+                }
+            };
             let bytes = entry.metadata().map(|metadata| metadata.len()).unwrap_or(0);
-            let entries = read_file(&entry.path())?;
             let items = entries.iter().map(|entry| entry.rows).sum();
             state.projects.insert(sequence, count_by_project(&entries));
             state.files.insert(sequence, (bytes, items, Instant::now()));
             state.bytes += bytes;
             state.items += items;
-            state.next_sequence = state.next_sequence.max(sequence + 1);
         }
         Ok(Self {
             directory: directory.to_owned(),
             max_bytes,
             state: Mutex::new(state),
             bytes_per_item: AtomicU64::new(0),
+            corrupt_files: AtomicU64::new(already_corrupt + set_aside),
         })
     }
 
@@ -103,6 +132,12 @@ impl Spool {
             .values()
             .filter_map(|counts| counts.get(project_id))
             .sum()
+    }
+
+    /// Files in `spool/corrupt/`, which are not delivered: set aside because they could not be
+    /// decoded, by this run or an earlier one.
+    pub fn corrupt_files(&self) -> u64 {
+        self.corrupt_files.load(Ordering::Relaxed)
     }
 
     /// An empty file for about `items` spans or events, sized after the last one written so
@@ -158,16 +193,27 @@ impl Spool {
         };
         let partial = self.directory.join(format!("{sequence:020}.partial"));
         let final_path = self.directory.join(format!("{sequence:020}.spool"));
-        let mut file = File::create(&partial).map_err(|error| unavailable("create file", error))?;
-        // The version byte once, then every part's entries.
-        let mut written = file.write_all(&[VERSION]);
-        for part in &parts {
-            written = written.and_then(|()| file.write_all(&part.bytes[1..]));
+        let written = File::create(&partial)
+            .map_err(|error| unavailable("create file", error))
+            .and_then(|mut file| {
+                // The version byte once, then every part's entries.
+                let mut written = file.write_all(&[VERSION]);
+                for part in &parts {
+                    written = written.and_then(|()| file.write_all(&part.bytes[1..]));
+                }
+                written
+                    .and_then(|()| file.sync_all())
+                    .map_err(|error| unavailable("write", error))
+            })
+            .and_then(|()| {
+                fs::rename(&partial, &final_path).map_err(|error| unavailable("rename", error))
+            });
+        if let Err(error) = written {
+            // Not acknowledged: the file must not be left to fill the disk (or be taken for a
+            // crash's leftovers at the next start).
+            let _ = fs::remove_file(&partial);
+            return Err(error);
         }
-        written
-            .and_then(|()| file.sync_all())
-            .map_err(|error| unavailable("write", error))?;
-        fs::rename(&partial, &final_path).map_err(|error| unavailable("rename", error))?;
         File::open(&self.directory)
             .and_then(|directory| directory.sync_all())
             .map_err(|error| unavailable("sync directory", error))?;
@@ -205,17 +251,29 @@ impl Spool {
             state.claimed.extend(chosen.iter().copied());
             chosen.into_iter().map(|(sequence, _)| sequence).collect()
         };
-        let read: Result<Vec<_>, StoreError> = chosen
-            .iter()
-            .map(|sequence| {
-                let path = self.directory.join(format!("{sequence:020}.spool"));
-                Ok((*sequence, read_file(&path)?))
-            })
-            .collect();
-        if read.is_err() {
-            self.release(&chosen);
+        let mut read = Vec::with_capacity(chosen.len());
+        for sequence in &chosen {
+            let path = self.directory.join(format!("{sequence:020}.spool"));
+            match read_file(&path) {
+                Ok(entries) => read.push((*sequence, entries)),
+                // It will not decode the next time either: out of the way of the others.
+                Err(error @ StoreError::Corrupt(_)) => self.set_aside(*sequence, &error),
+                // The disk (a transient failure, or a failing disk): every file stays, to be
+                // tried again.
+                Err(error) => {
+                    self.release(&chosen);
+                    return Err(error);
+                }
+            }
         }
-        read
+        Ok(read)
+    }
+
+    /// Moves a file that cannot be decoded into `spool/corrupt/` and forgets it.
+    fn set_aside(&self, sequence: u64, error: &StoreError) {
+        set_aside_file(&self.directory, sequence, error);
+        self.corrupt_files.fetch_add(1, Ordering::Relaxed);
+        self.forget(sequence);
     }
 
     /// Offers claimed files again (their delivery failed).
@@ -228,16 +286,72 @@ impl Spool {
 
     /// Forgets delivered files.
     pub fn remove(&self, sequences: &[u64]) {
-        let mut state = self.lock();
         for sequence in sequences {
             let _ = fs::remove_file(self.directory.join(format!("{sequence:020}.spool")));
-            state.projects.remove(sequence);
-            state.claimed.remove(sequence);
-            if let Some((bytes, items, _)) = state.files.remove(sequence) {
-                state.bytes -= bytes;
-                state.items -= items;
-            }
+            self.forget(*sequence);
         }
+    }
+
+    /// Drops a file from the counts (delivered, or set aside).
+    fn forget(&self, sequence: u64) {
+        let mut state = self.lock();
+        state.projects.remove(&sequence);
+        state.claimed.remove(&sequence);
+        if let Some((bytes, items, _)) = state.files.remove(&sequence) {
+            state.bytes -= bytes;
+            state.items -= items;
+        }
+    }
+}
+
+/// Files claimed for one delivery. Dropped before `delivered` — the delivery failed, panicked
+/// or was cancelled — it releases them, so that they are offered again: a claim cannot outlive
+/// the task that holds it, and no file stays claimed forever.
+pub struct Claim {
+    spool: Arc<Spool>,
+    sequences: Vec<u64>,
+}
+
+impl Claim {
+    /// Takes over the claim of `sequences` (from `take_oldest`).
+    pub fn new(spool: Arc<Spool>, sequences: Vec<u64>) -> Self {
+        Self { spool, sequences }
+    }
+
+    /// ClickHouse has them: the files are removed.
+    pub fn delivered(mut self) {
+        let sequences = std::mem::take(&mut self.sequences);
+        self.spool.remove(&sequences);
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.sequences.is_empty() {
+            self.spool.release(&self.sequences);
+        }
+    }
+}
+
+/// Moves spool file `sequence` into `spool/corrupt/`, keeping its name and bytes, and says so.
+/// Should the move fail, the file stays where it is and is tried again at the next start.
+fn set_aside_file(directory: &Path, sequence: u64, error: &StoreError) {
+    let name = format!("{sequence:020}.spool");
+    let corrupt = directory.join(CORRUPT_DIRECTORY);
+    let moved = fs::create_dir_all(&corrupt)
+        .and_then(|()| fs::rename(directory.join(&name), corrupt.join(&name)));
+    match moved {
+        Ok(()) => tracing::error!(
+            %error,
+            file = %corrupt.join(&name).display(),
+            "a spool file cannot be decoded; set aside, not delivered"
+        ),
+        Err(move_error) => tracing::error!(
+            %error,
+            %move_error,
+            file = name,
+            "a spool file cannot be decoded, nor set aside; not delivered by this run"
+        ),
     }
 }
 
@@ -389,19 +503,80 @@ mod tests {
         assert!(directory.path().join("00000000000000000005.spool").exists());
     }
 
+    /// A file that does not decode — truncated at start-up, or damaged by the time it is
+    /// delivered — is moved into `corrupt/` with its bytes and counted; the others are
+    /// delivered.
     #[test]
-    fn refuses_files_it_cannot_read() {
+    fn sets_aside_files_it_cannot_decode() {
         let directory = tempfile::tempdir().unwrap();
-        let mut file = events(&["a"]);
-        file.bytes.truncate(file.bytes.len() - 1);
+        let mut truncated = events(&["a"]);
+        truncated.bytes.truncate(truncated.bytes.len() - 1);
         std::fs::write(
             directory.path().join("00000000000000000001.spool"),
-            &file.bytes,
+            &truncated.bytes,
+        )
+        .unwrap();
+        std::fs::write(
+            directory.path().join("00000000000000000002.spool"),
+            events(&["b", "c"]).bytes,
+        )
+        .unwrap();
+
+        let spool = Spool::open(directory.path(), 1 << 20).unwrap();
+        assert_eq!((spool.items(), spool.corrupt_files()), (2, 1));
+        let corrupt = directory.path().join(CORRUPT_DIRECTORY);
+        assert_eq!(
+            std::fs::read(corrupt.join("00000000000000000001.spool")).unwrap(),
+            truncated.bytes,
+            "kept as it was, for an operator"
+        );
+        assert!(!directory.path().join("00000000000000000001.spool").exists());
+
+        // Damaged after the start: set aside when it is read for delivery.
+        spool.append(events(&["d"])).unwrap();
+        let damaged = directory.path().join("00000000000000000003.spool");
+        assert!(
+            damaged.exists(),
+            "no new file takes the name of one set aside"
+        );
+        std::fs::write(&damaged, b"\x07garbage").unwrap();
+        let taken = spool.take_oldest(100).unwrap();
+        assert_eq!(
+            taken
+                .iter()
+                .map(|(sequence, _)| *sequence)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert_eq!((spool.items(), spool.corrupt_files()), (2, 2));
+        assert!(corrupt.join("00000000000000000003.spool").exists());
+        spool.remove(&[2]);
+        assert_eq!((spool.items(), spool.waiting().0), (0, 0));
+
+        // What is in `corrupt/` is counted again at the next start, and never delivered.
+        let reopened = Spool::open(directory.path(), 1 << 20).unwrap();
+        assert_eq!((reopened.items(), reopened.corrupt_files()), (0, 2));
+    }
+
+    /// A write that fails (here its rename, onto a directory) leaves no `.partial` file.
+    #[test]
+    fn a_failed_write_removes_its_partial_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let spool = Spool::open(directory.path(), 1 << 20).unwrap();
+        std::fs::create_dir_all(
+            directory
+                .path()
+                .join("00000000000000000000.spool/in-the-way"),
         )
         .unwrap();
         assert!(matches!(
-            Spool::open(directory.path(), 1 << 20),
-            Err(StoreError::Corrupt(_))
+            spool.append(events(&["a"])),
+            Err(StoreError::Unavailable(_))
         ));
+        let partial = directory.path().join("00000000000000000000.partial");
+        assert!(!partial.exists(), "the failed write left its partial file");
+        assert_eq!(spool.items(), 0);
+        spool.append(events(&["b"])).unwrap();
+        assert_eq!(spool.items(), 1, "the next write succeeds");
     }
 }
