@@ -324,6 +324,22 @@ mod tests {
     }
 
     #[test]
+    fn the_second_migration_adds_the_deployment_secrets() {
+        let legacy = migrations(Dialect::Legacy, &options(None));
+        assert_eq!(legacy.len(), 2);
+        assert_eq!(
+            legacy[1].1,
+            vec![
+                "CREATE TABLE IF NOT EXISTS spanhouse.deployment_secrets (name String, value String, \
+                 created_at_ns UInt64\n) ENGINE = ReplacingMergeTree() ORDER BY (name, created_at_ns, value)"
+            ]
+        );
+        let cluster = &migrations(Dialect::Modern, &options(Some("analytics")))[1].1;
+        assert!(cluster[0].contains("deployment_secrets_local ON CLUSTER analytics"));
+        assert!(cluster[1].contains("Distributed(analytics, spanhouse, deployment_secrets_local"));
+    }
+
+    #[test]
     fn cluster_ddl_is_replicated_and_distributed() {
         let ddl = create_statements(Dialect::Modern, &options(Some("analytics")));
         assert_eq!(
