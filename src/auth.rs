@@ -143,14 +143,22 @@ pub fn token_from_authorization(value: &str) -> Result<String, AuthError> {
 
 /// Checks credentials against the cached active tokens.
 pub struct Authenticator {
-    tokens: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
+    tokens: RwLock<ActiveTokens>,
+}
+
+/// The active tokens, by the hash of their secret (credentials) and by id (web UI sessions,
+/// whose signed cookie names the token).
+#[derive(Default)]
+struct ActiveTokens {
+    by_hash: HashMap<[u8; 32], Arc<Principal>>,
+    by_id: HashMap<String, Arc<Principal>>,
 }
 
 impl Authenticator {
     /// Loads the active tokens from the store.
     pub async fn load(store: &dyn Store) -> Result<Self, crate::store::StoreError> {
         let authenticator = Self {
-            tokens: RwLock::new(HashMap::new()),
+            tokens: RwLock::new(ActiveTokens::default()),
         };
         authenticator.refresh(store).await?;
         Ok(authenticator)
@@ -159,17 +167,22 @@ impl Authenticator {
     /// Reloads the active tokens; a revoked token stops working here.
     pub async fn refresh(&self, store: &dyn Store) -> Result<(), crate::store::StoreError> {
         let active = store.active_tokens().await?;
-        let tokens = active
-            .into_iter()
-            .map(|token: ActiveToken| {
-                let principal = Principal {
-                    token_id: token.token_id,
-                    role: token.role,
-                    project: token.project,
-                };
-                (token.secret_hash, Arc::new(principal))
-            })
-            .collect();
+        let mut tokens = ActiveTokens::default();
+        for token in active {
+            let ActiveToken {
+                secret_hash,
+                token_id,
+                role,
+                project,
+            } = token;
+            let principal = Arc::new(Principal {
+                token_id: token_id.clone(),
+                role,
+                project,
+            });
+            tokens.by_id.insert(token_id, Arc::clone(&principal));
+            tokens.by_hash.insert(secret_hash, principal);
+        }
         *self
             .tokens
             .write()
@@ -182,13 +195,24 @@ impl Authenticator {
         self.principal_of_hash(&hash_token(secret))
     }
 
-    /// The caller of a token by its hash, if the token is still active: a web UI session keeps
-    /// only the hash, so revoking the token ends its sessions.
+    /// The caller of a token by the hash of its secret, if the token is active.
     pub fn principal_of_hash(&self, secret_hash: &[u8; 32]) -> Option<Arc<Principal>> {
         self.tokens
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
+            .by_hash
             .get(secret_hash)
+            .cloned()
+    }
+
+    /// The caller of a token by its id, if the token is still active: a web UI session names
+    /// its token, so revoking the token ends its sessions (at the next reload on each server).
+    pub fn principal_of_token_id(&self, token_id: &str) -> Option<Arc<Principal>> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .by_id
+            .get(token_id)
             .cloned()
     }
 
@@ -236,11 +260,7 @@ impl Authenticator {
     ) -> Result<Arc<Principal>, AuthError> {
         let secret = token_from_authorization(authorization.ok_or(AuthError::Missing)?)?;
         let principal = self
-            .tokens
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .get(&hash_token(&secret))
-            .cloned()
+            .principal_of_secret(&secret)
             .ok_or(AuthError::UnknownToken)?;
         Self::check_project(&principal, project_header)?;
         Self::check_role(&principal, access)?;
@@ -293,8 +313,12 @@ mod tests {
                 created_at_unix_nano: 0,
             },
         };
+        let principal = Arc::new(principal);
         Authenticator {
-            tokens: RwLock::new(HashMap::from([(hash_token(secret), Arc::new(principal))])),
+            tokens: RwLock::new(ActiveTokens {
+                by_hash: HashMap::from([(hash_token(secret), Arc::clone(&principal))]),
+                by_id: HashMap::from([("tok_1".to_owned(), principal)]),
+            }),
         }
     }
 
@@ -328,5 +352,10 @@ mod tests {
             auth.authenticate(None, None, Access::Ingest).unwrap_err(),
             AuthError::Missing
         );
+        assert_eq!(
+            auth.principal_of_token_id("tok_1").unwrap().role,
+            Role::Ingest
+        );
+        assert!(auth.principal_of_token_id("tok_2").is_none());
     }
 }

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::session::Sessions;
 use crate::api::{self, AppState, HttpLimits, MemoryBudget};
 use crate::auth::{self, Authenticator, Role, TOKEN_REFRESH_INTERVAL};
 use crate::config::{Config, StorageKind};
@@ -106,9 +107,15 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         .refresh(store.as_ref())
         .await
         .context("loading project settings")?;
+    let sessions = Arc::new(
+        Sessions::load(store.as_ref())
+            .await
+            .context("loading the web UI session key")?,
+    );
     let refresher = tokio::spawn(refresh(
         Arc::clone(&authenticator),
         Arc::clone(&rules),
+        Arc::clone(&sessions),
         Arc::clone(&store),
     ));
     let stats = Arc::new(IngestionStats::default());
@@ -140,7 +147,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         ingest,
         metrics,
         budget: MemoryBudget::new(config.limits.max_inflight_bytes),
-        sessions: Arc::default(),
+        sessions,
         limits: HttpLimits {
             max_body_bytes: config.limits.max_body_bytes,
             max_decompressed_bytes: config.limits.max_decompressed_bytes,
@@ -161,9 +168,13 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
     let http = tokio::spawn(
-        axum::serve(http_listener, api::app(state.clone()))
-            .with_graceful_shutdown(stop_signal(stopped.clone()))
-            .into_future(),
+        // The peer address limits failed sign-ins per client (`api::session`).
+        axum::serve(
+            http_listener,
+            api::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop_signal(stopped.clone()))
+        .into_future(),
     );
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
@@ -217,8 +228,14 @@ impl RunningServer {
 }
 
 /// Reloads tokens and project settings, so that changes made by admin commands, the API or
-/// another node apply within the five seconds SPEC §1 and §4 allow.
-async fn refresh(authenticator: Arc<Authenticator>, rules: Arc<RulesCache>, store: Arc<dyn Store>) {
+/// another node apply within the five seconds SPEC §1 and §4 allow; and the web UI session key,
+/// so that servers that made it at the same instant agree.
+async fn refresh(
+    authenticator: Arc<Authenticator>,
+    rules: Arc<RulesCache>,
+    sessions: Arc<Sessions>,
+    store: Arc<dyn Store>,
+) {
     let mut interval = tokio::time::interval(TOKEN_REFRESH_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
@@ -229,6 +246,9 @@ async fn refresh(authenticator: Arc<Authenticator>, rules: Arc<RulesCache>, stor
         }
         if let Err(error) = rules.refresh(store.as_ref()).await {
             tracing::warn!(%error, "reloading project settings failed; keeping the previous set");
+        }
+        if let Err(error) = sessions.refresh(store.as_ref()).await {
+            tracing::warn!(%error, "reloading the session key failed; keeping the previous one");
         }
     }
 }

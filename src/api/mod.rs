@@ -46,7 +46,7 @@ pub struct AppState {
     pub limits: HttpLimits,
     /// Bounds the request bodies being read and decoded at once.
     pub budget: MemoryBudget,
-    /// The web UI's signed-in sessions.
+    /// The web UI's session key and failed sign-ins.
     pub sessions: Arc<session::Sessions>,
 }
 
@@ -128,9 +128,9 @@ pub(crate) fn authenticate(
     let header_text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let project = header_text("x-project-id").or_else(|| header_text("x-dbnl-project-id"));
     if !headers.contains_key(header::AUTHORIZATION)
-        && let Some(session_id) = session::session_cookie(headers)
+        && let Some(cookie) = session::session_cookie(headers)
     {
-        return session::authenticate_session(state, session_id, project, access);
+        return session::authenticate_session(state, cookie, project, access);
     }
     Ok(state
         .auth

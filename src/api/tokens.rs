@@ -66,7 +66,8 @@ pub struct CreatedView {
     token: String,
 }
 
-/// `POST /api/v1/tokens` with `{"role": "ingest|read|admin", "name": "..."}` → 201.
+/// `POST /api/v1/tokens` with `{"role": "ingest|read|admin", "name": "..."}` → 201, marked
+/// `no-store`: the answer holds the secret.
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -107,7 +108,9 @@ pub async fn create(
         name,
         token: secret,
     };
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    Ok(super::session::no_store(
+        (StatusCode::CREATED, Json(created)).into_response(),
+    ))
 }
 
 /// `DELETE /api/v1/tokens/{id}` → 204; 404 for a token of another project, as for none.

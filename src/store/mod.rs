@@ -178,6 +178,13 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_token(&self, token_id: &str) -> StoreResult<bool>;
     async fn active_tokens(&self) -> StoreResult<Vec<ActiveToken>>;
 
+    /// The deployment's secret called `name`, shared by every server of this store: the one
+    /// stored, else `candidate`, stored now (callers pass fresh random bytes). Servers asking
+    /// at once end with one value: SQLite keeps the first insert; ClickHouse, which has no
+    /// unique keys, keeps every insert and answers the earliest, so a server that raced another
+    /// gets the shared value when it asks again.
+    async fn deployment_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+
     /// Stores spans durably, ignoring spans already stored (same project, trace and span id),
     /// and brings the TraceRecords of the touched traces up to date. Returns once durable.
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()>;

@@ -1,11 +1,12 @@
-//! Projects, tokens, settings, ingestion counters and migrations in ClickHouse, shared by every
+//! Projects, tokens, settings, the deployment's secrets, ingestion counters and migrations in
+//! ClickHouse, shared by every
 //! server. Rows are never updated in place: a change inserts a newer version, and reads take
 //! the latest (`FINAL` on ReplacingMergeTree tables, sums on the SummingMergeTree one).
 
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 
-use super::rows::{CountRow, ProjectRow, SettingsRow, TokenRow};
+use super::rows::{CountRow, ProjectRow, SecretRow, SettingsRow, TokenRow};
 use super::schema::{Dialect, SchemaOptions, migrations};
 use super::{unavailable, version_now};
 use crate::auth::Role;
@@ -228,6 +229,50 @@ pub async fn active_tokens(client: &Client) -> StoreResult<Vec<ActiveToken>> {
         });
     }
     Ok(active)
+}
+
+/// The earliest value stored under `name`: what every server that reads it agrees on.
+async fn stored_secret(client: &Client, name: &str) -> StoreResult<Option<Vec<u8>>> {
+    let values: Vec<String> = client
+        .query(
+            "SELECT value FROM deployment_secrets WHERE name = ? \
+             ORDER BY created_at_ns, value LIMIT 1",
+        )
+        .bind(name)
+        .fetch_all()
+        .await
+        .map_err(unavailable)?;
+    values
+        .first()
+        .map(|value| {
+            hex::decode(value)
+                .map_err(|_| StoreError::Corrupt(format!("secret {name:?} is not hex")))
+        })
+        .transpose()
+}
+
+/// Insert-if-absent, then read back. Two servers that both found none both insert; each reads
+/// the earliest of what it sees, and once both inserts are visible every reader gets the same
+/// one (see `Store::deployment_secret`).
+pub async fn deployment_secret(
+    client: &Client,
+    name: &str,
+    candidate: &[u8],
+) -> StoreResult<Vec<u8>> {
+    if let Some(stored) = stored_secret(client, name).await? {
+        return Ok(stored);
+    }
+    let row = SecretRow {
+        name: name.to_owned(),
+        value: hex::encode(candidate),
+        created_at_ns: now_unix_nano(),
+    };
+    insert(client, "deployment_secrets", &[row]).await?;
+    // A Distributed table may not show the insert yet: then ours is the only one this server
+    // knows of.
+    Ok(stored_secret(client, name)
+        .await?
+        .unwrap_or_else(|| candidate.to_vec()))
 }
 
 fn parse_settings(text: &str) -> StoreResult<ProjectSettings> {

@@ -224,6 +224,10 @@ impl Store for ClickHouseStore {
         metadata::active_tokens(&self.client).await
     }
 
+    async fn deployment_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        metadata::deployment_secret(&self.client, name, candidate).await
+    }
+
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
         // Each request's spans are encoded on a blocking thread of their own, so that a write
         // of several requests uses both cores; then one file is written and synced.

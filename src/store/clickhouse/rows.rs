@@ -34,6 +34,14 @@ pub struct SettingsRow {
 }
 
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct SecretRow {
+    pub name: String,
+    /// Hex of the secret's bytes.
+    pub value: String,
+    pub created_at_ns: u64,
+}
+
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct CountRow {
     pub project_id: String,
     pub bucket_start_ns: u64,

@@ -174,78 +174,108 @@ pub fn create_statements(dialect: Dialect, options: &SchemaOptions) -> Vec<Strin
         "CREATE DATABASE IF NOT EXISTS {database}{on_cluster}"
     )];
     for table in tables() {
-        let compressed = match dialect {
-            Dialect::Legacy => "",
-            Dialect::Modern => "CODEC(ZSTD(3))",
-        };
-        let mut columns = table.columns.replace("{compressed}", compressed);
-        if dialect == Dialect::Modern {
-            // Low-cardinality text: names, roles and counters repeat a lot.
-            for column in ["name String", "role String", "counter String"] {
-                columns = columns.replace(
-                    &format!(" {column},"),
-                    &format!(
-                        " {} LowCardinality(String),",
-                        column.split(' ').next().unwrap_or_default()
-                    ),
-                );
-            }
-            columns.push_str(table.modern_indexes);
-        }
-        let local_name = if options.cluster.is_some() {
-            format!("{}_local", table.name)
-        } else {
-            table.name.to_owned()
-        };
-        let engine = match (table.engine, &options.cluster) {
-            (Engine::Replacing(version), None) => {
-                format!("ReplacingMergeTree({})", version.unwrap_or_default())
-            }
-            (Engine::Summing(column), None) => format!("SummingMergeTree({column})"),
-            (Engine::Replacing(version), Some(_)) => format!(
-                "ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}/{local_name}', '{{replica}}'{})",
-                version.map_or(String::new(), |version| format!(", {version}"))
-            ),
-            (Engine::Summing(column), Some(_)) => format!(
-                "ReplicatedSummingMergeTree('/clickhouse/tables/{{shard}}/{database}/{local_name}', '{{replica}}', {column})"
-            ),
-        };
-        let mut statement = format!(
-            "CREATE TABLE IF NOT EXISTS {database}.{local_name}{on_cluster} ({columns}\n) ENGINE = {engine}"
-        );
-        if let Some(partition) = table.partition_by {
-            statement.push_str(&format!(" PARTITION BY {partition}"));
-        }
-        statement.push_str(&format!(" ORDER BY {}", table.order_by));
-        if let (Dialect::Modern, true, Some(days)) =
-            (dialect, table.expires, options.retention_days)
-        {
-            let time = if table.name == "spans" {
-                "start_ns"
-            } else {
-                "time_ns"
-            };
-            statement.push_str(&format!(
-                " TTL toDateTime(intDiv({time}, 1000000000)) + INTERVAL {days} DAY"
-            ));
-        }
-        statements.push(statement);
-        if let Some(cluster) = &options.cluster {
-            statements.push(format!(
-                "CREATE TABLE IF NOT EXISTS {database}.{name}{on_cluster} AS {database}.{local_name} \
-                 ENGINE = Distributed({cluster}, {database}, {local_name}, {key})",
-                name = table.name,
-                key = table.sharding_key,
-            ));
-        }
+        statements.extend(table_statements(&table, dialect, options));
     }
     statements
 }
 
-/// The versioned migrations: version 1 is the schema above. A later change appends a version
-/// with its `ALTER` statements; a server applies the versions it has not recorded.
+/// Secrets of the deployment (the key that signs web UI session cookies), made by the first
+/// server that needs one. ClickHouse has no unique key: servers that race may each insert a
+/// value, all are kept (the sort key holds the value) and readers take the earliest.
+fn deployment_secrets() -> Table {
+    Table {
+        name: "deployment_secrets",
+        columns: "name String, value String, created_at_ns UInt64",
+        modern_indexes: "",
+        engine: Engine::Replacing(None),
+        partition_by: None,
+        order_by: "(name, created_at_ns, value)",
+        expires: false,
+        sharding_key: "cityHash64(name)",
+    }
+}
+
+/// The statements that create one table (and its Distributed table in a cluster).
+fn table_statements(table: &Table, dialect: Dialect, options: &SchemaOptions) -> Vec<String> {
+    let database = &options.database;
+    let on_cluster = options
+        .cluster
+        .as_ref()
+        .map_or(String::new(), |cluster| format!(" ON CLUSTER {cluster}"));
+    let mut statements = Vec::new();
+    let compressed = match dialect {
+        Dialect::Legacy => "",
+        Dialect::Modern => "CODEC(ZSTD(3))",
+    };
+    let mut columns = table.columns.replace("{compressed}", compressed);
+    if dialect == Dialect::Modern {
+        // Low-cardinality text: names, roles and counters repeat a lot.
+        for column in ["name String", "role String", "counter String"] {
+            columns = columns.replace(
+                &format!(" {column},"),
+                &format!(
+                    " {} LowCardinality(String),",
+                    column.split(' ').next().unwrap_or_default()
+                ),
+            );
+        }
+        columns.push_str(table.modern_indexes);
+    }
+    let local_name = if options.cluster.is_some() {
+        format!("{}_local", table.name)
+    } else {
+        table.name.to_owned()
+    };
+    let engine = match (table.engine, &options.cluster) {
+        (Engine::Replacing(version), None) => {
+            format!("ReplacingMergeTree({})", version.unwrap_or_default())
+        }
+        (Engine::Summing(column), None) => format!("SummingMergeTree({column})"),
+        (Engine::Replacing(version), Some(_)) => format!(
+            "ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}/{local_name}', '{{replica}}'{})",
+            version.map_or(String::new(), |version| format!(", {version}"))
+        ),
+        (Engine::Summing(column), Some(_)) => format!(
+            "ReplicatedSummingMergeTree('/clickhouse/tables/{{shard}}/{database}/{local_name}', '{{replica}}', {column})"
+        ),
+    };
+    let mut statement = format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{local_name}{on_cluster} ({columns}\n) ENGINE = {engine}"
+    );
+    if let Some(partition) = table.partition_by {
+        statement.push_str(&format!(" PARTITION BY {partition}"));
+    }
+    statement.push_str(&format!(" ORDER BY {}", table.order_by));
+    if let (Dialect::Modern, true, Some(days)) = (dialect, table.expires, options.retention_days) {
+        let time = if table.name == "spans" {
+            "start_ns"
+        } else {
+            "time_ns"
+        };
+        statement.push_str(&format!(
+            " TTL toDateTime(intDiv({time}, 1000000000)) + INTERVAL {days} DAY"
+        ));
+    }
+    statements.push(statement);
+    if let Some(cluster) = &options.cluster {
+        statements.push(format!(
+            "CREATE TABLE IF NOT EXISTS {database}.{name}{on_cluster} AS {database}.{local_name} \
+             ENGINE = Distributed({cluster}, {database}, {local_name}, {key})",
+            name = table.name,
+            key = table.sharding_key,
+        ));
+    }
+    statements
+}
+
+/// The versioned migrations: version 1 is the schema above, version 2 adds the deployment's
+/// secrets. A later change appends a version with its statements; a server applies the
+/// versions it has not recorded.
 pub fn migrations(dialect: Dialect, options: &SchemaOptions) -> Vec<(u32, Vec<String>)> {
-    vec![(1, create_statements(dialect, options))]
+    vec![
+        (1, create_statements(dialect, options)),
+        (2, table_statements(&deployment_secrets(), dialect, options)),
+    ]
 }
 
 #[cfg(test)]
@@ -291,6 +321,22 @@ mod tests {
         assert!(ddl.contains("INDEX spans_session session_id TYPE bloom_filter"));
         assert!(ddl.contains("name LowCardinality(String)"));
         assert!(ddl.contains("TTL toDateTime(intDiv(start_ns, 1000000000)) + INTERVAL 30 DAY"));
+    }
+
+    #[test]
+    fn the_second_migration_adds_the_deployment_secrets() {
+        let legacy = migrations(Dialect::Legacy, &options(None));
+        assert_eq!(legacy.len(), 2);
+        assert_eq!(
+            legacy[1].1,
+            vec![
+                "CREATE TABLE IF NOT EXISTS spanhouse.deployment_secrets (name String, value String, \
+                 created_at_ns UInt64\n) ENGINE = ReplacingMergeTree() ORDER BY (name, created_at_ns, value)"
+            ]
+        );
+        let cluster = &migrations(Dialect::Modern, &options(Some("analytics")))[1].1;
+        assert!(cluster[0].contains("deployment_secrets_local ON CLUSTER analytics"));
+        assert!(cluster[1].contains("Distributed(analytics, spanhouse, deployment_secrets_local"));
     }
 
     #[test]

@@ -374,6 +374,33 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn deployment_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        const SELECT: &str = "SELECT value FROM deployment_secrets WHERE name = ?1";
+        let key = name.to_owned();
+        let stored: Option<Vec<u8>> = self
+            .with_reader(move |connection| {
+                Ok(connection
+                    .query_row(SELECT, [key], |row| row.get(0))
+                    .optional()?)
+            })
+            .await?;
+        if let Some(stored) = stored {
+            return Ok(stored);
+        }
+        // Inserted and read back by the one writer: of servers racing here, the first wins.
+        let key = name.to_owned();
+        let candidate = candidate.to_vec();
+        self.with_writer(move |connection| {
+            connection.execute(
+                "INSERT INTO deployment_secrets (name, value, created_at_ns) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![key, candidate, now_unix_nano() as i64],
+            )?;
+            Ok(connection.query_row(SELECT, [key], |row| row.get(0))?)
+        })
+        .await
+    }
+
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
         let normalizer = Arc::clone(&self.normalizer);
         let compression = self.options.compression;

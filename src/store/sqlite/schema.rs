@@ -174,6 +174,15 @@ CREATE TABLE span_blocks (
     data BLOB NOT NULL
 );
 "#,
+    r#"
+-- Secrets of the deployment (the key that signs web UI session cookies), made by the first
+-- server that needs one and then used by every server of this store.
+CREATE TABLE deployment_secrets (
+    name          TEXT PRIMARY KEY,
+    value         BLOB NOT NULL,
+    created_at_ns INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date. Safe when several processes open the same file at once: the
