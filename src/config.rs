@@ -253,6 +253,9 @@ pub struct FileLimits {
     pub max_attribute_depth: Option<usize>,
     pub max_spans_per_request: Option<usize>,
     pub max_inflight_bytes: Option<usize>,
+    pub project_inflight_share: Option<f64>,
+    pub body_read_timeout_ms: Option<u64>,
+    pub grpc_call_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,6 +320,14 @@ pub struct Limits {
     /// (~3 MB each) the server stayed at 457 MiB resident with it, 500 MiB with 96 MiB, and
     /// full load answered no 503 (BENCHMARKS.md).
     pub max_inflight_bytes: usize,
+    /// The part of `max_inflight_bytes` one project may hold, from 0 to 1: 0.5, so that one
+    /// project (a client trickling bodies, say) never leaves the others without room.
+    pub project_inflight_share: f64,
+    /// Longest a client may take to send a request body, in milliseconds (HTTP 408): 30 s.
+    pub body_read_timeout_ms: u64,
+    /// Longest an OTLP/gRPC call may take, message and store included, in milliseconds
+    /// (`DEADLINE_EXCEEDED`): 60 s.
+    pub grpc_call_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -330,6 +341,9 @@ impl Default for Limits {
             max_attribute_depth: 16,
             max_spans_per_request: 50_000,
             max_inflight_bytes: 64 * 1024 * 1024,
+            project_inflight_share: 0.5,
+            body_read_timeout_ms: 30_000,
+            grpc_call_timeout_ms: 60_000,
         }
     }
 }
@@ -391,7 +405,30 @@ impl Config {
                 .limits
                 .max_inflight_bytes
                 .unwrap_or(defaults.max_inflight_bytes),
+            project_inflight_share: file
+                .limits
+                .project_inflight_share
+                .unwrap_or(defaults.project_inflight_share),
+            body_read_timeout_ms: file
+                .limits
+                .body_read_timeout_ms
+                .unwrap_or(defaults.body_read_timeout_ms),
+            grpc_call_timeout_ms: file
+                .limits
+                .grpc_call_timeout_ms
+                .unwrap_or(defaults.grpc_call_timeout_ms),
         };
+        if !(limits.project_inflight_share > 0.0 && limits.project_inflight_share <= 1.0) {
+            return Err(ConfigError::Invalid(
+                "limits.project_inflight_share must be more than 0 and at most 1".into(),
+            ));
+        }
+        if limits.body_read_timeout_ms == 0 || limits.grpc_call_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.body_read_timeout_ms and limits.grpc_call_timeout_ms must be positive"
+                    .into(),
+            ));
+        }
         if limits.queue_capacity_spans == 0 || limits.max_batch_spans == 0 {
             return Err(ConfigError::Invalid(
                 "limits.queue_capacity_spans and limits.max_batch_spans must be positive".into(),

@@ -1,23 +1,20 @@
-//! What happens to an export request once it is decoded, for every receiver alike: spans are
-//! checked and converted, values cut to the limits, the project's sampling attribute and filters
-//! applied, the rest normalized, rate-limited and handed to the pipeline. Every span is counted
-//! under what happened to it (`stats`).
+//! What happens to an export request once it is decoded and converted, for every receiver
+//! alike: values cut to the limits, the project's sampling attribute and filters applied, the
+//! rest normalized, rate-limited and handed to the pipeline. Every span is counted under what
+//! happened to it (`stats`); log records and metric points take the same rate limit and are
+//! counted too.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-
-use crate::limits::{SpanLimits, truncate_span};
+use crate::limits::{SpanLimits, truncate_event, truncate_span};
 use crate::model::attributes::find;
-use crate::model::{AttrValue, NormalizedSpan, Span, TraceId};
+use crate::model::{AttrValue, ConvertedLogs, ConvertedSpans, NormalizedSpan, Span, TraceId};
 use crate::normalize::Normalizer;
-use crate::otlp::logs::ConvertedLogs;
-use crate::otlp::spans_from_request;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::settings::{ProjectRules, RulesCache};
-use crate::stats::{IngestionStats, SAMPLING_RULE, counter, reason};
+use crate::stats::{IngestionStats, SAMPLING_RULE, counter, reason, signal};
 use crate::store::{PreparedTraces, Store};
 
 /// Spans a request must hold for its preparation to be split over another thread.
@@ -45,7 +42,6 @@ pub struct PreparedSpans {
     pub truncated: usize,
     /// The store's work on the spans' traces, one per part ([`Store::prepare_traces`]).
     traces: Vec<PreparedTraces>,
-    rules: Option<Arc<ProjectRules>>,
 }
 
 /// The outcome of an accepted request.
@@ -68,14 +64,13 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Converts, limits, filters and normalizes a request. CPU work only: receivers run it off
-    /// the async runtime for large requests.
+    /// Limits, filters and normalizes the spans of a request. CPU work only: receivers run it
+    /// off the async runtime for large requests.
     pub fn prepare(
         &self,
         project_id: &str,
-        request: ExportTraceServiceRequest,
+        converted: ConvertedSpans,
     ) -> Result<PreparedSpans, IngestError> {
-        let converted = spans_from_request(request);
         let received = converted.spans.len() + converted.rejected.len();
         self.stats
             .record(project_id, counter::RECEIVED, "", received as u64);
@@ -125,7 +120,6 @@ impl Ingest {
             rejected: converted.rejected.len(),
             error_message,
             truncated,
-            rules,
         })
     }
 
@@ -217,17 +211,7 @@ impl Ingest {
         prepared: PreparedSpans,
     ) -> Result<IngestOutcome, IngestError> {
         let accepted = prepared.spans.len();
-        if accepted > 0
-            && let Some(limiter) = prepared
-                .rules
-                .as_ref()
-                .and_then(|rules| rules.rate_limiter.as_ref())
-            && let Err(retry_after) = limiter.try_take(accepted)
-        {
-            self.stats
-                .record(project_id, counter::RATE_LIMITED, "", accepted as u64);
-            return Err(IngestError::RateLimited { retry_after });
-        }
+        self.take_rate(project_id, accepted, signal::SPANS, accepted as u64)?;
         if let Err(error) = self
             .pipeline
             .submit(project_id, prepared.spans, prepared.traces)
@@ -259,28 +243,76 @@ impl Ingest {
         })
     }
 
-    /// Counts the data points of a metrics request, which are acknowledged and not stored.
-    pub fn count_metric_points(&self, project_id: &str, points: u64) {
+    /// Counts the data points of a metrics request, which are acknowledged and not stored. The
+    /// request takes one unit of the project's rate limit: the points cost spanhouse nothing to
+    /// keep, and SDKs export them on a timer, so they must not starve the project's spans.
+    pub fn accept_metric_points(&self, project_id: &str, points: u64) -> Result<(), IngestError> {
+        self.take_rate(project_id, 1, signal::METRICS, points)?;
         self.stats
             .record(project_id, counter::METRIC_POINTS, "", points);
+        Ok(())
     }
 
-    /// Stores the GenAI content events of a logs request; returns once they are durable.
+    /// Stores the GenAI content events of a logs request; returns once they are durable. Each
+    /// record takes a unit of the project's rate limit, as a span does, and its values are cut
+    /// to the same limits; records are counted as `log_records`.
     pub async fn store_content_events(
         &self,
         project_id: &str,
-        converted: ConvertedLogs,
+        mut converted: ConvertedLogs,
     ) -> Result<(), IngestError> {
+        let records = (converted.content.len() + converted.ignored) as u64;
+        self.stats
+            .record(project_id, counter::LOG_RECORDS, "", records);
         if converted.ignored > 0 {
             tracing::debug!(
                 records = converted.ignored,
                 "log records without GenAI content for a span"
             );
         }
+        let kept = converted.content.len();
+        self.take_rate(project_id, kept, signal::LOGS, kept as u64)?;
+        let truncated = converted
+            .content
+            .iter_mut()
+            .filter_map(|content| truncate_event(&mut content.event, &self.limits).then_some(()))
+            .count();
+        self.stats.record(
+            project_id,
+            counter::TRUNCATED,
+            signal::LOGS,
+            truncated as u64,
+        );
         self.pipeline
             .submit_content_events(project_id, converted.content)
             .await?;
         Ok(())
+    }
+
+    /// Takes `units` from the project's rate limit, if it has one; counts `count` items of
+    /// `signal` as rate limited when it refuses.
+    fn take_rate(
+        &self,
+        project_id: &str,
+        units: usize,
+        signal: &str,
+        count: u64,
+    ) -> Result<(), IngestError> {
+        let Some(rules) = self.rules.get(project_id) else {
+            return Ok(());
+        };
+        match rules
+            .rate_limiter
+            .as_ref()
+            .map(|limiter| limiter.try_take(units))
+        {
+            Some(Err(retry_after)) if units > 0 => {
+                self.stats
+                    .record(project_id, counter::RATE_LIMITED, signal, count);
+                Err(IngestError::RateLimited { retry_after })
+            }
+            _ => Ok(()),
+        }
     }
 }
 

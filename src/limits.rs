@@ -1,7 +1,7 @@
 //! Limits on what one span may hold. A value over a limit is cut and marked, never silently
 //! dropped, and the span is counted as truncated.
 
-use crate::model::{AttrValue, KeyValue, Span};
+use crate::model::{AttrValue, Event, KeyValue, Span};
 
 #[derive(Debug, Clone, Copy)]
 pub struct SpanLimits {
@@ -30,6 +30,12 @@ pub fn truncate_span(span: &mut Span, limits: &SpanLimits) -> bool {
         truncated |= truncate_all(&mut event.attributes, limits, 1);
     }
     truncated
+}
+
+/// Cuts a content event's attribute values (a log record's attributes and body) to the limits;
+/// `true` when anything was cut.
+pub fn truncate_event(event: &mut Event, limits: &SpanLimits) -> bool {
+    truncate_all(&mut event.attributes, limits, 1)
 }
 
 fn truncate_all(attributes: &mut [KeyValue], limits: &SpanLimits, depth: usize) -> bool {

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::session::Sessions;
-use crate::api::{self, AppState, HttpLimits, MemoryBudget};
+use crate::api::{self, AppState};
 use crate::auth::{self, Authenticator, Role, TOKEN_REFRESH_INTERVAL};
 use crate::config::{Config, StorageKind};
 use crate::ingest::Ingest;
@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::normalize::Normalizer;
 use crate::normalize::pricing::Pricing;
 use crate::pipeline::{Pipeline, PipelineLimits};
+use crate::receiver::{Admission, ReceiverLimits, Receivers, grpc};
 use crate::settings::RulesCache;
 use crate::stats::IngestionStats;
 use crate::store::clickhouse::{ClickHouseOptions, ClickHouseStore};
@@ -141,17 +142,26 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             max_spans_per_request: config.limits.max_spans_per_request,
         },
     });
+    let receivers = Receivers {
+        auth: Arc::clone(&authenticator),
+        ingest: Arc::clone(&ingest),
+        metrics: Arc::clone(&metrics),
+        admission: Admission::new(
+            config.limits.max_inflight_bytes,
+            config.limits.project_inflight_share,
+        ),
+        limits: ReceiverLimits {
+            max_body_bytes: config.limits.max_body_bytes,
+            max_decompressed_bytes: config.limits.max_decompressed_bytes,
+            body_read_timeout: Duration::from_millis(config.limits.body_read_timeout_ms),
+        },
+    };
     let state = AppState {
         store: Arc::clone(&store),
         auth: authenticator,
         ingest,
         metrics,
-        budget: MemoryBudget::new(config.limits.max_inflight_bytes),
         sessions,
-        limits: HttpLimits {
-            max_body_bytes: config.limits.max_body_bytes,
-            max_decompressed_bytes: config.limits.max_decompressed_bytes,
-        },
     };
 
     let http_listener = TcpListener::bind(config.http_listen)
@@ -171,16 +181,27 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         // The peer address limits failed sign-ins per client (`api::session`).
         axum::serve(
             http_listener,
-            api::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+            api::app(
+                state.clone(),
+                crate::receiver::http::routes(receivers.clone()),
+            )
+            .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(stop_signal(stopped.clone()))
         .into_future(),
     );
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(crate::grpc::trace_service(state.clone()))
-            .add_service(crate::grpc::logs_service(state.clone()))
-            .add_service(crate::grpc::metrics_service(state))
+            .max_concurrent_streams(grpc::MAX_STREAMS)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                grpc::panic_status,
+            ))
+            .layer(grpc::DeadlineLayer(Duration::from_millis(
+                config.limits.grpc_call_timeout_ms,
+            )))
+            .add_routes(grpc::routes(receivers))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc_listener),
                 stop_signal(stopped),

@@ -32,6 +32,15 @@ pub mod counter {
     pub const TRUNCATED: &str = "truncated";
     /// Data points of the metrics signal: acknowledged and counted, not stored (SPEC §3).
     pub const METRIC_POINTS: &str = "metric_points";
+    /// Log records received in a request spanhouse could decode, with GenAI content or not.
+    pub const LOG_RECORDS: &str = "log_records";
+}
+
+/// The labels `rate_limited` and `truncated` carry: the signal (spans have none).
+pub mod signal {
+    pub const SPANS: &str = "";
+    pub const LOGS: &str = "logs";
+    pub const METRICS: &str = "metrics";
 }
 
 /// Rejection reasons.
@@ -177,6 +186,8 @@ pub struct Counts {
     pub truncated: u64,
     /// Metric data points received (the metrics signal is counted, not stored).
     pub metric_points: u64,
+    /// Log records received; those with GenAI content are stored with their spans.
+    pub log_records: u64,
 }
 
 impl Counts {
@@ -195,6 +206,7 @@ impl Counts {
             counter::RATE_LIMITED => self.rate_limited += value,
             counter::TRUNCATED => self.truncated += value,
             counter::METRIC_POINTS => self.metric_points += value,
+            counter::LOG_RECORDS => self.log_records += value,
             _ => {}
         }
     }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message as _;
-use spanhouse::api::TRACE_PATHS;
+use spanhouse::receiver::http::TRACE_PATHS;
 
 #[tokio::test]
 async fn every_path_accepts_protobuf_and_the_spans_are_stored() {

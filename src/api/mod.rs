@@ -1,9 +1,7 @@
-//! The HTTP surface: OTLP/HTTP receivers, the JSON query API and health checks, on one router.
+//! The HTTP surface: the JSON query API, the web UI and health checks, on one router with the
+//! OTLP/HTTP receivers (`receiver::http`, given to [`app`]).
 
-mod budget;
 mod control;
-pub mod error;
-mod otlp_http;
 mod query;
 pub mod session;
 mod stats;
@@ -20,21 +18,10 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 
 use crate::auth::{Access, Authenticator, Principal};
+pub use crate::error::ApiError;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::Store;
-pub use error::ApiError;
-
-/// Size limits of OTLP/HTTP requests.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpLimits {
-    /// Largest request body as sent (compressed), in bytes.
-    pub max_body_bytes: usize,
-    /// Largest request body after decompression, in bytes.
-    pub max_decompressed_bytes: usize,
-}
-
-pub use budget::{DECODED_SIZE_FACTOR, MemoryBudget, Reservation};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -43,52 +30,35 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub ingest: Arc<Ingest>,
     pub metrics: Arc<Metrics>,
-    pub limits: HttpLimits,
-    /// Bounds the request bodies being read and decoded at once.
-    pub budget: MemoryBudget,
     /// The web UI's session key and failed sign-ins.
     pub sessions: Arc<session::Sessions>,
 }
 
-/// The paths LLM platforms use for OTLP traces; all are served alike.
-pub const TRACE_PATHS: [&str; 4] = [
-    "/v1/traces",
-    "/otel/v1/traces",
-    "/api/otel/v1/traces",
-    "/api/public/otel/v1/traces",
-];
-
-/// The same prefixes for the logs signal.
-pub const LOG_PATHS: [&str; 4] = [
-    "/v1/logs",
-    "/otel/v1/logs",
-    "/api/otel/v1/logs",
-    "/api/public/otel/v1/logs",
-];
-
-/// The same prefixes for the metrics signal.
-pub const METRIC_PATHS: [&str; 4] = [
-    "/v1/metrics",
-    "/otel/v1/metrics",
-    "/api/otel/v1/metrics",
-    "/api/public/otel/v1/metrics",
-];
-
-/// The whole HTTP application.
-pub fn app(state: AppState) -> Router {
-    let mut router = Router::new();
-    for path in TRACE_PATHS {
-        router = router.route(path, post(otlp_http::export_traces));
-    }
-    for path in LOG_PATHS {
-        router = router.route(path, post(otlp_http::export_logs));
-    }
-    for path in METRIC_PATHS {
-        router = router.route(path, post(otlp_http::export_metrics));
-    }
-    router
+/// The whole HTTP application: `otlp` (the receivers' routes, with their state) and the API.
+/// A handler that panics is answered 500, which no client retries, and the server goes on.
+pub fn app(state: AppState, otlp: Router) -> Router {
+    otlp
         // OTLP bodies are read with their own limits (413 with an OTLP status body).
         .layer(DefaultBodyLimit::disable())
+        .merge(api_routes(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            session::csrf_guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(state, control::track))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+}
+
+/// A panic as a 500 with the API's error body; the panic is logged, its message not sent.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    crate::error::log_panic(panic.as_ref());
+    ApiError::internal("the server failed on this request").into_response()
+}
+
+fn api_routes(state: AppState) -> Router {
+    Router::new()
         .route("/api/v1/traces", get(query::list_traces))
         .route(
             "/api/v1/project/settings",
@@ -107,14 +77,6 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            session::csrf_guard,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            control::track,
-        ))
         .with_state(state)
 }
 
@@ -166,7 +128,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             header::RETRY_AFTER,
-            axum::http::HeaderValue::from(error::RETRY_AFTER_SECONDS),
+            axum::http::HeaderValue::from(crate::error::RETRY_AFTER_SECONDS),
         );
     }
     response

@@ -4,6 +4,7 @@
 pub mod attributes;
 pub mod ids;
 pub mod llm;
+pub mod received;
 pub mod span;
 pub mod time;
 pub mod trace_record;
@@ -11,6 +12,7 @@ pub mod trace_record;
 pub use attributes::{AttrValue, KeyValue};
 pub use ids::{IdError, SpanId, TraceId};
 pub use llm::{LlmCall, SpanSemantics};
+pub use received::{ConvertedLogs, ConvertedSpans, RejectedSpan};
 pub use span::{Event, Link, Resource, Scope, Span, SpanKind, Status, StatusCode};
 pub use trace_record::{LlmDigest, SpanDigest, TraceRecord};
 

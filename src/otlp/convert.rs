@@ -11,37 +11,9 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as ProtoValue;
 use opentelemetry_proto::tonic::trace::v1 as proto_trace;
 
 use crate::model::{
-    AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
-    TraceId,
+    AttrValue, ConvertedSpans, Event, KeyValue, Link, RejectedSpan, Resource, Scope, Span, SpanId,
+    SpanKind, Status, StatusCode, TraceId,
 };
-
-/// A span that could not be accepted, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RejectedSpan {
-    pub reason: String,
-}
-
-/// The valid spans of a request and the rejected ones.
-#[derive(Debug, Default)]
-pub struct ConvertedSpans {
-    pub spans: Vec<Span>,
-    pub rejected: Vec<RejectedSpan>,
-}
-
-impl ConvertedSpans {
-    /// A readable summary for `partial_success.error_message`; empty when nothing was rejected.
-    pub fn error_message(&self) -> String {
-        match self.rejected.as_slice() {
-            [] => String::new(),
-            [only] => format!("1 span rejected: {}", only.reason),
-            [first, ..] => format!(
-                "{} spans rejected; first: {}",
-                self.rejected.len(),
-                first.reason
-            ),
-        }
-    }
-}
 
 /// Converts a whole export request.
 pub fn spans_from_request(request: ExportTraceServiceRequest) -> ConvertedSpans {

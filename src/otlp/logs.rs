@@ -5,16 +5,8 @@ use opentelemetry_proto::tonic::common::v1 as proto_common;
 
 use super::convert::attributes_from_otlp;
 use crate::model::attributes::find_str;
-use crate::model::{AttrValue, ContentEvent, Event, SpanId, TraceId};
+use crate::model::{AttrValue, ContentEvent, ConvertedLogs, Event, SpanId, TraceId};
 use crate::normalize::events::{LOG_BODY_KEY, is_content_event};
-
-/// The content events of a request, and how many records carried none.
-#[derive(Debug, Default)]
-pub struct ConvertedLogs {
-    pub content: Vec<ContentEvent>,
-    /// Records acknowledged but not stored: no GenAI event name, or no valid span to attach to.
-    pub ignored: usize,
-}
 
 /// Picks the records that carry GenAI content for a span.
 pub fn content_events_from_request(request: ExportLogsServiceRequest) -> ConvertedLogs {

@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
-pub use convert::{ConvertedSpans, RejectedSpan, spans_from_request};
+pub use convert::spans_from_request;
 
 /// The two OTLP/HTTP encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,10 +93,25 @@ pub fn decompress(
     body: bytes::Bytes,
     limit: usize,
 ) -> Result<bytes::Bytes, DecodeError> {
-    let (name, reader): (&'static str, Box<dyn Read + '_>) = match compression {
+    decompress_metered(compression, body, limit, |_| Ok(()))
+}
+
+/// How far the output of [`decompress_metered`] grows between two of its calls to `admit`.
+const METER_STEP: usize = 1024 * 1024;
+
+/// [`decompress`], asking `admit(size)` before the output may grow to `size` bytes: a caller
+/// takes memory from its budget step by step, and refuses (with its own error) a body that
+/// would inflate past what it may hold. An identity body is returned as it is.
+pub fn decompress_metered<E: From<DecodeError>>(
+    compression: Compression,
+    body: bytes::Bytes,
+    limit: usize,
+    mut admit: impl FnMut(usize) -> Result<(), E>,
+) -> Result<bytes::Bytes, E> {
+    let (name, mut reader): (&'static str, Box<dyn Read + '_>) = match compression {
         Compression::Identity => {
             if body.len() > limit {
-                return Err(DecodeError::TooLarge { limit });
+                return Err(DecodeError::TooLarge { limit }.into());
             }
             return Ok(body);
         }
@@ -106,18 +121,26 @@ pub fn decompress(
         ),
         Compression::Deflate => ("deflate", Box::new(DeflateReader::new(&body[..]))),
     };
-    let mut output = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
-    let read = reader
-        .take(limit as u64 + 1)
-        .read_to_end(&mut output)
-        .map_err(|source| DecodeError::Decompress {
-            compression: name,
-            source,
-        })?;
-    if read > limit {
-        return Err(DecodeError::TooLarge { limit });
+    let mut output = Vec::new();
+    loop {
+        // One byte past the limit tells a body at the limit from one over it.
+        let step = METER_STEP.min(limit.saturating_add(1) - output.len());
+        admit(output.len() + step)?;
+        output.reserve_exact(step);
+        let read = (&mut reader)
+            .take(step as u64)
+            .read_to_end(&mut output)
+            .map_err(|source| DecodeError::Decompress {
+                compression: name,
+                source,
+            })?;
+        if output.len() > limit {
+            return Err(DecodeError::TooLarge { limit }.into());
+        }
+        if read < step {
+            return Ok(bytes::Bytes::from(output));
+        }
     }
-    Ok(bytes::Bytes::from(output))
 }
 
 /// HTTP's `deflate` is zlib-wrapped by the standard, raw deflate by some clients: accept both.

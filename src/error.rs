@@ -1,5 +1,12 @@
 //! The one error type at the edge: every failure maps to an HTTP status, a gRPC code, and
 //! whether the client should retry.
+//!
+//! What a client may retry is decided here and nowhere else: OTLP exporters retry 429, 502, 503
+//! and 504 (gRPC `RESOURCE_EXHAUSTED`, `UNAVAILABLE`, `DEADLINE_EXCEEDED`), and give up on
+//! anything else. So only a state that passes gets one of those: a full queue, a spent memory
+//! budget, a store that cannot be reached, a rate limit. A request that can never succeed — a
+//! body that breaks a decoder, data the store calls corrupt or conflicting — is answered 500 or
+//! 4xx, which no exporter retries forever.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -9,6 +16,16 @@ use crate::ingest::IngestError;
 use crate::otlp::{DecodeError, Encoding, encode_status};
 use crate::pipeline::PipelineError;
 use crate::store::StoreError;
+
+/// Logs a handler's panic caught at the edge (HTTP and gRPC answer it as an internal error).
+pub fn log_panic(panic: &(dyn std::any::Any + Send)) {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "a request handler panicked");
+}
 
 /// Seconds a client is asked to wait before retrying an overloaded server.
 pub const RETRY_AFTER_SECONDS: u64 = 1;
@@ -45,6 +62,22 @@ impl ApiError {
         }
     }
 
+    /// A bug or data that cannot be read: 500, never retried.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// Whether a client should send the same request again: only for a state that passes.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT
+        )
+    }
+
     /// The gRPC code of this error (also the `code` of a `google.rpc.Status` body).
     pub fn grpc_code(&self) -> tonic::Code {
         match self.status {
@@ -56,7 +89,10 @@ impl ApiError {
             StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
             StatusCode::NOT_FOUND => tonic::Code::NotFound,
             StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
-            StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => tonic::Code::Unavailable,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
+                tonic::Code::DeadlineExceeded
+            }
             _ => tonic::Code::Internal,
         }
     }
@@ -139,9 +175,10 @@ impl From<PipelineError> for ApiError {
             PipelineError::TooManySpans { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
             }
-            PipelineError::Overloaded { .. }
-            | PipelineError::ShuttingDown
-            | PipelineError::Store(_) => Self::unavailable(error.to_string()),
+            PipelineError::Overloaded { .. } | PipelineError::ShuttingDown => {
+                Self::unavailable(error.to_string())
+            }
+            PipelineError::Store(store) => store.into(),
         }
     }
 }
@@ -165,6 +202,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(_) => Self::not_found(error.to_string()),
+            // Retrying the same write meets the same conflict.
             StoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, error.to_string()),
             StoreError::Unavailable(_) => Self::unavailable(error.to_string()),
             StoreError::Corrupt(_) => {
