@@ -212,3 +212,37 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_passing_state_is_retryable() {
+        let retryable = [
+            ApiError::from(PipelineError::Overloaded { capacity: 1 }),
+            ApiError::from(PipelineError::Store(StoreError::Unavailable("down".into()))),
+            ApiError::from(IngestError::RateLimited {
+                retry_after: std::time::Duration::from_secs(2),
+            }),
+        ];
+        for error in retryable {
+            assert!(error.is_retryable(), "{error:?}");
+            assert!(error.retry_after.is_some(), "{error:?}");
+        }
+        // A write the store calls corrupt or conflicting fails the same way every time.
+        let permanent = [
+            ApiError::from(PipelineError::Store(StoreError::Corrupt("bad row".into()))),
+            ApiError::from(PipelineError::Store(StoreError::Conflict("taken".into()))),
+            ApiError::internal("a decoder panicked"),
+            ApiError::from(DecodeError::TooLarge { limit: 1 }),
+        ];
+        for error in permanent {
+            assert!(!error.is_retryable(), "{error:?}");
+            assert_eq!(error.retry_after, None, "{error:?}");
+            assert_ne!(error.grpc_code(), tonic::Code::Unavailable, "{error:?}");
+        }
+        let timeout = ApiError::new(StatusCode::REQUEST_TIMEOUT, "slow");
+        assert_eq!(timeout.grpc_code(), tonic::Code::DeadlineExceeded);
+    }
+}

@@ -82,12 +82,13 @@ impl Metrics {
         histogram.observe(elapsed);
     }
 
-    /// The exposition text. `project_names` maps project ids to names for the labels.
+    /// The exposition text: the server's own figures, and the ingestion counters of `project`
+    /// (its id and name) when the caller may see them; no other project's.
     pub fn render(
         &self,
         stats: &IngestionStats,
         queue_depth: u64,
-        project_names: &BTreeMap<String, String>,
+        project: Option<(&str, &str)>,
     ) -> String {
         let mut out = String::new();
         let counters = [
@@ -138,12 +139,13 @@ impl Metrics {
         for (counter_name, metric, help, label_name) in counters {
             let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
             for ((project_id, counter, label), value) in &totals {
+                let Some((shown, project)) = project.filter(|(id, _)| *id == project_id) else {
+                    continue;
+                };
                 if *counter != counter_name {
                     continue;
                 }
-                let project = project_names
-                    .get(project_id)
-                    .map_or(project_id.as_str(), String::as_str);
+                let project_id = shown;
                 let mut labels = format!(
                     "project_id=\"{}\",project=\"{}\"",
                     escape(project_id),
@@ -205,8 +207,15 @@ mod tests {
         let metrics = Metrics::default();
         metrics.observe_request("/v1/traces", 200, Duration::from_millis(3));
         metrics.store_writes.observe(Duration::from_millis(20));
-        let names = BTreeMap::from([("p1".to_owned(), "default".to_owned())]);
-        let text = metrics.render(&stats, 5, &names);
+        stats.record("p2", counter::ACCEPTED, "", 9);
+        let text = metrics.render(&stats, 5, Some(("p1", "default")));
+        assert!(!text.contains("p2"), "another project's series: {text}");
+        let public = metrics.render(&stats, 5, None);
+        assert!(!public.contains("project_id"), "{public}");
+        assert!(
+            public.contains("spanhouse_ingest_queue_spans 5"),
+            "{public}"
+        );
         assert!(text.contains(
             "spanhouse_spans_filtered_total{project_id=\"p1\",project=\"default\",rule=\"name == \\\"x\\\"\"} 3"
         ), "{text}");

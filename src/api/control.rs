@@ -1,7 +1,5 @@
 //! Ingestion control and visibility: project settings, ingestion counters, Prometheus metrics.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -152,23 +150,26 @@ pub(super) fn parse_bucket(text: Option<&str>) -> Result<u64, ApiError> {
     Ok(nanos)
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let names: BTreeMap<String, String> = state
-        .store
-        .list_projects()
-        .await
-        .map(|projects| {
-            projects
-                .into_iter()
-                .map(|project| (project.id, project.name))
-                .collect()
-        })
-        .unwrap_or_default();
+/// `GET /metrics`: Prometheus text format. Without a token, the server's own figures only;
+/// with a read or admin token (or a UI session), also that project's ingestion counters.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let signed_in = headers.contains_key(header::AUTHORIZATION)
+        || super::session::session_cookie(&headers).is_some();
+    let principal = match signed_in.then(|| authenticate(&state, &headers, Access::Read)) {
+        Some(Err(error)) => return error.into_response(),
+        Some(Ok(principal)) => Some(principal),
+        None => None,
+    };
+    let project = principal.as_ref().map(|principal| {
+        (
+            principal.project.id.as_str(),
+            principal.project.name.as_str(),
+        )
+    });
     let text = state.metrics.render(
         &state.ingest.stats,
         state.ingest.pipeline.buffered(),
-        &names,
+        project,
     );
     (
         StatusCode::OK,

@@ -267,6 +267,38 @@ mod proptests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metered_decompression_asks_before_it_grows_and_stops_when_refused() {
+        use std::io::Write as _;
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(&vec![7u8; 5 * METER_STEP]).unwrap();
+        let body = bytes::Bytes::from(gzip.finish().unwrap());
+
+        let mut asked = Vec::new();
+        let inflated =
+            decompress_metered(Compression::Gzip, body.clone(), 8 * METER_STEP, |size| {
+                asked.push(size);
+                Ok::<_, DecodeError>(())
+            })
+            .unwrap();
+        assert_eq!(inflated.len(), 5 * METER_STEP);
+        assert!(asked.windows(2).all(|pair| pair[0] < pair[1]), "{asked:?}");
+        assert!(
+            asked.iter().all(|size| *size <= 6 * METER_STEP),
+            "{asked:?}"
+        );
+
+        // Refused at 2 MiB: the body never inflates past what was admitted.
+        let refused = decompress_metered(Compression::Gzip, body, 8 * METER_STEP, |size| {
+            if size > 2 * METER_STEP {
+                Err(DecodeError::TooLarge { limit: size })
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(refused, Err(DecodeError::TooLarge { limit }) if limit == 3 * METER_STEP));
+    }
     use std::io::Write;
 
     fn gzip(data: &[u8]) -> bytes::Bytes {

@@ -162,9 +162,15 @@ impl TestServer {
         panic!("token not accepted within 5 s");
     }
 
-    /// The Prometheus exposition of `GET /metrics`.
+    /// The Prometheus exposition of `GET /metrics`, as the admin token's project sees it.
     pub async fn metrics_text(&self) -> String {
-        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         response.text().await.unwrap()
     }
