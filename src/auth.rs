@@ -19,51 +19,7 @@ use crate::store::{ActiveToken, Project, Store};
 /// How often a running server reloads the tokens.
 pub const TOKEN_REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Send OTLP data.
-    Ingest,
-    /// Query traces and use the UI.
-    Read,
-    /// Everything in its project, including tokens and settings.
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Ingest => "ingest",
-            Role::Read => "read",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "ingest" => Some(Role::Ingest),
-            "read" => Some(Role::Read),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-
-    /// Whether this role grants `access`.
-    pub fn allows(self, access: Access) -> bool {
-        matches!(
-            (self, access),
-            (Role::Admin, _) | (Role::Ingest, Access::Ingest) | (Role::Read, Access::Read)
-        )
-    }
-}
-
-/// What a request needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Ingest,
-    Read,
-    Admin,
-}
+pub use crate::model::project::{Access, Role};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]

@@ -281,23 +281,7 @@ pub struct Config {
     pub pricing: BTreeMap<String, ModelPrice>,
 }
 
-#[derive(Debug, Clone)]
-pub struct ClickHouseConfig {
-    pub url: String,
-    pub database: String,
-    pub user: String,
-    pub password: String,
-    /// A cluster from the server's `remote_servers`: Replicated + Distributed tables.
-    pub cluster: Option<String>,
-    /// Days to keep spans (servers with TTL support: 20.3 and later).
-    pub retention_days: Option<u32>,
-    /// Largest local spool before writes are answered 503: 1 GiB.
-    pub spool_max_bytes: u64,
-    /// Most spans delivered to ClickHouse in one round: 20,000.
-    pub batch_max_spans: u64,
-    /// How often a small batch is delivered, in milliseconds: 200.
-    pub flush_interval_ms: u64,
-}
+pub use crate::store::clickhouse::ClickHouseConfig;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -6,8 +6,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
-
 use crate::filter::{self, Condition};
 use crate::ratelimit::TokenBucket;
 use crate::store::{Store, StoreError};
@@ -15,24 +13,7 @@ use crate::store::{Store, StoreError};
 /// Longest list of filter conditions a project may have.
 pub const MAX_FILTERS: usize = 100;
 
-/// The settings of a project as saved and as the API shows them.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectSettings {
-    /// When set, only spans whose attribute of this name is `"true"` are kept (and the spans
-    /// of their traces in the same request).
-    #[serde(default)]
-    pub sample_attribute: Option<String>,
-    /// OTTL conditions; a span matching any of them is dropped.
-    #[serde(default)]
-    pub filters: Vec<String>,
-    /// Spans per second accepted for the project; more is answered 429.
-    #[serde(default)]
-    pub rate_limit: Option<f64>,
-    /// Spans the project may send at once above the rate; default one second's worth.
-    #[serde(default)]
-    pub rate_limit_burst: Option<f64>,
-}
+pub use crate::model::project::ProjectSettings;
 
 /// Why settings cannot be saved.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -4,6 +4,7 @@
 pub mod attributes;
 pub mod ids;
 pub mod llm;
+pub mod project;
 pub mod received;
 pub mod span;
 pub mod time;

@@ -8,48 +8,10 @@ pub mod trace_stats;
 
 use async_trait::async_trait;
 
-use crate::auth::Role;
+use crate::model::project::ProjectSettings;
+pub use crate::model::project::{ActiveToken, NewToken, Project, TokenInfo};
 use crate::model::{ContentEvent, NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
-use crate::settings::ProjectSettings;
 pub use trace_stats::{StatsQuery, TraceStats};
-
-/// A project: the unit every token, span and setting belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Project {
-    pub id: String,
-    pub name: String,
-    pub created_at_unix_nano: u64,
-}
-
-/// A token as listed: never its secret, which only exists as a hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenInfo {
-    pub id: String,
-    pub project_id: String,
-    pub role: Role,
-    pub name: Option<String>,
-    pub created_at_unix_nano: u64,
-    pub revoked_at_unix_nano: Option<u64>,
-}
-
-/// A token to create: its SHA-256 hash and what it grants.
-#[derive(Debug, Clone)]
-pub struct NewToken {
-    pub id: String,
-    pub project_id: String,
-    pub role: Role,
-    pub name: Option<String>,
-    pub secret_hash: [u8; 32],
-}
-
-/// A token that is not revoked, with its project: what the authenticator caches.
-#[derive(Debug, Clone)]
-pub struct ActiveToken {
-    pub secret_hash: [u8; 32],
-    pub token_id: String,
-    pub role: Role,
-    pub project: Project,
-}
 
 /// The spans of one project that one write stores.
 #[derive(Debug, Clone)]

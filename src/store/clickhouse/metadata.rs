@@ -9,9 +9,9 @@ use serde::Deserialize;
 use super::rows::{CountRow, ProjectRow, SecretRow, SettingsRow, TokenRow};
 use super::schema::{Dialect, SchemaOptions, migrations};
 use super::{unavailable, version_now};
-use crate::auth::Role;
+use crate::model::project::ProjectSettings;
+use crate::model::project::Role;
 use crate::model::time::now_unix_nano;
-use crate::settings::ProjectSettings;
 use crate::store::{
     ActiveToken, CountDelta, NewToken, Project, StoreError, StoreResult, TokenInfo,
 };

@@ -24,9 +24,9 @@ use super::{
     StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
 use super::{StatsQuery, TraceStats};
+use crate::model::project::ProjectSettings;
 use crate::model::{TraceId, TraceRecord};
 use crate::normalize::Normalizer;
-use crate::settings::ProjectSettings;
 use rows::{ContentEventRow, SpanRow};
 use schema::{Dialect, SchemaOptions};
 use spool::{Spool, SpoolFile};
@@ -134,7 +134,27 @@ impl ClickHouseStore {
 }
 
 /// The dialect of the configured server, when it answers.
-pub async fn server_dialect(config: &crate::config::ClickHouseConfig) -> Option<Dialect> {
+/// Where ClickHouse is and how spanhouse uses it, as `config` resolves it.
+#[derive(Debug, Clone)]
+pub struct ClickHouseConfig {
+    /// The HTTP interface, `http://host:8123`.
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// A cluster from the server's `remote_servers`: Replicated + Distributed tables.
+    pub cluster: Option<String>,
+    /// Days to keep spans (servers with TTL support: 20.3 and later).
+    pub retention_days: Option<u32>,
+    /// Largest local spool before writes are answered 503: 1 GiB.
+    pub spool_max_bytes: u64,
+    /// Most spans delivered to ClickHouse in one round: 20,000.
+    pub batch_max_spans: u64,
+    /// How often a small batch is delivered, in milliseconds: 200.
+    pub flush_interval_ms: u64,
+}
+
+pub async fn server_dialect(config: &ClickHouseConfig) -> Option<Dialect> {
     let options = ClickHouseOptions {
         url: config.url.clone(),
         database: config.database.clone(),

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use super::spool_format::{Kind, LegacyEntry, SpoolEntry, SpoolFile};
-use super::spool_format::{VERSION, read_file};
+use super::spool_format::{VERSION, read_file, unavailable};
 use crate::store::StoreError;
 
 fn count_by_project(entries: &[SpoolEntry]) -> HashMap<String, u64> {
@@ -55,10 +55,6 @@ pub struct Spool {
     /// Files in `spool/corrupt/`: set aside by this run or an earlier one, until an operator
     /// deals with them. Never delivered.
     corrupt_files: AtomicU64,
-}
-
-pub(super) fn unavailable(what: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("spool: {what}: {error}"))
 }
 
 impl Spool {

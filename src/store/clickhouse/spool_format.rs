@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::rowbinary;
 use super::rows::{ContentEventRow, SpanRow};
-use super::spool::unavailable;
 use crate::store::StoreError;
 
 /// The first byte of a spool file in the binary format. Files of the first format are JSON
@@ -222,4 +221,9 @@ fn read_legacy(path: &Path, bytes: &[u8]) -> Result<SpoolFile, StoreError> {
         }
     }
     Ok(file)
+}
+
+/// A spool file that cannot be written or read: the spool is unavailable until it can be.
+pub(super) fn unavailable(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("spool: {what}: {error}"))
 }

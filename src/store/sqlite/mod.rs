@@ -31,11 +31,11 @@ use super::{
     Store, StoreError, StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
 use super::{StatsQuery, TraceStats};
-use crate::auth::Role;
+use crate::model::project::ProjectSettings;
+use crate::model::project::Role;
 use crate::model::time::now_unix_nano;
 use crate::model::{NormalizedSpan, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
-use crate::settings::ProjectSettings;
 pub use crate::store::codec::Compression;
 pub use background::lower_thread_priority;
 pub use connection::Synchronous;
