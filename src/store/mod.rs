@@ -24,8 +24,12 @@ pub struct SpanBatch {
 }
 
 /// A store's own work on the traces of one request, done on the receiver's thread (see
-/// [`Store::prepare_traces`]); only the store that made it knows its type.
-pub type PreparedTraces = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+/// [`Store::prepare_traces`]); one variant per backend that does such work.
+#[derive(Debug, Clone)]
+pub enum PreparedTraces {
+    /// The embedded store's trace rows, computed and encoded ahead of its single writer.
+    Sqlite(std::sync::Arc<sqlite::PreparedRows>),
+}
 
 /// The GenAI content events of one project that one write stores.
 #[derive(Debug, Clone)]
@@ -102,9 +106,62 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Everything spanhouse stores. Implementations must be safe to share between tasks.
+/// Everything spanhouse stores: the control plane and the spans. Implementations must be safe
+/// to share between tasks; every backend implements both halves.
+pub trait Store: ControlPlane + SpanStore {}
+
+impl<T: ControlPlane + SpanStore> Store for T {}
+
+/// Projects, tokens, the deployment's secrets, project settings and ingestion counters: small,
+/// shared by every server of a deployment.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait ControlPlane: Send + Sync + 'static {
+    async fn create_project(&self, name: &str) -> StoreResult<Project>;
+
+    async fn list_projects(&self) -> StoreResult<Vec<Project>>;
+
+    /// Finds a project by id or by name.
+    async fn find_project(&self, id_or_name: &str) -> StoreResult<Option<Project>>;
+
+    async fn create_token(&self, token: NewToken) -> StoreResult<()>;
+
+    async fn list_tokens(&self, project_id: &str) -> StoreResult<Vec<TokenInfo>>;
+
+    /// Marks a token revoked; `false` when no such token exists.
+    async fn revoke_token(&self, token_id: &str) -> StoreResult<bool>;
+
+    async fn active_tokens(&self) -> StoreResult<Vec<ActiveToken>>;
+
+    /// The deployment's secret called `name`, shared by every server of this store: the one
+    /// stored, else `candidate`, stored now (callers pass fresh random bytes). Servers asking
+    /// at once end with one value: SQLite keeps the first insert; ClickHouse, which has no
+    /// unique keys, keeps every insert and answers the earliest, so a server that raced another
+    /// gets the shared value when it asks again.
+    async fn deployment_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+
+    /// A project's ingestion settings; the defaults when none were saved.
+    async fn get_settings(&self, project_id: &str) -> StoreResult<ProjectSettings>;
+
+    async fn put_settings(&self, project_id: &str, settings: &ProjectSettings) -> StoreResult<()>;
+
+    /// The settings of every project that saved some.
+    async fn all_settings(&self) -> StoreResult<Vec<(String, ProjectSettings)>>;
+
+    /// Adds to the persisted ingestion counters.
+    async fn add_ingestion_counts(&self, deltas: Vec<CountDelta>) -> StoreResult<()>;
+
+    /// The persisted counters of a project with bucket starts in `[start, end)`.
+    async fn ingestion_counts(
+        &self,
+        project_id: &str,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> StoreResult<Vec<CountDelta>>;
+}
+
+/// Spans, their content events and the reads of TraceRecords: the data plane.
+#[async_trait]
+pub trait SpanStore: Send + Sync + 'static {
     /// Checks that the store answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 
@@ -128,24 +185,6 @@ pub trait Store: Send + Sync + 'static {
     /// Called at graceful shutdown, after the last write: moves what is buffered to the final
     /// store if that can be done in `within`. What cannot stays buffered durably.
     async fn flush(&self, _within: std::time::Duration) {}
-
-    async fn create_project(&self, name: &str) -> StoreResult<Project>;
-    async fn list_projects(&self) -> StoreResult<Vec<Project>>;
-    /// Finds a project by id or by name.
-    async fn find_project(&self, id_or_name: &str) -> StoreResult<Option<Project>>;
-
-    async fn create_token(&self, token: NewToken) -> StoreResult<()>;
-    async fn list_tokens(&self, project_id: &str) -> StoreResult<Vec<TokenInfo>>;
-    /// Marks a token revoked; `false` when no such token exists.
-    async fn revoke_token(&self, token_id: &str) -> StoreResult<bool>;
-    async fn active_tokens(&self) -> StoreResult<Vec<ActiveToken>>;
-
-    /// The deployment's secret called `name`, shared by every server of this store: the one
-    /// stored, else `candidate`, stored now (callers pass fresh random bytes). Servers asking
-    /// at once end with one value: SQLite keeps the first insert; ClickHouse, which has no
-    /// unique keys, keeps every insert and answers the earliest, so a server that raced another
-    /// gets the shared value when it asks again.
-    async fn deployment_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
 
     /// Stores spans durably, ignoring spans already stored (same project, trace and span id),
     /// and brings the TraceRecords of the touched traces up to date. Returns once durable.
@@ -173,23 +212,8 @@ pub trait Store: Send + Sync + 'static {
     /// trace's record recomputed; a span that arrives later is normalized with them then.
     async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()>;
 
-    /// A project's ingestion settings; the defaults when none were saved.
-    async fn get_settings(&self, project_id: &str) -> StoreResult<ProjectSettings>;
-    async fn put_settings(&self, project_id: &str, settings: &ProjectSettings) -> StoreResult<()>;
-    /// The settings of every project that saved some.
-    async fn all_settings(&self) -> StoreResult<Vec<(String, ProjectSettings)>>;
-
-    /// Adds to the persisted ingestion counters.
-    async fn add_ingestion_counts(&self, deltas: Vec<CountDelta>) -> StoreResult<()>;
-    /// The persisted counters of a project with bucket starts in `[start, end)`.
-    async fn ingestion_counts(
-        &self,
-        project_id: &str,
-        start_unix_nano: u64,
-        end_unix_nano: u64,
-    ) -> StoreResult<Vec<CountDelta>>;
-
     async fn query_traces(&self, project_id: &str, query: &TraceQuery) -> StoreResult<TracePage>;
+
     /// A trace's record and spans ordered by start time, or `None` when the project has no such
     /// trace.
     async fn get_trace(

@@ -20,8 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    ActiveToken, ContentEventBatch, CountDelta, NewToken, Project, SpanBatch, Store, StoreError,
-    StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
+    ActiveToken, ContentEventBatch, ControlPlane, CountDelta, NewToken, Project, SpanBatch,
+    SpanStore, StoreError, StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
 use super::{StatsQuery, TraceStats};
 use crate::model::project::ProjectSettings;
@@ -180,7 +180,7 @@ pub(crate) fn version_now() -> u64 {
 }
 
 #[async_trait]
-impl Store for ClickHouseStore {
+impl SpanStore for ClickHouseStore {
     async fn ping(&self) -> StoreResult<()> {
         self.client
             .query("SELECT 1")
@@ -214,38 +214,6 @@ impl Store for ClickHouseStore {
                 "ClickHouse did not take the whole spool; it is delivered at the next start"
             );
         }
-    }
-
-    async fn create_project(&self, name: &str) -> StoreResult<Project> {
-        metadata::create_project(&self.client, name).await
-    }
-
-    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
-        metadata::list_projects(&self.client).await
-    }
-
-    async fn find_project(&self, id_or_name: &str) -> StoreResult<Option<Project>> {
-        metadata::find_project(&self.client, id_or_name).await
-    }
-
-    async fn create_token(&self, token: NewToken) -> StoreResult<()> {
-        metadata::create_token(&self.client, token).await
-    }
-
-    async fn list_tokens(&self, project_id: &str) -> StoreResult<Vec<TokenInfo>> {
-        metadata::list_tokens(&self.client, project_id).await
-    }
-
-    async fn revoke_token(&self, token_id: &str) -> StoreResult<bool> {
-        metadata::revoke_token(&self.client, token_id).await
-    }
-
-    async fn active_tokens(&self) -> StoreResult<Vec<ActiveToken>> {
-        metadata::active_tokens(&self.client).await
-    }
-
-    async fn deployment_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
-        metadata::deployment_secret(&self.client, name, candidate).await
     }
 
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
@@ -296,6 +264,57 @@ impl Store for ClickHouseStore {
         .await
     }
 
+    async fn query_traces(&self, project_id: &str, query: &TraceQuery) -> StoreResult<TracePage> {
+        read::query_traces(&self.client, project_id, query).await
+    }
+
+    async fn get_trace(
+        &self,
+        project_id: &str,
+        trace_id: TraceId,
+    ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
+        read::get_trace(&self.client, project_id, trace_id).await
+    }
+
+    async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {
+        stats::trace_stats(&self.client, project_id, query).await
+    }
+}
+
+#[async_trait]
+impl ControlPlane for ClickHouseStore {
+    async fn create_project(&self, name: &str) -> StoreResult<Project> {
+        metadata::create_project(&self.client, name).await
+    }
+
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        metadata::list_projects(&self.client).await
+    }
+
+    async fn find_project(&self, id_or_name: &str) -> StoreResult<Option<Project>> {
+        metadata::find_project(&self.client, id_or_name).await
+    }
+
+    async fn create_token(&self, token: NewToken) -> StoreResult<()> {
+        metadata::create_token(&self.client, token).await
+    }
+
+    async fn list_tokens(&self, project_id: &str) -> StoreResult<Vec<TokenInfo>> {
+        metadata::list_tokens(&self.client, project_id).await
+    }
+
+    async fn revoke_token(&self, token_id: &str) -> StoreResult<bool> {
+        metadata::revoke_token(&self.client, token_id).await
+    }
+
+    async fn active_tokens(&self) -> StoreResult<Vec<ActiveToken>> {
+        metadata::active_tokens(&self.client).await
+    }
+
+    async fn deployment_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        metadata::deployment_secret(&self.client, name, candidate).await
+    }
+
     async fn get_settings(&self, project_id: &str) -> StoreResult<ProjectSettings> {
         metadata::get_settings(&self.client, project_id).await
     }
@@ -319,21 +338,5 @@ impl Store for ClickHouseStore {
         end_unix_nano: u64,
     ) -> StoreResult<Vec<CountDelta>> {
         metadata::ingestion_counts(&self.client, project_id, start_unix_nano, end_unix_nano).await
-    }
-
-    async fn query_traces(&self, project_id: &str, query: &TraceQuery) -> StoreResult<TracePage> {
-        read::query_traces(&self.client, project_id, query).await
-    }
-
-    async fn get_trace(
-        &self,
-        project_id: &str,
-        trace_id: TraceId,
-    ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
-        read::get_trace(&self.client, project_id, trace_id).await
-    }
-
-    async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {
-        stats::trace_stats(&self.client, project_id, query).await
     }
 }

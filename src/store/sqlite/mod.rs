@@ -16,6 +16,7 @@ mod search;
 mod stats;
 mod text;
 mod trace_rows;
+pub use trace_rows::PreparedRows;
 mod write;
 mod writer_thread;
 
@@ -27,8 +28,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ActiveToken, ContentEventBatch, CountDelta, NewToken, PreparedTraces, Project, SpanBatch,
-    Store, StoreError, StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
+    ActiveToken, ContentEventBatch, ControlPlane, CountDelta, NewToken, PreparedTraces, Project,
+    SpanBatch, SpanStore, StoreError, StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
 use super::{StatsQuery, TraceStats};
 use crate::model::project::ProjectSettings;
@@ -199,7 +200,7 @@ fn role_from_text(text: &str) -> StoreResult<Role> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl SpanStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.with_reader(|connection| {
             connection.query_row("SELECT 1", [], |_| Ok(()))?;
@@ -208,6 +209,95 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
+        let normalizer = Arc::clone(&self.normalizer);
+        let compression = self.options.compression;
+        let (written, batches) = self
+            .with_writer(move |connection| {
+                Ok((
+                    write::write_spans(connection, &batches, &normalizer, compression),
+                    batches,
+                ))
+            })
+            .await?;
+        // Freeing a batch's spans took a tenth of the writer's time in a profile: leave it to
+        // another thread, out of the single writer's path.
+        tokio::task::spawn_blocking(move || drop(batches));
+        written?;
+        self.text_signal.notify();
+        Ok(())
+    }
+
+    fn encode_spans(&self, spans: &mut [NormalizedSpan]) {
+        crate::store::codec::encode_in_blocks(spans, self.options.compression);
+    }
+
+    /// Each trace's row, computed from these spans (a request's, or part of one): what the
+    /// writer stores for a trace that is new, with all its spans here (the usual case of a
+    /// load of whole traces). Any other trace's row the writer computes from all its spans.
+    fn prepare_traces(&self, project_id: &str, spans: &[NormalizedSpan]) -> Option<PreparedTraces> {
+        Some(PreparedTraces::Sqlite(Arc::new(trace_rows::prepare_rows(
+            project_id,
+            spans,
+            self.options.compression,
+        ))))
+    }
+
+    async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {
+        let normalizer = Arc::clone(&self.normalizer);
+        let compression = self.options.compression;
+        self.with_writer(move |connection| {
+            write::write_content_events(connection, &batches, &normalizer, compression)
+        })
+        .await?;
+        self.text_signal.notify();
+        Ok(())
+    }
+
+    /// Stops the background threads. The text index is derived data: the indexer resumes from
+    /// its mark at the next start.
+    async fn flush(&self, _within: Duration) {
+        let indexer = lock(&self.indexer).take();
+        let checkpointer = lock(&self.checkpointer).take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(mut indexer) = indexer {
+                indexer.stop();
+            }
+            // Closing the last connection checkpoints what is left.
+            if let Some(mut checkpointer) = checkpointer {
+                checkpointer.stop();
+            }
+        })
+        .await;
+    }
+
+    async fn query_traces(&self, project_id: &str, query: &TraceQuery) -> StoreResult<TracePage> {
+        let project_id = project_id.to_owned();
+        let query = query.clone();
+        self.with_reader(move |connection| read::query_traces(connection, &project_id, &query))
+            .await
+    }
+
+    async fn get_trace(
+        &self,
+        project_id: &str,
+        trace_id: TraceId,
+    ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
+        let project_id = project_id.to_owned();
+        self.with_reader(move |connection| read::get_trace(connection, &project_id, trace_id))
+            .await
+    }
+
+    async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {
+        let project_id = project_id.to_owned();
+        let query = *query;
+        self.with_reader(move |connection| stats::trace_stats(connection, &project_id, &query))
+            .await
+    }
+}
+
+#[async_trait]
+impl ControlPlane for SqliteStore {
     async fn create_project(&self, name: &str) -> StoreResult<Project> {
         let name = name.to_owned();
         self.with_writer(move |connection| {
@@ -401,68 +491,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
-        let normalizer = Arc::clone(&self.normalizer);
-        let compression = self.options.compression;
-        let (written, batches) = self
-            .with_writer(move |connection| {
-                Ok((
-                    write::write_spans(connection, &batches, &normalizer, compression),
-                    batches,
-                ))
-            })
-            .await?;
-        // Freeing a batch's spans took a tenth of the writer's time in a profile: leave it to
-        // another thread, out of the single writer's path.
-        tokio::task::spawn_blocking(move || drop(batches));
-        written?;
-        self.text_signal.notify();
-        Ok(())
-    }
-
-    fn encode_spans(&self, spans: &mut [NormalizedSpan]) {
-        crate::store::codec::encode_in_blocks(spans, self.options.compression);
-    }
-
-    /// Each trace's row, computed from these spans (a request's, or part of one): what the
-    /// writer stores for a trace that is new, with all its spans here (the usual case of a
-    /// load of whole traces). Any other trace's row the writer computes from all its spans.
-    fn prepare_traces(&self, project_id: &str, spans: &[NormalizedSpan]) -> Option<PreparedTraces> {
-        Some(Arc::new(trace_rows::prepare_rows(
-            project_id,
-            spans,
-            self.options.compression,
-        )))
-    }
-
-    async fn write_content_events(&self, batches: Vec<ContentEventBatch>) -> StoreResult<()> {
-        let normalizer = Arc::clone(&self.normalizer);
-        let compression = self.options.compression;
-        self.with_writer(move |connection| {
-            write::write_content_events(connection, &batches, &normalizer, compression)
-        })
-        .await?;
-        self.text_signal.notify();
-        Ok(())
-    }
-
-    /// Stops the background threads. The text index is derived data: the indexer resumes from
-    /// its mark at the next start.
-    async fn flush(&self, _within: Duration) {
-        let indexer = lock(&self.indexer).take();
-        let checkpointer = lock(&self.checkpointer).take();
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Some(mut indexer) = indexer {
-                indexer.stop();
-            }
-            // Closing the last connection checkpoints what is left.
-            if let Some(mut checkpointer) = checkpointer {
-                checkpointer.stop();
-            }
-        })
-        .await;
-    }
-
     async fn get_settings(&self, project_id: &str) -> StoreResult<ProjectSettings> {
         let project_id = project_id.to_owned();
         self.with_reader(move |connection| {
@@ -571,30 +599,6 @@ impl Store for SqliteStore {
             Ok(rows)
         })
         .await
-    }
-
-    async fn query_traces(&self, project_id: &str, query: &TraceQuery) -> StoreResult<TracePage> {
-        let project_id = project_id.to_owned();
-        let query = query.clone();
-        self.with_reader(move |connection| read::query_traces(connection, &project_id, &query))
-            .await
-    }
-
-    async fn get_trace(
-        &self,
-        project_id: &str,
-        trace_id: TraceId,
-    ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
-        let project_id = project_id.to_owned();
-        self.with_reader(move |connection| read::get_trace(connection, &project_id, trace_id))
-            .await
-    }
-
-    async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {
-        let project_id = project_id.to_owned();
-        let query = *query;
-        self.with_reader(move |connection| stats::trace_stats(connection, &project_id, &query))
-            .await
     }
 }
 

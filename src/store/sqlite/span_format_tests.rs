@@ -10,7 +10,7 @@ use super::tests::{open, open_compressed, search_inputs};
 use crate::model::span::test_support::make_span;
 use crate::model::{NormalizedSpan, SpanId, SpanSemantics};
 use crate::store::codec::Compression;
-use crate::store::{SpanBatch, Store, TraceQuery};
+use crate::store::{SpanBatch, SpanStore, TraceQuery};
 
 /// Writes one span in a batch of its own, encoded and prepared as the receivers do it.
 async fn write_semantics(store: &SqliteStore, span: crate::model::Span, semantics: SpanSemantics) {

@@ -11,7 +11,7 @@ use super::{Compression, SqliteOptions, SqliteStore, Synchronous, open_connectio
 use crate::model::span::test_support::make_span;
 use crate::model::{NormalizedSpan, SpanId, SpanSemantics};
 use crate::normalize::Normalizer;
-use crate::store::{SpanBatch, Store, TraceQuery};
+use crate::store::{SpanBatch, SpanStore, TraceQuery};
 
 pub(super) fn open(directory: &Path) -> SqliteStore {
     open_compressed(directory, Compression::default())

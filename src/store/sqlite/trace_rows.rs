@@ -12,7 +12,7 @@ use super::read::{DIGEST_COLUMNS, digest_from_row};
 use super::text::stored_text;
 use crate::model::{NormalizedSpan, Span, SpanDigest, SpanSemantics, TraceId, TraceRecord};
 use crate::store::codec::Compression;
-use crate::store::{SpanBatch, StoreError, StoreResult};
+use crate::store::{PreparedTraces, SpanBatch, StoreError, StoreResult};
 
 /// A trace as the writer finds it: its project and id.
 pub(super) type TraceKey<'a> = (&'a str, TraceId);
@@ -95,7 +95,9 @@ impl<'a> WrittenSpans<'a> {
                 .get(self.batch?)?
                 .prepared
                 .iter()
-                .filter_map(move |part| part.downcast_ref::<PreparedRows>()?.0.get(&trace_id)),
+                .filter_map(move |part| match part {
+                    PreparedTraces::Sqlite(rows) => rows.0.get(&trace_id),
+                }),
         )
     }
 }
@@ -104,7 +106,13 @@ impl<'a> WrittenSpans<'a> {
 /// receiver's thread rather than in the writer: a trace's row is taken from here when the trace
 /// is new and every span written to it came from this request ([`WrittenSpans::prepared_row`]).
 /// Made by [`prepare_rows`]; else the writer computes the row.
-pub(super) struct PreparedRows(HashMap<TraceId, TraceColumns>);
+pub struct PreparedRows(HashMap<TraceId, TraceColumns>);
+
+impl std::fmt::Debug for PreparedRows {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "PreparedRows({} traces)", self.0.len())
+    }
+}
 
 /// The rows of the traces of `spans`, one request's, as if each trace held only these spans.
 pub(super) fn prepare_rows(

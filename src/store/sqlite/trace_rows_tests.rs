@@ -10,7 +10,7 @@ use crate::model::{
     ContentEvent, EncodedBody, Event, NormalizedSpan, Span, SpanId, TraceId, TraceRecord,
 };
 use crate::normalize::Normalizer;
-use crate::store::{ContentEventBatch, SpanBatch, Store, TraceQuery};
+use crate::store::{ContentEventBatch, SpanBatch, SpanStore, TraceQuery};
 
 /// A span of trace `trace` normalized from `attributes`; the root when `span` is 1.
 fn span(trace: u8, span: u8, attributes: Vec<KeyValue>) -> Span {
