@@ -3,6 +3,7 @@
 
 pub mod clickhouse;
 pub mod codec;
+pub mod content_events;
 pub mod sqlite;
 pub mod trace_stats;
 

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::content_events::{StoredContent, event_from_stored};
 use bytes::Bytes;
 use clickhouse::{Client, Row};
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use tokio::task::{JoinError, JoinSet};
 
 use super::metadata::insert;
@@ -21,7 +21,6 @@ use super::rowbinary::{
 use super::rows::{ContentEventRow, SpanRow};
 use super::spool::{Claim, Kind, Spool, SpoolEntry};
 use super::{unavailable, version_now};
-use crate::model::attributes::{from_stored_json, to_stored_json};
 use crate::model::{ContentEvent, Event, SpanId, TraceId};
 use crate::normalize::Normalizer;
 use crate::store::StoreResult;
@@ -29,20 +28,15 @@ use crate::store::codec::{SpanColumns, decode_span};
 
 /// The row of a content event; its fingerprint deduplicates retries.
 pub fn content_event_row(project_id: &str, content: &ContentEvent) -> ContentEventRow {
-    let attributes = to_stored_json(&content.event.attributes);
-    let mut fingerprint = Sha256::new();
-    fingerprint.update(content.event.time_unix_nano.to_be_bytes());
-    fingerprint.update(content.event.name.as_bytes());
-    fingerprint.update([0]);
-    fingerprint.update(attributes.as_bytes());
+    let stored = StoredContent::of(content);
     ContentEventRow {
         project_id: project_id.to_owned(),
         trace_id: content.trace_id.to_hex(),
         span_id: content.span_id.to_hex(),
         time_ns: content.event.time_unix_nano,
         name: content.event.name.clone(),
-        attributes,
-        fingerprint: hex::encode(&fingerprint.finalize()[..16]),
+        attributes: stored.attributes,
+        fingerprint: hex::encode(stored.fingerprint),
     }
 }
 
@@ -343,15 +337,8 @@ async fn renormalize(
         .map_err(unavailable)?;
     let events: Vec<Event> = events
         .into_iter()
-        .filter_map(|event| {
-            Some(Event {
-                time_unix_nano: event.time_ns,
-                name: event.name,
-                attributes: from_stored_json(&event.attributes).ok()?,
-                dropped_attributes_count: 0,
-            })
-        })
-        .collect();
+        .map(|event| event_from_stored(event.time_ns, event.name, &event.attributes))
+        .collect::<StoreResult<_>>()?;
     let span = decode_span(span_columns(row)?, &row.body)?;
     let semantics = normalizer.normalize(&span, &events);
     row.set_semantics(&semantics);

@@ -7,21 +7,20 @@
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
+use crate::store::content_events::{StoredContent, event_from_stored};
 use rusqlite::types::ToSql;
 use rusqlite::{
     CachedStatement, Connection, OptionalExtension, Statement, Transaction, TransactionBehavior,
     params, params_from_iter,
 };
-use sha2::{Digest as _, Sha256};
 
 use super::blocks::{BlockWriter, BodyReader};
 use super::read::{SPAN_COLUMNS, stored_span_from_row};
 use super::trace_rows::{OldRow, Touched, TraceKey, Written, WrittenSpans, recompute_traces};
-use crate::model::attributes::{from_stored_json, to_stored_json};
 use crate::model::{EncodedBody, Event, LlmCall, Span, SpanId, SpanSemantics, TraceId};
 use crate::normalize::Normalizer;
 use crate::store::codec::{Compression, encode_stored_span};
-use crate::store::{ContentEventBatch, SpanBatch, StoreError, StoreResult};
+use crate::store::{ContentEventBatch, SpanBatch, StoreResult};
 
 pub(super) fn write_spans(
     connection: &mut Connection,
@@ -191,20 +190,15 @@ pub(super) fn write_content_events(
         let mut insert = transaction.prepare_cached(INSERT_CONTENT_EVENT)?;
         for batch in batches {
             for content in &batch.events {
-                let attributes = to_stored_json(&content.event.attributes);
-                let mut fingerprint = Sha256::new();
-                fingerprint.update(content.event.time_unix_nano.to_be_bytes());
-                fingerprint.update(content.event.name.as_bytes());
-                fingerprint.update([0]);
-                fingerprint.update(attributes.as_bytes());
+                let stored = StoredContent::of(content);
                 let inserted = insert.execute(params![
                     batch.project_id,
                     content.trace_id.as_bytes(),
                     content.span_id.as_bytes(),
                     content.event.time_unix_nano as i64,
                     content.event.name,
-                    attributes,
-                    &fingerprint.finalize()[..16],
+                    stored.attributes,
+                    &stored.fingerprint[..],
                 ])?;
                 if inserted > 0 {
                     changed_spans.insert((&batch.project_id, content.trace_id, content.span_id));
@@ -277,15 +271,7 @@ fn content_events(
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     rows.into_iter()
-        .map(|(time, name, attributes)| {
-            Ok(Event {
-                time_unix_nano: time as u64,
-                name,
-                attributes: from_stored_json(&attributes)
-                    .map_err(|error| StoreError::Corrupt(format!("content event: {error}")))?,
-                dropped_attributes_count: 0,
-            })
-        })
+        .map(|(time, name, attributes)| event_from_stored(time as u64, name, &attributes))
         .collect()
 }
 
