@@ -176,13 +176,23 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Counts of one bucket as the API shows them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Counts {
+    /// Spans that arrived in a request spanhouse could decode, valid or not.
     pub received: u64,
+    /// Spans stored, durably before the answer.
     pub accepted: u64,
+    /// Spans dropped by the project's sampling attribute or filters.
     pub filtered: u64,
+    /// `filtered` by rule: `sample_attribute` or the text of the filter condition.
     pub filtered_rules: BTreeMap<String, u64>,
+    /// Spans refused: invalid, too many in one request, or the queue or store could not take them.
     pub rejected: u64,
+    /// `rejected` by reason: `invalid_span`, `too_many_spans`, `overloaded`,
+    /// `store_unavailable`.
     pub rejected_reasons: BTreeMap<String, u64>,
+    /// Spans refused by the project's rate limit (429), with the log records and metrics
+    /// requests it refused.
     pub rate_limited: u64,
+    /// Spans stored with a value cut to the length limit, with log records cut likewise.
     pub truncated: u64,
     /// Metric data points received (the metrics signal is counted, not stored).
     pub metric_points: u64,
@@ -215,7 +225,9 @@ impl Counts {
 /// One bucket as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bucket {
+    /// Where the bucket starts, RFC 3339 UTC with nanoseconds; it ends where the next starts.
     pub start: String,
+    /// Its counters, in the bucket's own object.
     #[serde(flatten)]
     pub counts: Counts,
 }

@@ -53,9 +53,12 @@ pub struct IngestionParams {
     bucket: Option<String>,
 }
 
+/// `GET /api/v1/ingestion`: what happened to the project's spans over time.
 #[derive(Debug, Serialize)]
 pub struct IngestionView {
+    /// Every bucket of the window, empty ones included, oldest first.
     buckets: Vec<Bucket>,
+    /// The counters summed over the window.
     totals: Counts,
     /// Spans and content events accepted by this server and waiting for the store.
     buffered: u64,

@@ -159,9 +159,14 @@ pub struct LoginRequest {
 /// What the page knows about its session.
 #[derive(Debug, Serialize)]
 pub struct SessionView {
+    /// The id of the project signed in to.
     project_id: String,
+    /// That project's name.
     project_name: String,
+    /// `read` or `admin`: the role of the token signed in with.
     role: &'static str,
+    /// What every state-changing request made with the cookie sends in `x-csrf-token`; the
+    /// page keeps it in memory only.
     csrf_token: String,
 }
 

@@ -30,13 +30,21 @@ pub struct StatsParams {
 /// The figures of a set of traces as the API shows them.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct FiguresView {
+    /// Traces counted, by their timestamp.
     traces: u64,
+    /// Those whose status is `error`.
     errors: u64,
     /// `errors / traces`; 0 without traces.
     error_rate: f64,
+    /// Median of the traces' `duration_ms`, in milliseconds (nearest rank); `None` without
+    /// traces.
     p50_duration_ms: Option<f64>,
+    /// 95th percentile of the traces' `duration_ms`, in milliseconds (nearest rank); `None`
+    /// without traces.
     p95_duration_ms: Option<f64>,
+    /// Sum of the traces' `total_token_count`, in tokens.
     total_tokens: i64,
+    /// Sum of the traces' `total_cost`, in USD.
     total_cost: f64,
 }
 
@@ -58,28 +66,41 @@ impl From<&StatsFigures> for FiguresView {
     }
 }
 
+/// One time bucket of the window and the figures of its traces.
 #[derive(Debug, Serialize)]
 pub struct BucketView {
+    /// Where the bucket starts, RFC 3339 UTC with nanoseconds; it ends where the next starts.
     start: String,
+    /// The figures of its traces, in the bucket's own object.
     #[serde(flatten)]
     figures: FiguresView,
 }
 
+/// One model and the figures of the traces that used it.
 #[derive(Debug, Serialize)]
 pub struct ModelView {
+    /// The model's name (response model, else request model).
     model: String,
+    /// The figures of the traces that used it, in the model's object.
     #[serde(flatten)]
     figures: FiguresView,
 }
 
+/// `GET /api/v1/stats`: the dashboard's figures of a window.
 #[derive(Debug, Serialize)]
 pub struct StatsView {
+    /// The window's start, widened down to a whole bucket; RFC 3339.
     start: String,
+    /// The window's end (exclusive), widened up to a whole bucket; RFC 3339.
     end: String,
+    /// The width of a bucket, in seconds.
     bucket_seconds: u64,
     /// Every bucket of the window, empty ones included, oldest first.
     buckets: Vec<BucketView>,
+    /// The figures of every trace of the window.
     totals: FiguresView,
+    /// The figures per model, most traces first; a trace counts for every model it used,
+    /// so the rows may add up to more than the totals.
     models: Vec<ModelView>,
 }
 

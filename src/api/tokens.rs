@@ -12,12 +12,18 @@ use crate::auth::{Access, Role, generate_token_id, generate_token_secret, hash_t
 use crate::model::time::format_rfc3339;
 use crate::store::{NewToken, TokenInfo};
 
+/// A token as listed: never its secret.
 #[derive(Debug, Serialize)]
 pub struct TokenView {
+    /// The token's public id (`tok_…`), what `DELETE /api/v1/tokens/{id}` takes.
     id: String,
+    /// `ingest`, `read` or `admin`.
     role: &'static str,
+    /// The label given at creation.
     name: Option<String>,
+    /// When it was created, RFC 3339 UTC with nanoseconds.
     created_at: String,
+    /// When it was revoked, RFC 3339; `None` while it is active.
     revoked_at: Option<String>,
 }
 
@@ -33,8 +39,10 @@ impl From<&TokenInfo> for TokenView {
     }
 }
 
+/// `GET /api/v1/tokens`.
 #[derive(Debug, Serialize)]
 pub struct TokenListView {
+    /// The project's tokens, revoked ones included, oldest first.
     tokens: Vec<TokenView>,
 }
 
@@ -57,10 +65,14 @@ pub struct CreateRequest {
     name: Option<String>,
 }
 
+/// `POST /api/v1/tokens`: the new token, with its secret.
 #[derive(Debug, Serialize)]
 pub struct CreatedView {
+    /// The new token's public id.
     id: String,
+    /// `ingest`, `read` or `admin`.
     role: &'static str,
+    /// The label, trimmed; `None` when none (or a blank one) was given.
     name: Option<String>,
     /// The secret, shown this once; only its hash is stored.
     token: String,

@@ -21,19 +21,28 @@ pub enum AttrValue {
     /// An `AnyValue` with no value set.
     #[default]
     Empty,
+    /// Text.
     String(String),
+    /// A boolean.
     Bool(bool),
+    /// A signed 64-bit integer, never shown with a fraction.
     Int(i64),
+    /// A 64-bit float, NaN and the infinities included.
     Double(f64),
+    /// Raw bytes; base64 text in both JSON forms.
     Bytes(Vec<u8>),
+    /// A list of values, each with its own type.
     Array(Vec<AttrValue>),
+    /// A nested key-value list (OTLP `kvlist`), in the order sent.
     Map(Vec<KeyValue>),
 }
 
 /// One key and its value; OTLP keeps them as an ordered list.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KeyValue {
+    /// The attribute's name, such as `gen_ai.request.model`.
     pub key: String,
+    /// Its value, with its OTLP type.
     pub value: AttrValue,
 }
 

@@ -7,19 +7,33 @@ use serde::{Serialize, Serializer};
 /// Why a byte string or hex string is not a valid id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// The binary form has the wrong length.
     #[error("must be {expected} bytes, got {actual}")]
-    WrongLength { expected: usize, actual: usize },
+    WrongLength {
+        /// The id's length in bytes.
+        expected: usize,
+        /// The length given, in bytes.
+        actual: usize,
+    },
+    /// Every byte is zero, which OTLP reserves for "no id".
     #[error("must not be all zeroes")]
     AllZero,
+    /// The text is not hex, or not of the id's length.
     #[error("is not a hex string of {expected} characters")]
-    NotHex { expected: usize },
+    NotHex {
+        /// The id's length in hex characters: twice its bytes.
+        expected: usize,
+    },
 }
 
 macro_rules! define_id {
     ($(#[$doc:meta])* $name:ident, $len:expr) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub [u8; $len]);
+        pub struct $name(
+            /// The id's bytes, in the order OTLP sends them.
+            pub [u8; $len],
+        );
 
         impl $name {
             /// Length of the id in bytes.

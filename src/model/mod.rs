@@ -21,15 +21,20 @@ pub use trace_record::{LlmDigest, SpanDigest, TraceRecord};
 /// event's attributes are the record's attributes and its body under the key `body`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContentEvent {
+    /// The trace of the span the content belongs to.
     pub trace_id: TraceId,
+    /// The span the content belongs to, which may arrive before or after it.
     pub span_id: SpanId,
+    /// The content, as an event of that span.
     pub event: Event,
 }
 
 /// A span ready to store: the span as sent, and what normalization read from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NormalizedSpan {
+    /// The span exactly as sent.
     pub span: Span,
+    /// What normalization read from it.
     pub semantics: SpanSemantics,
     /// The span's lossless body already encoded for storage (`store::codec`), when the
     /// receiver had the CPU to spare: encoding in the receivers' threads keeps it off the
@@ -46,8 +51,11 @@ pub enum EncodedBody {
     /// for all of them: `len` bytes from `start` of the decompressed block. Spans holding the
     /// same `Arc` share one block.
     Part {
+        /// The compressed block.
         block: std::sync::Arc<Vec<u8>>,
+        /// Where the span's part starts in the decompressed block, in bytes.
         start: u32,
+        /// The part's length in bytes.
         len: u32,
     },
 }

@@ -44,8 +44,11 @@ impl Role {
 /// What a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
+    /// Sending OTLP data.
     Ingest,
+    /// Reading traces, figures and settings.
     Read,
+    /// Changing tokens and settings.
     Admin,
 }
 
@@ -75,7 +78,7 @@ pub struct Project {
     pub id: String,
     /// Unique; what people and `x-project-id` name it by.
     pub name: String,
-    /// When it was created, in Unix nanoseconds.
+    /// When it was created, in nanoseconds since the Unix epoch.
     pub created_at_unix_nano: u64,
 }
 
@@ -84,13 +87,15 @@ pub struct Project {
 pub struct TokenInfo {
     /// The token's public id (not its secret).
     pub id: String,
+    /// The project it belongs to.
     pub project_id: String,
+    /// What it may do.
     pub role: Role,
     /// A label given at creation.
     pub name: Option<String>,
-    /// Unix nanoseconds.
+    /// When it was created, in nanoseconds since the Unix epoch.
     pub created_at_unix_nano: u64,
-    /// Unix nanoseconds; `None` while the token is active.
+    /// When it was revoked, in nanoseconds since the Unix epoch; `None` while it is active.
     pub revoked_at_unix_nano: Option<u64>,
 }
 
@@ -99,7 +104,9 @@ pub struct TokenInfo {
 pub struct NewToken {
     /// The token's public id.
     pub id: String,
+    /// The project it will belong to.
     pub project_id: String,
+    /// What it will be allowed to do.
     pub role: Role,
     /// A label.
     pub name: Option<String>,
@@ -112,7 +119,10 @@ pub struct NewToken {
 pub struct ActiveToken {
     /// SHA-256 of the secret, what a presented token is compared by.
     pub secret_hash: [u8; 32],
+    /// The token's public id.
     pub token_id: String,
+    /// What it may do.
     pub role: Role,
+    /// Its project, whole, so that checking a request needs no further lookup.
     pub project: Project,
 }

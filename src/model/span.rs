@@ -11,12 +11,18 @@ use super::ids::{SpanId, TraceId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SpanKind {
+    /// The SDK did not say.
     #[default]
     Unspecified,
+    /// An operation inside the application.
     Internal,
+    /// The handling of a request from elsewhere.
     Server,
+    /// A request to another service (a model's API, usually).
     Client,
+    /// The sending of a message that is handled later (a queue, say).
     Producer,
+    /// The handling of such a message.
     Consumer,
 }
 
@@ -49,9 +55,12 @@ impl SpanKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StatusCode {
+    /// The span set no status: the default, and no failure.
     #[default]
     Unset,
+    /// The application marked the span successful.
     Ok,
+    /// The operation failed.
     Error,
 }
 
@@ -81,17 +90,23 @@ impl StatusCode {
     }
 }
 
+/// How a span ended (OTLP `Status`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Status {
+    /// Ok, error or unset.
     pub code: StatusCode,
+    /// Why it failed, for a person; empty when the span gave no reason.
     pub message: String,
 }
 
 /// The entity that produced the spans (a service), shared by all spans of one `ResourceSpans`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Resource {
+    /// What describes the service: `service.name`, `service.version`, host, SDK, …
     pub attributes: Vec<KeyValue>,
+    /// Attributes the SDK dropped (over its limits), as it reported.
     pub dropped_attributes_count: u32,
+    /// The semantic conventions schema the attributes follow; empty when none is named.
     pub schema_url: String,
 }
 
@@ -105,28 +120,46 @@ impl Resource {
 /// The instrumentation library that made the spans, shared by all spans of one `ScopeSpans`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Scope {
+    /// The library's name (`opentelemetry.instrumentation.openai_v2`, say).
     pub name: String,
+    /// The library's version; empty when not given.
     pub version: String,
+    /// The scope's own attributes; rarely any.
     pub attributes: Vec<KeyValue>,
+    /// Attributes the SDK dropped (over its limits), as it reported.
     pub dropped_attributes_count: u32,
+    /// The semantic conventions schema the attributes follow; empty when none is named.
     pub schema_url: String,
 }
 
+/// Something that happened at one moment of a span (OTLP `Span.Event`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Event {
+    /// When it happened, in nanoseconds since the Unix epoch.
     pub time_unix_nano: u64,
+    /// What happened, such as `gen_ai.user.message` or `exception`.
     pub name: String,
+    /// Its details.
     pub attributes: Vec<KeyValue>,
+    /// Attributes the SDK dropped (over its limits), as it reported.
     pub dropped_attributes_count: u32,
 }
 
+/// A pointer from a span to another span, possibly of another trace (OTLP `Span.Link`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Link {
+    /// The trace of the linked span, often another trace.
     pub trace_id: TraceId,
+    /// The linked span.
     pub span_id: SpanId,
+    /// The linked span's W3C `tracestate`; empty when none.
     pub trace_state: String,
+    /// What the link means.
     pub attributes: Vec<KeyValue>,
+    /// Attributes the SDK dropped (over its limits), as it reported.
     pub dropped_attributes_count: u32,
+    /// OTLP link flags: W3C trace flags in bits 0–7, whether the linked context is remote in
+    /// bits 8–9.
     pub flags: u32,
 }
 
@@ -134,24 +167,43 @@ pub struct Link {
 /// the OTLP decoder rejects spans that break either rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Span {
+    /// The trace the span belongs to.
     pub trace_id: TraceId,
+    /// Unique within its trace: with the trace id and the project, it identifies a stored span,
+    /// so a span sent twice is stored once.
     pub span_id: SpanId,
     /// `None` for a root span.
     pub parent_span_id: Option<SpanId>,
+    /// The W3C `tracestate` the span was made with; empty when none.
     pub trace_state: String,
+    /// OTLP span flags: W3C trace flags in bits 0–7 (bit 0: sampled), whether the parent is
+    /// remote in bits 8–9.
     pub flags: u32,
+    /// The operation's name, as the instrumentation chose it.
     pub name: String,
+    /// What kind of operation it is.
     pub kind: SpanKind,
+    /// When it started, in nanoseconds since the Unix epoch.
     pub start_time_unix_nano: u64,
+    /// When it ended, in nanoseconds since the Unix epoch; never before the start.
     pub end_time_unix_nano: u64,
+    /// Its attributes in the order sent; its LLM meaning is read from them.
     pub attributes: Vec<KeyValue>,
+    /// Attributes the SDK dropped (over its limits), as it reported.
     pub dropped_attributes_count: u32,
+    /// Its events, in the order sent.
     pub events: Vec<Event>,
+    /// Events the SDK dropped, as it reported.
     pub dropped_events_count: u32,
+    /// Its links to other spans.
     pub links: Vec<Link>,
+    /// Links the SDK dropped, as it reported.
     pub dropped_links_count: u32,
+    /// How it ended.
     pub status: Status,
+    /// The service that made it; shared by the spans of one `ResourceSpans`.
     pub resource: Arc<Resource>,
+    /// The instrumentation library that made it; shared by the spans of one `ScopeSpans`.
     pub scope: Arc<Scope>,
 }
 

@@ -16,17 +16,29 @@ use super::span::StatusCode;
 /// columns so that recomputing a record never has to read attributes or messages.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SpanDigest {
+    /// The span's id; it breaks ties between spans that start in the same nanosecond.
     pub span_id: Option<SpanId>,
+    /// `None` for a root span.
     pub parent_span_id: Option<SpanId>,
+    /// The span's name.
     pub name: String,
+    /// Start, in nanoseconds since the Unix epoch.
     pub start_time_unix_nano: u64,
+    /// End, in nanoseconds since the Unix epoch.
     pub end_time_unix_nano: u64,
+    /// How the span ended.
     pub status: StatusCode,
+    /// The resource's `service.name`.
     pub service_name: Option<String>,
+    /// The span's input text.
     pub input: Option<String>,
+    /// The span's output text.
     pub output: Option<String>,
+    /// The span's session, as the application names it.
     pub session_id: Option<String>,
+    /// The span's end user.
     pub user_id: Option<String>,
+    /// The span's Gentrace pipeline.
     pub pipeline_id: Option<String>,
     /// Set for LLM call spans.
     pub llm: Option<LlmDigest>,
@@ -37,8 +49,11 @@ pub struct SpanDigest {
 /// The numbers of one LLM call that a trace sums up.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LlmDigest {
+    /// The model that answered, else the one asked for.
     pub model: Option<String>,
+    /// Tokens the call used.
     pub usage: TokenUsage,
+    /// What the call cost, in USD.
     pub cost: Cost,
 }
 
@@ -61,32 +76,57 @@ impl LlmDigest {
 /// One trace as an LLM interaction (SPEC §4).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TraceRecord {
+    /// The trace's id, lowercase hex.
     pub trace_id: String,
+    /// The id of the project the trace belongs to.
     pub project: String,
     /// Start of the root span in Unix nanoseconds; the earliest start while the root is missing.
     /// Shown as `timestamp`, RFC 3339.
     #[serde(rename = "timestamp", with = "super::time::rfc3339_nanos")]
     pub timestamp_unix_nano: u64,
+    /// The root span's input, else that of the earliest-starting span that has one.
     pub input: Option<String>,
+    /// The root span's output, else that of the latest-ending span that has one.
     pub output: Option<String>,
+    /// The root span's status code, `ok`, `error` or `unset`; `unset` while the root is missing.
     pub status: String,
+    /// The root span's length in milliseconds, with a fraction; while the root is missing,
+    /// from the earliest start to the latest end.
     pub duration_ms: f64,
+    /// The root span's session, else the earliest span's that has one.
     pub session_id: Option<String>,
+    /// The root span's user, else the earliest span's that has one.
     pub user_id: Option<String>,
+    /// The root span's Gentrace pipeline, else the earliest span's that has one.
     pub pipeline_id: Option<String>,
+    /// The root span's name; `None` while it is missing.
     pub root_span_name: Option<String>,
+    /// The root span's `service.name`, else the earliest span's that has one.
     pub service_name: Option<String>,
+    /// Spans of the trace stored so far.
     pub span_count: u64,
+    /// The distinct models of its LLM calls (response model, else request model), sorted.
     pub models: Vec<String>,
+    /// Input tokens summed over its LLM calls; `None` when no call says.
     pub prompt_token_count: Option<i64>,
+    /// Output tokens summed over its LLM calls; `None` when no call says.
     pub completion_token_count: Option<i64>,
+    /// All tokens summed over its LLM calls (each call's total, else its prompt + completion);
+    /// `None` when no call says.
     pub total_token_count: Option<i64>,
+    /// Cost of the input tokens in USD, summed where known.
     pub prompt_cost: Option<f64>,
+    /// Cost of the output tokens in USD, summed where known.
     pub completion_cost: Option<f64>,
+    /// Cost of its LLM calls in USD, summed where known.
     pub total_cost: Option<f64>,
+    /// Spans that are LLM calls.
     pub llm_call_count: u64,
+    /// Spans that run a tool.
     pub tool_call_count: u64,
+    /// Tool spans that ended with an error status.
     pub tool_call_error_count: u64,
+    /// How often each tool ran, by name.
     pub tool_call_name_counts: BTreeMap<String, u64>,
 }
 

@@ -10,9 +10,11 @@ use std::collections::BTreeMap;
 /// `bucket_nanos` starting at `start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatsQuery {
+    /// Start of the window (inclusive), in nanoseconds since the Unix epoch.
     pub start_unix_nano: u64,
+    /// End of the window (exclusive), in nanoseconds since the Unix epoch.
     pub end_unix_nano: u64,
-    /// Bucket width; at least 1.
+    /// Bucket width in nanoseconds; at least 1.
     pub bucket_nanos: u64,
 }
 
@@ -26,22 +28,34 @@ impl StatsQuery {
 /// The numbers of one trace that the dashboard aggregates.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TraceFacts {
+    /// The trace's timestamp (its root's start), in nanoseconds since the Unix epoch.
     pub timestamp_unix_nano: u64,
+    /// Its status is `error`.
     pub is_error: bool,
+    /// Its `duration_ms`, in milliseconds.
     pub duration_ms: f64,
+    /// Its `total_token_count`, in tokens; 0 when unknown.
     pub total_tokens: i64,
+    /// Its `total_cost`, in USD; 0 when unknown.
     pub total_cost: f64,
+    /// The models of its LLM calls.
     pub models: Vec<String>,
 }
 
 /// Aggregates over a set of traces. Percentiles are `None` when the set is empty.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StatsFigures {
+    /// Traces in the set.
     pub traces: u64,
+    /// Those whose status is `error`.
     pub errors: u64,
+    /// Median of their `duration_ms`, in milliseconds.
     pub p50_ms: Option<f64>,
+    /// 95th percentile of their `duration_ms`, in milliseconds.
     pub p95_ms: Option<f64>,
+    /// Sum of their total tokens.
     pub tokens: i64,
+    /// Sum of their total cost, in USD.
     pub cost: f64,
 }
 
@@ -50,13 +64,16 @@ pub struct StatsFigures {
 pub struct StatsBucket {
     /// 0 for the bucket starting at the window's start.
     pub index: u64,
+    /// The figures of the bucket's traces.
     pub figures: StatsFigures,
 }
 
 /// The figures of the traces that used one model (a trace with two models counts for both).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelStats {
+    /// The model's name (response model, else request model).
     pub model: String,
+    /// The figures of the traces that used it.
     pub figures: StatsFigures,
 }
 
@@ -65,6 +82,7 @@ pub struct ModelStats {
 pub struct TraceStats {
     /// Non-empty buckets only, in order.
     pub buckets: Vec<StatsBucket>,
+    /// The figures of every trace of the window.
     pub totals: StatsFigures,
     /// Most traces first, then by name.
     pub models: Vec<ModelStats>,
