@@ -256,6 +256,7 @@ pub struct FileLimits {
     pub project_inflight_share: Option<f64>,
     pub body_read_timeout_ms: Option<u64>,
     pub grpc_call_timeout_ms: Option<u64>,
+    pub orphan_content_max_age_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,6 +313,9 @@ pub struct Limits {
     /// Longest an OTLP/gRPC call may take, message and store included, in milliseconds
     /// (`DEADLINE_EXCEEDED`): 60 s.
     pub grpc_call_timeout_ms: u64,
+    /// How long GenAI content that arrived on the logs signal waits for its span, in seconds,
+    /// by the record's time: 1 day. Past it, content of a span that never came is deleted.
+    pub orphan_content_max_age_s: u64,
 }
 
 impl Default for Limits {
@@ -328,6 +332,7 @@ impl Default for Limits {
             project_inflight_share: 0.5,
             body_read_timeout_ms: 30_000,
             grpc_call_timeout_ms: 60_000,
+            orphan_content_max_age_s: 86_400,
         }
     }
 }
@@ -401,6 +406,10 @@ impl Config {
                 .limits
                 .grpc_call_timeout_ms
                 .unwrap_or(defaults.grpc_call_timeout_ms),
+            orphan_content_max_age_s: file
+                .limits
+                .orphan_content_max_age_s
+                .unwrap_or(defaults.orphan_content_max_age_s),
         };
         if !(limits.project_inflight_share > 0.0 && limits.project_inflight_share <= 1.0) {
             return Err(ConfigError::Invalid(

@@ -24,7 +24,7 @@ use crate::pipeline::{Pipeline, PipelineLimits};
 use crate::receiver::{Admission, ReceiverLimits, Receivers, grpc};
 use crate::settings::RulesCache;
 use crate::stats::IngestionStats;
-use crate::store::clickhouse::{ClickHouseOptions, ClickHouseStore};
+use crate::store::clickhouse::ClickHouseStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{NewToken, Store};
 
@@ -58,18 +58,7 @@ pub async fn open_store(config: &Config, user: StoreUser) -> anyhow::Result<Arc<
         }
         StorageKind::Clickhouse => {
             let clickhouse = &config.clickhouse;
-            let options = ClickHouseOptions {
-                url: clickhouse.url.clone(),
-                database: clickhouse.database.clone(),
-                user: clickhouse.user.clone(),
-                password: clickhouse.password.clone(),
-                cluster: clickhouse.cluster.clone(),
-                retention_days: clickhouse.retention_days,
-                spool_max_bytes: clickhouse.spool_max_bytes,
-                batch_max_items: clickhouse.batch_max_spans,
-                flush_interval: Duration::from_millis(clickhouse.flush_interval_ms),
-            };
-            let store = ClickHouseStore::open(options, &config.data_dir, normalizer(config))
+            let store = ClickHouseStore::open(clickhouse, &config.data_dir, normalizer(config))
                 .await
                 .with_context(|| format!("opening ClickHouse at {}", clickhouse.url))?;
             Ok(Arc::new(store))
@@ -89,6 +78,7 @@ pub struct RunningServer {
     writer: JoinHandle<()>,
     refresher: JoinHandle<()>,
     flusher: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
     stats: Arc<IngestionStats>,
     store: Arc<dyn Store>,
 }
@@ -121,6 +111,10 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     ));
     let stats = Arc::new(IngestionStats::default());
     let flusher = tokio::spawn(flush_stats(Arc::clone(&stats), Arc::clone(&store)));
+    let sweeper = tokio::spawn(sweep_orphan_content(
+        Arc::clone(&store),
+        Duration::from_secs(config.limits.orphan_content_max_age_s),
+    ));
     let metrics = Arc::new(Metrics::default());
     let (pipeline, writer) = Pipeline::start(
         Arc::clone(&store),
@@ -218,6 +212,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         writer,
         refresher,
         flusher,
+        sweeper,
         stats,
         store,
     })
@@ -231,6 +226,7 @@ impl RunningServer {
         self.http.await.context("http server task")??;
         self.grpc.await.context("grpc server task")??;
         self.refresher.abort();
+        self.sweeper.abort();
         // Every sender is gone with the servers: the writer drains and ends.
         if tokio::time::timeout(Duration::from_secs(30), self.writer)
             .await
@@ -282,6 +278,27 @@ async fn flush_stats(stats: Arc<IngestionStats>, store: Arc<dyn Store>) {
         interval.tick().await;
         if let Err(error) = stats.flush(store.as_ref()).await {
             tracing::warn!(%error, "saving ingestion counts failed; will retry");
+        }
+    }
+}
+
+/// How often content events that wait for a span that never came are looked for.
+const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Deletes, every ten minutes, the GenAI content of spans that have not come within `max_age`
+/// of the content's time (`limits.orphan_content_max_age_s`).
+async fn sweep_orphan_content(store: Arc<dyn Store>, max_age: Duration) {
+    let mut interval = tokio::time::interval(ORPHAN_SWEEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let cutoff = crate::model::time::now_unix_nano()
+            .saturating_sub(u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX));
+        match store.sweep_orphan_content(cutoff).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "content events of spans that never came"),
+            Err(error) => tracing::warn!(%error, "deleting orphan content events failed"),
         }
     }
 }

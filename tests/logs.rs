@@ -234,3 +234,112 @@ async fn logs_need_an_ingest_token_and_a_content_type() {
     assert_eq!(response.status(), 400);
     server.stop().await;
 }
+
+/// Content records stored for the trace whose id is sixteen `trace` bytes, as the store holds
+/// them (ClickHouse: the rows after its mutations, which it runs in the background).
+async fn content_rows(server: &TestServer, trace: u8) -> u64 {
+    let config = server.config();
+    if on_clickhouse() {
+        let sql = format!(
+            "SELECT count() FROM {}.span_content_events FINAL WHERE trace_id = '{}'",
+            config.clickhouse.database,
+            hex::encode([trace; 16])
+        );
+        let answer = server
+            .client
+            .post(clickhouse_url())
+            .body(sql)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        return answer.trim().parse().unwrap();
+    }
+    let connection = rusqlite::Connection::open_with_flags(
+        config.data_dir.join("spanhouse.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    connection
+        .query_row(
+            "SELECT count(*) FROM span_content_events WHERE trace_id = ?1",
+            [[trace; 16].as_slice()],
+            |row| row.get::<_, i64>(0).map(|count| count as u64),
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn content_of_spans_that_never_come_is_deleted_after_its_age() {
+    let server = TestServer::start().await;
+    let day = 86_400 * 1_000_000_000;
+    let old = recent(0) - 2 * day;
+    let user_message = |trace: u8, time: u64| {
+        let mut record = record(&[trace; 16], &[1; 8], "gen_ai.user.message", time);
+        record.body = Some(map(vec![("content", text("Say hello"))]));
+        record
+    };
+    // Old content of a span that came, old content of one that never did, recent content.
+    let request = logs(vec![
+        user_message(0xa1, old),
+        user_message(0xb1, old),
+        user_message(0xc1, recent(5)),
+    ]);
+    assert_eq!(post_logs(&server, &request).await, 200);
+    let came = request_of_span(0xa1);
+    assert_eq!(
+        server
+            .post_protobuf("/v1/traces", &server.admin_token, &came)
+            .await
+            .status(),
+        200
+    );
+    server.settle(&server.admin_token).await;
+    for trace in [0xa1, 0xb1, 0xc1] {
+        assert_eq!(content_rows(&server, trace).await, 1, "{trace:x}");
+    }
+
+    let store =
+        spanhouse::server::open_store(&server.config(), spanhouse::server::StoreUser::Command)
+            .await
+            .unwrap();
+    store.sweep_orphan_content(recent(0) - day).await.unwrap();
+    for _ in 0..600 {
+        if content_rows(&server, 0xb1).await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        content_rows(&server, 0xb1).await,
+        0,
+        "the orphan past its age"
+    );
+    assert_eq!(content_rows(&server, 0xa1).await, 1, "its span came");
+    assert_eq!(content_rows(&server, 0xc1).await, 1, "still within its age");
+
+    // The span that was late by more than a day gets no content; the recent one does.
+    for (trace, input) in [(0xb1, json!(null)), (0xc1, json!("Say hello"))] {
+        let late = request_of_span(trace);
+        server
+            .post_protobuf("/v1/traces", &server.admin_token, &late)
+            .await;
+        server.settle(&server.admin_token).await;
+        let path = format!("/api/v1/traces/{}", hex_trace(trace));
+        let (_, stored) = server.get_json(&path, &server.admin_token).await;
+        assert_eq!(stored["trace"]["input"], input, "{trace:x}: {stored}");
+    }
+    server.stop().await;
+}
+
+/// A request with one chat span, id `01…01`, of the trace of sixteen `trace` bytes.
+fn request_of_span(trace: u8) -> ExportTraceServiceRequest {
+    let mut chat = span(trace, 1, None, "chat", recent(5));
+    chat.attributes = vec![
+        string_attribute("gen_ai.operation.name", "chat"),
+        string_attribute("gen_ai.request.model", "gpt-4o-mini"),
+    ];
+    request("svc", vec![chat])
+}

@@ -187,6 +187,12 @@ pub trait SpanStore: Send + Sync + 'static {
     /// store if that can be done in `within`. What cannot stays buffered durably.
     async fn flush(&self, _within: std::time::Duration) {}
 
+    /// Deletes the GenAI content events whose span has not arrived, of events older than
+    /// `older_than_unix_nano`: a span that never comes must not keep its content forever.
+    /// Returns how many were deleted, where the backend can tell (ClickHouse deletes in the
+    /// background and answers 0).
+    async fn sweep_orphan_content(&self, older_than_unix_nano: u64) -> StoreResult<u64>;
+
     /// Stores spans durably, ignoring spans already stored (same project, trace and span id),
     /// and brings the TraceRecords of the touched traces up to date. Returns once durable.
     async fn write_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()>;

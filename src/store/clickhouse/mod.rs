@@ -31,27 +31,12 @@ use rows::{ContentEventRow, SpanRow};
 use schema::{Dialect, SchemaOptions};
 use spool::{Spool, SpoolFile};
 
-/// How to reach ClickHouse and how to spool for it.
-#[derive(Debug, Clone)]
-pub struct ClickHouseOptions {
-    pub url: String,
-    pub database: String,
-    pub user: String,
-    pub password: String,
-    pub cluster: Option<String>,
-    pub retention_days: Option<u32>,
-    /// Largest spool before writes are refused (503).
-    pub spool_max_bytes: u64,
-    /// Most spans and events delivered in one round.
-    pub batch_max_items: u64,
-    /// How long a small batch may wait before it is delivered.
-    pub flush_interval: Duration,
-}
-
 pub struct ClickHouseStore {
     client: clickhouse::Client,
     spool: Arc<Spool>,
     flusher: tokio::task::JoinHandle<()>,
+    /// The cluster the tables are created on, if any: mutations go to its local tables.
+    cluster: Option<String>,
 }
 
 impl Drop for ClickHouseStore {
@@ -65,7 +50,7 @@ pub(crate) fn unavailable(error: clickhouse::error::Error) -> StoreError {
 }
 
 /// A client for `options`, without a default database (statements name it).
-pub fn client(options: &ClickHouseOptions) -> clickhouse::Client {
+pub fn client(options: &ClickHouseConfig) -> clickhouse::Client {
     clickhouse::Client::default()
         .with_url(&options.url)
         .with_user(&options.user)
@@ -78,11 +63,11 @@ pub fn client(options: &ClickHouseOptions) -> clickhouse::Client {
 impl ClickHouseStore {
     /// Connects, creates or migrates the schema, and starts delivering the spool.
     pub async fn open(
-        options: ClickHouseOptions,
+        options: &ClickHouseConfig,
         data_dir: &std::path::Path,
         normalizer: Arc<Normalizer>,
     ) -> StoreResult<Self> {
-        let bootstrap = client(&options);
+        let bootstrap = client(options);
         let version: String = bootstrap
             .query("SELECT version()")
             .fetch_one()
@@ -110,13 +95,14 @@ impl ClickHouseStore {
             client.clone(),
             Arc::clone(&spool),
             normalizer,
-            options.batch_max_items,
-            options.flush_interval,
+            options.batch_max_spans,
+            Duration::from_millis(options.flush_interval_ms),
         ));
         Ok(Self {
             client,
             spool,
             flusher,
+            cluster: options.cluster.clone(),
         })
     }
 
@@ -155,18 +141,7 @@ pub struct ClickHouseConfig {
 }
 
 pub async fn server_dialect(config: &ClickHouseConfig) -> Option<Dialect> {
-    let options = ClickHouseOptions {
-        url: config.url.clone(),
-        database: config.database.clone(),
-        user: config.user.clone(),
-        password: config.password.clone(),
-        cluster: None,
-        retention_days: None,
-        spool_max_bytes: 0,
-        batch_max_items: 0,
-        flush_interval: Duration::ZERO,
-    };
-    let version: String = client(&options)
+    let version: String = client(config)
         .query("SELECT version()")
         .fetch_one()
         .await
@@ -181,6 +156,18 @@ pub(crate) fn version_now() -> u64 {
 
 #[async_trait]
 impl SpanStore for ClickHouseStore {
+    async fn sweep_orphan_content(&self, older_than_unix_nano: u64) -> StoreResult<u64> {
+        // A mutation: ClickHouse rewrites the parts in the background.
+        self.client
+            .query(&queries::delete_orphan_content(self.cluster.as_deref()))
+            .bind(older_than_unix_nano)
+            .bind(older_than_unix_nano)
+            .execute()
+            .await
+            .map_err(unavailable)?;
+        Ok(0)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.client
             .query("SELECT 1")

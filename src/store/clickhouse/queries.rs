@@ -181,6 +181,25 @@ pub fn span_by_id() -> String {
 pub const CONTENT_EVENT_COLUMNS: &str =
     "project_id, trace_id, span_id, time_ns, name, attributes, fingerprint";
 
+/// Deletes content events older than the bound whose span is not stored; ClickHouse 18.16 runs
+/// it as a mutation (on a cluster, of the local tables). Spans are looked up only for the
+/// traces that have such events.
+pub fn delete_orphan_content(cluster: Option<&str>) -> String {
+    let (table, on_cluster) = match cluster {
+        Some(cluster) => (
+            "span_content_events_local".to_owned(),
+            format!(" ON CLUSTER {cluster}"),
+        ),
+        None => ("span_content_events".to_owned(), String::new()),
+    };
+    format!(
+        "ALTER TABLE {table}{on_cluster} DELETE WHERE time_ns < ? \
+         AND (project_id, trace_id, span_id) NOT IN ( \
+           SELECT project_id, trace_id, span_id FROM spans WHERE trace_id IN ( \
+             SELECT trace_id FROM span_content_events WHERE time_ns < ?))"
+    )
+}
+
 pub fn content_events_of_span() -> String {
     format!(
         "SELECT {CONTENT_EVENT_COLUMNS} FROM span_content_events FINAL \
@@ -240,6 +259,11 @@ pub fn sample_queries() -> Vec<(String, String)> {
             "spans_with_content",
             SPANS_WITH_CONTENT.to_owned(),
             vec!["'p'", "['t']"],
+        ),
+        (
+            "delete_orphan_content",
+            delete_orphan_content(None),
+            vec!["0", "0"],
         ),
     ];
     samples

@@ -176,6 +176,14 @@ impl SqliteStore {
 
 #[async_trait]
 impl SpanStore for SqliteStore {
+    async fn sweep_orphan_content(&self, older_than_unix_nano: u64) -> StoreResult<u64> {
+        let cutoff = i64::try_from(older_than_unix_nano).unwrap_or(i64::MAX);
+        self.with_writer(move |connection| {
+            Ok(connection.execute(write::DELETE_ORPHAN_CONTENT, [cutoff])? as u64)
+        })
+        .await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.with_reader(|connection| {
             connection.query_row("SELECT 1", [], |_| Ok(()))?;

@@ -178,6 +178,17 @@ impl<'t, 'a> TraceRows<'t, 'a> {
     }
 }
 
+/// Content events older than `?1` whose span is not stored (a span is found through its
+/// trace's row, by `trace_key`).
+pub(super) const DELETE_ORPHAN_CONTENT: &str = "
+    DELETE FROM span_content_events
+    WHERE time_ns < ?1
+      AND NOT EXISTS (
+        SELECT 1 FROM traces JOIN spans ON spans.trace_key = traces.rowid
+        WHERE traces.project_id = span_content_events.project_id
+          AND traces.trace_id = span_content_events.trace_id
+          AND spans.span_id = span_content_events.span_id)";
+
 pub(super) fn write_content_events(
     connection: &mut Connection,
     batches: &[ContentEventBatch],
