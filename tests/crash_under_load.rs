@@ -469,9 +469,14 @@ fn report(round: &str, outcome: &Outcome, in_flight: u64) {
         .iter()
         .filter(|request| request.while_down)
         .count();
+    let while_down = if while_down > 0 {
+        format!("; {while_down} requests sent while ClickHouse was stopped")
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{round}: {} requests acknowledged ({spans} spans; {while_down} requests sent while \
-         ClickHouse was stopped), {in_flight} in flight at the kill, {} unanswered, {} refused",
+        "{round}: {} requests acknowledged ({spans} spans{while_down}), {in_flight} in flight \
+         at the kill, {} unanswered, {} refused",
         outcome.acknowledged.len(),
         outcome.unanswered,
         outcome.refused.len(),
@@ -552,7 +557,7 @@ struct OwnClickHouse {
 
 impl OwnClickHouse {
     /// Starts one on free ports, or `None` (after `require`) when clickhouse-server is not
-    /// installed.
+    /// installed or does not start.
     fn start() -> Option<Self> {
         let installed = std::process::Command::new("sh")
             .args(["-c", "command -v clickhouse-server"])
@@ -567,8 +572,12 @@ impl OwnClickHouse {
             http_port,
             tcp_port,
         };
-        clickhouse.script("start");
-        Some(clickhouse)
+        let started = clickhouse.run_script("start");
+        let failure = String::from_utf8_lossy(&started.stderr);
+        require(
+            started.status.success().then_some(clickhouse),
+            &format!("a ClickHouse that starts (scripts/clickhouse.sh start: {failure})"),
+        )
     }
 
     fn url(&self) -> String {
