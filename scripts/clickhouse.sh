@@ -4,9 +4,13 @@
 #
 #   scripts/clickhouse.sh start   installs Debian's clickhouse-server if missing, starts it, waits
 #                                 until it answers, and prints its HTTP URL
-#   scripts/clickhouse.sh stop    stops the server this script started
+#   scripts/clickhouse.sh stop    stops the server this script started, and waits until it has
+#                                 exited
+#   scripts/clickhouse.sh resume  starts that server again on the data it kept (after `stop`),
+#                                 waits until it answers, and prints its HTTP URL
 #
-# Ports: SPANHOUSE_TEST_CLICKHOUSE_HTTP_PORT (default 18123) and _TCP_PORT (default 19000).
+# Ports: SPANHOUSE_TEST_CLICKHOUSE_HTTP_PORT (default 18123) and _TCP_PORT (default 19000); its
+# directory SPANHOUSE_TEST_CLICKHOUSE_DIR (default $TMPDIR/spanhouse-clickhouse).
 set -euo pipefail
 
 http_port="${SPANHOUSE_TEST_CLICKHOUSE_HTTP_PORT:-18123}"
@@ -91,6 +95,11 @@ XML
     </quotas>
 </yandex>
 XML
+  launch
+}
+
+# Starts the server of "$root/config.xml" and waits until it answers.
+launch() {
   clickhouse-server --config-file="$root/config.xml" --pid-file="$root/clickhouse.pid" --daemon
   for _ in $(seq 1 120); do
     if curl -sf "http://127.0.0.1:${http_port}/ping" >/dev/null 2>&1; then
@@ -104,15 +113,35 @@ XML
   exit 1
 }
 
+resume() {
+  if [ ! -f "$root/config.xml" ]; then
+    echo "no ClickHouse was started in $root" >&2
+    exit 1
+  fi
+  if curl -sf "http://127.0.0.1:${http_port}/ping" >/dev/null 2>&1; then
+    echo "http://127.0.0.1:${http_port}"
+    return
+  fi
+  launch
+}
+
 stop() {
   if [ -f "$root/clickhouse.pid" ]; then
-    kill "$(cat "$root/clickhouse.pid")" 2>/dev/null || true
+    local pid
+    pid=$(cat "$root/clickhouse.pid")
+    kill "$pid" 2>/dev/null || true
+    # Until it has exited (at most 60 s), so that its ports and data are free again.
+    for _ in $(seq 1 600); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
     rm -f "$root/clickhouse.pid"
   fi
 }
 
 case "${1:-}" in
   start) start ;;
+  resume) resume ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start|resume|stop" >&2; exit 2 ;;
 esac

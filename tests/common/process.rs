@@ -14,10 +14,11 @@ pub fn binary() -> &'static str {
     }
 }
 
-/// A `spanhouse serve` child process and the HTTP address it reported.
+/// A `spanhouse serve` child process and the addresses it reported.
 pub struct Served {
     pub child: Child,
     pub http: SocketAddr,
+    pub grpc: SocketAddr,
 }
 
 impl Served {
@@ -41,22 +42,25 @@ impl Served {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
-        let http = loop {
+        let (http, grpc) = loop {
             let line = lines
                 .next()
                 .expect("serve exited before it was ready")
                 .unwrap();
             if line.contains("spanhouse ready") {
-                let address = line
-                    .split_whitespace()
-                    .find_map(|word| word.strip_prefix("http="))
-                    .expect("ready line names the http address");
-                break address.parse().unwrap();
+                let address = |name: &str| -> SocketAddr {
+                    line.split_whitespace()
+                        .find_map(|word| word.strip_prefix(name))
+                        .unwrap_or_else(|| panic!("ready line names the {name} address: {line}"))
+                        .parse()
+                        .unwrap()
+                };
+                break (address("http="), address("grpc="));
             }
         };
         // Keep draining stderr so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { child, http }
+        Self { child, http, grpc }
     }
 
     /// SIGKILL: the process gets no chance to flush anything.
