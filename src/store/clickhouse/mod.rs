@@ -58,6 +58,9 @@ pub fn client(options: &ClickHouseConfig) -> clickhouse::Client {
         // ClickHouse 18.16 knows neither the header-carrying input format validation needs
         // nor server-side parameters: rows go as RowBinary, values are bound client-side.
         .with_validation(false)
+        // A query still running after 30 s is stopped by the server (as the embedded store
+        // stops its own): a read that heavy is a bug or an attack, not a page to wait for.
+        .with_setting("max_execution_time", "30")
 }
 
 impl ClickHouseStore {

@@ -58,6 +58,11 @@ pub struct SqliteStore {
     options: SqliteOptions,
     writer: writer_thread::WriterThread,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Queries running at once: one reader connection and one blocking thread each. The others
+    /// wait without a thread.
+    reader_slots: Arc<tokio::sync::Semaphore>,
+    /// Longest a query may run: [`QUERY_TIME_LIMIT`].
+    query_time_limit: Duration,
     /// `DATA_DIR/search.sqlite`, attached to every reader connection.
     search_path: PathBuf,
     /// Wakes the text indexer after writes.
@@ -80,6 +85,13 @@ impl From<rusqlite::Error> for StoreError {
         }
     }
 }
+
+/// Queries that run at once; more wait for one to end.
+const MAX_READERS: usize = 8;
+/// Longest a query may run before SQLite interrupts it.
+const QUERY_TIME_LIMIT: Duration = Duration::from_secs(30);
+/// SQLite virtual machine steps between two looks at the clock.
+const PROGRESS_STEPS: std::ffi::c_int = 100_000;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
@@ -112,6 +124,8 @@ impl SqliteStore {
             options,
             writer: writer_thread::WriterThread::start(writer)?,
             readers: Arc::new(Mutex::new(Vec::new())),
+            reader_slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
+            query_time_limit: QUERY_TIME_LIMIT,
             search_path: data_dir.join(search::SEARCH_FILE),
             text_signal: Arc::default(),
             indexer: Mutex::new(None),
@@ -142,19 +156,26 @@ impl SqliteStore {
         self.writer.run(work).await
     }
 
-    /// Runs `work` on a pooled reader connection on the blocking pool.
+    /// Runs `work` on a pooled reader connection on the blocking pool, at most
+    /// [`MAX_READERS`] at once; a query still running after [`QUERY_TIME_LIMIT`] is
+    /// interrupted and fails as unavailable.
     async fn with_reader<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        let slot = Arc::clone(&self.reader_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closing".into()))?;
         let readers = Arc::clone(&self.readers);
+        let limit = self.query_time_limit;
         let path = self.path.clone();
         let search_path = self.search_path.clone();
         let synchronous = self.options.synchronous;
         tokio::task::spawn_blocking(move || {
             let pooled = lock(&readers).pop();
-            let connection = match pooled {
+            let mut connection = match pooled {
                 Some(connection) => connection,
                 None => {
                     let connection = open_connection(&path, synchronous)?;
@@ -162,9 +183,25 @@ impl SqliteStore {
                     connection
                 }
             };
-            let result = work(&connection);
+            let _slot = slot;
+            let deadline = std::time::Instant::now() + limit;
+            connection.progress_handler(
+                PROGRESS_STEPS,
+                Some(move || std::time::Instant::now() > deadline),
+            )?;
+            let result = work(&connection).map_err(|error| match error {
+                StoreError::Unavailable(message) if message.contains("interrupted") => {
+                    StoreError::Unavailable(format!(
+                        "the query ran longer than {} s and was stopped",
+                        limit.as_secs_f64()
+                    ))
+                }
+                other => other,
+            });
+            let cleared = connection.progress_handler(0, None::<fn() -> bool>);
+            // A connection whose handler could not be cleared is not used again.
             let mut pool = lock(&readers);
-            if pool.len() < 8 {
+            if cleared.is_ok() && pool.len() < MAX_READERS {
                 pool.push(connection);
             }
             result

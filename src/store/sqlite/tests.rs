@@ -11,7 +11,7 @@ use super::{Compression, SqliteOptions, SqliteStore, Synchronous, open_connectio
 use crate::model::span::test_support::make_span;
 use crate::model::{NormalizedSpan, SpanId, SpanSemantics};
 use crate::normalize::Normalizer;
-use crate::store::{SpanBatch, SpanStore, TraceQuery};
+use crate::store::{SpanBatch, SpanStore, StoreError, TraceQuery};
 
 pub(super) fn open(directory: &Path) -> SqliteStore {
     open_compressed(directory, Compression::default())
@@ -405,4 +405,37 @@ async fn the_indexer_thread_catches_up_and_stops() {
     assert_eq!(search_inputs(&store, "by the thread").await.len(), 5);
     store.flush(Duration::from_secs(1)).await;
     assert!(store.indexer.lock().unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_query_past_its_time_limit_is_stopped_and_the_reader_serves_again() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(
+        directory.path(),
+        SqliteOptions::default(),
+        Default::default(),
+    )
+    .unwrap();
+    store.query_time_limit = Duration::from_millis(50);
+    let endless = store
+        .with_reader(|connection| {
+            Ok(connection.query_row(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
+                 SELECT count(*) FROM n",
+                [],
+                |row| row.get::<_, i64>(0),
+            )?)
+        })
+        .await;
+    match endless {
+        Err(StoreError::Unavailable(message)) => assert!(message.contains("longer"), "{message}"),
+        other => panic!("not stopped: {other:?}"),
+    }
+    let answer = store
+        .with_reader(|connection| {
+            Ok(connection.query_row("SELECT 7", [], |row| row.get::<_, i64>(0))?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer, 7);
 }
