@@ -44,3 +44,17 @@ pub mod settings;
 pub mod stats;
 pub mod store;
 pub mod synthetic;
+
+/// What the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// Property tests' configuration: 256 cases (a few seconds for the whole suite in CI), and
+    /// no failure files written into the tree (a failure prints its input; add it as a test).
+    pub fn bounded_cases() -> proptest::prelude::ProptestConfig {
+        proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        }
+    }
+}

@@ -229,11 +229,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::test_support::bounded_cases())]
 
         /// Any text is a width within the bounds or a 400 naming `bucket`; never a panic.
         #[test]

@@ -261,11 +261,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::test_support::bounded_cases())]
 
         /// Any list parameters give a query within the bounds or a 400 naming the parameter.
         #[test]

@@ -248,11 +248,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(crate::test_support::bounded_cases())]
 
         /// Any window and bucket, as numbers near the bounds, is a bounded query or a 400.
         #[test]

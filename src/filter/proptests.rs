@@ -7,14 +7,6 @@ use super::*;
 use crate::model::span::test_support::{make_span, text};
 use crate::model::{AttrValue, KeyValue};
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// A span with attributes of every shape, so evaluation walks maps, lists and numbers.
 fn rich_span() -> crate::model::Span {
     crate::model::Span {
@@ -163,7 +155,7 @@ fn check(text: &str) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(crate::test_support::bounded_cases())]
 
     #[test]
     fn arbitrary_text_parses_or_fails(text in any::<String>()) {

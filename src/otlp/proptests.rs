@@ -22,14 +22,6 @@ use super::logs::content_events_from_request;
 use super::metrics::decode_data_points;
 use super::*;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Ids of the right length most of the time, of any length sometimes.
 fn id(length: usize) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -343,7 +335,7 @@ fn compression() -> impl Strategy<Value = Compression> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(crate::test_support::bounded_cases())]
 
     #[test]
     fn arbitrary_bytes_decode_or_fail(body in vec(any::<u8>(), 0..512)) {
