@@ -255,6 +255,7 @@ pub struct FileLimits {
     pub max_inflight_bytes: Option<usize>,
     pub project_inflight_share: Option<f64>,
     pub body_read_timeout_ms: Option<u64>,
+    pub header_read_timeout_ms: Option<u64>,
     pub grpc_call_timeout_ms: Option<u64>,
     pub orphan_content_max_age_s: Option<u64>,
 }
@@ -310,6 +311,9 @@ pub struct Limits {
     pub project_inflight_share: f64,
     /// Longest a client may take to send a request body, in milliseconds (HTTP 408): 30 s.
     pub body_read_timeout_ms: u64,
+    /// Longest a client may take to send a request's headers, in milliseconds (the connection
+    /// is closed past it): 10 s.
+    pub header_read_timeout_ms: u64,
     /// Longest an OTLP/gRPC call may take, message and store included, in milliseconds
     /// (`DEADLINE_EXCEEDED`): 60 s.
     pub grpc_call_timeout_ms: u64,
@@ -331,6 +335,7 @@ impl Default for Limits {
             max_inflight_bytes: 64 * 1024 * 1024,
             project_inflight_share: 0.5,
             body_read_timeout_ms: 30_000,
+            header_read_timeout_ms: 10_000,
             grpc_call_timeout_ms: 60_000,
             orphan_content_max_age_s: 86_400,
         }
@@ -402,6 +407,10 @@ impl Config {
                 .limits
                 .body_read_timeout_ms
                 .unwrap_or(defaults.body_read_timeout_ms),
+            header_read_timeout_ms: file
+                .limits
+                .header_read_timeout_ms
+                .unwrap_or(defaults.header_read_timeout_ms),
             grpc_call_timeout_ms: file
                 .limits
                 .grpc_call_timeout_ms
@@ -416,9 +425,13 @@ impl Config {
                 "limits.project_inflight_share must be more than 0 and at most 1".into(),
             ));
         }
-        if limits.body_read_timeout_ms == 0 || limits.grpc_call_timeout_ms == 0 {
+        if limits.body_read_timeout_ms == 0
+            || limits.grpc_call_timeout_ms == 0
+            || limits.header_read_timeout_ms == 0
+        {
             return Err(ConfigError::Invalid(
-                "limits.body_read_timeout_ms and limits.grpc_call_timeout_ms must be positive"
+                "limits.body_read_timeout_ms, header_read_timeout_ms and grpc_call_timeout_ms \
+                 must be positive"
                     .into(),
             ));
         }

@@ -1,28 +1,29 @@
 //! spanhouse: an OpenTelemetry trace server for LLM applications.
 //!
-//! The path of a span through the modules:
+//! The path of a span through the modules; each imports only those below it:
 //!
 //! ```text
-//! receiver ── api::otlp_http (OTLP/HTTP) or grpc (OTLP/gRPC); auth checks the token
-//!    │
+//! receiver ── receiver::http (OTLP/HTTP) or receiver::grpc (OTLP/gRPC): the token is checked
+//!    │        before the body is read; receiver::admission bounds the memory in flight
 //!    ▼
-//! otlp ────── decompress with limits, decode protobuf or OTLP/JSON, convert to model::Span
-//!    │        (invalid spans are rejected one by one: partial_success)
+//! otlp ────── decompress under the budget, decode protobuf or OTLP/JSON, convert to model
+//!    │        types (invalid spans are rejected one by one: partial_success)
 //!    ▼
-//! ingest ──── normalize::normalize_span reads the LLM meaning (model::SpanSemantics)
-//!    │
+//! ingest ──── limits, sampling, filters, rate limit; normalize reads the LLM meaning
+//!    │        (model::SpanSemantics); every span is counted (stats)
 //!    ▼
 //! pipeline ── bounded queue (503 when full); one writer batches concurrent requests
 //!    │
 //!    ▼
-//! store ───── the Store trait; store::sqlite writes spans and recomputes the TraceRecords of
-//!             touched traces in one transaction, then the receiver answers 200
+//! store ───── ControlPlane + SpanStore; store::sqlite writes spans and recomputes the
+//!             TraceRecords of touched traces in one transaction, then the receiver answers 200
 //!
-//! api::query ── reads TraceRecords and spans back through the same trait
+//! api ─────── the query API, UI, sessions, /metrics: reads through the same store
+//! error ───── the one edge error and what a client may retry; model: types, no I/O
 //! ```
 //!
 //! `config` resolves flags, environment and file once; `server` wires everything together;
-//! `admin` holds the project and token commands.
+//! `admin` holds the project and token commands. docs/architecture.md says more.
 
 pub mod admin;
 pub mod api;

@@ -248,3 +248,37 @@ async fn metrics_show_no_project_to_a_caller_without_a_token() {
     assert_eq!(refused.status(), 403);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_headers_is_closed() {
+    let server =
+        TestServer::start_with(|config| config.limits.header_read_timeout_ms = 1_000).await;
+    let mut silent = tokio::net::TcpStream::connect(server.running().http_addr)
+        .await
+        .unwrap();
+    silent
+        .write_all(b"POST /v1/traces HTTP/1.1\r\nhost: spanhouse\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 1024];
+    let read = tokio::time::timeout(GUARD, silent.read(&mut answer))
+        .await
+        .expect("the server closes the connection");
+    // Closed (or answered 408 and closed): either way, nothing more is held for it.
+    match read {
+        Ok(0) | Err(_) => {}
+        Ok(read) => assert!(
+            String::from_utf8_lossy(&answer[..read]).contains(" 408 "),
+            "{:?}",
+            String::from_utf8_lossy(&answer[..read])
+        ),
+    }
+    let ready = server
+        .client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    server.stop().await;
+}

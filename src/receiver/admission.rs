@@ -36,23 +36,46 @@ pub struct Admission {
 
 struct Inner {
     permits: Arc<Semaphore>,
-    /// The most one project may hold at once.
+    /// The whole budget.
+    total_units: usize,
+    /// A project's share of it.
     project_units: usize,
     /// What each project holds now.
-    held: Mutex<HashMap<String, usize>>,
+    held: Mutex<HashMap<String, Held>>,
     decoders: Arc<Semaphore>,
+}
+
+/// A project's room: promised (declared lengths of bodies not yet arrived) and received.
+#[derive(Default, Clone, Copy)]
+struct Held {
+    promised: usize,
+    received: usize,
 }
 
 /// Room reserved in the budget for one project, given back when dropped.
 pub struct Reservation {
     permit: Option<OwnedSemaphorePermit>,
-    units: usize,
+    promised: usize,
+    received: usize,
     project: String,
     inner: Arc<Inner>,
 }
 
+/// Why a reservation is refused.
+fn refused(project_share: bool) -> ApiError {
+    if project_share {
+        ApiError::unavailable(
+            "this project's request bodies in flight hold its share of the server's memory; \
+             retry later",
+        )
+    } else {
+        ApiError::unavailable("too many request bodies in flight; retry later")
+    }
+}
+
 impl Admission {
-    /// A budget of `total_bytes`, of which one project may hold `project_share` (0 < share ≤ 1).
+    /// A budget of `total_bytes`, of which one project may hold `project_share` (0 < share ≤ 1)
+    /// in bodies announced and not yet arrived, and while other projects hold room too.
     pub fn new(total_bytes: usize, project_share: f64) -> Self {
         let total_units = total_bytes.div_ceil(UNIT).clamp(1, Semaphore::MAX_PERMITS);
         let share = if project_share.is_finite() {
@@ -67,6 +90,7 @@ impl Admission {
         Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(total_units)),
+                total_units,
                 project_units,
                 held: Mutex::default(),
                 decoders: Arc::new(Semaphore::new(decoders)),
@@ -82,66 +106,116 @@ impl Admission {
             .map_err(|_| ApiError::unavailable("the server is shutting down"))
     }
 
-    /// Reserves `bytes` for a project, or answers 503 when the budget, or the project's share
-    /// of it, cannot hold them now. More than a share reserves the whole share, so that one
-    /// large body still gets through when nothing else is in flight.
+    /// Room for a body announced (its declared length) and not yet arrived: promised bytes a
+    /// client may never send. A project's promises never pass its share, so clients that
+    /// trickle bodies cannot take the room of other projects. More than a share promises the
+    /// whole share, so that one large body still gets through.
+    pub fn promise(&self, project_id: &str, bytes: usize) -> Result<Reservation, ApiError> {
+        let mut reservation = self.empty(project_id);
+        let units = bytes.div_ceil(UNIT).min(self.inner.project_units);
+        if units > 0 {
+            let mut held = lock(&self.inner.held);
+            let holding = held.get(project_id).copied().unwrap_or_default();
+            if holding.promised + units > self.inner.project_units {
+                return Err(refused(true));
+            }
+            reservation.permit = Some(acquire(&self.inner, units)?);
+            held.entry(project_id.to_owned()).or_default().promised += units;
+            reservation.promised = units;
+        }
+        Ok(reservation)
+    }
+
+    /// Room for `bytes` that are here (a body read, a message decoded), or 503 as
+    /// [`Reservation::grow_to`] says.
     pub fn reserve(&self, project_id: &str, bytes: usize) -> Result<Reservation, ApiError> {
-        let mut reservation = Reservation {
-            permit: None,
-            units: 0,
-            project: project_id.to_owned(),
-            inner: Arc::clone(&self.inner),
-        };
+        let mut reservation = self.empty(project_id);
         reservation.grow_to(bytes)?;
         Ok(reservation)
     }
+
+    fn empty(&self, project_id: &str) -> Reservation {
+        Reservation {
+            permit: None,
+            promised: 0,
+            received: 0,
+            project: project_id.to_owned(),
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn acquire(inner: &Inner, units: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+    Arc::clone(&inner.permits)
+        .try_acquire_many_owned(units as u32)
+        .map_err(|_| refused(false))
 }
 
 impl Reservation {
-    /// Grows the reservation to hold `bytes` in all (it never shrinks), or answers 503 as
-    /// [`Admission::reserve`] does; what it held stays held.
+    /// The announced body has arrived: what was promised is now received.
+    pub fn arrived(&mut self) {
+        if self.promised == 0 {
+            return;
+        }
+        let mut held = lock(&self.inner.held);
+        if let Some(holding) = held.get_mut(&self.project) {
+            holding.promised = holding.promised.saturating_sub(self.promised);
+            holding.received += self.promised;
+        }
+        self.received += self.promised;
+        self.promised = 0;
+    }
+
+    /// Grows the reservation to hold `bytes` in all (it never shrinks), or answers 503; what it
+    /// held stays held. Alone, a project may use the whole budget; while another project holds
+    /// room too, it grows only within its share (a body larger than the share holds the share).
     pub fn grow_to(&mut self, bytes: usize) -> Result<(), ApiError> {
-        let inner = &self.inner;
-        let wanted = bytes.div_ceil(UNIT).min(inner.project_units);
-        if wanted <= self.units {
+        let inner = Arc::clone(&self.inner);
+        let mut held = lock(&inner.held);
+        let others = held
+            .iter()
+            .any(|(project, room)| *project != self.project && room.promised + room.received > 0);
+        let limit = if others {
+            inner.project_units
+        } else {
+            inner.total_units
+        };
+        let current = self.promised + self.received;
+        let wanted = bytes.div_ceil(UNIT).min(limit);
+        if wanted <= current {
             return Ok(());
         }
-        let more = wanted - self.units;
-        let mut held = inner.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let holding = held.get(&self.project).copied().unwrap_or(0);
-        if holding + more > inner.project_units {
-            return Err(ApiError::unavailable(
-                "this project's request bodies in flight hold its share of the server's memory; \
-                 retry later",
-            ));
+        let more = wanted - current;
+        let holding = held.get(&self.project).copied().unwrap_or_default();
+        if others && holding.promised + holding.received + more > inner.project_units {
+            return Err(refused(true));
         }
-        let permit = Arc::clone(&inner.permits)
-            .try_acquire_many_owned(more as u32)
-            .map_err(|_| ApiError::unavailable("too many request bodies in flight; retry later"))?;
-        *held.entry(self.project.clone()).or_default() += more;
+        let permit = acquire(&inner, more)?;
+        held.entry(self.project.clone()).or_default().received += more;
         drop(held);
         match &mut self.permit {
             Some(existing) => existing.merge(permit),
             None => self.permit = Some(permit),
         }
-        self.units = wanted;
+        self.received += more;
         Ok(())
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.units == 0 {
+        if self.promised + self.received == 0 {
             return;
         }
-        let mut held = self
-            .inner
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut held = lock(&self.inner.held);
         if let Some(holding) = held.get_mut(&self.project) {
-            *holding = holding.saturating_sub(self.units);
-            if *holding == 0 {
+            holding.promised = holding.promised.saturating_sub(self.promised);
+            holding.received = holding.received.saturating_sub(self.received);
+            if holding.promised + holding.received == 0 {
                 held.remove(&self.project);
             }
         }
@@ -183,29 +257,36 @@ mod tests {
     }
 
     #[test]
-    fn one_project_holds_at_most_its_share() {
+    fn promises_of_one_project_stay_within_its_share() {
         let admission = Admission::new(100 * 1024, 0.5);
-        let greedy = admission.reserve("greedy", 40 * 1024).unwrap();
-        let refused = admission.reserve("greedy", 20 * 1024).err().unwrap();
+        let stalled = admission.promise("greedy", 40 * 1024).unwrap();
+        let refused = admission.promise("greedy", 20 * 1024).err().unwrap();
         assert_eq!(refused.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
         assert!(refused.message.contains("share"), "{}", refused.message);
         // Another project still gets in while the first holds its share.
-        let other = admission.reserve("other", 40 * 1024).unwrap();
-        drop(greedy);
-        assert!(admission.reserve("greedy", 20 * 1024).is_ok());
+        let other = admission.promise("other", 40 * 1024).unwrap();
+        drop(stalled);
+        assert!(admission.promise("greedy", 20 * 1024).is_ok());
         drop(other);
     }
 
     #[test]
-    fn a_reservation_grows_within_the_share_and_keeps_what_it_held() {
+    fn alone_a_project_uses_the_whole_budget_beside_others_its_share() {
         let admission = Admission::new(100 * 1024, 0.5);
-        let mut growing = admission.reserve("p", 10 * 1024).unwrap();
-        growing.grow_to(50 * 1024).unwrap();
-        // Past the share, one body holds the whole share rather than failing forever.
-        assert!(growing.grow_to(60 * 1024).is_ok());
-        let _other = admission.reserve("q", 50 * 1024).unwrap();
-        assert!(admission.reserve("r", 1024).is_err(), "the budget is spent");
-        drop(growing);
-        assert!(admission.reserve("r", 1024).is_ok());
+        let mut alone = admission.promise("p", 10 * 1024).unwrap();
+        alone.arrived();
+        alone.grow_to(80 * 1024).unwrap();
+        drop(alone);
+
+        let _other = admission.reserve("q", 10 * 1024).unwrap();
+        let mut beside = admission.promise("p", 10 * 1024).unwrap();
+        beside.arrived();
+        // Beside another project, a body larger than the share holds the share.
+        beside.grow_to(80 * 1024).unwrap();
+        assert!(admission.reserve("p", 1024).is_err(), "its share is held");
+        assert!(
+            admission.reserve("r", 30 * 1024).is_ok(),
+            "others still get room"
+        );
     }
 }

@@ -159,7 +159,7 @@ async fn decode<T: Send + 'static>(
     });
     let mut room = match receivers
         .admission
-        .reserve(&project_id, declared.unwrap_or(0))
+        .promise(&project_id, declared.unwrap_or(0))
     {
         Ok(room) => room,
         Err(error) => {
@@ -174,6 +174,7 @@ async fn decode<T: Send + 'static>(
         limits.body_read_timeout,
     )
     .await?;
+    room.arrived();
     room.grow_to(raw.len())?;
 
     let run = move || {

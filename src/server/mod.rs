@@ -12,6 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::session::Sessions;
+mod http;
+
 use crate::api::{self, AppState};
 use crate::auth::{self, Authenticator, Role, TOKEN_REFRESH_INTERVAL};
 use crate::config::{Config, StorageKind};
@@ -171,19 +173,15 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let stop_signal = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
-    let http = tokio::spawn(
-        // The peer address limits failed sign-ins per client (`api::session`).
-        axum::serve(
-            http_listener,
-            api::app(
-                state.clone(),
-                crate::receiver::http::routes(receivers.clone()),
-            )
-            .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop_signal(stopped.clone()))
-        .into_future(),
-    );
+    let http = tokio::spawn(http::serve(
+        http_listener,
+        api::app(
+            state.clone(),
+            crate::receiver::http::routes(receivers.clone()),
+        ),
+        Duration::from_millis(config.limits.header_read_timeout_ms),
+        stopped.clone(),
+    ));
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .max_concurrent_streams(grpc::MAX_STREAMS)
