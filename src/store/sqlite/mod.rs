@@ -319,8 +319,6 @@ impl SpanStore for SqliteStore {
 #[cfg(test)]
 mod span_format_tests;
 #[cfg(test)]
-mod stats_tests;
-#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod trace_rows_tests;
