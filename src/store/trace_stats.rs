@@ -1,8 +1,8 @@
 //! The dashboard's aggregation of TraceRecords: per time bucket and per model, over a window.
 //!
-//! Backends that cannot aggregate in their query language read one [`TraceFacts`] per trace and
-//! call [`aggregate`]; ClickHouse aggregates in SQL with the same definitions (nearest-rank
-//! percentiles, like its `quantileExact`).
+//! Backends that cannot aggregate in their query language stream one [`TraceFacts`] per trace
+//! into a [`StatsBuilder`], which keeps only each group's durations; ClickHouse aggregates in SQL
+//! with the same definitions (nearest-rank percentiles, like its `quantileExact`).
 
 use std::collections::BTreeMap;
 
@@ -98,66 +98,107 @@ pub fn nearest_rank(sorted: &[f64], level: f64) -> Option<f64> {
     Some(sorted[rank])
 }
 
-fn figures<'a>(traces: impl Iterator<Item = &'a TraceFacts>) -> StatsFigures {
-    let mut result = StatsFigures::default();
-    let mut durations = Vec::new();
-    for trace in traces {
-        result.traces += 1;
-        result.errors += u64::from(trace.is_error);
-        result.tokens += trace.total_tokens;
-        result.cost += trace.total_cost;
-        durations.push(trace.duration_ms);
+/// One group's running figures: counts and sums, and the durations its percentiles need
+/// (8 bytes a trace).
+#[derive(Default)]
+struct Group {
+    figures: StatsFigures,
+    durations: Vec<f64>,
+}
+
+impl Group {
+    fn add(&mut self, trace: &TraceFacts) {
+        self.figures.traces += 1;
+        self.figures.errors += u64::from(trace.is_error);
+        self.figures.tokens += trace.total_tokens;
+        self.figures.cost += trace.total_cost;
+        self.durations.push(trace.duration_ms);
     }
-    durations.sort_by(f64::total_cmp);
-    result.p50_ms = nearest_rank(&durations, 0.5);
-    result.p95_ms = nearest_rank(&durations, 0.95);
-    result
+
+    fn finish(mut self) -> StatsFigures {
+        self.durations.sort_by(f64::total_cmp);
+        self.figures.p50_ms = nearest_rank(&self.durations, 0.5);
+        self.figures.p95_ms = nearest_rank(&self.durations, 0.95);
+        self.figures
+    }
+}
+
+/// Aggregates traces as they are read, one at a time: a backend streams its rows in and keeps
+/// no trace, only each group's durations.
+pub struct StatsBuilder {
+    query: StatsQuery,
+    buckets: BTreeMap<u64, Group>,
+    totals: Group,
+    models: BTreeMap<String, Group>,
+}
+
+impl StatsBuilder {
+    pub fn new(query: StatsQuery) -> Self {
+        Self {
+            query,
+            buckets: BTreeMap::new(),
+            totals: Group::default(),
+            models: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one trace (ignored when outside the window).
+    pub fn add(&mut self, trace: &TraceFacts) {
+        if trace.timestamp_unix_nano < self.query.start_unix_nano
+            || trace.timestamp_unix_nano >= self.query.end_unix_nano
+        {
+            return;
+        }
+        self.buckets
+            .entry(self.query.bucket_of(trace.timestamp_unix_nano))
+            .or_default()
+            .add(trace);
+        self.totals.add(trace);
+        for model in &trace.models {
+            match self.models.get_mut(model) {
+                Some(group) => group.add(trace),
+                None => self.models.entry(model.clone()).or_default().add(trace),
+            }
+        }
+    }
+
+    pub fn finish(self) -> TraceStats {
+        let mut models: Vec<ModelStats> = self
+            .models
+            .into_iter()
+            .map(|(model, group)| ModelStats {
+                model,
+                figures: group.finish(),
+            })
+            .collect();
+        models.sort_by(|a, b| {
+            b.figures
+                .traces
+                .cmp(&a.figures.traces)
+                .then_with(|| a.model.cmp(&b.model))
+        });
+        TraceStats {
+            buckets: self
+                .buckets
+                .into_iter()
+                .map(|(index, group)| StatsBucket {
+                    index,
+                    figures: group.finish(),
+                })
+                .collect(),
+            totals: self.totals.finish(),
+            models,
+        }
+    }
 }
 
 /// Aggregates the traces of a window (traces outside it are ignored).
 pub fn aggregate(query: &StatsQuery, traces: &[TraceFacts]) -> TraceStats {
-    let in_window: Vec<&TraceFacts> = traces
-        .iter()
-        .filter(|trace| {
-            trace.timestamp_unix_nano >= query.start_unix_nano
-                && trace.timestamp_unix_nano < query.end_unix_nano
-        })
-        .collect();
-    let mut by_bucket: BTreeMap<u64, Vec<&TraceFacts>> = BTreeMap::new();
-    let mut by_model: BTreeMap<&str, Vec<&TraceFacts>> = BTreeMap::new();
-    for trace in &in_window {
-        by_bucket
-            .entry(query.bucket_of(trace.timestamp_unix_nano))
-            .or_default()
-            .push(trace);
-        for model in &trace.models {
-            by_model.entry(model).or_default().push(trace);
-        }
+    let mut builder = StatsBuilder::new(*query);
+    for trace in traces {
+        builder.add(trace);
     }
-    let mut models: Vec<ModelStats> = by_model
-        .into_iter()
-        .map(|(model, traces)| ModelStats {
-            model: model.to_owned(),
-            figures: figures(traces.into_iter()),
-        })
-        .collect();
-    models.sort_by(|a, b| {
-        b.figures
-            .traces
-            .cmp(&a.figures.traces)
-            .then_with(|| a.model.cmp(&b.model))
-    });
-    TraceStats {
-        buckets: by_bucket
-            .into_iter()
-            .map(|(index, traces)| StatsBucket {
-                index,
-                figures: figures(traces.into_iter()),
-            })
-            .collect(),
-        totals: figures(in_window.into_iter()),
-        models,
-    }
+    builder.finish()
 }
 
 #[cfg(test)]
