@@ -304,7 +304,7 @@ pub struct Limits {
     /// Request bodies (as sent and decompressed) being read and decoded at once, in bytes;
     /// past it new requests are answered 503. 64 MiB: at 4x overload of 1000-span requests
     /// (~3 MB each) the server stayed at 457 MiB resident with it, 500 MiB with 96 MiB, and
-    /// full load answered no 503 (BENCHMARKS.md).
+    /// full load answered no 503 (docs/benchmarks-log.md).
     pub max_inflight_bytes: usize,
     /// The part of `max_inflight_bytes` one project may hold, from 0 to 1: 0.5, so that one
     /// project (a client trickling bodies, say) never leaves the others without room.

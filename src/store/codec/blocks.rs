@@ -8,7 +8,7 @@
 //! their texts (a chain repeats its LLM call's input and output; an agent sends its history
 //! again with each call). On the benchmark's spans, all of whose texts differ, 1000 spans in
 //! blocks take a third less CPU to compress and keep a fifth fewer bytes than one by one
-//! (BENCHMARKS.md).
+//! (docs/benchmarks-log.md).
 //!
 //! Reading one span decompresses its whole block, so blocks stay small: at most
 //! [`MOST_SPANS`] spans and about [`MOST_BYTES`] of MessagePack. They are not smaller than

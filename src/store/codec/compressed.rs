@@ -13,7 +13,8 @@ use serde::Deserialize;
 /// on the entropy stage, which costs much for values of a few KiB) and leaves rows 42 % larger
 /// (2,074 against 1,456 bytes). At full load for 60 s LZ4 stored 6 % more spans per second for
 /// a fifth less CPU per span, but wrote 39 % more bytes, and at half load its p99 was worse
-/// (123 against 109–116 ms) once the kernel's writeback of those bytes set in (BENCHMARKS.md).
+/// (123 against 109–116 ms) once the kernel's writeback of those bytes set in
+/// (docs/benchmarks-log.md).
 /// zstd stays the default: this machine's disk is a limit as much as its CPU. Since a request's
 /// spans are compressed together ([`super::encode_in_blocks`]), the gap is smaller: 1000 of the
 /// benchmark's spans in blocks take 8.6 ms and 1,414 bytes a span with LZ4, 12.4 ms and 1,009
@@ -29,7 +30,7 @@ pub enum Compression {
 }
 
 /// zstd's fastest regular level: on the benchmark's spans it keeps what level 3 keeps, in
-/// two thirds to three quarters of the time (BENCHMARKS.md); its negative levels keep less
+/// two thirds to three quarters of the time (docs/benchmarks-log.md); its negative levels keep less
 /// than LZ4 for more instructions.
 const ZSTD_LEVEL: i32 = 1;
 

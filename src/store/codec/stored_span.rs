@@ -15,8 +15,8 @@
 //! [`encode_stored_span`] writes format 4 or 3, as the store's [`Compression`] says, and a
 //! block is kept the same way ([`compress_packed`]); formats 1 and 2 are still read. The semantics repeat the span's texts (input, output, messages) that
 //! the body's attributes already hold; compressed in one block, the repeat costs next to
-//! nothing (BENCHMARKS.md measured it), where the plain columns it replaced doubled what the
-//! store writes per span. MessagePack rather than JSON because the texts (LLM prompts and
+//! nothing (docs/benchmarks-log.md measured it), where the plain columns it replaced doubled
+//! what the store writes per span. MessagePack rather than JSON because the texts (LLM prompts and
 //! completions, a KiB or more each, several times per span) are copied as they are instead of
 //! escaped: JSON's string escaping was a tenth of the server's CPU at full ingest load. Of the
 //! benchmark spans' MessagePack, zstd keeps ~23 % and LZ4 ~32 %, for 42 % of zstd's

@@ -21,7 +21,7 @@ pub enum Synchronous {
 }
 
 /// The page size of new store files: 8 KiB. Against 4 KiB, at full load in 30 s runs: +16 %
-/// spans/s, 6 % less disk per span, a fifth less checkpointer CPU (BENCHMARKS.md, "8 KiB
+/// spans/s, 6 % less disk per span, a fifth less checkpointer CPU (docs/benchmarks-log.md, "8 KiB
 /// pages"); 16 KiB pages gained no more.
 const PAGE_SIZE: i64 = 8192;
 

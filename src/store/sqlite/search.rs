@@ -38,7 +38,7 @@ const BATCH_TRACES: i64 = 2_000;
 /// The least time between two indexing transactions while traces keep arriving: fewer, larger
 /// transactions leave FTS5 fewer segments to merge and the search file fewer commits. 500 ms
 /// rather than 100 ms: +5 % spans/s at full load, a fifth fewer bytes written to the search
-/// file (BENCHMARKS.md). Searches are exact whatever the lag.
+/// file (docs/benchmarks-log.md). Searches are exact whatever the lag.
 const MIN_BATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long the indexer waits after a failure before it tries again.
@@ -67,7 +67,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS traces_text USING fts5(
 /// The layout of the search file (`PRAGMA user_version`); a file of another layout is indexed
 /// again from scratch. 2: positions dropped (`detail = none`): indexing took a third of the
 /// time, and the index a thirtieth of the space, on the benchmark's traffic. 3: an entry per
-/// group of traces, of their distinct trigrams made here (BENCHMARKS.md).
+/// group of traces, of their distinct trigrams made here (docs/benchmarks-log.md).
 const SEARCH_LAYOUT: i64 = 3;
 
 /// Traces per entry of the index: a trace's group is its rowid divided by this.
