@@ -475,15 +475,8 @@ async fn a_batch_of_more_traces_than_one_query_holds_is_delivered() {
         .collect();
     assert_eq!(post(&node, &admin, spans).await.status(), 200);
     drained(&node).await;
-    let count = reqwest::Client::new()
-        .post(clickhouse_url())
-        .body(format!("SELECT uniqExact(trace_id) FROM {database}.spans"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let count =
+        clickhouse_query(&format!("SELECT uniqExact(trace_id) FROM {database}.spans")).await;
     assert_eq!(count.trim(), "9000");
     drop_database(&database).await;
 }

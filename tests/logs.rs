@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, KeyValueList, any_value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message as _;
 use serde_json::json;
 
@@ -40,18 +40,6 @@ fn record(trace_id: &[u8], span_id: &[u8], event_name: &str, time: u64) -> LogRe
         span_id: span_id.to_vec(),
         event_name: event_name.into(),
         ..Default::default()
-    }
-}
-
-fn logs(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: records,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
     }
 }
 
@@ -115,7 +103,7 @@ async fn content_records_after_the_span_fill_in_input_and_output() {
         json!(null)
     );
 
-    let request = logs(message_records(&trace_id, &span_id));
+    let request = logs_request(message_records(&trace_id, &span_id));
     assert_eq!(post_logs(&server, &request).await, 200);
     // A retry of the same records changes nothing.
     assert_eq!(post_logs(&server, &request).await, 200);
@@ -173,13 +161,13 @@ async fn operation_details_before_the_span_over_json_and_grpc() {
     plain.body = Some(AnyValue {
         value: Some(text("GET /health 200")),
     });
-    let mut grpc_request = tonic::Request::new(logs(vec![plain]));
+    let mut grpc_request = tonic::Request::new(logs_request(vec![plain]));
     grpc_request.metadata_mut().insert(
         "authorization",
         format!("Bearer {}", server.admin_token).parse().unwrap(),
     );
     client.export(grpc_request).await.unwrap();
-    let mut unauthenticated = tonic::Request::new(logs(Vec::new()));
+    let mut unauthenticated = tonic::Request::new(logs_request(Vec::new()));
     unauthenticated
         .metadata_mut()
         .insert("authorization", "Bearer sh_nope".parse().unwrap());
@@ -213,7 +201,7 @@ async fn logs_need_an_ingest_token_and_a_content_type() {
         .client
         .post(server.url("/otel/v1/logs"))
         .header("content-type", "application/x-protobuf")
-        .body(logs(Vec::new()).encode_to_vec())
+        .body(logs_request(Vec::new()).encode_to_vec())
         .send()
         .await
         .unwrap();
@@ -245,17 +233,7 @@ async fn content_rows(server: &TestServer, trace: u8) -> u64 {
             config.clickhouse.database,
             hex::encode([trace; 16])
         );
-        let answer = server
-            .client
-            .post(clickhouse_url())
-            .body(sql)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        return answer.trim().parse().unwrap();
+        return clickhouse_query(&sql).await.trim().parse().unwrap();
     }
     let connection = rusqlite::Connection::open_with_flags(
         config.data_dir.join("spanhouse.db"),
@@ -282,7 +260,7 @@ async fn content_of_spans_that_never_come_is_deleted_after_its_age() {
         record
     };
     // Old content of a span that came, old content of one that never did, recent content.
-    let request = logs(vec![
+    let request = logs_request(vec![
         user_message(0xa1, old),
         user_message(0xb1, old),
         user_message(0xc1, recent(5)),

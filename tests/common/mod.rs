@@ -372,6 +372,35 @@ pub fn span(trace: u8, span: u8, parent: Option<u8>, name: &str, start: u64) -> 
     }
 }
 
+/// A logs export request holding `records` under one resource and scope.
+pub fn logs_request(
+    records: Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>,
+) -> opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+    opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Runs `sql` on the test ClickHouse over HTTP; returns its answer as text.
+pub async fn clickhouse_query(sql: &str) -> String {
+    reqwest::Client::new()
+        .post(clickhouse_url())
+        .body(sql.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
