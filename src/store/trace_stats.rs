@@ -1,10 +1,9 @@
 //! The dashboard's aggregation of TraceRecords: per time bucket and per model, over a window.
 //!
-//! Backends that cannot aggregate in their query language stream one [`TraceFacts`] per trace
-//! into a [`StatsBuilder`], which keeps only each group's durations; ClickHouse aggregates in SQL
-//! with the same definitions (nearest-rank percentiles, like its `quantileExact`).
+//! Both backends answer from their rollups ([`crate::store::rollup`]); [`StatsBuilder`] computes
+//! the same figures from TraceRecords, the recomputation tests compare the rollups with.
 
-use std::collections::BTreeMap;
+use crate::store::rollup::{RollupDeltas, stats_from_cells};
 
 /// What the dashboard asks for: traces with a timestamp in `[start, end)`, in buckets of
 /// `bucket_nanos` starting at `start`.
@@ -88,57 +87,18 @@ pub struct TraceStats {
     pub models: Vec<ModelStats>,
 }
 
-/// The value at rank `floor(level * n)` of the sorted values (clamped to the last), as
-/// ClickHouse's `quantileExact` defines it.
-pub fn nearest_rank(sorted: &[f64], level: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((level * sorted.len() as f64) as usize).min(sorted.len() - 1);
-    Some(sorted[rank])
-}
-
-/// One group's running figures: counts and sums, and the durations its percentiles need
-/// (8 bytes a trace).
-#[derive(Default)]
-struct Group {
-    figures: StatsFigures,
-    durations: Vec<f64>,
-}
-
-impl Group {
-    fn add(&mut self, trace: &TraceFacts) {
-        self.figures.traces += 1;
-        self.figures.errors += u64::from(trace.is_error);
-        self.figures.tokens += trace.total_tokens;
-        self.figures.cost += trace.total_cost;
-        self.durations.push(trace.duration_ms);
-    }
-
-    fn finish(mut self) -> StatsFigures {
-        self.durations.sort_by(f64::total_cmp);
-        self.figures.p50_ms = nearest_rank(&self.durations, 0.5);
-        self.figures.p95_ms = nearest_rank(&self.durations, 0.95);
-        self.figures
-    }
-}
-
-/// Aggregates traces as they are read, one at a time: a backend streams its rows in and keeps
-/// no trace, only each group's durations.
+/// Aggregates traces as they are read, one at a time, into rollup cells: the reference the
+/// backends' rollups are checked against, in memory bounded by the window's minutes and models.
 pub struct StatsBuilder {
     query: StatsQuery,
-    buckets: BTreeMap<u64, Group>,
-    totals: Group,
-    models: BTreeMap<String, Group>,
+    cells: RollupDeltas,
 }
 
 impl StatsBuilder {
     pub fn new(query: StatsQuery) -> Self {
         Self {
             query,
-            buckets: BTreeMap::new(),
-            totals: Group::default(),
-            models: BTreeMap::new(),
+            cells: RollupDeltas::default(),
         }
     }
 
@@ -149,46 +109,11 @@ impl StatsBuilder {
         {
             return;
         }
-        self.buckets
-            .entry(self.query.bucket_of(trace.timestamp_unix_nano))
-            .or_default()
-            .add(trace);
-        self.totals.add(trace);
-        for model in &trace.models {
-            match self.models.get_mut(model) {
-                Some(group) => group.add(trace),
-                None => self.models.entry(model.clone()).or_default().add(trace),
-            }
-        }
+        self.cells.add(trace);
     }
 
     pub fn finish(self) -> TraceStats {
-        let mut models: Vec<ModelStats> = self
-            .models
-            .into_iter()
-            .map(|(model, group)| ModelStats {
-                model,
-                figures: group.finish(),
-            })
-            .collect();
-        models.sort_by(|a, b| {
-            b.figures
-                .traces
-                .cmp(&a.figures.traces)
-                .then_with(|| a.model.cmp(&b.model))
-        });
-        TraceStats {
-            buckets: self
-                .buckets
-                .into_iter()
-                .map(|(index, group)| StatsBucket {
-                    index,
-                    figures: group.finish(),
-                })
-                .collect(),
-            totals: self.totals.finish(),
-            models,
-        }
+        stats_from_cells(&self.query, self.cells.into_cells())
     }
 }
 
@@ -204,6 +129,7 @@ pub fn aggregate(query: &StatsQuery, traces: &[TraceFacts]) -> TraceStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sketch::{bin_of, value_of};
 
     fn trace(timestamp: u64, duration_ms: f64, models: &[&str]) -> TraceFacts {
         TraceFacts {
@@ -217,39 +143,32 @@ mod tests {
     }
 
     #[test]
-    fn nearest_rank_matches_quantile_exact() {
-        assert_eq!(nearest_rank(&[], 0.5), None);
-        assert_eq!(nearest_rank(&[1.0], 0.95), Some(1.0));
-        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(3.0));
-        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0, 4.0], 0.95), Some(4.0));
-    }
-
-    #[test]
     fn buckets_totals_and_models() {
+        const M: u64 = crate::store::rollup::MINUTE_NANOS;
         let query = StatsQuery {
-            start_unix_nano: 1000,
-            end_unix_nano: 1300,
-            bucket_nanos: 100,
+            start_unix_nano: 10 * M,
+            end_unix_nano: 13 * M,
+            bucket_nanos: M,
         };
         let traces = [
-            trace(1000, 5.0, &["a"]),
+            trace(10 * M, 5.0, &["a"]),
             TraceFacts {
                 is_error: true,
-                ..trace(1050, 7.0, &["a", "b"])
+                ..trace(10 * M + M / 2, 7.0, &["a", "b"])
             },
-            trace(1250, 1.0, &[]),
-            trace(1300, 1.0, &["outside"]),
+            trace(12 * M + 5, 1.0, &[]),
+            trace(13 * M, 1.0, &["outside"]),
         ];
         let stats = aggregate(&query, &traces);
         assert_eq!(stats.buckets.len(), 2);
         assert_eq!(stats.buckets[0].index, 0);
         assert_eq!(stats.buckets[0].figures.traces, 2);
         assert_eq!(stats.buckets[0].figures.errors, 1);
-        assert_eq!(stats.buckets[0].figures.p50_ms, Some(7.0));
+        assert_eq!(stats.buckets[0].figures.p50_ms, Some(value_of(bin_of(7.0))));
         assert_eq!(stats.buckets[1].index, 2);
         assert_eq!(stats.totals.traces, 3);
         assert_eq!(stats.totals.tokens, 30);
-        assert_eq!(stats.totals.p50_ms, Some(5.0));
+        assert_eq!(stats.totals.p50_ms, Some(value_of(bin_of(5.0))));
         let names: Vec<&str> = stats.models.iter().map(|m| m.model.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(stats.models[0].figures.traces, 2);
