@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::require;
 use spanhouse::store::clickhouse::queries::sample_queries;
-use spanhouse::store::clickhouse::schema::{Dialect, SchemaOptions, create_statements};
+use spanhouse::store::clickhouse::schema::{Dialect, SchemaOptions, migrations};
 
 fn python() -> Option<PathBuf> {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".e2e/venv/bin/python");
@@ -34,7 +34,8 @@ fn ddl_and_queries_run_on_a_current_clickhouse() {
             cluster: None,
             retention_days: Some(30),
         };
-        for (index, statement) in create_statements(dialect, &options).into_iter().enumerate() {
+        let all = migrations(dialect, &options).into_iter().flat_map(|(_, ddl)| ddl);
+        for (index, statement) in all.enumerate() {
             statements.push((format!("{dialect:?} ddl {index}"), statement));
         }
     }

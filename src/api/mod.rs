@@ -4,7 +4,7 @@
 mod control;
 mod query;
 pub mod session;
-mod stats;
+pub mod stats;
 mod tokens;
 mod ui;
 mod views;

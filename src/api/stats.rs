@@ -10,7 +10,7 @@ use super::query::{MAX_TIMESTAMP_NANOS, timestamp_param};
 use super::{ApiError, AppState, authenticate};
 use crate::auth::Access;
 use crate::model::time::{format_rfc3339, now_unix_nano};
-use crate::store::StatsQuery;
+use crate::store::{StatsQuery, TraceStats};
 use crate::store::trace_stats::StatsFigures;
 
 const DEFAULT_WINDOW_NANOS: u64 = 24 * 3600 * 1_000_000_000;
@@ -151,6 +151,11 @@ pub async fn stats(
         .store
         .trace_stats(&principal.project.id, &query)
         .await?;
+    Ok(Json(stats_view(&query, &stats)))
+}
+
+/// The answer for a window's figures: every bucket listed, empty ones with zeros.
+pub fn stats_view(query: &StatsQuery, stats: &TraceStats) -> StatsView {
     let count = (query.end_unix_nano - query.start_unix_nano) / query.bucket_nanos;
     let mut filled = stats.buckets.iter().peekable();
     let empty = StatsFigures::default();
@@ -168,7 +173,7 @@ pub async fn stats(
             }
         })
         .collect();
-    Ok(Json(StatsView {
+    StatsView {
         start: format_rfc3339(query.start_unix_nano),
         end: format_rfc3339(query.end_unix_nano),
         bucket_seconds: query.bucket_nanos / 1_000_000_000,
@@ -182,7 +187,7 @@ pub async fn stats(
                 figures: (&model.figures).into(),
             })
             .collect(),
-    }))
+    }
 }
 
 #[cfg(test)]

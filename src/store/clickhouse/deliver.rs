@@ -20,6 +20,7 @@ use super::rowbinary::{
 };
 use super::rows::{ContentEventRow, SpanRow};
 use super::spool::{Claim, Kind, Spool, SpoolEntry};
+use super::trace_rows::{self, TRACE_IDS_PER_QUERY};
 use super::{unavailable, version_now};
 use crate::model::{ContentEvent, Event, SpanId, TraceId};
 use crate::normalize::Normalizer;
@@ -152,9 +153,6 @@ fn settle(finished: Result<(Claim, StoreResult<()>), JoinError>) -> bool {
 }
 
 const DAY_NS: u64 = 86_400_000_000_000;
-
-/// Trace ids in one query for the spans with content events (about 36 bytes each in its text).
-const TRACE_IDS_PER_QUERY: usize = 2_000;
 
 /// Inserts one batch of spool entries. Span rows go as the spool has them (RowBinary), copied
 /// into one insert per day; only spans with GenAI content events are decoded, normalized again
@@ -311,6 +309,21 @@ async fn deliver(
             insert.send(chunk).await.map_err(unavailable)?;
         }
         insert.end().await.map_err(unavailable)?;
+    }
+    // The read model of every trace the batch touched, from all its stored spans.
+    let mut touched: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
+    for (_, key) in &keys {
+        touched.entry(key.project_id).or_default().insert(key.trace_id);
+    }
+    for event in &events {
+        touched
+            .entry(event.project_id.as_str())
+            .or_default()
+            .insert(event.trace_id.as_str());
+    }
+    for (project_id, trace_ids) in touched {
+        let trace_ids: Vec<&str> = trace_ids.into_iter().collect();
+        trace_rows::refresh(client, project_id, &trace_ids).await?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod schema;
 pub mod spool;
 mod spool_format;
 mod stats;
+pub mod trace_rows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +91,13 @@ impl ClickHouseStore {
             "clickhouse ready"
         );
         let client = bootstrap.with_database(&options.database);
+        // Spans stored before the read model existed get their rows, in the background.
+        let builder = client.clone();
+        tokio::spawn(async move {
+            if let Err(error) = trace_rows::build(&builder).await {
+                tracing::error!(%error, "building the read model from stored spans failed");
+            }
+        });
         let spool = Arc::new(Spool::open(
             &data_dir.join("spool"),
             options.spool_max_bytes,

@@ -32,6 +32,7 @@ SELECT
     if(has_root AND tupleElement(root, 16), CAST(tupleElement(root, 15) AS Nullable(String)),
        argMinIf(service_name, tuple(start_ns, span_id), isNotNull(service_name))) AS trace_service_name,
     count() AS span_count,
+    max(version) AS max_span_version,
     arraySort(groupUniqArrayIf(assumeNotNull(model), is_llm = 1 AND isNotNull(model))) AS models,
     sumIf(prompt_tokens, is_llm = 1) AS prompt_token_count,
     sumIf(completion_tokens, is_llm = 1) AS completion_token_count,
@@ -74,21 +75,15 @@ pub struct ListFilters {
     pub model: bool,
 }
 
-/// A page of traces, newest first. Candidates are the traces with a span starting in the
-/// window (a trace's timestamp is one of its spans' starts); their records are aggregated over
-/// all their spans, then filtered on the record.
+/// The keys of a page of traces, newest first, from the `traces` table: only the narrow
+/// columns the filters need are read for the window.
 ///
-/// Placeholders: project, window start, window end (candidates), project (aggregation), window
-/// start, window end (records), then each filter present in the order of [`ListFilters`], then
-/// the limit.
-pub fn trace_list(filters: &ListFilters) -> String {
-    let inner = TRACE_AGGREGATION.replace(
-        "{filter}",
-        "project_id = ? AND trace_id IN (SELECT trace_id FROM spans \
-         WHERE project_id = ? AND start_ns >= ? AND start_ns < ?)",
-    );
-    let mut sql = format!(
-        "SELECT {TRACE_COLUMNS} FROM ({inner}) WHERE timestamp_ns >= ? AND timestamp_ns < ?"
+/// Placeholders: project, window start, window end, then each filter present in the order of
+/// [`ListFilters`], then the limit.
+pub fn trace_keys(filters: &ListFilters) -> String {
+    let mut sql = String::from(
+        "SELECT timestamp_ns, trace_id FROM traces FINAL \
+         WHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ? AND deleted = 0",
     );
     if filters.cursor {
         sql.push_str(" AND (timestamp_ns < ? OR (timestamp_ns = ? AND trace_id < ?))");
@@ -118,45 +113,20 @@ pub fn trace_list(filters: &ListFilters) -> String {
     sql
 }
 
-/// The traces whose timestamp may lie in a window, aggregated: the candidates are the traces
-/// with a span starting in the window. Placeholders: project, project, window start, window end.
-fn candidate_traces() -> String {
-    TRACE_AGGREGATION.replace(
-        "{filter}",
-        "project_id = ? AND trace_id IN (SELECT trace_id FROM spans \
-         WHERE project_id = ? AND start_ns >= ? AND start_ns < ?)",
-    )
-}
-
-/// The dashboard's figures of a group of traces, in the order of `StatsRow` after its key.
-const STATS_FIGURES: &str = "count() AS traces, countIf(trace_status_code = 2) AS errors, \
-    toFloat64(quantileExact(0.5)(duration_ns)) AS p50_ns, \
-    toFloat64(quantileExact(0.95)(duration_ns)) AS p95_ns, \
-    toInt64(ifNull(sum(total_token_count), 0)) AS tokens, \
-    toFloat64(ifNull(sum(trace_total_cost), 0)) AS cost";
-
-/// The dashboard's figures per time bucket (the whole window is one bucket when the width
-/// covers it). Placeholders: window start, bucket width (bucket index), the four of the
-/// candidates, window start, window end.
-pub fn trace_stats_by_bucket() -> String {
+/// The rows of a page's traces. Placeholders: project, the page's oldest and newest timestamp,
+/// its trace ids (an array).
+pub fn traces_by_keys() -> String {
     format!(
-        "SELECT intDiv(timestamp_ns - ?, ?) AS bucket_index, {STATS_FIGURES} \
-         FROM ({}) WHERE timestamp_ns >= ? AND timestamp_ns < ? \
-         GROUP BY bucket_index ORDER BY bucket_index",
-        candidate_traces()
+        "SELECT {TRACE_COLUMNS} FROM traces FINAL WHERE project_id = ? \
+         AND timestamp_ns >= ? AND timestamp_ns <= ? AND trace_id IN (SELECT arrayJoin(?)) \
+         AND deleted = 0"
     )
 }
 
-/// The dashboard's figures per model; a trace with several models counts for each.
-/// Placeholders: the four of the candidates, window start, window end.
-pub fn trace_stats_by_model() -> String {
-    format!(
-        "SELECT model, {STATS_FIGURES} \
-         FROM ({}) ARRAY JOIN models AS model WHERE timestamp_ns >= ? AND timestamp_ns < ? \
-         GROUP BY model ORDER BY traces DESC, model",
-        candidate_traces()
-    )
-}
+/// The dashboard's rollup cells of a window. Placeholders: project, first minute, window end.
+pub const ROLLUP_CELLS: &str = "SELECT minute_ns, model, sum(traces), sum(errors), sum(tokens), \
+    sum(cost_nanos), sumMap(durationsMap.bin, durationsMap.count) FROM trace_rollup \
+    WHERE project_id = ? AND minute_ns >= ? AND minute_ns < ? GROUP BY minute_ns, model";
 
 /// The columns of a span, in the order of `SpanRow`.
 pub const SPAN_COLUMNS: &str = "project_id, trace_id, span_id, parent_span_id, name, kind, \
@@ -226,27 +196,33 @@ pub fn sample_queries() -> Vec<(String, String)> {
     let samples = [
         ("trace_by_id", trace_by_id(), vec!["'p'", "'t'"]),
         (
-            "trace_list",
-            trace_list(&ListFilters::default()),
-            vec!["'p'", "'p'", "0", "10", "0", "10", "50"],
+            "trace_keys",
+            trace_keys(&ListFilters::default()),
+            vec!["'p'", "0", "10", "50"],
         ),
         (
-            "trace_list_all_filters",
-            trace_list(&all_filters),
+            "trace_keys_all_filters",
+            trace_keys(&all_filters),
             vec![
-                "'p'", "'p'", "0", "10", "0", "10", "5", "5", "'t'", "'q'", "'q'", "2", "'s'",
-                "'u'", "'l'", "'m'", "50",
+                "'p'", "0", "10", "5", "5", "'t'", "'q'", "'q'", "2", "'s'", "'u'", "'l'", "'m'",
+                "50",
             ],
         ),
         (
-            "trace_stats_by_bucket",
-            trace_stats_by_bucket(),
-            vec!["0", "60", "'p'", "'p'", "0", "10", "0", "10"],
+            "traces_by_keys",
+            traces_by_keys(),
+            vec!["'p'", "0", "10", "['t']"],
+        ),
+        ("rollup_cells", ROLLUP_CELLS.to_owned(), vec!["'p'", "0", "10"]),
+        (
+            "aggregate_traces",
+            super::trace_rows::aggregate_traces(),
+            vec!["'p'", "'p'", "['t']"],
         ),
         (
-            "trace_stats_by_model",
-            trace_stats_by_model(),
-            vec!["'p'", "'p'", "0", "10", "0", "10"],
+            "index_of_traces",
+            super::trace_rows::INDEX_OF_TRACES.to_owned(),
+            vec!["'p'", "['t']"],
         ),
         ("spans_of_trace", spans_of_trace(), vec!["'p'", "'t'"]),
         ("span_by_id", span_by_id(), vec!["'p'", "'t'", "'s'"]),

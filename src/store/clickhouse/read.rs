@@ -1,4 +1,5 @@
-//! The read path: TraceRecords aggregated in ClickHouse, and the spans of a trace.
+//! The read path: pages of TraceRecords from the `traces` table (the keys of the page first,
+//! then its rows), a trace by id aggregated from its spans, and the spans of a trace.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,7 @@ use clickhouse::{Client, Row};
 use serde::Deserialize;
 
 use super::deliver::span_columns;
-use super::queries::{ListFilters, spans_of_trace, trace_by_id, trace_list};
+use super::queries::{ListFilters, spans_of_trace, trace_by_id, trace_keys, traces_by_keys};
 use super::rows::SpanRow;
 use super::unavailable;
 use crate::model::{LlmCall, SpanSemantics, StatusCode, TraceId, TraceRecord};
@@ -98,11 +99,8 @@ pub async fn query_traces(
     };
     let end = query.end_unix_nano;
     let mut statement = client
-        .query(&trace_list(&filters))
+        .query(&trace_keys(&filters))
         .bind(project_id)
-        .bind(project_id)
-        .bind(query.start_unix_nano)
-        .bind(end)
         .bind(query.start_unix_nano)
         .bind(end);
     if let Some(cursor) = &query.cursor {
@@ -128,15 +126,33 @@ pub async fn query_traces(
     {
         statement = statement.bind(value);
     }
-    let rows: Vec<TraceRow> = statement
+    let keys: Vec<(u64, String)> = statement
         .bind(query.limit as u64 + 1)
         .fetch_all()
         .await
         .map_err(unavailable)?;
-    let mut traces: Vec<TraceRecord> = rows
-        .into_iter()
-        .map(|row| record(project_id, row))
-        .collect();
+    let mut traces = Vec::with_capacity(keys.len());
+    if let (Some(newest), Some(oldest)) = (keys.first(), keys.last()) {
+        let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
+        let rows: Vec<TraceRow> = client
+            .query(&traces_by_keys())
+            .bind(project_id)
+            .bind(oldest.0)
+            .bind(newest.0)
+            .bind(&ids)
+            .fetch_all()
+            .await
+            .map_err(unavailable)?;
+        let mut rows: BTreeMap<(u64, String), TraceRow> = rows
+            .into_iter()
+            .map(|row| ((row.timestamp_ns, row.trace_id.clone()), row))
+            .collect();
+        for key in &keys {
+            if let Some(row) = rows.remove(key) {
+                traces.push(record(project_id, row));
+            }
+        }
+    }
     let mut next_cursor = None;
     if traces.len() > query.limit {
         traces.truncate(query.limit);

@@ -165,3 +165,71 @@ pub struct ContentEventRow {
     pub attributes: String,
     pub fingerprint: String,
 }
+
+/// A TraceRecord in the `traces` table (and as the aggregation of `queries` computes it), or a
+/// tombstone (`deleted` 1) hiding a version stored under an earlier timestamp.
+#[derive(Debug, Clone, Default, Row, Serialize, Deserialize, PartialEq)]
+pub struct TraceRow {
+    pub project_id: String,
+    pub trace_id: String,
+    pub timestamp_ns: u64,
+    pub trace_input: Option<String>,
+    pub trace_output: Option<String>,
+    /// OTLP status code of the root span: 0 unset, 1 ok, 2 error.
+    pub trace_status_code: i8,
+    pub has_root: u8,
+    pub duration_ns: u64,
+    pub trace_session_id: Option<String>,
+    pub trace_user_id: Option<String>,
+    pub trace_pipeline_id: Option<String>,
+    pub root_span_name: Option<String>,
+    pub trace_service_name: Option<String>,
+    pub span_count: u64,
+    pub models: Vec<String>,
+    pub prompt_token_count: Option<i64>,
+    pub completion_token_count: Option<i64>,
+    pub total_token_count: Option<i64>,
+    pub trace_prompt_cost: Option<f64>,
+    pub trace_completion_cost: Option<f64>,
+    pub trace_total_cost: Option<f64>,
+    pub llm_call_count: u64,
+    pub tool_call_count: u64,
+    pub tool_call_error_count: u64,
+    pub tool_names: Vec<String>,
+    /// Grows with what the row was computed from: see `trace_rows::trace_version`.
+    pub version: u64,
+    /// 1 for a tombstone.
+    pub deleted: u8,
+}
+
+/// A trace's entry in `trace_index`: where its row is, its version, and what the dashboard's
+/// rollup counted for it.
+#[derive(Debug, Clone, Default, Row, Serialize, Deserialize, PartialEq)]
+pub struct TraceIndexRow {
+    pub project_id: String,
+    pub trace_id: String,
+    pub timestamp_ns: u64,
+    pub version: u64,
+    pub is_error: u8,
+    pub duration_ns: u64,
+    pub total_tokens: i64,
+    pub total_cost: f64,
+    pub models: Vec<String>,
+}
+
+/// A change to one cell of `trace_rollup` (summed by the engine).
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct RollupRow {
+    pub project_id: String,
+    pub minute_ns: u64,
+    /// `""` for every trace of the minute.
+    pub model: String,
+    pub traces: i64,
+    pub errors: i64,
+    pub tokens: i64,
+    pub cost_nanos: i64,
+    #[serde(rename = "durationsMap.bin")]
+    pub duration_bins: Vec<u16>,
+    #[serde(rename = "durationsMap.count")]
+    pub duration_counts: Vec<i64>,
+}

@@ -54,9 +54,28 @@ struct Table {
     sharding_key: &'static str,
 }
 
+impl Table {
+    /// The column whose time, in nanoseconds, retention counts from.
+    fn time_column(&self) -> &'static str {
+        match self.name {
+            "spans" => "start_ns",
+            "traces" => "timestamp_ns",
+            "trace_rollup" => "minute_ns",
+            _ => "time_ns",
+        }
+    }
+
+    /// Table settings: the trace index is read by point lookups, in small granules.
+    fn settings(&self) -> Option<&'static str> {
+        (self.name == "trace_index").then_some("index_granularity = 1024")
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Engine {
     Replacing(Option<&'static str>),
+    /// Sums the given column; `""` sums every numeric column outside the key, and nested
+    /// tables whose name ends in `Map` as maps.
     Summing(&'static str),
 }
 
@@ -231,6 +250,9 @@ fn table_statements(table: &Table, dialect: Dialect, options: &SchemaOptions) ->
             format!("ReplacingMergeTree({})", version.unwrap_or_default())
         }
         (Engine::Summing(column), None) => format!("SummingMergeTree({column})"),
+        (Engine::Summing(""), Some(_)) => format!(
+            "ReplicatedSummingMergeTree('/clickhouse/tables/{{shard}}/{database}/{local_name}', '{{replica}}')"
+        ),
         (Engine::Replacing(version), Some(_)) => format!(
             "ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}/{local_name}', '{{replica}}'{})",
             version.map_or(String::new(), |version| format!(", {version}"))
@@ -247,14 +269,13 @@ fn table_statements(table: &Table, dialect: Dialect, options: &SchemaOptions) ->
     }
     statement.push_str(&format!(" ORDER BY {}", table.order_by));
     if let (Dialect::Modern, true, Some(days)) = (dialect, table.expires, options.retention_days) {
-        let time = if table.name == "spans" {
-            "start_ns"
-        } else {
-            "time_ns"
-        };
+        let time = table.time_column();
         statement.push_str(&format!(
             " TTL toDateTime(intDiv({time}, 1000000000)) + INTERVAL {days} DAY"
         ));
+    }
+    if let Some(settings) = table.settings() {
+        statement.push_str(&format!(" SETTINGS {settings}"));
     }
     statements.push(statement);
     if let Some(cluster) = &options.cluster {
@@ -268,13 +289,102 @@ fn table_statements(table: &Table, dialect: Dialect, options: &SchemaOptions) ->
     statements
 }
 
+/// The columns of a stored TraceRecord, named as the aggregation of `queries` names them.
+const TRACE_COLUMNS: &str = "
+    project_id String,
+    trace_id String,
+    timestamp_ns UInt64,
+    trace_input Nullable(String) {compressed},
+    trace_output Nullable(String) {compressed},
+    trace_status_code Int8,
+    has_root UInt8,
+    duration_ns UInt64,
+    trace_session_id Nullable(String),
+    trace_user_id Nullable(String),
+    trace_pipeline_id Nullable(String),
+    root_span_name Nullable(String),
+    trace_service_name Nullable(String),
+    span_count UInt64,
+    models Array(String),
+    prompt_token_count Nullable(Int64),
+    completion_token_count Nullable(Int64),
+    total_token_count Nullable(Int64),
+    trace_prompt_cost Nullable(Float64),
+    trace_completion_cost Nullable(Float64),
+    trace_total_cost Nullable(Float64),
+    llm_call_count UInt64,
+    tool_call_count UInt64,
+    tool_call_error_count UInt64,
+    tool_names Array(String),
+    version UInt64,
+    deleted UInt8";
+
+/// The read model (migration 3): TraceRecords in time order, an index of them by trace id,
+/// and the dashboard's per-minute rollup. See `trace_rows` for how they are kept.
+fn read_model() -> Vec<Table> {
+    vec![
+        Table {
+            name: "traces",
+            columns: TRACE_COLUMNS,
+            modern_indexes: "",
+            engine: Engine::Replacing(Some("version")),
+            partition_by: Some("toYYYYMM(toDateTime(intDiv(timestamp_ns, 1000000000)))"),
+            order_by: "(project_id, timestamp_ns, trace_id)",
+            expires: true,
+            sharding_key: "cityHash64(trace_id)",
+        },
+        Table {
+            name: "trace_index",
+            columns: "project_id String, trace_id String, timestamp_ns UInt64, version UInt64, \
+                      is_error UInt8, duration_ns UInt64, total_tokens Int64, total_cost Float64, \
+                      models Array(String)",
+            modern_indexes: "",
+            engine: Engine::Replacing(Some("version")),
+            partition_by: None,
+            order_by: "(project_id, trace_id)",
+            expires: false,
+            sharding_key: "cityHash64(trace_id)",
+        },
+        Table {
+            name: "trace_rollup",
+            columns: "project_id String, minute_ns UInt64, model String, traces Int64, \
+                      errors Int64, tokens Int64, cost_nanos Int64, \
+                      durationsMap Nested(bin UInt16, count Int64)",
+            modern_indexes: "",
+            engine: Engine::Summing(""),
+            partition_by: Some("toYYYYMM(toDateTime(intDiv(minute_ns, 1000000000)))"),
+            order_by: "(project_id, minute_ns, model)",
+            expires: true,
+            sharding_key: "cityHash64(project_id)",
+        },
+        Table {
+            name: "read_model_builds",
+            columns: "name String, server String, started_at_ns UInt64, done UInt8",
+            modern_indexes: "",
+            engine: Engine::Replacing(None),
+            partition_by: None,
+            order_by: "(name, started_at_ns, server, done)",
+            expires: false,
+            sharding_key: "cityHash64(name)",
+        },
+    ]
+}
+
 /// The versioned migrations: version 1 is the schema above, version 2 adds the deployment's
-/// secrets. A later change appends a version with its statements; a server applies the
-/// versions it has not recorded.
+/// secrets, version 3 the read model (its rows are then built from the stored spans, see
+/// `trace_rows::build`). A later change appends a version with its statements; a server
+/// applies the versions it has not recorded.
 pub fn migrations(dialect: Dialect, options: &SchemaOptions) -> Vec<(u32, Vec<String>)> {
     vec![
         (1, create_statements(dialect, options)),
         (2, table_statements(&deployment_secrets(), dialect, options)),
+        (
+            3,
+            read_model()
+                .iter()
+                .flat_map(|table| table_statements(table, dialect, options))
+                .collect(),
+        ),
     ]
 }
 
@@ -326,7 +436,7 @@ mod tests {
     #[test]
     fn the_second_migration_adds_the_deployment_secrets() {
         let legacy = migrations(Dialect::Legacy, &options(None));
-        assert_eq!(legacy.len(), 2);
+        assert_eq!(legacy.len(), 3);
         assert_eq!(
             legacy[1].1,
             vec![
