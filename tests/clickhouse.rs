@@ -150,6 +150,20 @@ async fn several_nodes_share_tokens_settings_and_traces() {
         assert_eq!(trace["trace"]["input"], "question");
         assert_eq!(trace["trace"]["output"], "answer");
     }
+    // The list and the dashboard, read from the read model the two nodes keep, are the same
+    // from both, and count the split trace once, whole.
+    let (_, list) = get(&first, &admin, "/api/v1/traces").await;
+    let (_, stats) = get(&first, &admin, "/api/v1/stats").await;
+    let listed = list["traces"].as_array().unwrap();
+    let split: Vec<_> = listed
+        .iter()
+        .filter(|record| record["trace_id"] == hex_trace(0xe1))
+        .collect();
+    assert_eq!(split.len(), 1, "{list}");
+    assert_eq!(split[0]["span_count"], 2);
+    assert_eq!(stats["totals"]["traces"], listed.len(), "{stats}");
+    assert_eq!(get(&second, &admin, "/api/v1/traces").await.1, list);
+    assert_eq!(get(&second, &admin, "/api/v1/stats").await.1, stats);
 
     // Settings saved through one node are applied by the other within 5 s.
     let response = reqwest::Client::new()
