@@ -7,14 +7,15 @@
 #   STEPS="criterion embedded" bench/run.sh
 #
 # Steps: criterion embedded split latency overload (OTLP/HTTP, then OTLP/gRPC) clickhouse queries
-# phoenix
+# reads (the reads users wait on at QUERY_SPANS spans, on READ_BACKENDS) phoenix
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-60}"            # seconds of sustained load
 CONNECTIONS="${CONNECTIONS:-8}"
 QUERY_SPANS="${QUERY_SPANS:-5000000}" # spans stored before the query timings
-STEPS="${STEPS:-criterion embedded split latency overload clickhouse queries phoenix}"
+STEPS="${STEPS:-criterion embedded split latency overload clickhouse queries reads phoenix}"
+READ_BACKENDS="${READ_BACKENDS:-embedded clickhouse}"
 RESULTS=bench/results
 mkdir -p "$RESULTS"
 WORK=$(mktemp -d)
@@ -131,6 +132,61 @@ if wants queries; then
     timing "q text search, no match (scans the window)" "/api/v1/traces?q=no-such-phrase-anywhere"
   } | tee "$RESULTS/queries.txt"
   stop
+fi
+
+if wants reads; then
+  rss_mib() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$PID/status"; }
+  best_ms() { # PATH: the best of 5 answers, in ms
+    local best=999999
+    for _ in 1 2 3 4 5; do
+      t=$(curl -s -o /dev/null -w "%{time_total}" -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$1")
+      best=$(python3 -c "print(min($best, $t * 1000))")
+    done
+    python3 -c "print(round($best, 1))"
+  }
+  for backend in $READ_BACKENDS; do
+    step "reads with $QUERY_SPANS spans stored ($backend)"
+    if [ "$backend" = clickhouse ]; then
+      url=$(scripts/clickhouse.sh start)
+      curl -s "$url" --data-binary "DROP DATABASE IF EXISTS spanhouse_reads" >/dev/null
+      serve "reads-$backend" --storage clickhouse --clickhouse-url "$url" --clickhouse-database spanhouse_reads
+    else
+      serve "reads-$backend"
+    fi
+    load --connections "$CONNECTIONS" --spans "$QUERY_SPANS" --json "$RESULTS/reads-$backend-load.json" >/dev/null
+    # Until the spool is delivered (ClickHouse); at once on the embedded store.
+    for _ in $(seq 1 3600); do
+      left=$(curl -s -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/ingestion" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["buffered"])')
+      [ "$left" = 0 ] && break
+      sleep 1
+    done
+    traces=$(curl -s -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/stats?bucket=1d" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"]["traces"])')
+    trace=$(curl -s -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/traces?limit=1" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["traces"][0]["trace_id"])')
+    month_start=$(date -u -d '30 days ago' +%Y-%m-%dT%H:00:00Z)
+    rss_before=$(rss_mib)
+    {
+      echo "backend: $backend, spans: $QUERY_SPANS, traces in the last 24 h: $traces"
+      echo "first page, last 24 h: $(best_ms /api/v1/traces) ms"
+      echo "status=error: $(best_ms '/api/v1/traces?status=error') ms"
+      echo "user_id=nobody (no match): $(best_ms '/api/v1/traces?user_id=nobody') ms"
+      echo "model=no-such-model (no match): $(best_ms '/api/v1/traces?model=no-such-model') ms"
+      echo "trace by id: $(best_ms "/api/v1/traces/$trace") ms"
+      echo "dashboard, 24 h: $(best_ms /api/v1/stats) ms"
+      echo "dashboard, 30 days in days: $(best_ms "/api/v1/stats?start=$month_start&bucket=1d") ms"
+      echo "dashboard, 30 days in hours: $(best_ms "/api/v1/stats?start=$month_start&bucket=1h") ms"
+      echo "resident memory: $rss_before MiB before the reads, $(rss_mib) MiB after"
+      if [ "$backend" = clickhouse ]; then
+        bytes=$(curl -s "$url" --data-binary "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = 'spanhouse_reads'")
+      else
+        bytes=$(du -sb "$WORK/data-reads-$backend" | cut -f1)
+      fi
+      echo "bytes on disk per span: $(python3 -c "print(round($bytes / $QUERY_SPANS))")"
+    } | tee "$RESULTS/reads-$backend.txt"
+    stop
+  done
 fi
 
 if wants phoenix; then
