@@ -94,8 +94,10 @@ impl ClickHouseStore {
         // Spans stored before the read model existed get their rows, in the background.
         let builder = client.clone();
         tokio::spawn(async move {
-            if let Err(error) = trace_rows::build(&builder).await {
-                tracing::error!(%error, "building the read model from stored spans failed");
+            let server = format!("{:032x}", rand::random::<u128>());
+            while let Err(error) = trace_rows::build(&builder, &server).await {
+                tracing::error!(%error, "building the read model from stored spans failed; again in 30 s");
+                tokio::time::sleep(Duration::from_secs(30)).await;
             }
         });
         let spool = Arc::new(Spool::open(

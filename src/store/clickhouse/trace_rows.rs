@@ -188,8 +188,9 @@ struct Claim {
 
 /// Builds the read model from the spans stored before it existed (migration 3), online: one
 /// server of a deployment does it (the earliest to claim it in the last hour), trace by trace
-/// through [`refresh`], while deliveries go on. Returns the number of traces refreshed.
-pub async fn build(client: &Client) -> StoreResult<u64> {
+/// through [`refresh`], while deliveries go on. `server` names this server's claim (the same
+/// in every attempt of one process). Returns the number of traces refreshed.
+pub async fn build(client: &Client, server: &str) -> StoreResult<u64> {
     const NAME: &str = "read_model_3";
     let done: u64 = client
         .query("SELECT count() FROM read_model_builds WHERE name = ? AND done = 1")
@@ -200,12 +201,11 @@ pub async fn build(client: &Client) -> StoreResult<u64> {
     if done > 0 {
         return Ok(0);
     }
-    let server = format!("{:032x}", rand::random::<u128>());
     let now = crate::model::time::now_unix_nano();
     client
         .query("INSERT INTO read_model_builds (name, server, started_at_ns, done) VALUES (?, ?, ?, 0)")
         .bind(NAME)
-        .bind(&server)
+        .bind(server)
         .bind(now)
         .execute()
         .await
@@ -252,7 +252,7 @@ pub async fn build(client: &Client) -> StoreResult<u64> {
     client
         .query("INSERT INTO read_model_builds (name, server, started_at_ns, done) VALUES (?, ?, ?, 1)")
         .bind(NAME)
-        .bind(&server)
+        .bind(server)
         .bind(crate::model::time::now_unix_nano())
         .execute()
         .await
