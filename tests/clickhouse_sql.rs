@@ -34,7 +34,9 @@ fn ddl_and_queries_run_on_a_current_clickhouse() {
             cluster: None,
             retention_days: Some(30),
         };
-        let all = migrations(dialect, &options).into_iter().flat_map(|(_, ddl)| ddl);
+        let all = migrations(dialect, &options)
+            .into_iter()
+            .flat_map(|(_, ddl)| ddl);
         for (index, statement) in all.enumerate() {
             statements.push((format!("{dialect:?} ddl {index}"), statement));
         }

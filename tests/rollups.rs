@@ -133,13 +133,30 @@ async fn recomputed(server: &TestServer, token: &str, start: u64, end: u64) -> s
         )
         .await;
     assert_eq!(status, 200, "{page}");
-    let traces: Vec<TraceFacts> = page["traces"].as_array().unwrap().iter().map(facts).collect();
+    // A listed row (on ClickHouse: computed at delivery, from the spans in hand or aggregated
+    // from the stored ones) is the record a trace by id aggregates from all its spans.
+    for record in page["traces"].as_array().unwrap() {
+        let path = format!("/api/v1/traces/{}", record["trace_id"].as_str().unwrap());
+        let (status, by_id) = server.get_json(&path, token).await;
+        assert_eq!(status, 200);
+        assert_eq!(&by_id["trace"], record);
+    }
+    let traces: Vec<TraceFacts> = page["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(facts)
+        .collect();
     let query = StatsQuery {
         start_unix_nano: start,
         end_unix_nano: end,
         bucket_nanos: MINUTE,
     };
-    serde_json::to_value(spanhouse::api::stats::stats_view(&query, &aggregate(&query, &traces))).unwrap()
+    serde_json::to_value(spanhouse::api::stats::stats_view(
+        &query,
+        &aggregate(&query, &traces),
+    ))
+    .unwrap()
 }
 
 async fn served(server: &TestServer, token: &str, start: u64, end: u64) -> serde_json::Value {
@@ -185,7 +202,10 @@ async fn check(server: &TestServer, number: usize, case: Case) -> Result<(), Tes
     }
     let served = served(server, &token, start, end).await;
     let expected = recomputed(server, &token, start, end).await;
-    prop_assert_eq!(served["totals"]["traces"].as_u64(), Some(case.traces.len() as u64));
+    prop_assert_eq!(
+        served["totals"]["traces"].as_u64(),
+        Some(case.traces.len() as u64)
+    );
     prop_assert_eq!(&served, &expected);
     Ok(())
 }
@@ -250,26 +270,29 @@ async fn the_read_model_is_built_from_spans_stored_before_it() {
         .restart_after(|_| {
             let database = database.clone();
             std::thread::spawn(move || {
-                tokio::runtime::Runtime::new().unwrap().block_on(async move {
-                    for table in ["traces", "trace_index", "trace_rollup", "read_model_builds"] {
-                        clickhouse_query(&format!("TRUNCATE TABLE {database}.{table}")).await;
-                    }
-                    clickhouse_query(&format!(
-                        "ALTER TABLE {database}.schema_migrations DELETE WHERE version = 3"
-                    ))
-                    .await;
-                    // Mutations run in the background: wait until it is done.
-                    for _ in 0..100 {
-                        let left = clickhouse_query(&format!(
-                            "SELECT count() FROM {database}.schema_migrations WHERE version = 3"
+                tokio::runtime::Runtime::new()
+                    .unwrap()
+                    .block_on(async move {
+                        for table in ["traces", "trace_index", "trace_rollup", "read_model_builds"]
+                        {
+                            clickhouse_query(&format!("TRUNCATE TABLE {database}.{table}")).await;
+                        }
+                        clickhouse_query(&format!(
+                            "ALTER TABLE {database}.schema_migrations DELETE WHERE version = 3"
                         ))
                         .await;
-                        if left.trim() == "0" {
-                            break;
+                        // Mutations run in the background: wait until it is done.
+                        for _ in 0..100 {
+                            let left = clickhouse_query(&format!(
+                                "SELECT count() FROM {database}.schema_migrations WHERE version = 3"
+                            ))
+                            .await;
+                            if left.trim() == "0" {
+                                break;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(100));
                         }
-                        std::thread::sleep(std::time::Duration::from_millis(100));
-                    }
-                })
+                    })
             })
             .join()
             .unwrap();

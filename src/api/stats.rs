@@ -10,8 +10,8 @@ use super::query::{MAX_TIMESTAMP_NANOS, timestamp_param};
 use super::{ApiError, AppState, authenticate};
 use crate::auth::Access;
 use crate::model::time::{format_rfc3339, now_unix_nano};
-use crate::store::{StatsQuery, TraceStats};
 use crate::store::trace_stats::StatsFigures;
+use crate::store::{StatsQuery, TraceStats};
 
 const DEFAULT_WINDOW_NANOS: u64 = 24 * 3600 * 1_000_000_000;
 const DEFAULT_BUCKET: &str = "1h";

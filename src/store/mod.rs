@@ -4,9 +4,9 @@
 pub mod clickhouse;
 pub mod codec;
 pub mod content_events;
-pub mod sqlite;
 pub mod rollup;
 pub mod sketch;
+pub mod sqlite;
 pub mod trace_stats;
 
 use async_trait::async_trait;

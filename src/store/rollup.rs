@@ -235,7 +235,11 @@ mod tests {
         };
         assert_eq!(
             keys,
-            [&(0, String::new()), &(0, "a".to_owned()), &(0, "b".to_owned())]
+            [
+                &(0, String::new()),
+                &(0, "a".to_owned()),
+                &(0, "b".to_owned())
+            ]
         );
         assert_eq!(cells[&(0, String::new())].cost_nanos, 100_000_000);
     }
@@ -246,10 +250,22 @@ mod tests {
         let mut two = RollupCell::default();
         let costs = [0.1, 0.2, 0.3, 1e-7];
         for cost in costs {
-            one.add_trace(&TraceFacts { total_cost: cost, ..Default::default() }, 1);
+            one.add_trace(
+                &TraceFacts {
+                    total_cost: cost,
+                    ..Default::default()
+                },
+                1,
+            );
         }
         for cost in costs.iter().rev() {
-            two.add_trace(&TraceFacts { total_cost: *cost, ..Default::default() }, 1);
+            two.add_trace(
+                &TraceFacts {
+                    total_cost: *cost,
+                    ..Default::default()
+                },
+                1,
+            );
         }
         assert_eq!(one, two);
         assert_eq!(one.figures().cost, 0.6000001);

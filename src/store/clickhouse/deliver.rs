@@ -3,7 +3,7 @@
 //! normalized again with their GenAI content events from the logs signal, whichever arrived
 //! first, before they are inserted.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -310,20 +310,50 @@ async fn deliver(
         }
         insert.end().await.map_err(unavailable)?;
     }
-    // The read model of every trace the batch touched, from all its stored spans.
-    let mut touched: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
-    for (_, key) in &keys {
-        touched.entry(key.project_id).or_default().insert(key.trace_id);
+    // The read model of every trace the batch touched: from the spans in hand for a trace
+    // new to the store, else from all its stored spans.
+    let mut in_hand_rows = Vec::with_capacity(keys.len());
+    for (index, key) in &keys {
+        let data = &span_entries[*index].data;
+        in_hand_rows.push(read_span(&mut Reader::new(&data[key.start..key.end]))?);
+    }
+    let mut in_hand: BTreeMap<&str, HashMap<&str, Vec<&SpanRow>>> = BTreeMap::new();
+    let mut stored_only: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for ((_, key), row) in keys.iter().zip(&in_hand_rows) {
+        // A span normalized again with content events is stored as it was rewritten.
+        if with_content
+            .get(key.project_id)
+            .is_some_and(|traces| traces.contains_key(key.trace_id))
+        {
+            stored_only
+                .entry(key.project_id)
+                .or_default()
+                .push(key.trace_id);
+            continue;
+        }
+        in_hand
+            .entry(key.project_id)
+            .or_default()
+            .entry(key.trace_id)
+            .or_default()
+            .push(row);
     }
     for event in &events {
-        touched
+        stored_only
             .entry(event.project_id.as_str())
             .or_default()
-            .insert(event.trace_id.as_str());
+            .push(event.trace_id.as_str());
     }
-    for (project_id, trace_ids) in touched {
-        let trace_ids: Vec<&str> = trace_ids.into_iter().collect();
-        trace_rows::refresh(client, project_id, &trace_ids).await?;
+    let projects: BTreeSet<&str> = in_hand.keys().chain(stored_only.keys()).copied().collect();
+    let nothing = HashMap::new();
+    for project_id in projects {
+        trace_rows::refresh(
+            client,
+            project_id,
+            in_hand.get(project_id).unwrap_or(&nothing),
+            stored_only.get(project_id).map_or(&[], Vec::as_slice),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod schema;
 pub mod spool;
 mod spool_format;
 mod stats;
+mod trace_compute;
 pub mod trace_rows;
 
 use std::sync::Arc;

@@ -213,7 +213,11 @@ pub fn sample_queries() -> Vec<(String, String)> {
             traces_by_keys(),
             vec!["'p'", "0", "10", "['t']"],
         ),
-        ("rollup_cells", ROLLUP_CELLS.to_owned(), vec!["'p'", "0", "10"]),
+        (
+            "rollup_cells",
+            ROLLUP_CELLS.to_owned(),
+            vec!["'p'", "0", "10"],
+        ),
         (
             "aggregate_traces",
             super::trace_rows::aggregate_traces(),

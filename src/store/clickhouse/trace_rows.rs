@@ -15,7 +15,8 @@ use clickhouse::{Client, Row};
 use serde::Deserialize;
 
 use super::queries::{TRACE_AGGREGATION, TRACE_COLUMNS};
-use super::rows::{RollupRow, TraceIndexRow, TraceRow};
+use super::rows::{RollupRow, SpanRow, TraceIndexRow, TraceRow};
+use super::trace_compute::trace_row;
 use super::unavailable;
 use crate::store::StoreResult;
 use crate::store::rollup::RollupDeltas;
@@ -150,8 +151,23 @@ where
 }
 
 /// Brings the read model of some traces of a project up to date with their stored spans.
-pub async fn refresh(client: &Client, project_id: &str, trace_ids: &[&str]) -> StoreResult<()> {
+/// `in_hand` holds the spans of the traces a delivery just inserted: a trace the index does not
+/// know yet has its row computed from them; every other trace (and those of `stored_only`) is
+/// aggregated from all its stored spans.
+pub async fn refresh(
+    client: &Client,
+    project_id: &str,
+    in_hand: &HashMap<&str, Vec<&SpanRow>>,
+    stored_only: &[&str],
+) -> StoreResult<()> {
     let _one_at_a_time = REFRESH.lock().await;
+    let mut trace_ids: Vec<&str> = in_hand
+        .keys()
+        .copied()
+        .chain(stored_only.iter().copied())
+        .collect();
+    trace_ids.sort_unstable();
+    trace_ids.dedup();
     for chunk in trace_ids.chunks(TRACE_IDS_PER_QUERY) {
         let previous: Vec<TraceIndexRow> = client
             .query(INDEX_OF_TRACES)
@@ -164,17 +180,36 @@ pub async fn refresh(client: &Client, project_id: &str, trace_ids: &[&str]) -> S
             .into_iter()
             .map(|entry| (entry.trace_id.clone(), entry))
             .collect();
-        let rows: Vec<TraceRow> = client
-            .query(&aggregate_traces())
-            .bind(project_id)
-            .bind(project_id)
-            .bind(chunk)
-            .fetch_all()
-            .await
-            .map_err(unavailable)?;
+        let mut rows = Vec::new();
+        let mut stored = Vec::new();
+        for trace_id in chunk {
+            match in_hand.get(trace_id) {
+                Some(spans) if !previous.contains_key(*trace_id) => {
+                    rows.push(trace_row(project_id, trace_id, spans)?);
+                }
+                _ => stored.push(*trace_id),
+            }
+        }
+        if !stored.is_empty() {
+            rows.extend(
+                client
+                    .query(&aggregate_traces())
+                    .bind(project_id)
+                    .bind(project_id)
+                    .bind(&stored)
+                    .fetch_all::<TraceRow>()
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
         let changes = changes(rows, &previous);
         insert_rows(client, "traces", &changes.traces).await?;
-        insert_rows(client, "trace_rollup", &rollup_rows(project_id, changes.rollup)).await?;
+        insert_rows(
+            client,
+            "trace_rollup",
+            &rollup_rows(project_id, changes.rollup),
+        )
+        .await?;
         // Last: a refresh that failed before this point is done again from the same start.
         insert_rows(client, "trace_index", &changes.index).await?;
     }
@@ -203,7 +238,9 @@ pub async fn build(client: &Client, server: &str) -> StoreResult<u64> {
     }
     let now = crate::model::time::now_unix_nano();
     client
-        .query("INSERT INTO read_model_builds (name, server, started_at_ns, done) VALUES (?, ?, ?, 0)")
+        .query(
+            "INSERT INTO read_model_builds (name, server, started_at_ns, done) VALUES (?, ?, ?, 0)",
+        )
         .bind(NAME)
         .bind(server)
         .bind(now)
@@ -245,19 +282,24 @@ pub async fn build(client: &Client, server: &str) -> StoreResult<u64> {
                 .await
                 .map_err(unavailable)?;
             let ids: Vec<&str> = trace_ids.iter().map(String::as_str).collect();
-            refresh(client, project_id, &ids).await?;
+            refresh(client, project_id, &HashMap::new(), &ids).await?;
             built += ids.len() as u64;
         }
     }
     client
-        .query("INSERT INTO read_model_builds (name, server, started_at_ns, done) VALUES (?, ?, ?, 1)")
+        .query(
+            "INSERT INTO read_model_builds (name, server, started_at_ns, done) VALUES (?, ?, ?, 1)",
+        )
         .bind(NAME)
         .bind(server)
         .bind(crate::model::time::now_unix_nano())
         .execute()
         .await
         .map_err(unavailable)?;
-    tracing::info!(traces = built, "built the clickhouse read model from stored spans");
+    tracing::info!(
+        traces = built,
+        "built the clickhouse read model from stored spans"
+    );
     Ok(built)
 }
 
