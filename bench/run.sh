@@ -183,7 +183,8 @@ if wants reads; then
       else
         bytes=$(du -sb "$WORK/data-reads-$backend" | cut -f1)
       fi
-      echo "bytes on disk per span: $(python3 -c "print(round($bytes / $QUERY_SPANS))")"
+      stored=$(python3 -c "import json; print(json.load(open('$RESULTS/reads-$backend-load.json'))['acknowledged_spans'])")
+      echo "spans acknowledged: $stored; bytes on disk per span: $(python3 -c "print(round($bytes / $stored))")"
     } | tee "$RESULTS/reads-$backend.txt"
     stop
   done
