@@ -228,9 +228,9 @@ fn rollups_equal_a_recomputation_from_the_stored_traces() {
         .unwrap();
 }
 
-/// A deployment from before the read model: its spans are in ClickHouse, the read model's
-/// tables empty and migration 3 not recorded. The server that starts builds the rows from the
-/// spans, and the traces and the dashboard read as they did.
+/// A deployment from before the read model: its spans are in ClickHouse (one of them as those
+/// versions wrote it), the read model's tables empty and migration 3 not recorded. The server
+/// that starts builds the rows from the spans, and the traces read as they did.
 #[tokio::test]
 async fn the_read_model_is_built_from_spans_stored_before_it() {
     if !on_clickhouse() {
@@ -281,6 +281,19 @@ async fn the_read_model_is_built_from_spans_stored_before_it() {
                             "ALTER TABLE {database}.schema_migrations DELETE WHERE version = 3"
                         ))
                         .await;
+                        // A span as versions before the read model wrote it: the body's JSON
+                        // text, the texts in their own columns.
+                        clickhouse_query(&format!(
+                            "INSERT INTO {database}.spans (project_id, trace_id, span_id, \
+                             parent_span_id, name, kind, start_ns, end_ns, status_code, body, \
+                             input, output, is_llm, version) SELECT project_id, '{legacy}', \
+                             '0101010101010101', '', 'legacy', 1, {start}, {start} + 5000000, \
+                             1, '{{}}', 'old question', 'old answer', 0, 1 \
+                             FROM {database}.spans LIMIT 1",
+                            legacy = hex_trace(0xee),
+                            start = start + 3 * MINUTE,
+                        ))
+                        .await;
                         // Mutations run in the background: wait until it is done.
                         for _ in 0..100 {
                             let left = clickhouse_query(&format!(
@@ -301,11 +314,30 @@ async fn the_read_model_is_built_from_spans_stored_before_it() {
     let mut traces_after = serde_json::Value::Null;
     for _ in 0..100 {
         (_, traces_after) = server.get_json(&list, &token).await;
-        if traces_after["traces"].as_array().map(Vec::len) == Some(30) {
+        if traces_after["traces"].as_array().map(Vec::len) == Some(31) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    let traces = traces_after["traces"].as_array_mut().unwrap();
+    let position = traces
+        .iter()
+        .position(|record| record["trace_id"] == hex_trace(0xee))
+        .expect("the legacy trace is listed");
+    let legacy = traces.remove(position);
+    assert_eq!(legacy["input"], "old question");
+    assert_eq!(legacy["output"], "old answer");
     assert_eq!(traces_after, traces_before);
-    assert_eq!(served(&server, &token, start, end).await, stats_before);
+    let (status, by_id) = server
+        .get_json(&format!("/api/v1/traces/{}", hex_trace(0xee)), &token)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(by_id["trace"], legacy);
+    assert_eq!(by_id["spans"][0]["input"], "old question");
+    let stats_after = served(&server, &token, start, end).await;
+    assert_eq!(stats_after["totals"]["traces"], 31);
+    assert_eq!(
+        stats_after["totals"]["errors"],
+        stats_before["totals"]["errors"]
+    );
 }

@@ -22,10 +22,9 @@ use super::rows::{ContentEventRow, SpanRow};
 use super::spool::{Claim, Kind, Spool, SpoolEntry};
 use super::trace_rows::{self, TRACE_IDS_PER_QUERY};
 use super::{unavailable, version_now};
-use crate::model::{ContentEvent, Event, SpanId, TraceId};
+use crate::model::{ContentEvent, Event};
 use crate::normalize::Normalizer;
 use crate::store::StoreResult;
-use crate::store::codec::{SpanColumns, decode_span};
 
 /// The row of a content event; its fingerprint deduplicates retries.
 pub fn content_event_row(project_id: &str, content: &ContentEvent) -> ContentEventRow {
@@ -382,28 +381,10 @@ async fn renormalize(
         .into_iter()
         .map(|event| event_from_stored(event.time_ns, event.name, &event.attributes))
         .collect::<StoreResult<_>>()?;
-    let span = decode_span(span_columns(row)?, &row.body)?;
+    let (span, _) = row.decode()?;
     let semantics = normalizer.normalize(&span, &events);
-    row.set_semantics(&semantics);
+    row.set_semantics(&span, &semantics);
     Ok(())
-}
-
-pub(super) fn span_columns(row: &SpanRow) -> StoreResult<SpanColumns> {
-    let corrupt = |what: &str| crate::store::StoreError::Corrupt(format!("span row: bad {what}"));
-    Ok(SpanColumns {
-        trace_id: TraceId::parse_hex(&row.trace_id).map_err(|_| corrupt("trace_id"))?,
-        span_id: SpanId::parse_hex(&row.span_id).map_err(|_| corrupt("span_id"))?,
-        parent_span_id: if row.parent_span_id.is_empty() {
-            None
-        } else {
-            Some(SpanId::parse_hex(&row.parent_span_id).map_err(|_| corrupt("parent_span_id"))?)
-        },
-        name: row.name.clone(),
-        kind: i32::from(row.kind),
-        start_time_unix_nano: row.start_ns,
-        end_time_unix_nano: row.end_ns,
-        status_code: i32::from(row.status_code),
-    })
 }
 
 /// One insert per day partition, as ClickHouse prefers.

@@ -1,69 +1,11 @@
-//! The query texts of the read path. TraceRecords are computed by aggregation in ClickHouse,
-//! the same function of a trace's spans as `TraceRecord::compute`; placeholders `?` are bound by
-//! the client, never spliced.
+//! The query texts of the read path; placeholders `?` are bound by the client, never spliced.
 
-/// The aggregation of one trace's spans into a TraceRecord, as the inner query of a `FROM`.
-/// `{filter}` is the PREWHERE clause choosing the spans (with its placeholders): ClickHouse
-/// 18.16 then reads the wide columns of the matching rows only (a trace by id in ~30 ms
-/// instead of ~250 ms at a million spans).
-pub const TRACE_AGGREGATION: &str = "
-SELECT
-    trace_id,
-    countIf(parent_span_id = '') > 0 AS has_root,
-    argMinIf(tuple(name, start_ns, end_ns, status_code,
-                   ifNull(input, ''), isNotNull(input), ifNull(output, ''), isNotNull(output),
-                   ifNull(session_id, ''), isNotNull(session_id),
-                   ifNull(user_id, ''), isNotNull(user_id),
-                   ifNull(pipeline_id, ''), isNotNull(pipeline_id),
-                   ifNull(service_name, ''), isNotNull(service_name)),
-             tuple(start_ns, span_id), parent_span_id = '') AS root,
-    if(has_root, tupleElement(root, 2), min(start_ns)) AS timestamp_ns,
-    if(has_root, tupleElement(root, 3) - tupleElement(root, 2), max(end_ns) - min(start_ns)) AS duration_ns,
-    if(has_root, tupleElement(root, 4), toInt8(0)) AS trace_status_code,
-    if(has_root AND tupleElement(root, 6), CAST(tupleElement(root, 5) AS Nullable(String)),
-       argMinIf(input, tuple(start_ns, span_id), isNotNull(input))) AS trace_input,
-    if(has_root AND tupleElement(root, 8), CAST(tupleElement(root, 7) AS Nullable(String)),
-       argMaxIf(output, tuple(end_ns, span_id), isNotNull(output))) AS trace_output,
-    if(has_root AND tupleElement(root, 10), CAST(tupleElement(root, 9) AS Nullable(String)),
-       argMinIf(session_id, tuple(start_ns, span_id), isNotNull(session_id))) AS trace_session_id,
-    if(has_root AND tupleElement(root, 12), CAST(tupleElement(root, 11) AS Nullable(String)),
-       argMinIf(user_id, tuple(start_ns, span_id), isNotNull(user_id))) AS trace_user_id,
-    if(has_root AND tupleElement(root, 14), CAST(tupleElement(root, 13) AS Nullable(String)),
-       argMinIf(pipeline_id, tuple(start_ns, span_id), isNotNull(pipeline_id))) AS trace_pipeline_id,
-    if(has_root, CAST(tupleElement(root, 1) AS Nullable(String)), CAST(NULL AS Nullable(String))) AS root_span_name,
-    if(has_root AND tupleElement(root, 16), CAST(tupleElement(root, 15) AS Nullable(String)),
-       argMinIf(service_name, tuple(start_ns, span_id), isNotNull(service_name))) AS trace_service_name,
-    count() AS span_count,
-    max(version) AS max_span_version,
-    arraySort(groupUniqArrayIf(assumeNotNull(model), is_llm = 1 AND isNotNull(model))) AS models,
-    sumIf(prompt_tokens, is_llm = 1) AS prompt_token_count,
-    sumIf(completion_tokens, is_llm = 1) AS completion_token_count,
-    sumIf(total_tokens, is_llm = 1) AS total_token_count,
-    sumIf(prompt_cost, is_llm = 1) AS trace_prompt_cost,
-    sumIf(completion_cost, is_llm = 1) AS trace_completion_cost,
-    sumIf(total_cost, is_llm = 1) AS trace_total_cost,
-    countIf(is_llm = 1) AS llm_call_count,
-    countIf(isNotNull(tool_name)) AS tool_call_count,
-    countIf(isNotNull(tool_name) AND status_code = 2) AS tool_call_error_count,
-    groupArrayIf(assumeNotNull(tool_name), isNotNull(tool_name)) AS tool_names
-FROM spans FINAL
-PREWHERE {filter}
-GROUP BY trace_id";
-
-/// The columns the outer query selects, in the order of `TraceRow`.
+/// The columns of a stored TraceRecord after its project id, in the order of `rows::TraceRow`.
 pub const TRACE_COLUMNS: &str = "trace_id, timestamp_ns, trace_input, trace_output, trace_status_code, \
     has_root, duration_ns, trace_session_id, trace_user_id, trace_pipeline_id, root_span_name, \
     trace_service_name, span_count, models, prompt_token_count, completion_token_count, \
     total_token_count, trace_prompt_cost, trace_completion_cost, trace_total_cost, \
     llm_call_count, tool_call_count, tool_call_error_count, tool_names";
-
-/// One trace, by id.
-pub fn trace_by_id() -> String {
-    format!(
-        "SELECT {TRACE_COLUMNS} FROM ({}) ",
-        TRACE_AGGREGATION.replace("{filter}", "project_id = ? AND trace_id = ?")
-    )
-}
 
 /// The filters a trace list may have, in the order their placeholders are bound.
 #[derive(Debug, Default, Clone)]
@@ -119,7 +61,7 @@ pub fn trace_keys(filters: &ListFilters) -> String {
 /// its trace ids (an array).
 pub fn traces_by_keys() -> String {
     format!(
-        "SELECT {TRACE_COLUMNS} FROM traces FINAL WHERE project_id = ? \
+        "SELECT project_id, {TRACE_COLUMNS}, version, deleted FROM traces FINAL WHERE project_id = ? \
          AND timestamp_ns >= ? AND timestamp_ns <= ? AND trace_id IN (SELECT arrayJoin(?)) \
          AND deleted = 0"
     )
@@ -196,7 +138,6 @@ pub fn sample_queries() -> Vec<(String, String)> {
         model: true,
     };
     let samples = [
-        ("trace_by_id", trace_by_id(), vec!["'p'", "'t'"]),
         (
             "trace_keys",
             trace_keys(&ListFilters::default()),
@@ -221,9 +162,9 @@ pub fn sample_queries() -> Vec<(String, String)> {
             vec!["'p'", "0", "10"],
         ),
         (
-            "aggregate_traces",
-            super::trace_rows::aggregate_traces(),
-            vec!["'p'", "'p'", "['t']"],
+            "spans_of_traces",
+            super::trace_rows::spans_of_traces(),
+            vec!["'p'", "['t']"],
         ),
         (
             "index_of_traces",

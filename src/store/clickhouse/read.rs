@@ -3,47 +3,26 @@
 
 use std::collections::BTreeMap;
 
-use clickhouse::{Client, Row};
-use serde::Deserialize;
+use clickhouse::Client;
 
-use super::deliver::span_columns;
-use super::queries::{ListFilters, spans_of_trace, trace_by_id, trace_keys, traces_by_keys};
-use super::rows::SpanRow;
+use super::queries::{ListFilters, spans_of_trace, trace_keys, traces_by_keys};
+use super::rows::{SpanRow, TraceRow};
+use super::trace_compute::trace_row;
 use super::unavailable;
-use crate::model::{LlmCall, SpanSemantics, StatusCode, TraceId, TraceRecord};
-use crate::store::codec::decode_span;
+use crate::model::{StatusCode, TraceId, TraceRecord};
 use crate::store::{StoreError, StoreResult, StoredSpan, TraceCursor, TracePage, TraceQuery};
 
-/// One aggregated trace, in the order of `queries::TRACE_COLUMNS`.
-#[derive(Debug, Row, Deserialize)]
-struct TraceRow {
-    trace_id: String,
-    timestamp_ns: u64,
-    input: Option<String>,
-    output: Option<String>,
-    status_code: i8,
-    _has_root: u8,
-    duration_ns: u64,
-    session_id: Option<String>,
-    user_id: Option<String>,
-    pipeline_id: Option<String>,
-    root_span_name: Option<String>,
-    service_name: Option<String>,
-    span_count: u64,
-    models: Vec<String>,
-    prompt_token_count: Option<i64>,
-    completion_token_count: Option<i64>,
-    total_token_count: Option<i64>,
-    prompt_cost: Option<f64>,
-    completion_cost: Option<f64>,
-    total_cost: Option<f64>,
-    llm_call_count: u64,
-    tool_call_count: u64,
-    tool_call_error_count: u64,
-    tool_names: Vec<String>,
-}
-
 fn record(project_id: &str, row: TraceRow) -> TraceRecord {
+    let input = row.trace_input;
+    let output = row.trace_output;
+    let status_code = row.trace_status_code;
+    let session_id = row.trace_session_id;
+    let user_id = row.trace_user_id;
+    let pipeline_id = row.trace_pipeline_id;
+    let service_name = row.trace_service_name;
+    let prompt_cost = row.trace_prompt_cost;
+    let completion_cost = row.trace_completion_cost;
+    let total_cost = row.trace_total_cost;
     let mut tool_call_name_counts = BTreeMap::new();
     for name in row.tool_names {
         *tool_call_name_counts.entry(name).or_default() += 1;
@@ -52,25 +31,25 @@ fn record(project_id: &str, row: TraceRow) -> TraceRecord {
         trace_id: row.trace_id,
         project: project_id.to_owned(),
         timestamp_unix_nano: row.timestamp_ns,
-        input: row.input,
-        output: row.output,
-        status: StatusCode::from_otlp(i32::from(row.status_code))
+        input,
+        output,
+        status: StatusCode::from_otlp(i32::from(status_code))
             .as_str()
             .to_owned(),
         duration_ms: row.duration_ns as f64 / 1e6,
-        session_id: row.session_id,
-        user_id: row.user_id,
-        pipeline_id: row.pipeline_id,
+        session_id,
+        user_id,
+        pipeline_id,
         root_span_name: row.root_span_name,
-        service_name: row.service_name,
+        service_name,
         span_count: row.span_count,
         models: row.models,
         prompt_token_count: row.prompt_token_count,
         completion_token_count: row.completion_token_count,
         total_token_count: row.total_token_count,
-        prompt_cost: row.prompt_cost,
-        completion_cost: row.completion_cost,
-        total_cost: row.total_cost,
+        prompt_cost,
+        completion_cost,
+        total_cost,
         llm_call_count: row.llm_call_count,
         tool_call_count: row.tool_call_count,
         tool_call_error_count: row.tool_call_error_count,
@@ -175,16 +154,6 @@ pub async fn get_trace(
     trace_id: TraceId,
 ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
     let trace_hex = trace_id.to_hex();
-    let row: Option<TraceRow> = client
-        .query(&trace_by_id())
-        .bind(project_id)
-        .bind(&trace_hex)
-        .fetch_optional()
-        .await
-        .map_err(unavailable)?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
     let rows: Vec<SpanRow> = client
         .query(&spans_of_trace())
         .bind(project_id)
@@ -192,31 +161,15 @@ pub async fn get_trace(
         .fetch_all()
         .await
         .map_err(unavailable)?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let row = trace_row(project_id, &trace_hex, &rows.iter().collect::<Vec<_>>())?;
     let spans = rows
-        .into_iter()
+        .iter()
         .map(|row| {
-            let span = decode_span(span_columns(&row)?, &row.body)?;
-            let semantics = SpanSemantics {
-                input: row.input,
-                output: row.output,
-                session_id: row.session_id,
-                user_id: row.user_id,
-                pipeline_id: row.pipeline_id,
-                llm: row
-                    .llm
-                    .map(|text| serde_json::from_str::<LlmCall>(&text))
-                    .transpose()
-                    .map_err(|error| StoreError::Corrupt(format!("llm: {error}")))?,
-                tool: row
-                    .tool
-                    .map(|text| serde_json::from_str(&text))
-                    .transpose()
-                    .map_err(|error| StoreError::Corrupt(format!("tool: {error}")))?,
-            };
-            Ok(StoredSpan {
-                span,
-                semantics: semantics.with_llm_texts(),
-            })
+            let (span, semantics) = row.decode()?;
+            Ok(StoredSpan { span, semantics })
         })
         .collect::<StoreResult<Vec<_>>>()?;
     Ok(Some((record(project_id, row), spans)))

@@ -22,8 +22,12 @@ fn put_leb128(buffer: &mut Vec<u8>, mut value: u64) {
 }
 
 fn put_str(buffer: &mut Vec<u8>, value: &str) {
+    put_bytes(buffer, value.as_bytes());
+}
+
+fn put_bytes(buffer: &mut Vec<u8>, value: &[u8]) {
     put_leb128(buffer, value.len() as u64);
-    buffer.extend_from_slice(value.as_bytes());
+    buffer.extend_from_slice(value);
 }
 
 fn put_opt_str(buffer: &mut Vec<u8>, value: Option<&str>) {
@@ -101,6 +105,11 @@ impl<'a> Reader<'a> {
         Err(truncated())
     }
 
+    pub fn bytes(&mut self) -> Result<&'a [u8], StoreError> {
+        let length = usize::try_from(self.leb128()?).map_err(|_| truncated())?;
+        self.take(length)
+    }
+
     pub fn str(&mut self) -> Result<&'a str, StoreError> {
         let length = usize::try_from(self.leb128()?).map_err(|_| truncated())?;
         std::str::from_utf8(self.take(length)?).map_err(|_| truncated())
@@ -170,7 +179,7 @@ pub fn put_span(buffer: &mut Vec<u8>, row: &SpanRow) {
     buffer.extend_from_slice(&row.end_ns.to_le_bytes());
     buffer.push(row.status_code as u8);
     put_opt_str(buffer, row.service_name.as_deref());
-    put_str(buffer, &row.body);
+    put_bytes(buffer, &row.body);
     put_opt_str(buffer, row.input.as_deref());
     put_opt_str(buffer, row.output.as_deref());
     put_opt_str(buffer, row.session_id.as_deref());
@@ -203,7 +212,7 @@ pub fn read_span(reader: &mut Reader<'_>) -> Result<SpanRow, StoreError> {
         end_ns: reader.u64()?,
         status_code: reader.u8()? as i8,
         service_name: reader.opt_string()?,
-        body: reader.str()?.to_owned(),
+        body: reader.bytes()?.to_vec(),
         input: reader.opt_string()?,
         output: reader.opt_string()?,
         session_id: reader.opt_string()?,
@@ -325,7 +334,9 @@ pub(crate) mod tests {
             end_ns: 1_700_000_000_500_000_000,
             status_code: 2,
             service_name: some("svc"),
-            body: "{\"attributes\":{\"a\":\"x\".repeat(200)}}".repeat(if full { 20 } else { 1 }),
+            body: "{\"attributes\":{\"a\":\"x\".repeat(200)}}"
+                .repeat(if full { 20 } else { 1 })
+                .into_bytes(),
             input: some("in"),
             output: some("out"),
             session_id: some("s"),
@@ -379,7 +390,7 @@ pub(crate) mod tests {
     #[test]
     fn leb128_lengths_past_one_byte() {
         let mut row = span_row("a", false);
-        row.body = "x".repeat(300_000);
+        row.body = "x".repeat(300_000).into_bytes();
         let mut bytes = Vec::new();
         put_span(&mut bytes, &row);
         assert_eq!(read_span(&mut Reader::new(&bytes)).unwrap(), row);

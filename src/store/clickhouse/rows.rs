@@ -3,8 +3,10 @@
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
+use crate::model::{LlmCall, Span, SpanId, TraceId};
 use crate::model::{NormalizedSpan, SpanSemantics};
-use crate::store::codec::encode_body;
+use crate::store::codec::{Compression, SpanColumns, decode_stored_body, encode_stored_span};
+use crate::store::{StoreError, StoreResult};
 
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct ProjectRow {
@@ -64,7 +66,11 @@ pub struct SpanRow {
     pub end_ns: u64,
     pub status_code: i8,
     pub service_name: Option<String>,
-    pub body: String,
+    /// The span and its semantics in one zstd frame (`codec::stored_span`, format 4), whose
+    /// texts are then not repeated in `input`, `output`, `llm` and `tool` (left NULL). Rows
+    /// written before keep the body's JSON text here and the semantics in those columns.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
     pub input: Option<String>,
     pub output: Option<String>,
     pub session_id: Option<String>,
@@ -103,7 +109,7 @@ impl SpanRow {
             end_ns: span.end_time_unix_nano,
             status_code: span.status.code.to_otlp() as i8,
             service_name: span.service_name().map(str::to_owned),
-            body: encode_body(span),
+            body: Vec::new(),
             input: None,
             output: None,
             session_id: None,
@@ -122,23 +128,82 @@ impl SpanRow {
             tool_name: None,
             version,
         };
-        row.set_semantics(&normalized.semantics);
+        row.set_semantics(span, &normalized.semantics);
         row
     }
 
-    /// Writes what normalization read into the row's columns.
-    pub fn set_semantics(&mut self, semantics: &SpanSemantics) {
-        self.input = semantics.input.clone();
-        self.output = semantics.output.clone();
+    /// The span and its semantics: from the body frame, or for rows written before it from the
+    /// body's JSON and the columns.
+    pub fn decode(&self) -> StoreResult<(Span, SpanSemantics)> {
+        let (span, semantics) = decode_stored_body(&self.body)?.decode(self.columns()?)?;
+        let semantics = match semantics {
+            Some(semantics) => semantics,
+            None => SpanSemantics {
+                input: self.input.clone(),
+                output: self.output.clone(),
+                session_id: self.session_id.clone(),
+                user_id: self.user_id.clone(),
+                pipeline_id: self.pipeline_id.clone(),
+                llm: self
+                    .llm
+                    .as_deref()
+                    .map(serde_json::from_str::<LlmCall>)
+                    .transpose()
+                    .map_err(|error| StoreError::Corrupt(format!("llm: {error}")))?,
+                tool: self
+                    .tool
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|error| StoreError::Corrupt(format!("tool: {error}")))?,
+            }
+            .with_llm_texts(),
+        };
+        Ok((span, semantics))
+    }
+
+    /// The span's input and output texts, without decoding the rest.
+    pub fn texts(&self) -> StoreResult<(Option<String>, Option<String>)> {
+        if self.input.is_some() || self.output.is_some() {
+            return Ok((self.input.clone(), self.output.clone()));
+        }
+        decode_stored_body(&self.body)?.texts()
+    }
+
+    /// The columns of the span the body leaves out.
+    pub fn columns(&self) -> StoreResult<SpanColumns> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("span row: bad {what}"));
+        Ok(SpanColumns {
+            trace_id: TraceId::parse_hex(&self.trace_id).map_err(|_| corrupt("trace_id"))?,
+            span_id: SpanId::parse_hex(&self.span_id).map_err(|_| corrupt("span_id"))?,
+            parent_span_id: if self.parent_span_id.is_empty() {
+                None
+            } else {
+                Some(
+                    SpanId::parse_hex(&self.parent_span_id)
+                        .map_err(|_| corrupt("parent_span_id"))?,
+                )
+            },
+            name: self.name.clone(),
+            kind: i32::from(self.kind),
+            start_time_unix_nano: self.start_ns,
+            end_time_unix_nano: self.end_ns,
+            status_code: i32::from(self.status_code),
+        })
+    }
+
+    /// Writes the span and what normalization read of it: the body frame, and the columns
+    /// queries filter and sum by.
+    pub fn set_semantics(&mut self, span: &Span, semantics: &SpanSemantics) {
+        self.body = encode_stored_span(span, semantics, Compression::Zstd);
+        self.input = None;
+        self.output = None;
         self.session_id = semantics.session_id.clone();
         self.user_id = semantics.user_id.clone();
         self.pipeline_id = semantics.pipeline_id.clone();
         let digest = crate::model::NormalizedSpan::digest_llm(semantics);
         self.is_llm = u8::from(semantics.llm.is_some());
-        self.llm = semantics
-            .llm
-            .as_ref()
-            .map(|llm| serde_json::to_string(llm).unwrap_or_default());
+        self.llm = None;
         self.model = digest.as_ref().and_then(|llm| llm.model.clone());
         self.prompt_tokens = digest.as_ref().and_then(|llm| llm.usage.prompt);
         self.completion_tokens = digest.as_ref().and_then(|llm| llm.usage.completion);
@@ -146,10 +211,7 @@ impl SpanRow {
         self.prompt_cost = digest.as_ref().and_then(|llm| llm.cost.prompt);
         self.completion_cost = digest.as_ref().and_then(|llm| llm.cost.completion);
         self.total_cost = digest.as_ref().and_then(|llm| llm.effective_total_cost());
-        self.tool = semantics
-            .tool
-            .as_ref()
-            .map(|tool| serde_json::to_string(tool).unwrap_or_default());
+        self.tool = None;
         self.tool_name = semantics.tool.as_ref().map(|tool| tool.name.clone());
     }
 }

@@ -1,7 +1,6 @@
-//! The TraceRecord of a trace whose spans are all in hand (a new trace delivered whole), computed
-//! in the server by `TraceRecord::compute`, the function the aggregation of `queries` mirrors in
-//! SQL. Saves the read of the trace's spans back from ClickHouse, which costs a granule of the
-//! spans table per trace.
+//! The TraceRecord of a trace from its span rows, computed in the server by
+//! `TraceRecord::compute`, as the embedded store computes it: the texts it picks are inside
+//! the rows' compressed bodies, which SQL cannot read.
 
 use std::collections::HashMap;
 
@@ -9,8 +8,9 @@ use super::rows::{SpanRow, TraceRow};
 use crate::model::{LlmDigest, SpanDigest, SpanId, StatusCode, TraceId, TraceRecord};
 use crate::store::StoreError;
 
-fn digest(row: &SpanRow) -> SpanDigest {
-    SpanDigest {
+fn digest(row: &SpanRow) -> Result<SpanDigest, StoreError> {
+    let (input, output) = row.texts()?;
+    Ok(SpanDigest {
         span_id: SpanId::parse_hex(&row.span_id).ok(),
         parent_span_id: if row.parent_span_id.is_empty() {
             None
@@ -22,8 +22,8 @@ fn digest(row: &SpanRow) -> SpanDigest {
         end_time_unix_nano: row.end_ns,
         status: StatusCode::from_otlp(i32::from(row.status_code)),
         service_name: row.service_name.clone(),
-        input: row.input.clone(),
-        output: row.output.clone(),
+        input,
+        output,
         session_id: row.session_id.clone(),
         user_id: row.user_id.clone(),
         pipeline_id: row.pipeline_id.clone(),
@@ -41,7 +41,7 @@ fn digest(row: &SpanRow) -> SpanDigest {
             },
         }),
         tool_name: row.tool_name.clone(),
-    }
+    })
 }
 
 /// The row of one trace from all its spans (duplicates allowed: the newest version of a span
@@ -62,7 +62,10 @@ pub fn trace_row(
     }
     let mut kept: Vec<&SpanRow> = newest.into_values().collect();
     kept.sort_by(|a, b| a.span_id.cmp(&b.span_id));
-    let digests: Vec<SpanDigest> = kept.iter().map(|span| digest(span)).collect();
+    let digests: Vec<SpanDigest> = kept
+        .iter()
+        .map(|span| digest(span))
+        .collect::<Result<_, _>>()?;
     let id =
         TraceId::parse_hex(trace_id).map_err(|error| StoreError::Corrupt(error.to_string()))?;
     let record = TraceRecord::compute(project_id, id, &digests);

@@ -1,6 +1,7 @@
 //! The read model, kept at delivery: after a batch's spans are inserted, the TraceRecords of
-//! its traces are aggregated from all their stored spans (so spans that came through other
-//! requests or other servers are counted) and stored in `traces`, ordered by time; `trace_index`
+//! its traces are computed — from the spans in hand for a trace new to the store, else from all
+//! its stored spans (so spans that came through other requests or other servers are counted) —
+//! and stored in `traces`, ordered by time; `trace_index`
 //! finds a trace's row by id and remembers what the dashboard's rollup counted for it; the
 //! rollup (`trace_rollup`, summed by ClickHouse) gets the difference.
 //!
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 
-use super::queries::{TRACE_AGGREGATION, TRACE_COLUMNS};
+use super::queries::SPAN_COLUMNS;
 use super::rows::{RollupRow, SpanRow, TraceIndexRow, TraceRow};
 use super::trace_compute::trace_row;
 use super::unavailable;
@@ -36,16 +37,11 @@ pub fn trace_version(span_count: u64, max_span_version: u64) -> u64 {
         | ((max_span_version >> 24) & ((1 << LOW_BITS) - 1))
 }
 
-/// The TraceRecords of some traces, aggregated from their spans. Placeholders: project id
-/// (selected), project id, trace ids (an array).
-pub fn aggregate_traces() -> String {
-    let inner = TRACE_AGGREGATION.replace(
-        "{filter}",
-        "project_id = ? AND trace_id IN (SELECT arrayJoin(?))",
-    );
+/// The spans of some traces. Placeholders: project id, trace ids (an array).
+pub fn spans_of_traces() -> String {
     format!(
-        "SELECT ? AS project_id, {TRACE_COLUMNS}, max_span_version AS version, \
-         toUInt8(0) AS deleted FROM ({inner})"
+        "SELECT {SPAN_COLUMNS} FROM spans FINAL \
+         PREWHERE project_id = ? AND trace_id IN (SELECT arrayJoin(?))"
     )
 }
 
@@ -191,16 +187,23 @@ pub async fn refresh(
             }
         }
         if !stored.is_empty() {
-            rows.extend(
-                client
-                    .query(&aggregate_traces())
-                    .bind(project_id)
-                    .bind(project_id)
-                    .bind(&stored)
-                    .fetch_all::<TraceRow>()
-                    .await
-                    .map_err(unavailable)?,
-            );
+            let spans: Vec<SpanRow> = client
+                .query(&spans_of_traces())
+                .bind(project_id)
+                .bind(&stored)
+                .fetch_all()
+                .await
+                .map_err(unavailable)?;
+            let mut by_trace: HashMap<&str, Vec<&SpanRow>> = HashMap::new();
+            for span in &spans {
+                by_trace
+                    .entry(span.trace_id.as_str())
+                    .or_default()
+                    .push(span);
+            }
+            for (trace_id, spans) in by_trace {
+                rows.push(trace_row(project_id, trace_id, &spans)?);
+            }
         }
         let changes = changes(rows, &previous);
         insert_rows(client, "traces", &changes.traces).await?;
