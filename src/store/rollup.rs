@@ -120,14 +120,7 @@ impl RollupDeltas {
     }
 
     fn cell(&mut self, minute: u64, model: &str) -> &mut RollupCell {
-        // Look up before allocating the key: most calls find their cell.
-        if !self.cells.contains_key(&(minute, model.to_owned())) {
-            self.cells
-                .insert((minute, model.to_owned()), RollupCell::default());
-        }
-        self.cells
-            .get_mut(&(minute, model.to_owned()))
-            .expect("inserted above")
+        self.cells.entry((minute, model.to_owned())).or_default()
     }
 
     /// Whether there is nothing to change.
