@@ -153,7 +153,12 @@ if wants reads; then
     else
       serve "reads-$backend"
     fi
-    load --connections "$CONNECTIONS" --spans "$QUERY_SPANS" --json "$RESULTS/reads-$backend-load.json" >/dev/null
+    # ClickHouse stores slower than it acknowledges: pace the load (READ_RATE requests per
+    # second per connection) so that the spool does not fill and every span is stored.
+    rate=0
+    [ "$backend" = clickhouse ] && rate="${READ_RATE:-0.75}"
+    load --connections "$CONNECTIONS" --spans "$QUERY_SPANS" --rate "$rate" \
+      --json "$RESULTS/reads-$backend-load.json" >/dev/null
     # Until the spool is delivered (ClickHouse); at once on the embedded store.
     for _ in $(seq 1 3600); do
       left=$(curl -s -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/v1/ingestion" \
