@@ -202,6 +202,11 @@ CREATE TABLE trace_rollup (
     PRIMARY KEY (project_id, minute_ns, model)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- `?status=` reads its page from here (store/sqlite/read.rs names the index): through the time
+-- index it looked up every trace of the window when few or none had the status.
+CREATE INDEX traces_by_status ON traces (project_id, status, timestamp_ns DESC, trace_id DESC);
+"#,
 ];
 
 /// The migration that makes `trace_rollup`, which [`super::rollup::rebuild`] fills from the
