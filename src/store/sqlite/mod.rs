@@ -318,6 +318,8 @@ impl SpanStore for SqliteStore {
 }
 
 #[cfg(test)]
+mod filter_tests;
+#[cfg(test)]
 mod rollup_tests;
 #[cfg(test)]
 mod span_format_tests;
