@@ -12,7 +12,7 @@ use crate::store::{SpanStore, TraceQuery};
 /// 3, session `s1` up to 8, and a call to `gpt-4o` unless a multiple of 4.
 fn trace(trace: u8) -> Vec<crate::model::Span> {
     let mut attributes = Vec::new();
-    if trace % 3 != 0 {
+    if !trace.is_multiple_of(3) {
         attributes.push(text("user.id", "u1"));
     }
     if trace <= 8 {
@@ -20,11 +20,11 @@ fn trace(trace: u8) -> Vec<crate::model::Span> {
     }
     let mut root = span(trace, 1, attributes);
     root.start_time_unix_nano += u64::from(trace % 3) * 1_000_000;
-    if trace % 2 == 0 {
+    if trace.is_multiple_of(2) {
         root.status.code = StatusCode::Error;
     }
     let mut spans = vec![root];
-    if trace % 4 != 0 {
+    if !trace.is_multiple_of(4) {
         spans.push(llm_span(trace, 2, "gpt-4o"));
     }
     spans
@@ -72,7 +72,8 @@ async fn paging_through_each_filter_finds_its_traces_in_order() {
         .traces;
     assert_eq!(all.len(), 12);
     let some = |value: &str| Some(value.to_owned());
-    let cases: [(TraceQuery, fn(&TraceRecord) -> bool); 5] = [
+    type Matches = fn(&TraceRecord) -> bool;
+    let cases: [(TraceQuery, Matches); 5] = [
         (
             TraceQuery {
                 status: some("error"),

@@ -490,7 +490,7 @@ mod tests {
             trace_id: TraceId([1; 16]),
         };
         for (query, index) in cases {
-            for cursor in [None, Some(cursor.clone())] {
+            for cursor in [None, Some(cursor)] {
                 let query = TraceQuery {
                     start_unix_nano: 1,
                     end_unix_nano: 10,
