@@ -12,6 +12,7 @@ mod checkpoint;
 mod connection;
 mod metadata;
 mod read;
+mod rollup;
 mod schema;
 mod search;
 mod stats;
@@ -316,6 +317,10 @@ impl SpanStore for SqliteStore {
     }
 }
 
+#[cfg(test)]
+mod filter_tests;
+#[cfg(test)]
+mod rollup_tests;
 #[cfg(test)]
 mod span_format_tests;
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use crate::store::StoreResult;
+
 /// Each entry moves the schema from version `index` to `index + 1`. Never edit a shipped entry:
 /// add a new one.
 const MIGRATIONS: &[&str] = &[
@@ -183,21 +185,50 @@ CREATE TABLE deployment_secrets (
     created_at_ns INTEGER NOT NULL
 );
 "#,
+    r#"
+-- The dashboard's rollup (store/sqlite/rollup.rs): per project, minute of the trace timestamp
+-- and model ('' for every trace of the minute), the traces, errors, tokens, cost in
+-- nano-dollars and a sketch of durations (store/sketch.rs), changed in the transaction that
+-- writes the trace rows. Filled from the stored traces by `rollup::rebuild` right after this.
+CREATE TABLE trace_rollup (
+    project_id TEXT NOT NULL,
+    minute_ns  INTEGER NOT NULL,
+    model      TEXT NOT NULL,
+    traces     INTEGER NOT NULL,
+    errors     INTEGER NOT NULL,
+    tokens     INTEGER NOT NULL,
+    cost_nanos INTEGER NOT NULL,
+    durations  BLOB NOT NULL,
+    PRIMARY KEY (project_id, minute_ns, model)
+) WITHOUT ROWID;
+"#,
+    r#"
+-- `?status=` reads its page from here (store/sqlite/read.rs names the index): through the time
+-- index it looked up every trace of the window when few or none had the status.
+CREATE INDEX traces_by_status ON traces (project_id, status, timestamp_ns DESC, trace_id DESC);
+"#,
 ];
+
+/// The migration that makes `trace_rollup`, which [`super::rollup::rebuild`] fills from the
+/// stored traces (SQL cannot compute the sketches).
+pub(super) const ROLLUP_MIGRATION: usize = 10;
 
 /// Brings the schema up to date. Safe when several processes open the same file at once: the
 /// version is read and raised inside one write transaction.
-pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+pub fn migrate(connection: &mut Connection) -> StoreResult<()> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let version = usize::try_from(version).unwrap_or(0);
-    for migration in MIGRATIONS.iter().skip(version) {
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
         transaction.execute_batch(migration)?;
+        if index == ROLLUP_MIGRATION {
+            super::rollup::rebuild(&transaction)?;
+        }
     }
     if version < MIGRATIONS.len() {
         transaction.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
     }
-    transaction.commit()
+    Ok(transaction.commit()?)
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
-//! The dashboard's aggregation on SQLite: one indexed scan of the window's trace rows, streamed
-//! into the shared [`StatsBuilder`] (SQLite has no percentile function), which keeps 8 bytes a
-//! trace per group for the percentiles and no trace.
+//! The dashboard on SQLite, read from the rollup (`trace_rollup`, see `rollup`): the cells of the
+//! window's minutes, streamed into [`stats_from_cells`], in memory bounded by the buckets and
+//! models, not by the traces or cells of the window.
 
 use rusqlite::{Connection, params};
 
-use crate::store::StoreResult;
-use crate::store::trace_stats::{StatsBuilder, StatsQuery, TraceFacts, TraceStats};
+use super::rollup::cell_from_row;
+use crate::store::rollup::{RollupCell, RollupKey, minute_of, stats_from_cells};
+use crate::store::trace_stats::{StatsQuery, TraceStats};
+use crate::store::{StoreError, StoreResult};
 
 pub(super) fn trace_stats(
     connection: &Connection,
@@ -13,27 +15,34 @@ pub(super) fn trace_stats(
     query: &StatsQuery,
 ) -> StoreResult<TraceStats> {
     let mut statement = connection.prepare_cached(
-        "SELECT timestamp_ns, status, json_extract(record, '$.duration_ms'),
-                json_extract(record, '$.total_token_count'), json_extract(record, '$.total_cost'),
-                models
-         FROM traces WHERE project_id = ?1 AND timestamp_ns >= ?2 AND timestamp_ns < ?3",
+        "SELECT minute_ns, model, traces, errors, tokens, cost_nanos, durations
+         FROM trace_rollup WHERE project_id = ?1 AND minute_ns >= ?2 AND minute_ns < ?3",
     )?;
     let mut rows = statement.query(params![
         project_id,
-        query.start_unix_nano.min(i64::MAX as u64) as i64,
+        minute_of(query.start_unix_nano).min(i64::MAX as u64) as i64,
         query.end_unix_nano.min(i64::MAX as u64) as i64
     ])?;
-    let mut builder = StatsBuilder::new(*query);
-    while let Some(row) = rows.next()? {
-        let models = row.get_ref(5)?.as_str().unwrap_or("[]");
-        builder.add(&TraceFacts {
-            timestamp_unix_nano: row.get::<_, i64>(0)? as u64,
-            is_error: row.get::<_, String>(1)? == "error",
-            duration_ms: row.get::<_, Option<f64>>(2)?.unwrap_or(0.0),
-            total_tokens: row.get::<_, Option<i64>>(3)?.unwrap_or(0),
-            total_cost: row.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
-            models: serde_json::from_str(models).unwrap_or_default(),
-        });
+    // The first error ends the stream; it is returned after it.
+    let mut failed: Option<StoreError> = None;
+    let cells = std::iter::from_fn(|| {
+        let cell = (|| -> StoreResult<Option<(RollupKey, RollupCell)>> {
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            let minute = row.get::<_, i64>(0)? as u64;
+            let model: String = row.get(1)?;
+            let cell = cell_from_row(row, 2)??;
+            Ok(Some(((minute, model), cell)))
+        })();
+        cell.unwrap_or_else(|error| {
+            failed = Some(error);
+            None
+        })
+    });
+    let stats = stats_from_cells(query, cells);
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(stats),
     }
-    Ok(builder.finish())
 }

@@ -9,19 +9,23 @@ use rusqlite::{Statement, Transaction, params};
 
 use super::blocks::BodyReader;
 use super::read::{DIGEST_COLUMNS, digest_from_row};
+use super::rollup::{RollupChanges, facts_of_row};
 use super::text::stored_text;
 use crate::model::{NormalizedSpan, Span, SpanDigest, SpanSemantics, TraceId, TraceRecord};
 use crate::store::codec::Compression;
+use crate::store::trace_stats::TraceFacts;
 use crate::store::{PreparedTraces, SpanBatch, StoreError, StoreResult};
 
 /// A trace as the writer finds it: its project and id.
 pub(super) type TraceKey<'a> = (&'a str, TraceId);
 /// What a trace's row in `traces` held before this transaction: what its `trace_models` rows
-/// are keyed by.
+/// are keyed by, and what it counted in the rollup.
 #[derive(Clone)]
 pub(super) struct OldRow {
     pub(super) timestamp_ns: i64,
     pub(super) models: String,
+    pub(super) status: String,
+    pub(super) record: String,
 }
 
 /// The traces that gained a span or changed, by key: recomputed in the order of their rows.
@@ -147,11 +151,13 @@ pub(super) struct TraceColumns {
     session_id: Option<String>,
     user_id: Option<String>,
     pipeline_id: Option<String>,
-    models: Vec<String>,
     models_json: String,
     /// The record without input and output, which live in their own columns only.
     record_json: String,
     span_count: u64,
+    /// What the row counts in the rollup, read back from the row's text as a later
+    /// transaction that replaces the row reads it; its models are the row's.
+    facts: TraceFacts,
 }
 
 impl TraceColumns {
@@ -168,6 +174,12 @@ impl TraceColumns {
         let output = stored(record.output.take(), prepared.map(|row| &row.output));
         let record_json = serde_json::to_string(&record).unwrap_or_default();
         let models_json = serde_json::to_string(&record.models).unwrap_or_else(|_| "[]".into());
+        let facts = facts_of_row(
+            record.timestamp_unix_nano as i64,
+            &record.status,
+            record.models,
+            &record_json,
+        );
         Self {
             timestamp_ns: record.timestamp_unix_nano as i64,
             status: record.status,
@@ -176,15 +188,16 @@ impl TraceColumns {
             session_id: record.session_id,
             user_id: record.user_id,
             pipeline_id: record.pipeline_id,
-            models: record.models,
             models_json,
             record_json,
             span_count: record.span_count,
+            facts,
         }
     }
 }
 
-/// Recomputes the TraceRecord of each trace from its stored spans.
+/// Recomputes the TraceRecord of each trace from its stored spans, and the rollup cells their
+/// rows count in.
 pub(super) fn recompute_traces(
     transaction: &Transaction<'_>,
     touched: Touched<'_>,
@@ -215,6 +228,7 @@ pub(super) fn recompute_traces(
         "INSERT OR IGNORE INTO trace_models (project_id, model, timestamp_ns, trace_id)
          VALUES (?1, ?2, ?3, ?4)",
     )?;
+    let mut rollup = RollupChanges::default();
     for (trace_key, (key, old)) in touched {
         let (project_id, trace_id) = key;
         let spans = written.get(&key);
@@ -256,7 +270,7 @@ pub(super) fn recompute_traces(
         if let Some(old) = old {
             let models: Vec<String> = serde_json::from_str(&old.models)
                 .map_err(|error| StoreError::Corrupt(format!("trace models: {error}")))?;
-            for model in models {
+            for model in &models {
                 forget_model.execute(params![
                     project_id,
                     model,
@@ -264,8 +278,11 @@ pub(super) fn recompute_traces(
                     trace_id.as_bytes()
                 ])?;
             }
+            let old_facts = facts_of_row(old.timestamp_ns, &old.status, models, &old.record);
+            rollup.retract(project_id, &old_facts);
         }
-        for model in &row.models {
+        rollup.add(project_id, &row.facts);
+        for model in &row.facts.models {
             add_model.execute(params![
                 project_id,
                 model,
@@ -274,7 +291,7 @@ pub(super) fn recompute_traces(
             ])?;
         }
     }
-    Ok(())
+    rollup.write(transaction)
 }
 
 /// The digests of every stored span of a trace, read back; the texts of spans whose semantics

@@ -13,7 +13,7 @@ use crate::normalize::Normalizer;
 use crate::store::{ContentEventBatch, SpanBatch, SpanStore, TraceQuery};
 
 /// A span of trace `trace` normalized from `attributes`; the root when `span` is 1.
-fn span(trace: u8, span: u8, attributes: Vec<KeyValue>) -> Span {
+pub(super) fn span(trace: u8, span: u8, attributes: Vec<KeyValue>) -> Span {
     let base = make_span(trace, span);
     Span {
         parent_span_id: (span != 1).then_some(SpanId([1; 8])),
@@ -24,7 +24,7 @@ fn span(trace: u8, span: u8, attributes: Vec<KeyValue>) -> Span {
 }
 
 /// An LLM call of `model`, with long texts (stored compressed) and usage.
-fn llm_span(trace: u8, number: u8, model: &str) -> Span {
+pub(super) fn llm_span(trace: u8, number: u8, model: &str) -> Span {
     let input = format!("Question {number} for the model: ").repeat(12);
     let output = format!("Answer {number} of the model. ").repeat(12);
     span(
@@ -46,7 +46,12 @@ fn llm_span(trace: u8, number: u8, model: &str) -> Span {
 
 /// A request's spans as the receivers hand them over: normalized, encoded and, when `prepare`,
 /// with the rows the store prepared from them.
-fn batch(store: &SqliteStore, project: &str, spans: Vec<Span>, prepare: bool) -> SpanBatch {
+pub(super) fn batch(
+    store: &SqliteStore,
+    project: &str,
+    spans: Vec<Span>,
+    prepare: bool,
+) -> SpanBatch {
     let normalizer = Normalizer::default();
     let mut spans: Vec<NormalizedSpan> = spans
         .into_iter()
@@ -71,7 +76,7 @@ fn batch(store: &SqliteStore, project: &str, spans: Vec<Span>, prepare: bool) ->
 
 /// A `gen_ai.choice` content event with `content`, for span `span` of trace `trace` of
 /// project `p`, as the logs signal brings it.
-async fn write_choice(store: &SqliteStore, trace: u8, span: u8, content: &str) {
+pub(super) async fn write_choice(store: &SqliteStore, trace: u8, span: u8, content: &str) {
     let choice = Event {
         time_unix_nano: 1,
         name: "gen_ai.choice".into(),

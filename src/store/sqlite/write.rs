@@ -125,7 +125,7 @@ impl<'t, 'a> TraceRows<'t, 'a> {
     fn new(transaction: &'t Transaction<'t>) -> StoreResult<Self> {
         Ok(Self {
             find: transaction.prepare_cached(
-                "SELECT rowid, timestamp_ns, models FROM traces
+                "SELECT rowid, timestamp_ns, models, status, record FROM traces
                  WHERE project_id = ?1 AND trace_id = ?2",
             )?,
             next_key: None,
@@ -148,6 +148,8 @@ impl<'t, 'a> TraceRows<'t, 'a> {
                     old: Some(OldRow {
                         timestamp_ns: row.get(1)?,
                         models: row.get(2)?,
+                        status: row.get(3)?,
+                        record: row.get(4)?,
                     }),
                 })
             })
