@@ -16,8 +16,8 @@ use crate::store::{StatsQuery, TraceStats};
 const DEFAULT_WINDOW_NANOS: u64 = 24 * 3600 * 1_000_000_000;
 const DEFAULT_BUCKET: &str = "1h";
 const MAX_BUCKETS: u64 = 2_000;
-/// The longest window: a year and a day. The SQLite store reads every trace of the window, so
-/// its length, not only its bucket count, is what a request costs.
+/// The longest window: a year and a day. Both stores read a rollup cell per minute and model
+/// of the window, so its length, not only its bucket count, is what a request costs.
 const MAX_WINDOW_NANOS: u64 = 366 * 86_400 * 1_000_000_000;
 
 #[derive(Debug, Deserialize)]
