@@ -6,6 +6,7 @@ pub mod ids;
 pub mod llm;
 pub mod project;
 pub mod received;
+pub mod score;
 pub mod span;
 pub mod time;
 pub mod trace_record;
