@@ -3,6 +3,7 @@
 
 mod control;
 mod query;
+mod scores;
 pub mod session;
 pub mod stats;
 mod tokens;
@@ -66,6 +67,8 @@ fn api_routes(state: AppState) -> Router {
         )
         .route("/api/v1/ingestion", get(control::ingestion))
         .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/scores", post(scores::create))
+        .route("/api/v1/scores/{score_id}", delete(scores::remove))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{token_id}", delete(tokens::revoke))
         .route("/ui/login", post(session::login))

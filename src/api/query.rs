@@ -7,6 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
+use super::scores::{ScoreView, with_scores};
 use super::views::{SpanView, TraceListView, TraceView};
 use super::{ApiError, AppState, authenticate};
 use crate::auth::Access;
@@ -44,8 +45,17 @@ pub async fn list_traces(
         .store
         .query_traces(&principal.project.id, &query)
         .await?;
+    let trace_ids: Vec<TraceId> = page
+        .traces
+        .iter()
+        .filter_map(|record| TraceId::parse_hex(&record.trace_id).ok())
+        .collect();
+    let scores = state
+        .store
+        .scores_of_traces(&principal.project.id, &trace_ids)
+        .await?;
     Ok(Json(TraceListView {
-        traces: page.traces,
+        traces: with_scores(page.traces, &scores),
         next_cursor: page.next_cursor.map(|cursor| encode_cursor(&cursor)),
     }))
 }
@@ -64,9 +74,14 @@ pub async fn get_trace(
         .get_trace(&principal.project.id, trace_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("trace {trace_id} not found")))?;
+    let scores = state
+        .store
+        .scores_of_traces(&principal.project.id, &[trace_id])
+        .await?;
     Ok(Json(TraceView {
-        trace,
+        trace: with_scores(vec![trace], &scores).remove(0),
         spans: spans.iter().map(SpanView::from).collect(),
+        scores: scores.iter().map(ScoreView::from).collect(),
     }))
 }
 

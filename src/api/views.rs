@@ -2,16 +2,17 @@
 
 use serde::Serialize;
 
+use super::scores::{ScoreView, ScoredTrace};
 use crate::model::attributes::Plain;
 use crate::model::time::format_rfc3339;
-use crate::model::{KeyValue, LlmCall, SpanKind, TraceRecord};
+use crate::model::{KeyValue, LlmCall, SpanKind};
 use crate::store::StoredSpan;
 
 /// `GET /api/v1/traces`: one page of the project's traces.
 #[derive(Serialize)]
 pub struct TraceListView {
-    /// The page's traces, newest first.
-    pub traces: Vec<TraceRecord>,
+    /// The page's traces, newest first, each with its scores.
+    pub traces: Vec<ScoredTrace>,
     /// Where the next page starts, to pass back as `cursor`; `None` on the last page.
     pub next_cursor: Option<String>,
 }
@@ -19,10 +20,12 @@ pub struct TraceListView {
 /// `GET /api/v1/traces/{trace_id}`: a trace and its spans.
 #[derive(Serialize)]
 pub struct TraceView {
-    /// The trace as one LLM interaction.
-    pub trace: TraceRecord,
+    /// The trace as one LLM interaction, with its scores' latest values.
+    pub trace: ScoredTrace,
     /// Every stored span of the trace, by start time.
     pub spans: Vec<SpanView>,
+    /// Every score of the trace, oldest first.
+    pub scores: Vec<ScoreView>,
 }
 
 /// How a span ended.

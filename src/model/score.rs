@@ -259,20 +259,40 @@ mod tests {
     fn a_bad_score_names_itself_and_its_field() {
         let trace = "0af7651916cd43dd8448eb211c80319c";
         let cases = [
-            (json!({"scores": [{"trace_id": trace, "name": "a", "value": 1},
-                               {"trace_id": "xyz", "name": "a", "value": 1}]}), 1, "trace_id"),
+            (
+                json!({"scores": [{"trace_id": trace, "name": "a", "value": 1},
+                               {"trace_id": "xyz", "name": "a", "value": 1}]}),
+                1,
+                "trace_id",
+            ),
             (json!({"trace_id": trace, "value": 1}), 0, "name"),
             (json!({"trace_id": trace, "name": "a"}), 0, "value"),
-            (json!({"trace_id": trace, "name": "a", "value": [1]}), 0, "value"),
-            (json!({"trace_id": trace, "name": "a", "value": 1, "span_id": "00"}), 0, "span_id"),
-            (json!({"trace_id": trace, "name": "a", "value": 1, "extra": 1}), 0, "score"),
+            (
+                json!({"trace_id": trace, "name": "a", "value": [1]}),
+                0,
+                "value",
+            ),
+            (
+                json!({"trace_id": trace, "name": "a", "value": 1, "span_id": "00"}),
+                0,
+                "span_id",
+            ),
+            (
+                json!({"trace_id": trace, "name": "a", "value": 1, "extra": 1}),
+                0,
+                "score",
+            ),
             (json!({"scores": []}), 0, "scores"),
             (json!({"scores": {}}), 0, "scores"),
             (json!([1]), 0, "score"),
         ];
         for (body, index, field) in cases {
             let error = parse_scores(&body, 0, &mut ids()).unwrap_err();
-            assert_eq!((error.index, error.field), (index, field), "{body}: {error}");
+            assert_eq!(
+                (error.index, error.field),
+                (index, field),
+                "{body}: {error}"
+            );
         }
     }
 

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use crate::model::project::ProjectSettings;
 pub use crate::model::project::{ActiveToken, NewToken, Project, TokenInfo};
+use crate::model::score::Score;
 use crate::model::{ContentEvent, NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
 pub use trace_stats::{StatsQuery, TraceStats};
 
@@ -234,4 +235,17 @@ pub trait SpanStore: Send + Sync + 'static {
     /// The dashboard's figures of a project's traces with a timestamp in the window: per bucket,
     /// in total and per model (see [`trace_stats`]).
     async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats>;
+
+    /// Stores scores, replacing those of the same ids: all of them or, on an error, none.
+    async fn put_scores(&self, project_id: &str, scores: Vec<Score>) -> StoreResult<()>;
+
+    /// Deletes a score of the project; `false` when it has none of that id.
+    async fn delete_score(&self, project_id: &str, id: &str) -> StoreResult<bool>;
+
+    /// The scores of some traces of the project, each trace's oldest first.
+    async fn scores_of_traces(
+        &self,
+        project_id: &str,
+        trace_ids: &[TraceId],
+    ) -> StoreResult<Vec<Score>>;
 }

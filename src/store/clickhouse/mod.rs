@@ -10,6 +10,7 @@ mod read;
 pub mod rowbinary;
 pub mod rows;
 pub mod schema;
+mod scores;
 pub mod spool;
 mod spool_format;
 mod stats;
@@ -27,6 +28,7 @@ use super::{
 };
 use super::{StatsQuery, TraceStats};
 use crate::model::project::ProjectSettings;
+use crate::model::score::Score;
 use crate::model::{TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use rows::{ContentEventRow, SpanRow};
@@ -275,6 +277,22 @@ impl SpanStore for ClickHouseStore {
         trace_id: TraceId,
     ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
         read::get_trace(&self.client, project_id, trace_id).await
+    }
+
+    async fn put_scores(&self, project_id: &str, scores: Vec<Score>) -> StoreResult<()> {
+        scores::put_scores(&self.client, project_id, &scores).await
+    }
+
+    async fn delete_score(&self, project_id: &str, id: &str) -> StoreResult<bool> {
+        scores::delete_score(&self.client, project_id, id).await
+    }
+
+    async fn scores_of_traces(
+        &self,
+        project_id: &str,
+        trace_ids: &[TraceId],
+    ) -> StoreResult<Vec<Score>> {
+        scores::scores_of_traces(&self.client, project_id, trace_ids).await
     }
 
     async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {

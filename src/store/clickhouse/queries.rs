@@ -167,6 +167,16 @@ pub fn sample_queries() -> Vec<(String, String)> {
             vec!["'p'", "['t']"],
         ),
         (
+            "score_by_id",
+            super::scores::score_by_id(),
+            vec!["'p'", "'s'"],
+        ),
+        (
+            "scores_of_trace_ids",
+            super::scores::scores_of_trace_ids(),
+            vec!["'p'", "['t']"],
+        ),
+        (
             "index_of_traces",
             super::trace_rows::INDEX_OF_TRACES.to_owned(),
             vec!["'p'", "['t']"],

@@ -375,6 +375,23 @@ fn read_model() -> Vec<Table> {
     ]
 }
 
+/// Scores (SPEC §8), by project and id; the newest row of an id is the score (migration 4).
+fn scores() -> Table {
+    Table {
+        name: "scores",
+        columns: "project_id String, id String, trace_id String, span_id Nullable(String), \
+                  name String, data_type String, number Nullable(Float64), \
+                  label Nullable(String), comment Nullable(String), source String, \
+                  created_at_ns UInt64, version UInt64, deleted UInt8",
+        modern_indexes: "",
+        engine: Engine::Replacing(Some("version")),
+        partition_by: None,
+        order_by: "(project_id, id)",
+        expires: false,
+        sharding_key: "cityHash64(project_id)",
+    }
+}
+
 /// The versioned migrations: version 1 is the schema above, version 2 adds the deployment's
 /// secrets, version 3 the read model (its rows are then built from the stored spans, see
 /// `trace_rows::build`). A later change appends a version with its statements; a server
@@ -390,6 +407,7 @@ pub fn migrations(dialect: Dialect, options: &SchemaOptions) -> Vec<(u32, Vec<St
                 .flat_map(|table| table_statements(table, dialect, options))
                 .collect(),
         ),
+        (4, table_statements(&scores(), dialect, options)),
     ]
 }
 
@@ -441,7 +459,7 @@ mod tests {
     #[test]
     fn the_second_migration_adds_the_deployment_secrets() {
         let legacy = migrations(Dialect::Legacy, &options(None));
-        assert_eq!(legacy.len(), 3);
+        assert_eq!(legacy.len(), 4);
         assert_eq!(
             legacy[1].1,
             vec![

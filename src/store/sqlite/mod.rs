@@ -14,6 +14,7 @@ mod metadata;
 mod read;
 mod rollup;
 mod schema;
+mod scores;
 mod search;
 mod stats;
 mod text;
@@ -34,6 +35,7 @@ use super::{
     TracePage, TraceQuery,
 };
 use super::{StatsQuery, TraceStats};
+use crate::model::score::Score;
 use crate::model::{NormalizedSpan, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 pub use crate::store::codec::Compression;
@@ -307,6 +309,30 @@ impl SpanStore for SqliteStore {
         let project_id = project_id.to_owned();
         self.with_reader(move |connection| read::get_trace(connection, &project_id, trace_id))
             .await
+    }
+
+    async fn put_scores(&self, project_id: &str, scores: Vec<Score>) -> StoreResult<()> {
+        let project_id = project_id.to_owned();
+        self.with_writer(move |connection| scores::put_scores(connection, &project_id, &scores))
+            .await
+    }
+
+    async fn delete_score(&self, project_id: &str, id: &str) -> StoreResult<bool> {
+        let (project_id, id) = (project_id.to_owned(), id.to_owned());
+        self.with_writer(move |connection| scores::delete_score(connection, &project_id, &id))
+            .await
+    }
+
+    async fn scores_of_traces(
+        &self,
+        project_id: &str,
+        trace_ids: &[TraceId],
+    ) -> StoreResult<Vec<Score>> {
+        let (project_id, trace_ids) = (project_id.to_owned(), trace_ids.to_vec());
+        self.with_reader(move |connection| {
+            scores::scores_of_traces(connection, &project_id, &trace_ids)
+        })
+        .await
     }
 
     async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {

@@ -207,6 +207,25 @@ CREATE TABLE trace_rollup (
 -- index it looked up every trace of the window when few or none had the status.
 CREATE INDEX traces_by_status ON traces (project_id, status, timestamp_ns DESC, trace_id DESC);
 "#,
+    r#"
+-- Scores (SPEC §8), by id; a trace's are found by `scores_by_trace`, oldest first. A score may
+-- name a trace that has not arrived.
+CREATE TABLE scores (
+    project_id    TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    trace_id      BLOB NOT NULL,
+    span_id       BLOB,
+    name          TEXT NOT NULL,
+    data_type     TEXT NOT NULL,
+    number        REAL,
+    label         TEXT,
+    comment       TEXT,
+    source        TEXT NOT NULL,
+    created_at_ns INTEGER NOT NULL,
+    PRIMARY KEY (project_id, id)
+) WITHOUT ROWID;
+CREATE INDEX scores_by_trace ON scores (project_id, trace_id, created_at_ns, id);
+"#,
 ];
 
 /// The migration that makes `trace_rollup`, which [`super::rollup::rebuild`] fills from the

@@ -1,0 +1,144 @@
+//! Scores on ClickHouse: a ReplacingMergeTree by project and id (migration 4), so sending an id
+//! again replaces its score; a deletion is a newer row marked deleted. One request's scores go
+//! in one insert, which ClickHouse takes whole or not at all.
+
+use clickhouse::{Client, Row};
+use serde::{Deserialize, Serialize};
+
+use super::unavailable;
+use crate::model::score::{Score, ScoreValue};
+use crate::model::time::now_unix_nano;
+use crate::model::{SpanId, TraceId};
+use crate::store::{StoreError, StoreResult};
+
+/// A score as stored.
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct ScoreRow {
+    pub project_id: String,
+    pub id: String,
+    pub trace_id: String,
+    pub span_id: Option<String>,
+    pub name: String,
+    /// `numeric`, `boolean` or `categorical`.
+    pub data_type: String,
+    /// The number, or 1/0 for a boolean.
+    pub number: Option<f64>,
+    /// A categorical value.
+    pub label: Option<String>,
+    pub comment: Option<String>,
+    pub source: String,
+    pub created_at_ns: u64,
+    /// The newest row of an id is the score.
+    pub version: u64,
+    /// 1 when the score was deleted.
+    pub deleted: u8,
+}
+
+const COLUMNS: &str = "project_id, id, trace_id, span_id, name, data_type, number, label, \
+    comment, source, created_at_ns, version, deleted";
+
+/// A score that is not deleted, by id. Placeholders: project id, score id.
+pub fn score_by_id() -> String {
+    format!("SELECT {COLUMNS} FROM scores FINAL WHERE project_id = ? AND id = ? AND deleted = 0")
+}
+
+/// The scores of some traces. Placeholders: project id, trace ids (an array).
+pub fn scores_of_trace_ids() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM scores FINAL WHERE project_id = ? \
+         AND trace_id IN (SELECT arrayJoin(?)) AND deleted = 0 \
+         ORDER BY trace_id, created_at_ns, id"
+    )
+}
+
+fn row(project_id: &str, score: &Score, version: u64) -> ScoreRow {
+    let (number, label) = match &score.value {
+        ScoreValue::Numeric(number) => (Some(*number), None),
+        ScoreValue::Boolean(flag) => (Some(f64::from(u8::from(*flag))), None),
+        ScoreValue::Categorical(label) => (None, Some(label.clone())),
+    };
+    ScoreRow {
+        project_id: project_id.to_owned(),
+        id: score.id.clone(),
+        trace_id: score.trace_id.to_hex(),
+        span_id: score.span_id.map(|span| span.to_hex()),
+        name: score.name.clone(),
+        data_type: score.value.data_type().to_owned(),
+        number,
+        label,
+        comment: score.comment.clone(),
+        source: score.source.clone(),
+        created_at_ns: score.created_at_unix_nano,
+        version,
+        deleted: 0,
+    }
+}
+
+fn score(row: ScoreRow) -> StoreResult<Score> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("score: bad {what}"));
+    let value = match row.data_type.as_str() {
+        "numeric" => ScoreValue::Numeric(row.number.ok_or_else(|| corrupt("number"))?),
+        "boolean" => ScoreValue::Boolean(row.number.ok_or_else(|| corrupt("number"))? != 0.0),
+        "categorical" => ScoreValue::Categorical(row.label.unwrap_or_default()),
+        _ => return Err(corrupt("data type")),
+    };
+    Ok(Score {
+        id: row.id,
+        trace_id: TraceId::parse_hex(&row.trace_id).map_err(|_| corrupt("trace id"))?,
+        span_id: row
+            .span_id
+            .map(|span| SpanId::parse_hex(&span))
+            .transpose()
+            .map_err(|_| corrupt("span id"))?,
+        name: row.name,
+        value,
+        comment: row.comment,
+        source: row.source,
+        created_at_unix_nano: row.created_at_ns,
+    })
+}
+
+pub async fn put_scores(client: &Client, project_id: &str, scores: &[Score]) -> StoreResult<()> {
+    let version = now_unix_nano();
+    let rows: Vec<ScoreRow> = scores
+        .iter()
+        .map(|score| row(project_id, score, version))
+        .collect();
+    super::metadata::insert(client, "scores", &rows).await
+}
+
+pub async fn delete_score(client: &Client, project_id: &str, id: &str) -> StoreResult<bool> {
+    let current: Option<ScoreRow> = client
+        .query(&score_by_id())
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional()
+        .await
+        .map_err(unavailable)?;
+    let Some(mut current) = current else {
+        return Ok(false);
+    };
+    current.version = now_unix_nano().max(current.version + 1);
+    current.deleted = 1;
+    super::metadata::insert(client, "scores", &[current]).await?;
+    Ok(true)
+}
+
+pub async fn scores_of_traces(
+    client: &Client,
+    project_id: &str,
+    trace_ids: &[TraceId],
+) -> StoreResult<Vec<Score>> {
+    if trace_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = trace_ids.iter().map(TraceId::to_hex).collect();
+    let rows: Vec<ScoreRow> = client
+        .query(&scores_of_trace_ids())
+        .bind(project_id)
+        .bind(&ids)
+        .fetch_all()
+        .await
+        .map_err(unavailable)?;
+    rows.into_iter().map(score).collect()
+}

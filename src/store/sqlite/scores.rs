@@ -1,0 +1,106 @@
+//! Scores on the embedded store: one row per score id, written in one transaction per request.
+
+use rusqlite::{Connection, params};
+
+use crate::model::score::{Score, ScoreValue};
+use crate::model::{SpanId, TraceId};
+use crate::store::{StoreError, StoreResult};
+
+/// Stores the scores, replacing those of the same ids; all or none.
+pub(super) fn put_scores(
+    connection: &mut Connection,
+    project_id: &str,
+    scores: &[Score],
+) -> StoreResult<()> {
+    let transaction = connection.transaction()?;
+    {
+        let mut statement = transaction.prepare_cached(
+            "INSERT OR REPLACE INTO scores (project_id, id, trace_id, span_id, name, data_type,
+                 number, label, comment, source, created_at_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for score in scores {
+            let (number, label) = match &score.value {
+                ScoreValue::Numeric(number) => (Some(*number), None),
+                ScoreValue::Boolean(flag) => (Some(f64::from(u8::from(*flag))), None),
+                ScoreValue::Categorical(label) => (None, Some(label.as_str())),
+            };
+            statement.execute(params![
+                project_id,
+                score.id,
+                score.trace_id.as_bytes(),
+                score.span_id.as_ref().map(SpanId::as_bytes),
+                score.name,
+                score.value.data_type(),
+                number,
+                label,
+                score.comment,
+                score.source,
+                score.created_at_unix_nano.min(i64::MAX as u64) as i64,
+            ])?;
+        }
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+pub(super) fn delete_score(
+    connection: &mut Connection,
+    project_id: &str,
+    id: &str,
+) -> StoreResult<bool> {
+    let deleted = connection.execute(
+        "DELETE FROM scores WHERE project_id = ?1 AND id = ?2",
+        params![project_id, id],
+    )?;
+    Ok(deleted > 0)
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("score: bad {what}"))
+}
+
+/// The scores of some traces, each trace's oldest first.
+pub(super) fn scores_of_traces(
+    connection: &Connection,
+    project_id: &str,
+    trace_ids: &[TraceId],
+) -> StoreResult<Vec<Score>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, trace_id, span_id, name, data_type, number, label, comment, source,
+                created_at_ns
+         FROM scores WHERE project_id = ?1 AND trace_id = ?2 ORDER BY created_at_ns, id",
+    )?;
+    let mut scores = Vec::new();
+    for trace_id in trace_ids {
+        let mut rows = statement.query(params![project_id, trace_id.as_bytes()])?;
+        while let Some(row) = rows.next()? {
+            let data_type: String = row.get(4)?;
+            let number: Option<f64> = row.get(5)?;
+            let value = match data_type.as_str() {
+                "numeric" => ScoreValue::Numeric(number.ok_or_else(|| corrupt("number"))?),
+                "boolean" => ScoreValue::Boolean(number.ok_or_else(|| corrupt("number"))? != 0.0),
+                "categorical" => {
+                    ScoreValue::Categorical(row.get::<_, Option<String>>(6)?.unwrap_or_default())
+                }
+                _ => return Err(corrupt("data type")),
+            };
+            let span_id: Option<Vec<u8>> = row.get(2)?;
+            scores.push(Score {
+                id: row.get(0)?,
+                trace_id: TraceId::from_bytes(&row.get::<_, Vec<u8>>(1)?)
+                    .map_err(|_| corrupt("trace id"))?,
+                span_id: span_id
+                    .map(|bytes| SpanId::from_bytes(&bytes))
+                    .transpose()
+                    .map_err(|_| corrupt("span id"))?,
+                name: row.get(3)?,
+                value,
+                comment: row.get(7)?,
+                source: row.get(8)?,
+                created_at_unix_nano: row.get::<_, i64>(9)? as u64,
+            });
+        }
+    }
+    Ok(scores)
+}
