@@ -155,6 +155,7 @@ async fn recomputed(server: &TestServer, token: &str, start: u64, end: u64) -> s
     serde_json::to_value(spanhouse::api::stats::stats_view(
         &query,
         &aggregate(&query, &traces),
+        &[],
     ))
     .unwrap()
 }

@@ -173,3 +173,54 @@ async fn read_tokens_never_score_and_projects_never_see_each_others() {
     assert_eq!(delete_score(&server, &admin, id).await, 404);
     assert_eq!(delete_score(&server, &other, id).await, 204);
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_each_scores_count_and_mean_per_bucket() {
+    const HOUR: u64 = 3_600_000_000_000;
+    let server = TestServer::start().await;
+    let admin = server.admin_token.clone();
+    let start = recent(0) / HOUR * HOUR - 2 * HOUR;
+    let spans = vec![
+        span(0x61, 1, None, "a", start + 60_000_000_000),
+        span(0x62, 1, None, "b", start + HOUR + 60_000_000_000),
+        span(0x63, 1, None, "outside", start + 3 * HOUR),
+    ];
+    let response = server
+        .post_protobuf("/v1/traces", &admin, &request("svc", spans))
+        .await;
+    assert_eq!(response.status(), 200);
+    server.settle(&admin).await;
+    let (status, _) = post_scores(
+        &server,
+        &admin,
+        json!({"scores": [
+            {"trace_id": hex_trace(0x61), "name": "thumbs", "value": true},
+            {"trace_id": hex_trace(0x61), "name": "quality", "value": 0.5},
+            {"trace_id": hex_trace(0x61), "name": "topic", "value": "weather"},
+            {"trace_id": hex_trace(0x62), "name": "thumbs", "value": false},
+            {"trace_id": hex_trace(0x62), "name": "quality", "value": 1.5},
+            {"trace_id": hex_trace(0x63), "name": "thumbs", "value": false},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let path = format!(
+        "/api/v1/stats?bucket=1h&start={}&end={}",
+        spanhouse::model::time::format_rfc3339(start),
+        spanhouse::model::time::format_rfc3339(start + 2 * HOUR)
+    );
+    let (status, stats) = server.get_json(&path, &admin).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        stats["totals"]["scores"],
+        json!({"thumbs": {"count": 2, "mean": 0.5}, "quality": {"count": 2, "mean": 1.0}})
+    );
+    assert_eq!(
+        stats["buckets"][0]["scores"],
+        json!({"thumbs": {"count": 1, "mean": 1.0}, "quality": {"count": 1, "mean": 0.5}})
+    );
+    assert_eq!(
+        stats["buckets"][1]["scores"],
+        json!({"thumbs": {"count": 1, "mean": 0.0}, "quality": {"count": 1, "mean": 1.5}})
+    );
+}

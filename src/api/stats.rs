@@ -1,5 +1,7 @@
 //! `GET /api/v1/stats`: the dashboard's time series of a project's traces.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -74,6 +76,42 @@ pub struct BucketView {
     /// The figures of its traces, in the bucket's own object.
     #[serde(flatten)]
     figures: FiguresView,
+    /// Per score name, the numeric and boolean scores of its traces.
+    scores: BTreeMap<String, ScoreMeanView>,
+}
+
+/// The scores of one name over a set of traces: how many, and their mean (true = 1).
+#[derive(Debug, Serialize, Default, Clone, Copy, PartialEq)]
+pub struct ScoreMeanView {
+    /// Scores counted.
+    count: u64,
+    /// Their mean.
+    mean: f64,
+}
+
+/// The figures of every trace of the window, and their scores.
+#[derive(Debug, Serialize)]
+pub struct TotalsView {
+    /// The figures, in the totals' own object.
+    #[serde(flatten)]
+    figures: FiguresView,
+    /// Per score name, the numeric and boolean scores of the window's traces.
+    scores: BTreeMap<String, ScoreMeanView>,
+}
+
+/// Counts and sums per score name, made means.
+fn score_means(sums: &BTreeMap<String, (u64, f64)>) -> BTreeMap<String, ScoreMeanView> {
+    sums.iter()
+        .map(|(name, (count, sum))| {
+            (
+                name.clone(),
+                ScoreMeanView {
+                    count: *count,
+                    mean: sum / *count as f64,
+                },
+            )
+        })
+        .collect()
 }
 
 /// One model and the figures of the traces that used it.
@@ -98,7 +136,7 @@ pub struct StatsView {
     /// Every bucket of the window, empty ones included, oldest first.
     buckets: Vec<BucketView>,
     /// The figures of every trace of the window.
-    totals: FiguresView,
+    totals: TotalsView,
     /// The figures per model, most traces first; a trace counts for every model it used,
     /// so the rows may add up to more than the totals.
     models: Vec<ModelView>,
@@ -151,11 +189,39 @@ pub async fn stats(
         .store
         .trace_stats(&principal.project.id, &query)
         .await?;
-    Ok(Json(stats_view(&query, &stats)))
+    let scores = state
+        .store
+        .score_values(
+            &principal.project.id,
+            query.start_unix_nano,
+            query.end_unix_nano,
+        )
+        .await?;
+    Ok(Json(stats_view(&query, &stats, &scores)))
 }
 
 /// The answer for a window's figures: every bucket listed, empty ones with zeros.
-pub fn stats_view(query: &StatsQuery, stats: &TraceStats) -> StatsView {
+/// `scores`: (trace timestamp, score name, value) of the window's numeric and boolean scores.
+pub fn stats_view(
+    query: &StatsQuery,
+    stats: &TraceStats,
+    scores: &[(u64, String, f64)],
+) -> StatsView {
+    let mut bucket_sums: BTreeMap<u64, BTreeMap<String, (u64, f64)>> = BTreeMap::new();
+    let mut total_sums: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for (timestamp, name, value) in scores {
+        if *timestamp < query.start_unix_nano || *timestamp >= query.end_unix_nano {
+            continue;
+        }
+        for sums in [
+            bucket_sums.entry(query.bucket_of(*timestamp)).or_default(),
+            &mut total_sums,
+        ] {
+            let entry = sums.entry(name.clone()).or_default();
+            entry.0 += 1;
+            entry.1 += value;
+        }
+    }
     let count = (query.end_unix_nano - query.start_unix_nano) / query.bucket_nanos;
     let mut filled = stats.buckets.iter().peekable();
     let empty = StatsFigures::default();
@@ -170,6 +236,7 @@ pub fn stats_view(query: &StatsQuery, stats: &TraceStats) -> StatsView {
             BucketView {
                 start: format_rfc3339(query.start_unix_nano + index * query.bucket_nanos),
                 figures: figures.into(),
+                scores: bucket_sums.get(&index).map(score_means).unwrap_or_default(),
             }
         })
         .collect();
@@ -178,7 +245,10 @@ pub fn stats_view(query: &StatsQuery, stats: &TraceStats) -> StatsView {
         end: format_rfc3339(query.end_unix_nano),
         bucket_seconds: query.bucket_nanos / 1_000_000_000,
         buckets,
-        totals: (&stats.totals).into(),
+        totals: TotalsView {
+            figures: (&stats.totals).into(),
+            scores: score_means(&total_sums),
+        },
         models: stats
             .models
             .iter()

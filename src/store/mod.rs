@@ -242,6 +242,15 @@ pub trait SpanStore: Send + Sync + 'static {
     /// Deletes a score of the project; `false` when it has none of that id.
     async fn delete_score(&self, project_id: &str, id: &str) -> StoreResult<bool>;
 
+    /// The numeric and boolean (1 or 0) scores of the project's traces whose timestamp lies
+    /// in `[start, end)`: (the trace's timestamp, the score's name, its value), any order.
+    async fn score_values(
+        &self,
+        project_id: &str,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> StoreResult<Vec<(u64, String, f64)>>;
+
     /// The scores of some traces of the project, each trace's oldest first.
     async fn scores_of_traces(
         &self,

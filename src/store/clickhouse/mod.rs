@@ -287,6 +287,15 @@ impl SpanStore for ClickHouseStore {
         scores::delete_score(&self.client, project_id, id).await
     }
 
+    async fn score_values(
+        &self,
+        project_id: &str,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> StoreResult<Vec<(u64, String, f64)>> {
+        scores::score_values(&self.client, project_id, start_unix_nano, end_unix_nano).await
+    }
+
     async fn scores_of_traces(
         &self,
         project_id: &str,

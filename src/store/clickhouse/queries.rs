@@ -172,6 +172,11 @@ pub fn sample_queries() -> Vec<(String, String)> {
             vec!["'p'", "'s'"],
         ),
         (
+            "score_values",
+            super::scores::SCORE_VALUES.to_owned(),
+            vec!["'p'", "0", "10", "'p'"],
+        ),
+        (
             "scores_of_trace_ids",
             super::scores::scores_of_trace_ids(),
             vec!["'p'", "['t']"],

@@ -42,6 +42,16 @@ pub fn score_by_id() -> String {
     format!("SELECT {COLUMNS} FROM scores FINAL WHERE project_id = ? AND id = ? AND deleted = 0")
 }
 
+/// The numeric and boolean scores of the traces of a window, with the trace's timestamp: the
+/// project's scores (few beside its traces) joined to the window's trace rows. Placeholders:
+/// project id, window start, window end, project id.
+pub const SCORE_VALUES: &str = "SELECT timestamp_ns, name, value FROM \
+    (SELECT trace_id, timestamp_ns FROM traces FINAL \
+     WHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ? AND deleted = 0) AS t \
+    ALL INNER JOIN \
+    (SELECT trace_id, name, assumeNotNull(number) AS value FROM scores FINAL \
+     WHERE project_id = ? AND deleted = 0 AND isNotNull(number)) AS s USING trace_id";
+
 /// The scores of some traces. Placeholders: project id, trace ids (an array).
 pub fn scores_of_trace_ids() -> String {
     format!(
@@ -141,4 +151,21 @@ pub async fn scores_of_traces(
         .await
         .map_err(unavailable)?;
     rows.into_iter().map(score).collect()
+}
+
+pub async fn score_values(
+    client: &Client,
+    project_id: &str,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+) -> StoreResult<Vec<(u64, String, f64)>> {
+    client
+        .query(SCORE_VALUES)
+        .bind(project_id)
+        .bind(start_unix_nano)
+        .bind(end_unix_nano)
+        .bind(project_id)
+        .fetch_all()
+        .await
+        .map_err(unavailable)
 }

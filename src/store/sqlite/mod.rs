@@ -323,6 +323,19 @@ impl SpanStore for SqliteStore {
             .await
     }
 
+    async fn score_values(
+        &self,
+        project_id: &str,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> StoreResult<Vec<(u64, String, f64)>> {
+        let project_id = project_id.to_owned();
+        self.with_reader(move |connection| {
+            scores::score_values(connection, &project_id, start_unix_nano, end_unix_nano)
+        })
+        .await
+    }
+
     async fn scores_of_traces(
         &self,
         project_id: &str,

@@ -104,3 +104,28 @@ pub(super) fn scores_of_traces(
     }
     Ok(scores)
 }
+
+/// See [`crate::store::SpanStore::score_values`].
+pub(super) fn score_values(
+    connection: &Connection,
+    project_id: &str,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+) -> StoreResult<Vec<(u64, String, f64)>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT traces.timestamp_ns, scores.name, scores.number
+         FROM scores JOIN traces
+           ON traces.project_id = scores.project_id AND traces.trace_id = scores.trace_id
+         WHERE scores.project_id = ?1 AND scores.number IS NOT NULL
+           AND traces.timestamp_ns >= ?2 AND traces.timestamp_ns < ?3",
+    )?;
+    let rows = statement.query_map(
+        params![
+            project_id,
+            start_unix_nano.min(i64::MAX as u64) as i64,
+            end_unix_nano.min(i64::MAX as u64) as i64
+        ],
+        |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?)),
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
