@@ -224,7 +224,8 @@ async fn migrating_builds_the_rollup_of_stored_traces() {
     let connection = Connection::open(directory.path().join("spanhouse.db")).unwrap();
     connection
         .execute_batch(&format!(
-            "DROP TABLE trace_rollup; DROP INDEX traces_by_status; PRAGMA user_version = {};",
+            "DROP TABLE trace_rollup; DROP INDEX traces_by_status; DROP TABLE scores; \
+             PRAGMA user_version = {};",
             super::schema::ROLLUP_MIGRATION
         ))
         .unwrap();
