@@ -172,9 +172,14 @@ pub fn sample_queries() -> Vec<(String, String)> {
             vec!["'p'", "'s'"],
         ),
         (
-            "score_values",
-            super::scores::SCORE_VALUES.to_owned(),
-            vec!["'p'", "0", "10", "'p'"],
+            "numeric_scores",
+            super::scores::NUMERIC_SCORES.to_owned(),
+            vec!["'p'"],
+        ),
+        (
+            "timestamps_of_traces",
+            super::scores::TIMESTAMPS_OF_TRACES.to_owned(),
+            vec!["'p'", "['t']"],
         ),
         (
             "scores_of_trace_ids",

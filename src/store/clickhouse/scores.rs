@@ -42,15 +42,14 @@ pub fn score_by_id() -> String {
     format!("SELECT {COLUMNS} FROM scores FINAL WHERE project_id = ? AND id = ? AND deleted = 0")
 }
 
-/// The numeric and boolean scores of the traces of a window, with the trace's timestamp: the
-/// project's scores (few beside its traces) joined to the window's trace rows. Placeholders:
-/// project id, window start, window end, project id.
-pub const SCORE_VALUES: &str = "SELECT timestamp_ns, name, value FROM \
-    (SELECT trace_id, timestamp_ns FROM traces FINAL \
-     WHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ? AND deleted = 0) AS t \
-    ALL INNER JOIN \
-    (SELECT trace_id, name, assumeNotNull(number) AS value FROM scores FINAL \
-     WHERE project_id = ? AND deleted = 0 AND isNotNull(number)) AS s USING trace_id";
+/// The project's numeric and boolean scores. Placeholders: project id.
+pub const NUMERIC_SCORES: &str = "SELECT trace_id, name, assumeNotNull(number) AS value \
+    FROM scores FINAL WHERE project_id = ? AND deleted = 0 AND isNotNull(number)";
+
+/// Where some traces are in time (their rows' timestamps). Placeholders: project id, trace ids
+/// (an array).
+pub const TIMESTAMPS_OF_TRACES: &str = "SELECT trace_id, timestamp_ns FROM trace_index FINAL \
+    WHERE project_id = ? AND trace_id IN (SELECT arrayJoin(?))";
 
 /// The scores of some traces. Placeholders: project id, trace ids (an array).
 pub fn scores_of_trace_ids() -> String {
@@ -153,19 +152,41 @@ pub async fn scores_of_traces(
     rows.into_iter().map(score).collect()
 }
 
+/// The project's scores (few beside its traces) first, then their traces' timestamps by id:
+/// a dashboard of a project without scores costs one small query, whatever its traces.
 pub async fn score_values(
     client: &Client,
     project_id: &str,
     start_unix_nano: u64,
     end_unix_nano: u64,
 ) -> StoreResult<Vec<(u64, String, f64)>> {
-    client
-        .query(SCORE_VALUES)
-        .bind(project_id)
-        .bind(start_unix_nano)
-        .bind(end_unix_nano)
+    let scores: Vec<(String, String, f64)> = client
+        .query(NUMERIC_SCORES)
         .bind(project_id)
         .fetch_all()
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+    let mut trace_ids: Vec<&str> = scores.iter().map(|(trace, _, _)| trace.as_str()).collect();
+    trace_ids.sort_unstable();
+    trace_ids.dedup();
+    let mut timestamps = std::collections::HashMap::new();
+    for chunk in trace_ids.chunks(super::trace_rows::TRACE_IDS_PER_QUERY) {
+        let rows: Vec<(String, u64)> = client
+            .query(TIMESTAMPS_OF_TRACES)
+            .bind(project_id)
+            .bind(chunk)
+            .fetch_all()
+            .await
+            .map_err(unavailable)?;
+        timestamps.extend(rows);
+    }
+    Ok(scores
+        .into_iter()
+        .filter_map(|(trace, name, value)| {
+            let timestamp = *timestamps.get(&trace)?;
+            (start_unix_nano..end_unix_nano)
+                .contains(&timestamp)
+                .then_some((timestamp, name, value))
+        })
+        .collect())
 }
