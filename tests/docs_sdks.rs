@@ -20,6 +20,8 @@ fn project_root() -> &'static Path {
 const PYTHON_SNIPPET: &str = "docs/snippets/python_quickstart.py";
 const NODE_SNIPPET: &str = "docs/snippets/node_quickstart.mjs";
 const RUST_EXAMPLE: &str = "spanhouse-otel/examples/quickstart.rs";
+const PYTHON_FEEDBACK: &str = "docs/snippets/python_feedback.py";
+const NODE_FEEDBACK: &str = "docs/snippets/node_feedback.mjs";
 
 fn read(relative: &str) -> String {
     std::fs::read_to_string(project_root().join(relative))
@@ -33,6 +35,8 @@ fn the_doc_shows_each_snippet_file_word_for_word() {
         (PYTHON_SNIPPET, "python"),
         (NODE_SNIPPET, "js"),
         (RUST_EXAMPLE, "rust"),
+        (PYTHON_FEEDBACK, "python"),
+        (NODE_FEEDBACK, "js"),
     ] {
         let block = format!("```{language}\n{}```\n", read(file));
         assert!(
@@ -159,5 +163,53 @@ async fn the_rust_example_sends_only_its_sampled_interaction() {
     let stdout = run_snippet(&server, command).await;
     let sampled = stdout.trim().rsplit("trace ").next().unwrap().to_owned();
     assert_only_the_sampled_interaction_arrived(&server, &sampled, None).await;
+    server.stop().await;
+}
+
+/// Stores one trace, runs a feedback snippet on its id, and checks the score it printed the id
+/// of is on the trace as the snippet gave it.
+async fn assert_feedback_is_scored(server: &TestServer, mut command: Command, trace: u8) {
+    let response = server
+        .post_protobuf(
+            "/v1/traces",
+            &server.admin_token,
+            &common::request(
+                "app",
+                vec![common::span(trace, 1, None, "answer", common::recent(30))],
+            ),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    server.settle(&server.admin_token).await;
+    command.arg(common::hex_trace(trace));
+    let id = run_snippet(server, command).await.trim().to_owned();
+    let (status, body) = server
+        .get_json(
+            &format!("/api/v1/traces/{}", common::hex_trace(trace)),
+            &server.admin_token,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["trace"]["scores"]["user_feedback"], false, "{body}");
+    let score = &body["scores"][0];
+    assert_eq!(score["id"], id.as_str());
+    assert_eq!(score["comment"], "wrong city");
+    assert_eq!(score["source"], "app");
+}
+
+#[tokio::test]
+async fn the_feedback_snippets_score_a_trace() {
+    let server = TestServer::start().await;
+    let python = std::env::var_os("SPANHOUSE_E2E_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join(".e2e/venv/bin/python"));
+    if let Some(python) = require(python.exists().then_some(python), "Python") {
+        let mut command = Command::new(python);
+        command.arg(project_root().join(PYTHON_FEEDBACK));
+        assert_feedback_is_scored(&server, command, 0x71).await;
+    }
+    let mut command = Command::new("node");
+    command.arg(project_root().join(NODE_FEEDBACK));
+    assert_feedback_is_scored(&server, command, 0x72).await;
     server.stop().await;
 }
