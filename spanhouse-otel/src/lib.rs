@@ -8,6 +8,7 @@
 //! - [`ExporterBuilder`] (`exporter`) — an OTLP span exporter pointed at spanhouse, over
 //!   http/protobuf or gRPC, with the token and project headers.
 //! - [`tracer_provider_builder`] — an SDK provider builder with the sampler and processor set.
+//! - [`ScoreClient`] (`score`) — sends scores (user feedback, grades, labels) of traces.
 //!
 //! The path of a span: [`interaction`] puts `spanhouse.sample=true` (and `gentrace.sample`) in
 //! the baggage of its scope and starts a span → the sampler keeps it (and every child, since
@@ -20,11 +21,13 @@ pub mod interaction;
 pub mod keys;
 pub mod processor;
 pub mod sampler;
+pub mod score;
 
 pub use exporter::{ExporterBuilder, ExporterError, Transport};
 pub use interaction::{Interaction, interaction, interaction_async};
 pub use processor::BaggageSpanProcessor;
 pub use sampler::SpanhouseSampler;
+pub use score::{Score, ScoreClient, ScoreError, ScoreValue};
 
 /// An SDK tracer provider builder with [`SpanhouseSampler::default`] and
 /// [`BaggageSpanProcessor::default`] in place; add an exporter and build:
