@@ -38,10 +38,11 @@ pub struct FiguresView {
     errors: u64,
     /// `errors / traces`; 0 without traces.
     error_rate: f64,
-    /// Median of the traces' `duration_ms`, in milliseconds (nearest rank); `None` without
+    /// Median of the traces' `duration_ms`, in milliseconds (nearest rank, within 1 %); `None` without
     /// traces.
     p50_duration_ms: Option<f64>,
-    /// 95th percentile of the traces' `duration_ms`, in milliseconds (nearest rank); `None`
+    /// 95th percentile of the traces' `duration_ms`, in milliseconds (nearest rank, within
+    /// 1 %); `None`
     /// without traces.
     p95_duration_ms: Option<f64>,
     /// Sum of the traces' `total_token_count`, in tokens.

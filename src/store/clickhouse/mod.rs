@@ -1,6 +1,6 @@
 //! The ClickHouse backend: any number of stateless spanhouse servers in front of one ClickHouse
 //! (or cluster). Spans go to a durable local spool first (`spool`), then to ClickHouse in large
-//! batches (`deliver`); TraceRecords are computed by aggregation in ClickHouse (`queries`);
+//! batches (`deliver`); TraceRecords are kept in a read model at delivery (`trace_rows`);
 //! projects, tokens, settings and counters live in ClickHouse, so every server sees them.
 
 mod deliver;

@@ -1,5 +1,5 @@
 //! The read path: pages of TraceRecords from the `traces` table (the keys of the page first,
-//! then its rows), a trace by id aggregated from its spans, and the spans of a trace.
+//! then its rows), and a trace by id: its spans, and its record computed from them.
 
 use std::collections::BTreeMap;
 
@@ -7,9 +7,8 @@ use clickhouse::Client;
 
 use super::queries::{ListFilters, spans_of_trace, trace_keys, traces_by_keys};
 use super::rows::{SpanRow, TraceRow};
-use super::trace_compute::trace_row;
 use super::unavailable;
-use crate::model::{StatusCode, TraceId, TraceRecord};
+use crate::model::{SpanDigest, StatusCode, TraceId, TraceRecord};
 use crate::store::{StoreError, StoreResult, StoredSpan, TraceCursor, TracePage, TraceQuery};
 
 fn record(project_id: &str, row: TraceRow) -> TraceRecord {
@@ -164,7 +163,8 @@ pub async fn get_trace(
     if rows.is_empty() {
         return Ok(None);
     }
-    let row = trace_row(project_id, &trace_hex, &rows.iter().collect::<Vec<_>>())?;
+    // Each body is decompressed once: the record is computed from the decoded spans, as the
+    // embedded store computes it.
     let spans = rows
         .iter()
         .map(|row| {
@@ -172,5 +172,10 @@ pub async fn get_trace(
             Ok(StoredSpan { span, semantics })
         })
         .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Some((record(project_id, row), spans)))
+    let digests: Vec<SpanDigest> = spans
+        .iter()
+        .map(|stored| SpanDigest::of(&stored.span, &stored.semantics))
+        .collect();
+    let record = TraceRecord::compute(project_id, trace_id, &digests);
+    Ok(Some((record, spans)))
 }

@@ -228,7 +228,7 @@ pub struct ContentEventRow {
     pub fingerprint: String,
 }
 
-/// A TraceRecord in the `traces` table (and as the aggregation of `queries` computes it), or a
+/// A TraceRecord in the `traces` table (as `trace_compute` computes it), or a
 /// tombstone (`deleted` 1) hiding a version stored under an earlier timestamp.
 #[derive(Debug, Clone, Default, Row, Serialize, Deserialize, PartialEq)]
 pub struct TraceRow {

@@ -294,7 +294,7 @@ fn table_statements(table: &Table, dialect: Dialect, options: &SchemaOptions) ->
     statements
 }
 
-/// The columns of a stored TraceRecord, named as the aggregation of `queries` names them.
+/// The columns of a stored TraceRecord (`rows::TraceRow`).
 const TRACE_COLUMNS: &str = "
     project_id String,
     trace_id String,

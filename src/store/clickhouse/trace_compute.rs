@@ -45,7 +45,7 @@ fn digest(row: &SpanRow) -> Result<SpanDigest, StoreError> {
 }
 
 /// The row of one trace from all its spans (duplicates allowed: the newest version of a span
-/// counts). Its `version` is the newest span version, as the aggregation gives it.
+/// counts). Its `version` is the newest span version (`trace_rows` makes it the row's version).
 pub fn trace_row(
     project_id: &str,
     trace_id: &str,

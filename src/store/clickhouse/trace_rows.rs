@@ -84,7 +84,7 @@ pub struct Changes {
     pub rollup: RollupDeltas,
 }
 
-/// Decides what to store for freshly aggregated rows, given the index entries stored before.
+/// Decides what to store for freshly computed rows, given the index entries stored before.
 pub fn changes(rows: Vec<TraceRow>, previous: &HashMap<String, TraceIndexRow>) -> Changes {
     let mut changes = Changes::default();
     for mut row in rows {
@@ -149,7 +149,7 @@ where
 /// Brings the read model of some traces of a project up to date with their stored spans.
 /// `in_hand` holds the spans of the traces a delivery just inserted: a trace the index does not
 /// know yet has its row computed from them; every other trace (and those of `stored_only`) is
-/// aggregated from all its stored spans.
+/// computed from all its stored spans, read back.
 pub async fn refresh(
     client: &Client,
     project_id: &str,
