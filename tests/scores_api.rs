@@ -7,15 +7,7 @@ use common::*;
 use serde_json::{Value, json};
 
 async fn post_scores(server: &TestServer, token: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(server.url("/api/v1/scores"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    server.post_json("/api/v1/scores", token, body).await
 }
 
 async fn delete_score(server: &TestServer, token: &str, id: &str) -> u16 {

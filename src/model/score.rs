@@ -42,6 +42,29 @@ impl ScoreValue {
         }
     }
 
+    /// The value as the stores keep it: a number (booleans as 1 and 0) or a label.
+    pub fn to_columns(&self) -> (Option<f64>, Option<&str>) {
+        match self {
+            Self::Numeric(number) => (Some(*number), None),
+            Self::Boolean(flag) => (Some(f64::from(u8::from(*flag))), None),
+            Self::Categorical(label) => (None, Some(label)),
+        }
+    }
+
+    /// The value of a stored `data_type`, number and label; `None` when they do not fit.
+    pub fn from_columns(
+        data_type: &str,
+        number: Option<f64>,
+        label: Option<String>,
+    ) -> Option<Self> {
+        match data_type {
+            "numeric" => number.map(Self::Numeric),
+            "boolean" => number.map(|number| Self::Boolean(number != 0.0)),
+            "categorical" => Some(Self::Categorical(label.unwrap_or_default())),
+            _ => None,
+        }
+    }
+
     /// The value a mean counts: numbers as they are, booleans as 1 and 0, labels not at all.
     pub fn as_number(&self) -> Option<f64> {
         match self {

@@ -288,19 +288,18 @@ impl TestServer {
         token: &str,
         body: serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let response = self
-            .client
-            .put(self.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        let request = self.client.put(self.url(path)).bearer_auth(token);
+        send_json(request, Some(body)).await
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let request = self.client.post(self.url(path)).bearer_auth(token);
+        send_json(request, Some(body)).await
     }
 
     pub async fn stop(mut self) {

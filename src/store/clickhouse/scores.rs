@@ -61,11 +61,7 @@ pub fn scores_of_trace_ids() -> String {
 }
 
 fn row(project_id: &str, score: &Score, version: u64) -> ScoreRow {
-    let (number, label) = match &score.value {
-        ScoreValue::Numeric(number) => (Some(*number), None),
-        ScoreValue::Boolean(flag) => (Some(f64::from(u8::from(*flag))), None),
-        ScoreValue::Categorical(label) => (None, Some(label.clone())),
-    };
+    let (number, label) = score.value.to_columns();
     ScoreRow {
         project_id: project_id.to_owned(),
         id: score.id.clone(),
@@ -74,7 +70,7 @@ fn row(project_id: &str, score: &Score, version: u64) -> ScoreRow {
         name: score.name.clone(),
         data_type: score.value.data_type().to_owned(),
         number,
-        label,
+        label: label.map(str::to_owned),
         comment: score.comment.clone(),
         source: score.source.clone(),
         created_at_ns: score.created_at_unix_nano,
@@ -85,12 +81,8 @@ fn row(project_id: &str, score: &Score, version: u64) -> ScoreRow {
 
 fn score(row: ScoreRow) -> StoreResult<Score> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("score: bad {what}"));
-    let value = match row.data_type.as_str() {
-        "numeric" => ScoreValue::Numeric(row.number.ok_or_else(|| corrupt("number"))?),
-        "boolean" => ScoreValue::Boolean(row.number.ok_or_else(|| corrupt("number"))? != 0.0),
-        "categorical" => ScoreValue::Categorical(row.label.unwrap_or_default()),
-        _ => return Err(corrupt("data type")),
-    };
+    let value = ScoreValue::from_columns(&row.data_type, row.number, row.label)
+        .ok_or_else(|| corrupt("value"))?;
     Ok(Score {
         id: row.id,
         trace_id: TraceId::parse_hex(&row.trace_id).map_err(|_| corrupt("trace id"))?,

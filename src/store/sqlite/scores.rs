@@ -20,11 +20,7 @@ pub(super) fn put_scores(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         for score in scores {
-            let (number, label) = match &score.value {
-                ScoreValue::Numeric(number) => (Some(*number), None),
-                ScoreValue::Boolean(flag) => (Some(f64::from(u8::from(*flag))), None),
-                ScoreValue::Categorical(label) => (None, Some(label.as_str())),
-            };
+            let (number, label) = score.value.to_columns();
             statement.execute(params![
                 project_id,
                 score.id,
@@ -76,15 +72,8 @@ pub(super) fn scores_of_traces(
         let mut rows = statement.query(params![project_id, trace_id.as_bytes()])?;
         while let Some(row) = rows.next()? {
             let data_type: String = row.get(4)?;
-            let number: Option<f64> = row.get(5)?;
-            let value = match data_type.as_str() {
-                "numeric" => ScoreValue::Numeric(number.ok_or_else(|| corrupt("number"))?),
-                "boolean" => ScoreValue::Boolean(number.ok_or_else(|| corrupt("number"))? != 0.0),
-                "categorical" => {
-                    ScoreValue::Categorical(row.get::<_, Option<String>>(6)?.unwrap_or_default())
-                }
-                _ => return Err(corrupt("data type")),
-            };
+            let value = ScoreValue::from_columns(&data_type, row.get(5)?, row.get(6)?)
+                .ok_or_else(|| corrupt("value"))?;
             let span_id: Option<Vec<u8>> = row.get(2)?;
             scores.push(Score {
                 id: row.get(0)?,
