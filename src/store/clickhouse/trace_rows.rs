@@ -79,8 +79,11 @@ fn index_entry(row: &TraceRow) -> TraceIndexRow {
 /// The changes of one refresh: rows to store, index entries, rollup deltas.
 #[derive(Default)]
 pub struct Changes {
+    /// New rows for `traces`, and tombstones at the old place of rows whose timestamp moved.
     pub traces: Vec<TraceRow>,
+    /// The new rows' entries for `trace_index`.
     pub index: Vec<TraceIndexRow>,
+    /// What `trace_rollup` gains and loses.
     pub rollup: RollupDeltas,
 }
 
