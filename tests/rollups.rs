@@ -151,6 +151,7 @@ async fn recomputed(server: &TestServer, token: &str, start: u64, end: u64) -> s
         start_unix_nano: start,
         end_unix_nano: end,
         bucket_nanos: MINUTE,
+        filter: None,
     };
     serde_json::to_value(spanhouse::api::stats::stats_view(
         &query,

@@ -2,6 +2,7 @@
 //! OTLP/HTTP receivers (`receiver::http`, given to [`app`]).
 
 mod control;
+mod filters;
 mod query;
 mod scores;
 pub mod session;
@@ -67,6 +68,8 @@ fn api_routes(state: AppState) -> Router {
         )
         .route("/api/v1/ingestion", get(control::ingestion))
         .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/spans", get(filters::list_spans))
+        .route("/api/v1/filter/keys", get(filters::keys))
         .route("/api/v1/scores", post(scores::create))
         .route("/api/v1/scores/{score_id}", delete(scores::remove))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))

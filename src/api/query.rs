@@ -7,6 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
+use super::filters::trace_filter_param;
 use super::scores::{ScoreView, with_scores};
 use super::views::{SpanView, TraceListView, TraceView};
 use super::{ApiError, AppState, authenticate};
@@ -31,6 +32,7 @@ pub struct TraceListParams {
     user_id: Option<String>,
     pipeline_id: Option<String>,
     model: Option<String>,
+    filter: Option<String>,
 }
 
 /// `GET /api/v1/traces`
@@ -85,7 +87,7 @@ pub async fn get_trace(
     }))
 }
 
-fn non_empty(value: Option<String>) -> Option<String> {
+pub(super) fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|value| !value.is_empty())
 }
 
@@ -112,23 +114,8 @@ pub(super) fn timestamp_param(name: &str, value: Option<String>) -> Result<Optio
 }
 
 fn trace_query(params: TraceListParams) -> Result<TraceQuery, ApiError> {
-    let end = timestamp_param("end", params.end)?.unwrap_or_else(|| now_unix_nano() + 1);
-    let start =
-        timestamp_param("start", params.start)?.unwrap_or(end.saturating_sub(DEFAULT_WINDOW_NANOS));
-    if start > end {
-        return Err(ApiError::bad_request("start must not be after end"));
-    }
-    let limit = match non_empty(params.limit) {
-        None => DEFAULT_LIMIT,
-        Some(text) => match text.parse::<usize>() {
-            Ok(0) | Err(_) => {
-                return Err(ApiError::bad_request(format!(
-                    "limit must be a whole number from 1 to {MAX_LIMIT}, got {text:?}"
-                )));
-            }
-            Ok(limit) => limit.min(MAX_LIMIT),
-        },
-    };
+    let (start, end) = window_params(params.start, params.end)?;
+    let limit = limit_param(params.limit)?;
     let status = non_empty(params.status);
     if let Some(status) = &status
         && !matches!(status.as_str(), "ok" | "error" | "unset")
@@ -150,7 +137,35 @@ fn trace_query(params: TraceListParams) -> Result<TraceQuery, ApiError> {
         user_id: non_empty(params.user_id),
         pipeline_id: non_empty(params.pipeline_id),
         model: non_empty(params.model),
+        filter: trace_filter_param(params.filter)?,
     })
+}
+
+/// The `limit` parameter: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
+pub(super) fn limit_param(value: Option<String>) -> Result<usize, ApiError> {
+    match non_empty(value) {
+        None => Ok(DEFAULT_LIMIT),
+        Some(text) => match text.parse::<usize>() {
+            Ok(0) | Err(_) => Err(ApiError::bad_request(format!(
+                "limit must be a whole number from 1 to {MAX_LIMIT}, got {text:?}"
+            ))),
+            Ok(limit) => Ok(limit.min(MAX_LIMIT)),
+        },
+    }
+}
+
+/// The window of `start` and `end`: by default the last 24 hours.
+pub(super) fn window_params(
+    start: Option<String>,
+    end: Option<String>,
+) -> Result<(u64, u64), ApiError> {
+    let end = timestamp_param("end", end)?.unwrap_or_else(|| now_unix_nano() + 1);
+    let start =
+        timestamp_param("start", start)?.unwrap_or(end.saturating_sub(DEFAULT_WINDOW_NANOS));
+    if start > end {
+        return Err(ApiError::bad_request("start must not be after end"));
+    }
+    Ok((start, end))
 }
 
 fn encode_cursor(cursor: &TraceCursor) -> String {
@@ -259,6 +274,7 @@ mod tests {
             user_id: None,
             pipeline_id: None,
             model: None,
+            filter: None,
         }
     }
 

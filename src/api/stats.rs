@@ -27,6 +27,7 @@ pub struct StatsParams {
     start: Option<String>,
     end: Option<String>,
     bucket: Option<String>,
+    filter: Option<String>,
 }
 
 /// The figures of a set of traces as the API shows them.
@@ -175,6 +176,7 @@ fn stats_query(params: StatsParams) -> Result<StatsQuery, ApiError> {
         start_unix_nano: aligned_start,
         end_unix_nano: aligned_end,
         bucket_nanos: width,
+        filter: super::filters::trace_filter_param(params.filter)?,
     })
 }
 
@@ -272,6 +274,7 @@ mod tests {
             start: Some(start.into()),
             end: Some(end.into()),
             bucket: Some(bucket.into()),
+            filter: None,
         }
     }
 
@@ -338,6 +341,7 @@ mod tests {
                 start: Some(format_rfc3339(start)),
                 end: Some(format_rfc3339(end)),
                 bucket: Some(bucket),
+                filter: None,
             });
             check(query)?;
         }
@@ -348,8 +352,9 @@ mod tests {
             start in proptest::option::of(any::<String>()),
             end in proptest::option::of(any::<String>()),
             bucket in proptest::option::of(any::<String>()),
+            filter in proptest::option::of(any::<String>()),
         ) {
-            check(stats_query(StatsParams { start, end, bucket }))?;
+            check(stats_query(StatsParams { start, end, bucket, filter }))?;
         }
     }
 

@@ -83,6 +83,8 @@ fn evaluate<'a>(expr: &'a Expr, span: &'a Span) -> Value<'a> {
             };
             Value::Bool(regex.is_match(&text))
         }
+        // Not a function of the span context: the parser refuses it there.
+        Expr::Call(Call::HasTag(_)) => Value::Bool(false),
         Expr::Call(Call::IsType(value, check)) => {
             let value = evaluate(value, span);
             Value::Bool(matches!(

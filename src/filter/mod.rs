@@ -19,7 +19,11 @@ mod parser;
 
 use std::fmt;
 
-pub use parser::Condition;
+pub mod query;
+
+pub use parser::{
+    Call, Comparator, Condition, Expr, Literal, PathContext, PathShape, SpanPaths, TypeCheck,
+};
 
 /// Longest condition accepted, in characters.
 pub const MAX_CONDITION_LENGTH: usize = 4096;
@@ -39,8 +43,13 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parses and compiles a condition.
+/// Parses and compiles a condition over spans at ingest.
 pub fn parse(text: &str) -> Result<Condition, ParseError> {
+    parse_in(&SpanPaths, text)
+}
+
+/// Parses a condition whose paths `context` resolves.
+pub fn parse_in<C: PathContext>(context: &C, text: &str) -> Result<Condition<C::Path>, ParseError> {
     if text.chars().count() > MAX_CONDITION_LENGTH {
         return Err(ParseError {
             column: MAX_CONDITION_LENGTH,
@@ -48,7 +57,7 @@ pub fn parse(text: &str) -> Result<Condition, ParseError> {
         });
     }
     let tokens = lexer::tokenize(text)?;
-    parser::Parser::new(tokens, text.chars().count()).parse()
+    parser::Parser::new(context, tokens, text.chars().count()).parse()
 }
 
 #[cfg(test)]

@@ -17,15 +17,16 @@ use super::lexer::{Spanned, Token};
 /// Deepest nesting of parentheses, `not` and calls accepted.
 const MAX_DEPTH: usize = 64;
 
-/// A compiled condition.
+/// A compiled condition over paths of type `P`: span paths at ingest ([`Path`]), trace or span
+/// fields in queries (`filter::query`).
 #[derive(Debug, Clone)]
-pub enum Condition {
-    Or(Vec<Condition>),
-    And(Vec<Condition>),
-    Not(Box<Condition>),
-    Compare(Expr, Comparator, Expr),
+pub enum Condition<P = Path> {
+    Or(Vec<Condition<P>>),
+    And(Vec<Condition<P>>),
+    Not(Box<Condition<P>>),
+    Compare(Expr<P>, Comparator, Expr<P>),
     /// A value used as a condition: true only when it is the boolean `true`.
-    Truthy(Expr),
+    Truthy(Expr<P>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +49,10 @@ pub enum Literal {
 }
 
 #[derive(Debug, Clone)]
-pub enum Expr {
+pub enum Expr<P = Path> {
     Literal(Literal),
-    Path(Path),
-    Call(Call),
+    Path(P),
+    Call(Call<P>),
 }
 
 /// What a path reads from a span; `keys` index into map values.
@@ -75,9 +76,140 @@ pub enum Path {
 }
 
 #[derive(Debug, Clone)]
-pub enum Call {
-    IsMatch(Box<Expr>, Regex),
-    IsType(Box<Expr>, TypeCheck),
+pub enum Call<P = Path> {
+    IsMatch(Box<Expr<P>>, Regex),
+    IsType(Box<Expr<P>>, TypeCheck),
+    /// `HasTag("x")`: only where the context allows it ([`PathContext::has_tag`]).
+    HasTag(String),
+}
+
+/// Where a condition is evaluated: what its paths name, and which functions it offers.
+pub trait PathContext {
+    type Path: Clone + std::fmt::Debug;
+
+    /// The path of `segments` (`span.` already removed where the context allows it) indexed by
+    /// `keys`, or why there is none; `column` is where the path starts.
+    fn resolve(
+        &self,
+        segments: &[String],
+        keys: Vec<String>,
+        column: usize,
+    ) -> Result<Self::Path, ParseError>;
+
+    /// Whether `HasTag("x")` is a function of this context.
+    fn has_tag(&self) -> bool {
+        false
+    }
+
+    /// Whether a leading `span.` is dropped from paths (the ingest context, where everything
+    /// is a span).
+    fn strips_span_prefix(&self) -> bool {
+        false
+    }
+}
+
+/// The ingest context: paths of one span, as the Collector's filter processor names them.
+pub struct SpanPaths;
+
+impl PathContext for SpanPaths {
+    type Path = Path;
+
+    fn resolve(
+        &self,
+        segments: &[String],
+        keys: Vec<String>,
+        column: usize,
+    ) -> Result<Path, ParseError> {
+        let words: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let keyed = PathShape::new(segments, keys, column);
+        match words.as_slice() {
+            ["name"] => keyed.plain(Path::Name),
+            ["kind"] => keyed.plain(Path::Kind),
+            ["status", "code"] => keyed.plain(Path::StatusCode),
+            ["status", "message"] => keyed.plain(Path::StatusMessage),
+            ["trace_id"] | ["trace_id", "string"] => keyed.plain(Path::TraceId),
+            ["span_id"] | ["span_id", "string"] => keyed.plain(Path::SpanId),
+            ["parent_span_id"] | ["parent_span_id", "string"] => keyed.plain(Path::ParentSpanId),
+            ["trace_state"] => keyed.plain(Path::TraceState),
+            ["start_time_unix_nano"] => keyed.plain(Path::StartTime),
+            ["end_time_unix_nano"] => keyed.plain(Path::EndTime),
+            ["attributes"] => keyed.map(Path::Attribute),
+            ["resource", "attributes"] => keyed.map(Path::ResourceAttribute),
+            ["instrumentation_scope", "name"] => keyed.plain(Path::ScopeName),
+            ["instrumentation_scope", "version"] => keyed.plain(Path::ScopeVersion),
+            ["instrumentation_scope", "attributes"] => keyed.map(Path::ScopeAttribute),
+            _ => Err(keyed.unknown()),
+        }
+    }
+
+    fn strips_span_prefix(&self) -> bool {
+        true
+    }
+}
+
+/// A path's words and keys while it is resolved: the checks every context makes.
+pub struct PathShape<'a> {
+    segments: &'a [String],
+    keys: Vec<String>,
+    column: usize,
+}
+
+impl<'a> PathShape<'a> {
+    pub fn new(segments: &'a [String], keys: Vec<String>, column: usize) -> Self {
+        Self {
+            segments,
+            keys,
+            column,
+        }
+    }
+
+    fn joined(&self) -> String {
+        self.segments.join(".")
+    }
+
+    /// The path is not a map: it takes no `["key"]`.
+    pub fn plain<T>(&self, path: T) -> Result<T, ParseError> {
+        if self.keys.is_empty() {
+            Ok(path)
+        } else {
+            Err(self.error(format!(
+                "{} is not a map and takes no [\"key\"]",
+                self.joined()
+            )))
+        }
+    }
+
+    /// The path is a map: it needs at least one `["key"]`.
+    pub fn map<T>(self, path: impl FnOnce(Vec<String>) -> T) -> Result<T, ParseError> {
+        if self.keys.is_empty() {
+            let joined = self.joined();
+            Err(self.error(format!("{joined} needs a key: {joined}[\"key\"]")))
+        } else {
+            Ok(path(self.keys))
+        }
+    }
+
+    /// The path is a map indexed by exactly one key.
+    pub fn one_key<T>(self, path: impl FnOnce(String) -> T) -> Result<T, ParseError> {
+        if self.keys.len() > 1 {
+            let joined = self.joined();
+            return Err(self.error(format!(
+                "{joined} takes one key: {joined}[\"key\"]; nested maps are not searchable"
+            )));
+        }
+        self.map(|mut keys| path(keys.remove(0)))
+    }
+
+    pub fn unknown(&self) -> ParseError {
+        self.error(format!("unknown path {:?}", self.joined()))
+    }
+
+    pub fn error(&self, message: String) -> ParseError {
+        ParseError {
+            column: self.column,
+            message,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +222,8 @@ pub enum TypeCheck {
     List,
 }
 
-pub struct Parser {
+pub struct Parser<'c, C> {
+    context: &'c C,
     tokens: Vec<Spanned>,
     position: usize,
     end_column: usize,
@@ -112,9 +245,10 @@ fn constant(name: &str) -> Option<i64> {
     })
 }
 
-impl Parser {
-    pub fn new(tokens: Vec<Spanned>, length: usize) -> Self {
+impl<'c, C: PathContext> Parser<'c, C> {
+    pub fn new(context: &'c C, tokens: Vec<Spanned>, length: usize) -> Self {
         Self {
+            context,
             tokens,
             position: 0,
             end_column: length + 1,
@@ -122,7 +256,7 @@ impl Parser {
         }
     }
 
-    pub fn parse(mut self) -> Result<Condition, ParseError> {
+    pub fn parse(mut self) -> Result<Condition<C::Path>, ParseError> {
         if self.tokens.is_empty() {
             return Err(self.error_here("empty condition"));
         }
@@ -187,7 +321,7 @@ impl Parser {
         Ok(())
     }
 
-    fn or(&mut self) -> Result<Condition, ParseError> {
+    fn or(&mut self) -> Result<Condition<C::Path>, ParseError> {
         let mut terms = vec![self.and()?];
         while self.is_keyword("or") {
             self.position += 1;
@@ -200,7 +334,7 @@ impl Parser {
         })
     }
 
-    fn and(&mut self) -> Result<Condition, ParseError> {
+    fn and(&mut self) -> Result<Condition<C::Path>, ParseError> {
         let mut terms = vec![self.unary()?];
         while self.is_keyword("and") {
             self.position += 1;
@@ -213,7 +347,7 @@ impl Parser {
         })
     }
 
-    fn unary(&mut self) -> Result<Condition, ParseError> {
+    fn unary(&mut self) -> Result<Condition<C::Path>, ParseError> {
         if self.is_keyword("not") {
             self.position += 1;
             self.deeper()?;
@@ -224,7 +358,7 @@ impl Parser {
         self.primary()
     }
 
-    fn primary(&mut self) -> Result<Condition, ParseError> {
+    fn primary(&mut self) -> Result<Condition<C::Path>, ParseError> {
         if self.peek() == Some(&Token::LeftParen) {
             self.position += 1;
             self.deeper()?;
@@ -248,7 +382,7 @@ impl Parser {
         Ok(Condition::Compare(left, comparator, right))
     }
 
-    fn value(&mut self) -> Result<Expr, ParseError> {
+    fn value(&mut self) -> Result<Expr<C::Path>, ParseError> {
         let column = self.column();
         let Some(token) = self.next() else {
             return Err(ParseError {
@@ -279,7 +413,7 @@ impl Parser {
         }
     }
 
-    fn call(&mut self, name: String, column: usize) -> Result<Expr, ParseError> {
+    fn call(&mut self, name: String, column: usize) -> Result<Expr<C::Path>, ParseError> {
         self.position += 1; // "("
         self.deeper()?;
         let mut arguments = Vec::new();
@@ -327,6 +461,17 @@ impl Parser {
                 })?;
                 return Ok(Expr::Call(Call::IsMatch(Box::new(target), regex)));
             }
+            "HasTag" if self.context.has_tag() => {
+                arity(1)?;
+                let (tag, tag_column) = arguments.into_iter().next().expect("arity checked");
+                let Expr::Literal(Literal::Str(tag)) = tag else {
+                    return Err(ParseError {
+                        column: tag_column,
+                        message: "HasTag's tag must be a string literal".into(),
+                    });
+                };
+                return Ok(Expr::Call(Call::HasTag(tag)));
+            }
             "IsString" => TypeCheck::String,
             "IsInt" => TypeCheck::Int,
             "IsDouble" => TypeCheck::Double,
@@ -337,8 +482,13 @@ impl Parser {
                 return Err(ParseError {
                     column,
                     message: format!(
-                        "unknown function {name}; supported: IsMatch, IsString, IsInt, IsDouble, \
-                         IsBool, IsMap, IsList"
+                        "unknown function {name}; supported: IsMatch, {}IsString, IsInt, \
+                         IsDouble, IsBool, IsMap, IsList",
+                        if self.context.has_tag() {
+                            "HasTag, "
+                        } else {
+                            ""
+                        }
                     ),
                 });
             }
@@ -348,7 +498,7 @@ impl Parser {
         Ok(Expr::Call(Call::IsType(Box::new(value), type_check)))
     }
 
-    fn path(&mut self, first: String, column: usize) -> Result<Path, ParseError> {
+    fn path(&mut self, first: String, column: usize) -> Result<C::Path, ParseError> {
         let mut segments = vec![first];
         while self.peek() == Some(&Token::Dot) {
             self.position += 1;
@@ -375,56 +525,13 @@ impl Parser {
             }
             self.expect(Token::RightBracket, "\"]\"")?;
         }
-        if segments.first().map(String::as_str) == Some("span") && segments.len() > 1 {
+        if self.context.strips_span_prefix()
+            && segments.first().map(String::as_str) == Some("span")
+            && segments.len() > 1
+        {
             segments.remove(0);
         }
-        let words: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let unknown = || ParseError {
-            column,
-            message: format!("unknown path {:?}", segments.join(".")),
-        };
-        let no_keys = |path: Path| -> Result<Path, ParseError> {
-            if keys.is_empty() {
-                Ok(path)
-            } else {
-                Err(ParseError {
-                    column,
-                    message: format!("{} is not a map and takes no [\"key\"]", segments.join(".")),
-                })
-            }
-        };
-        let with_keys = |path: fn(Vec<String>) -> Path| -> Result<Path, ParseError> {
-            if keys.is_empty() {
-                Err(ParseError {
-                    column,
-                    message: format!(
-                        "{} needs a key: {}[\"key\"]",
-                        segments.join("."),
-                        segments.join(".")
-                    ),
-                })
-            } else {
-                Ok(path(keys.clone()))
-            }
-        };
-        match words.as_slice() {
-            ["name"] => no_keys(Path::Name),
-            ["kind"] => no_keys(Path::Kind),
-            ["status", "code"] => no_keys(Path::StatusCode),
-            ["status", "message"] => no_keys(Path::StatusMessage),
-            ["trace_id"] | ["trace_id", "string"] => no_keys(Path::TraceId),
-            ["span_id"] | ["span_id", "string"] => no_keys(Path::SpanId),
-            ["parent_span_id"] | ["parent_span_id", "string"] => no_keys(Path::ParentSpanId),
-            ["trace_state"] => no_keys(Path::TraceState),
-            ["start_time_unix_nano"] => no_keys(Path::StartTime),
-            ["end_time_unix_nano"] => no_keys(Path::EndTime),
-            ["attributes"] => with_keys(Path::Attribute),
-            ["resource", "attributes"] => with_keys(Path::ResourceAttribute),
-            ["instrumentation_scope", "name"] => no_keys(Path::ScopeName),
-            ["instrumentation_scope", "version"] => no_keys(Path::ScopeVersion),
-            ["instrumentation_scope", "attributes"] => with_keys(Path::ScopeAttribute),
-            _ => Err(unknown()),
-        }
+        self.context.resolve(&segments, keys, column)
     }
 }
 

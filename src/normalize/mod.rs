@@ -6,6 +6,7 @@ mod ai_sdk;
 pub mod conventions;
 pub mod events;
 pub mod messages;
+pub mod metadata;
 pub mod pricing;
 pub mod text;
 pub mod values;

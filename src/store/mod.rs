@@ -7,14 +7,20 @@ pub mod content_events;
 pub mod rollup;
 pub mod sketch;
 pub mod sqlite;
+pub mod terms;
 pub mod trace_stats;
 
 use async_trait::async_trait;
 
+use std::sync::Arc;
+
+use crate::filter::query::{SpanFilter, TraceFilter};
 use crate::model::project::ProjectSettings;
 pub use crate::model::project::{ActiveToken, NewToken, Project, TokenInfo};
 use crate::model::score::Score;
-use crate::model::{ContentEvent, NormalizedSpan, Span, SpanSemantics, TraceId, TraceRecord};
+use crate::model::{
+    ContentEvent, NormalizedSpan, Span, SpanId, SpanSemantics, TraceId, TraceRecord,
+};
 pub use trace_stats::{StatsQuery, TraceStats};
 
 /// The spans of one project that one write stores.
@@ -77,6 +83,8 @@ pub struct TraceQuery {
     pub user_id: Option<String>,
     pub pipeline_id: Option<String>,
     pub model: Option<String>,
+    /// The filter language's condition (SPEC §7), with the parameters above.
+    pub filter: Option<Arc<TraceFilter>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -85,6 +93,47 @@ pub struct TracePage {
     /// Set when more traces match beyond this page.
     pub next_cursor: Option<TraceCursor>,
 }
+
+/// Where a page of spans ends: the next page starts after this span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanCursor {
+    pub start_unix_nano: u64,
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+}
+
+/// A search over a project's stored spans (`GET /api/v1/spans`), newest start first.
+#[derive(Debug, Clone, Default)]
+pub struct SpanQuery {
+    /// Inclusive start of the window on the span's start time.
+    pub start_unix_nano: u64,
+    /// Exclusive end of the window.
+    pub end_unix_nano: u64,
+    pub limit: usize,
+    pub cursor: Option<SpanCursor>,
+    pub filter: Option<Arc<SpanFilter>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SpanPage {
+    /// Newest start first (ties: trace id, then span id, descending).
+    pub spans: Vec<StoredSpan>,
+    /// Set when more spans match beyond this page.
+    pub next_cursor: Option<SpanCursor>,
+}
+
+/// What a project's filters can name, for suggestions: keys seen in its terms
+/// (`store::terms`) and the names of its scores, each sorted, at most [`MAX_FILTER_KEYS`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterKeys {
+    pub attributes: Vec<String>,
+    pub resource_attributes: Vec<String>,
+    pub metadata: Vec<String>,
+    pub scores: Vec<String>,
+}
+
+/// Most keys of each kind [`SpanStore::filter_keys`] answers.
+pub const MAX_FILTER_KEYS: usize = 1000;
 
 /// A stored span as read back.
 #[derive(Debug, Clone)]
@@ -232,8 +281,22 @@ pub trait SpanStore: Send + Sync + 'static {
         trace_id: TraceId,
     ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>>;
 
+    /// Spans of the project with a start in the window that match the query's filter, newest
+    /// start first.
+    async fn query_spans(&self, _project_id: &str, _query: &SpanQuery) -> StoreResult<SpanPage> {
+        Err(StoreError::Unavailable(
+            "span queries are not built for this store yet".into(),
+        ))
+    }
+
+    /// The keys a project's filters can name (for suggestions).
+    async fn filter_keys(&self, _project_id: &str) -> StoreResult<FilterKeys> {
+        Ok(FilterKeys::default())
+    }
+
     /// The dashboard's figures of a project's traces with a timestamp in the window: per bucket,
-    /// in total and per model (see [`trace_stats`]).
+    /// in total and per model (see [`trace_stats`]); only of the traces its filter matches,
+    /// when it has one.
     async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats>;
 
     /// Stores scores, replacing those of the same ids: all of them or, on an error, none.

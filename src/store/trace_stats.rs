@@ -7,7 +7,7 @@ use crate::store::rollup::{RollupDeltas, stats_from_cells};
 
 /// What the dashboard asks for: traces with a timestamp in `[start, end)`, in buckets of
 /// `bucket_nanos` starting at `start`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct StatsQuery {
     /// Start of the window (inclusive), in nanoseconds since the Unix epoch.
     pub start_unix_nano: u64,
@@ -15,6 +15,8 @@ pub struct StatsQuery {
     pub end_unix_nano: u64,
     /// Bucket width in nanoseconds; at least 1.
     pub bucket_nanos: u64,
+    /// Only the traces this filter matches (SPEC §7); the rollups serve only unfiltered stats.
+    pub filter: Option<std::sync::Arc<crate::filter::query::TraceFilter>>,
 }
 
 impl StatsQuery {
@@ -119,7 +121,7 @@ impl StatsBuilder {
 
 /// Aggregates the traces of a window (traces outside it are ignored).
 pub fn aggregate(query: &StatsQuery, traces: &[TraceFacts]) -> TraceStats {
-    let mut builder = StatsBuilder::new(*query);
+    let mut builder = StatsBuilder::new(query.clone());
     for trace in traces {
         builder.add(trace);
     }
@@ -149,6 +151,7 @@ mod tests {
             start_unix_nano: 10 * M,
             end_unix_nano: 13 * M,
             bucket_nanos: M,
+            filter: None,
         };
         let traces = [
             trace(10 * M, 5.0, &["a"]),

@@ -350,7 +350,7 @@ impl SpanStore for SqliteStore {
 
     async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {
         let project_id = project_id.to_owned();
-        let query = *query;
+        let query = query.clone();
         self.with_reader(move |connection| stats::trace_stats(connection, &project_id, &query))
             .await
     }

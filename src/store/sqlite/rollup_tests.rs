@@ -120,8 +120,9 @@ async fn assert_rollup_is_recomputation(store: &SqliteStore, directory: &Path) {
                 start_unix_nano: BASE + start * MINUTE_NANOS,
                 end_unix_nano: BASE + end * MINUTE_NANOS,
                 bucket_nanos: bucket * MINUTE_NANOS,
+                filter: None,
             };
-            let mut builder = StatsBuilder::new(query);
+            let mut builder = StatsBuilder::new(query.clone());
             for trace in &facts {
                 builder.add(trace);
             }
