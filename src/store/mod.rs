@@ -314,6 +314,17 @@ pub trait SpanStore: Send + Sync + 'static {
         end_unix_nano: u64,
     ) -> StoreResult<Vec<(u64, String, f64)>>;
 
+    /// The [`SpanStore::score_values`] of a stats query's window; with a filter, of the traces
+    /// it matches only (the default ignores the filter: a store with filters overrides it).
+    async fn stats_score_values(
+        &self,
+        project_id: &str,
+        query: &StatsQuery,
+    ) -> StoreResult<Vec<(u64, String, f64)>> {
+        self.score_values(project_id, query.start_unix_nano, query.end_unix_nano)
+            .await
+    }
+
     /// The scores of some traces of the project, each trace's oldest first.
     async fn scores_of_traces(
         &self,

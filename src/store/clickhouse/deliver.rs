@@ -16,10 +16,11 @@ use tokio::task::{JoinError, JoinSet};
 use super::metadata::insert;
 use super::queries::{SPANS_WITH_CONTENT, content_events_of_span, span_by_id};
 use super::rowbinary::{
-    Reader, insert_statement, put_span, read_content_event, read_span, scan_span,
+    Reader, insert_statement, put_span, read_content_event, read_span, read_term, scan_span,
 };
 use super::rows::{ContentEventRow, SpanRow};
 use super::spool::{Claim, Kind, Spool, SpoolEntry};
+use super::terms::{TermRow, has_keys};
 use super::trace_rows::{self, TRACE_IDS_PER_QUERY};
 use super::{unavailable, version_now};
 use crate::model::{ContentEvent, Event};
@@ -164,10 +165,12 @@ async fn deliver(
     #[cfg(test)]
     tests::panic_if_asked(&entries);
     let mut span_entries = Vec::new();
+    let mut term_entries = Vec::new();
     let mut events = Vec::new();
     for entry in entries {
         match entry.kind {
             Kind::Spans => span_entries.push(entry),
+            Kind::SpanTerms => term_entries.push(entry),
             Kind::ContentEvents => {
                 let mut reader = Reader::new(&entry.data);
                 for _ in 0..entry.rows {
@@ -309,6 +312,7 @@ async fn deliver(
         }
         insert.end().await.map_err(unavailable)?;
     }
+    insert_terms(client, &term_entries).await?;
     // The read model of every trace the batch touched: from the spans in hand for a trace
     // new to the store, else from all its stored spans.
     let mut in_hand_rows = Vec::with_capacity(keys.len());
@@ -355,6 +359,49 @@ async fn deliver(
         .await?;
     }
     Ok(())
+}
+
+/// Inserts the spans' terms as spooled (one insert per batch: `span_terms` is partitioned by
+/// month), and their keys into `filter_keys`.
+async fn insert_terms(client: &Client, entries: &[SpoolEntry]) -> StoreResult<()> {
+    if entries.iter().all(|entry| entry.rows == 0) {
+        return Ok(());
+    }
+    let mut keys: BTreeSet<(&str, u8, String)> = BTreeSet::new();
+    for entry in entries {
+        let mut reader = Reader::new(&entry.data);
+        for _ in 0..entry.rows {
+            let row = read_term(&mut reader)?;
+            if has_keys(row.kind) {
+                keys.insert((entry.project_id.as_str(), row.kind, row.key));
+            }
+        }
+    }
+    let mut terms = client.insert_formatted_with(insert_statement::<TermRow>("span_terms"));
+    for entry in entries {
+        terms.send(entry.data.clone()).await.map_err(unavailable)?;
+    }
+    terms.end().await.map_err(unavailable)?;
+    let rows: Vec<FilterKeyRow> = keys
+        .into_iter()
+        .map(|(project_id, kind, key)| FilterKeyRow {
+            project_id: project_id.to_owned(),
+            kind,
+            key,
+        })
+        .collect();
+    if !rows.is_empty() {
+        insert(client, "filter_keys", &rows).await?;
+    }
+    Ok(())
+}
+
+/// A key a project's filters can name (`filter_keys`).
+#[derive(Row, serde::Serialize, Deserialize)]
+pub struct FilterKeyRow {
+    pub project_id: String,
+    pub kind: u8,
+    pub key: String,
 }
 
 #[derive(Row, Deserialize)]

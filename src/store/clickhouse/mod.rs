@@ -4,6 +4,7 @@
 //! projects, tokens, settings and counters live in ClickHouse, so every server sees them.
 
 mod deliver;
+mod filter_sql;
 mod metadata;
 pub mod queries;
 mod read;
@@ -14,6 +15,7 @@ mod scores;
 pub mod spool;
 mod spool_format;
 mod stats;
+pub mod terms;
 mod trace_compute;
 pub mod trace_rows;
 
@@ -26,6 +28,7 @@ use super::{
     ActiveToken, ContentEventBatch, ControlPlane, CountDelta, NewToken, Project, SpanBatch,
     SpanStore, StoreError, StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
+use super::{FilterKeys, SpanPage, SpanQuery};
 use super::{StatsQuery, TraceStats};
 use crate::model::project::ProjectSettings;
 use crate::model::score::Score;
@@ -233,6 +236,14 @@ impl SpanStore for ClickHouseStore {
                             put(&SpanRow::new(&batch.project_id, span, version));
                         }
                     });
+                    let terms: Vec<terms::TermRow> = batch
+                        .spans
+                        .iter()
+                        .flat_map(|span| terms::term_rows(&batch.project_id, span))
+                        .collect();
+                    if !terms.is_empty() {
+                        file.push_terms(&batch.project_id, &terms);
+                    }
                     file
                 })
             })
@@ -306,6 +317,35 @@ impl SpanStore for ClickHouseStore {
 
     async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {
         stats::trace_stats(&self.client, project_id, query).await
+    }
+
+    async fn stats_score_values(
+        &self,
+        project_id: &str,
+        query: &StatsQuery,
+    ) -> StoreResult<Vec<(u64, String, f64)>> {
+        match query.filter.as_deref() {
+            Some(filter) => {
+                stats::filtered_score_values(&self.client, project_id, query, filter).await
+            }
+            None => {
+                scores::score_values(
+                    &self.client,
+                    project_id,
+                    query.start_unix_nano,
+                    query.end_unix_nano,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn query_spans(&self, project_id: &str, query: &SpanQuery) -> StoreResult<SpanPage> {
+        read::query_spans(&self.client, project_id, query).await
+    }
+
+    async fn filter_keys(&self, project_id: &str) -> StoreResult<FilterKeys> {
+        read::filter_keys(&self.client, project_id).await
     }
 }
 

@@ -25,6 +25,12 @@ pub struct ListFilters {
 /// Placeholders: project, window start, window end, then each filter present in the order of
 /// [`ListFilters`], then the limit.
 pub fn trace_keys(filters: &ListFilters) -> String {
+    trace_keys_where(filters, None)
+}
+
+/// [`trace_keys`] with a condition of the filter language (`filter_sql`), whose placeholders
+/// come after the filters' and before the limit.
+pub fn trace_keys_where(filters: &ListFilters, condition: Option<&str>) -> String {
     let mut sql = String::from(
         "SELECT timestamp_ns, trace_id FROM traces FINAL \
          WHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ? AND deleted = 0",
@@ -53,6 +59,10 @@ pub fn trace_keys(filters: &ListFilters) -> String {
     if filters.model {
         sql.push_str(" AND has(models, ?)");
     }
+    if let Some(condition) = condition {
+        sql.push_str(" AND ");
+        sql.push_str(condition);
+    }
     sql.push_str(" ORDER BY timestamp_ns DESC, trace_id DESC LIMIT ?");
     sql
 }
@@ -64,6 +74,63 @@ pub fn traces_by_keys() -> String {
         "SELECT project_id, {TRACE_COLUMNS}, version, deleted FROM traces FINAL WHERE project_id = ? \
          AND timestamp_ns >= ? AND timestamp_ns <= ? AND trace_id IN (SELECT arrayJoin(?)) \
          AND deleted = 0"
+    )
+}
+
+/// The figures of the matching traces of a window, for filtered stats. Placeholders: project,
+/// window start, window end, then the condition's.
+pub fn matching_trace_facts(condition: &str) -> String {
+    format!(
+        "SELECT timestamp_ns, trace_status_code, duration_ns, total_token_count, \
+         trace_total_cost, models FROM traces FINAL WHERE project_id = ? AND timestamp_ns >= ? \
+         AND timestamp_ns < ? AND deleted = 0 AND {condition}"
+    )
+}
+
+/// Which of some traces match, and their timestamps (for the scores of filtered stats).
+/// Placeholders: project, window start, window end, trace ids (an array), the condition's.
+pub fn matching_trace_timestamps(condition: &str) -> String {
+    format!(
+        "SELECT trace_id, timestamp_ns FROM traces FINAL WHERE project_id = ? \
+         AND timestamp_ns >= ? AND timestamp_ns < ? AND deleted = 0 \
+         AND trace_id IN (SELECT arrayJoin(?)) AND {condition}"
+    )
+}
+
+/// The keys of a page of spans, newest start first (ties: trace id, span id, descending).
+/// Placeholders: project, window start, window end, with a cursor its start (twice), trace id
+/// (twice) and span id, then the condition's, then the limit.
+pub fn span_keys(cursor: bool, condition: &str) -> String {
+    let mut sql = String::from(
+        "SELECT start_ns, trace_id, span_id FROM spans FINAL \
+         WHERE project_id = ? AND start_ns >= ? AND start_ns < ?",
+    );
+    if cursor {
+        sql.push_str(
+            " AND (start_ns < ? OR (start_ns = ? AND (trace_id < ? \
+             OR (trace_id = ? AND span_id < ?))))",
+        );
+    }
+    sql.push_str(" AND ");
+    sql.push_str(condition);
+    sql.push_str(" ORDER BY start_ns DESC, trace_id DESC, span_id DESC LIMIT ?");
+    sql
+}
+
+/// The attribute, resource attribute and metadata keys of a project, at most `limit` of each
+/// kind. Placeholders: project.
+pub fn filter_keys(limit: usize) -> String {
+    format!(
+        "SELECT DISTINCT kind, key FROM filter_keys WHERE project_id = ? AND kind IN (1, 2, 3) \
+         ORDER BY kind, key LIMIT {limit} BY kind"
+    )
+}
+
+/// The score names of a project, at most `limit`. Placeholders: project.
+pub fn score_names(limit: usize) -> String {
+    format!(
+        "SELECT DISTINCT name FROM scores FINAL WHERE project_id = ? AND deleted = 0 \
+         ORDER BY name LIMIT {limit}"
     )
 }
 
@@ -82,6 +149,15 @@ pub fn spans_of_trace() -> String {
     format!(
         "SELECT {SPAN_COLUMNS} FROM spans FINAL PREWHERE project_id = ? AND trace_id = ? \
          ORDER BY start_ns, span_id"
+    )
+}
+
+/// Some spans: those of the traces whose ids are among the span ids (a superset, read narrowly
+/// before the bodies). Placeholders: project, trace ids, span ids (arrays).
+pub fn spans_by_ids() -> String {
+    format!(
+        "SELECT {SPAN_COLUMNS} FROM spans FINAL PREWHERE project_id = ? \
+         AND trace_id IN (SELECT arrayJoin(?)) AND span_id IN (SELECT arrayJoin(?))"
     )
 }
 

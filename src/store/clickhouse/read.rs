@@ -1,15 +1,35 @@
 //! The read path: pages of TraceRecords from the `traces` table (the keys of the page first,
 //! then its rows), and a trace by id: its spans, and its record computed from them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use clickhouse::Client;
 
-use super::queries::{ListFilters, spans_of_trace, trace_keys, traces_by_keys};
+use super::filter_sql::{Sql, Window, bind, span_condition, trace_condition};
+use super::queries::{
+    self, ListFilters, span_keys, spans_by_ids, spans_of_trace, trace_keys_where, traces_by_keys,
+};
 use super::rows::{SpanRow, TraceRow};
 use super::unavailable;
 use crate::model::{SpanDigest, StatusCode, TraceId, TraceRecord};
-use crate::store::{StoreError, StoreResult, StoredSpan, TraceCursor, TracePage, TraceQuery};
+use crate::store::terms::TermKind;
+use crate::store::{
+    FilterKeys, MAX_FILTER_KEYS, SpanCursor, SpanPage, SpanQuery, StoreError, StoreResult,
+    StoredSpan, TraceCursor, TracePage, TraceQuery,
+};
+
+/// A failed query: a regular expression ClickHouse's RE2 refuses is the filter's fault, any
+/// other failure the store's.
+pub(super) fn filter_error(error: clickhouse::error::Error) -> StoreError {
+    let text = error.to_string();
+    if text.contains("CANNOT_COMPILE_REGEXP") || text.contains("Code: 427") {
+        StoreError::Conflict(format!(
+            "the filter's regular expression is not one ClickHouse (RE2) reads: {text}"
+        ))
+    } else {
+        unavailable(error)
+    }
+}
 
 fn record(project_id: &str, row: TraceRow) -> TraceRecord {
     let input = row.trace_input;
@@ -76,8 +96,16 @@ pub async fn query_traces(
         model: query.model.is_some(),
     };
     let end = query.end_unix_nano;
+    let condition = query
+        .filter
+        .as_deref()
+        .map(|filter| trace_condition(project_id, filter));
+    let sql = trace_keys_where(
+        &filters,
+        condition.as_ref().map(|condition| condition.text.as_str()),
+    );
     let mut statement = client
-        .query(&trace_keys(&filters))
+        .query(&sql)
         .bind(project_id)
         .bind(query.start_unix_nano)
         .bind(end);
@@ -104,11 +132,14 @@ pub async fn query_traces(
     {
         statement = statement.bind(value);
     }
+    if let Some(condition) = &condition {
+        statement = bind(statement, &condition.params);
+    }
     let keys: Vec<(u64, String)> = statement
         .bind(query.limit as u64 + 1)
         .fetch_all()
         .await
-        .map_err(unavailable)?;
+        .map_err(filter_error)?;
     let mut traces = Vec::with_capacity(keys.len());
     if let (Some(newest), Some(oldest)) = (keys.first(), keys.last()) {
         let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
@@ -178,4 +209,116 @@ pub async fn get_trace(
         .collect();
     let record = TraceRecord::compute(project_id, trace_id, &digests);
     Ok(Some((record, spans)))
+}
+
+/// A page of spans: the keys of the page from the narrow columns of the window's spans (terms
+/// looked up by `filter_sql`), then the page's rows by trace id, decoded as `get_trace` does.
+pub async fn query_spans(
+    client: &Client,
+    project_id: &str,
+    query: &SpanQuery,
+) -> StoreResult<SpanPage> {
+    let window = Window {
+        start_unix_nano: query.start_unix_nano,
+        end_unix_nano: query.end_unix_nano,
+    };
+    let condition = match query.filter.as_deref() {
+        Some(filter) => span_condition(project_id, window, filter),
+        None => Sql {
+            text: "1".into(),
+            params: Vec::new(),
+        },
+    };
+    let mut statement = client
+        .query(&span_keys(query.cursor.is_some(), &condition.text))
+        .bind(project_id)
+        .bind(query.start_unix_nano)
+        .bind(query.end_unix_nano);
+    if let Some(cursor) = &query.cursor {
+        let trace_hex = cursor.trace_id.to_hex();
+        statement = statement
+            .bind(cursor.start_unix_nano)
+            .bind(cursor.start_unix_nano)
+            .bind(&trace_hex)
+            .bind(&trace_hex)
+            .bind(cursor.span_id.to_hex());
+    }
+    let keys: Vec<(u64, String, String)> = bind(statement, &condition.params)
+        .bind(query.limit as u64 + 1)
+        .fetch_all()
+        .await
+        .map_err(filter_error)?;
+    let mut trace_ids: Vec<&str> = keys.iter().map(|(_, trace, _)| trace.as_str()).collect();
+    trace_ids.sort_unstable();
+    trace_ids.dedup();
+    let span_ids: Vec<&str> = keys.iter().map(|(_, _, span)| span.as_str()).collect();
+    let mut rows: HashMap<(String, String), SpanRow> = HashMap::new();
+    // A page is at most 1001 spans: one query.
+    {
+        let found: Vec<SpanRow> = client
+            .query(&spans_by_ids())
+            .bind(project_id)
+            .bind(&trace_ids)
+            .bind(&span_ids)
+            .fetch_all()
+            .await
+            .map_err(unavailable)?;
+        for row in found {
+            let key = (row.trace_id.clone(), row.span_id.clone());
+            match rows.get(&key) {
+                Some(kept) if kept.version >= row.version => {}
+                _ => {
+                    rows.insert(key, row);
+                }
+            }
+        }
+    }
+    let mut spans = Vec::with_capacity(keys.len());
+    for (_, trace_id, span_id) in &keys {
+        if let Some(row) = rows.remove(&(trace_id.clone(), span_id.clone())) {
+            let (span, semantics) = row.decode()?;
+            spans.push(StoredSpan { span, semantics });
+        }
+    }
+    let mut next_cursor = None;
+    if spans.len() > query.limit {
+        spans.truncate(query.limit);
+        let last = &spans.last().expect("limit is at least 1").span;
+        next_cursor = Some(SpanCursor {
+            start_unix_nano: last.start_time_unix_nano,
+            trace_id: last.trace_id,
+            span_id: last.span_id,
+        });
+    }
+    Ok(SpanPage { spans, next_cursor })
+}
+
+/// The keys a project's filters can name: from `filter_keys` (kept at delivery) and `scores`.
+pub async fn filter_keys(client: &Client, project_id: &str) -> StoreResult<FilterKeys> {
+    let keys: Vec<(u8, String)> = client
+        .query(&queries::filter_keys(MAX_FILTER_KEYS))
+        .bind(project_id)
+        .fetch_all()
+        .await
+        .map_err(unavailable)?;
+    let scores: Vec<String> = client
+        .query(&queries::score_names(MAX_FILTER_KEYS))
+        .bind(project_id)
+        .fetch_all()
+        .await
+        .map_err(unavailable)?;
+    let mut found = FilterKeys {
+        scores,
+        ..FilterKeys::default()
+    };
+    for (kind, key) in keys {
+        let list = match TermKind::from_code(kind) {
+            Some(TermKind::Attribute) => &mut found.attributes,
+            Some(TermKind::Resource) => &mut found.resource_attributes,
+            Some(TermKind::Metadata) => &mut found.metadata,
+            _ => continue,
+        };
+        list.push(key);
+    }
+    Ok(found)
 }

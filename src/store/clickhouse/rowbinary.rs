@@ -7,6 +7,7 @@
 //! `Nullable(T)` a byte 1 for NULL, or 0 followed by the value.
 
 use super::rows::{ContentEventRow, SpanRow};
+use super::terms::TermRow;
 use crate::store::StoreError;
 
 fn put_leb128(buffer: &mut Vec<u8>, mut value: u64) {
@@ -302,6 +303,34 @@ pub fn read_content_event(reader: &mut Reader<'_>) -> Result<ContentEventRow, St
         name: reader.str()?.to_owned(),
         attributes: reader.str()?.to_owned(),
         fingerprint: reader.str()?.to_owned(),
+    })
+}
+
+/// Appends one term row (`span_terms`).
+pub fn put_term(buffer: &mut Vec<u8>, row: &TermRow) {
+    put_str(buffer, &row.project_id);
+    buffer.push(row.kind);
+    put_str(buffer, &row.key);
+    put_str(buffer, &row.value);
+    buffer.push(row.value_type);
+    buffer.extend_from_slice(&row.number.to_le_bytes());
+    put_str(buffer, &row.trace_id);
+    put_str(buffer, &row.span_id);
+    buffer.extend_from_slice(&row.start_ns.to_le_bytes());
+}
+
+/// Reads one term row.
+pub fn read_term(reader: &mut Reader<'_>) -> Result<TermRow, StoreError> {
+    Ok(TermRow {
+        project_id: reader.str()?.to_owned(),
+        kind: reader.u8()?,
+        key: reader.str()?.to_owned(),
+        value: reader.str()?.to_owned(),
+        value_type: reader.u8()?,
+        number: f64::from_le_bytes(reader.array()?),
+        trace_id: reader.str()?.to_owned(),
+        span_id: reader.str()?.to_owned(),
+        start_ns: reader.u64()?,
     })
 }
 

@@ -61,6 +61,7 @@ impl Table {
             "spans" => "start_ns",
             "traces" => "timestamp_ns",
             "trace_rollup" => "minute_ns",
+            "span_terms" => "start_ns",
             _ => "time_ns",
         }
     }
@@ -392,9 +393,40 @@ fn scores() -> Table {
     }
 }
 
+/// The searchable terms of spans (`store::terms`, and the LLM call's provider and operation)
+/// and the keys a project's filters can name (migration 5; see `span_terms`). A span sent
+/// twice leaves its terms twice until a merge: queries read them through `IN` and `DISTINCT`.
+fn span_terms() -> Vec<Table> {
+    vec![
+        Table {
+            name: "span_terms",
+            columns: "project_id String, kind UInt8, key String, value String, \
+                      value_type UInt8, number Float64, trace_id String, span_id String, \
+                      start_ns UInt64",
+            modern_indexes: "",
+            engine: Engine::Replacing(None),
+            partition_by: Some("toYYYYMM(toDateTime(intDiv(start_ns, 1000000000)))"),
+            order_by: "(project_id, kind, key, value, trace_id, span_id)",
+            expires: true,
+            sharding_key: "cityHash64(trace_id)",
+        },
+        Table {
+            name: "filter_keys",
+            columns: "project_id String, kind UInt8, key String",
+            modern_indexes: "",
+            engine: Engine::Replacing(None),
+            partition_by: None,
+            order_by: "(project_id, kind, key)",
+            expires: false,
+            sharding_key: "cityHash64(project_id)",
+        },
+    ]
+}
+
 /// The versioned migrations: version 1 is the schema above, version 2 adds the deployment's
 /// secrets, version 3 the read model (its rows are then built from the stored spans, see
-/// `trace_rows::build`). A later change appends a version with its statements; a server
+/// `trace_rows::build`), version 4 scores, version 5 the terms of the filter language (spans
+/// stored before it have none). A later change appends a version with its statements; a server
 /// applies the versions it has not recorded.
 pub fn migrations(dialect: Dialect, options: &SchemaOptions) -> Vec<(u32, Vec<String>)> {
     vec![
@@ -408,6 +440,13 @@ pub fn migrations(dialect: Dialect, options: &SchemaOptions) -> Vec<(u32, Vec<St
                 .collect(),
         ),
         (4, table_statements(&scores(), dialect, options)),
+        (
+            5,
+            span_terms()
+                .iter()
+                .flat_map(|table| table_statements(table, dialect, options))
+                .collect(),
+        ),
     ]
 }
 
@@ -459,7 +498,7 @@ mod tests {
     #[test]
     fn the_second_migration_adds_the_deployment_secrets() {
         let legacy = migrations(Dialect::Legacy, &options(None));
-        assert_eq!(legacy.len(), 4);
+        assert_eq!(legacy.len(), 5);
         assert_eq!(
             legacy[1].1,
             vec![

@@ -24,7 +24,7 @@ use crate::store::StoreError;
 
 fn count_by_project(entries: &[SpoolEntry]) -> HashMap<String, u64> {
     let mut counts = HashMap::new();
-    for entry in entries {
+    for entry in entries.iter().filter(|entry| entry.kind.counts()) {
         *counts.entry(entry.project_id.clone()).or_default() += entry.rows;
     }
     counts
@@ -95,7 +95,11 @@ impl Spool {
                 }
             };
             let bytes = entry.metadata().map(|metadata| metadata.len()).unwrap_or(0);
-            let items = entries.iter().map(|entry| entry.rows).sum();
+            let items = entries
+                .iter()
+                .filter(|entry| entry.kind.counts())
+                .map(|entry| entry.rows)
+                .sum();
             state.projects.insert(sequence, count_by_project(&entries));
             state.files.insert(sequence, (bytes, items, Instant::now()));
             state.bytes += bytes;
@@ -486,6 +490,7 @@ mod tests {
                         content.push(read_content_event(&mut reader).unwrap());
                         content.last().unwrap().project_id.clone()
                     }
+                    Kind::SpanTerms => unreachable!("no terms were spooled"),
                 };
                 assert_eq!(project_id, entry.project_id);
             }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rowbinary;
 use super::rows::{ContentEventRow, SpanRow};
+use super::terms::TermRow;
 use crate::store::StoreError;
 
 /// The first byte of a spool file in the binary format. Files of the first format are JSON
@@ -23,6 +24,16 @@ pub(super) const VERSION: u8 = 2;
 pub enum Kind {
     Spans = 1,
     ContentEvents = 2,
+    /// The searchable terms of the spans of the entries before it (`terms`): not items, as
+    /// they are no spans of their own (the spool counts spans and events).
+    SpanTerms = 3,
+}
+
+impl Kind {
+    /// Whether the entry's rows count as spool items (spans and content events).
+    pub fn counts(self) -> bool {
+        self != Kind::SpanTerms
+    }
 }
 
 /// Rows of one project, in ClickHouse's RowBinary encoding (`rowbinary`): what an insert sends.
@@ -84,8 +95,10 @@ impl SpoolFile {
         let length = (self.bytes.len() - header - 16) as u64;
         self.bytes[header..header + 8].copy_from_slice(&rows.to_le_bytes());
         self.bytes[header + 8..header + 16].copy_from_slice(&length.to_le_bytes());
-        self.items += rows;
-        *self.projects.entry(project_id.to_owned()).or_default() += rows;
+        if kind.counts() {
+            self.items += rows;
+            *self.projects.entry(project_id.to_owned()).or_default() += rows;
+        }
     }
 
     /// Appends the span rows of one project that `rows` passes to its argument, one at a time
@@ -124,6 +137,22 @@ impl SpoolFile {
             let mut count = 0;
             for row in rows {
                 rowbinary::put_content_event(bytes, row);
+                count += 1;
+            }
+            count
+        });
+    }
+
+    /// Appends the term rows of one project's spans.
+    pub fn push_terms<'a>(
+        &mut self,
+        project_id: &str,
+        rows: impl IntoIterator<Item = &'a TermRow>,
+    ) {
+        self.push(Kind::SpanTerms, project_id, |bytes| {
+            let mut count = 0;
+            for row in rows {
+                rowbinary::put_term(bytes, row);
                 count += 1;
             }
             count
@@ -174,6 +203,7 @@ fn parse(bytes: Bytes, path: &Path) -> Result<Vec<SpoolEntry>, StoreError> {
         let kind = match take(&mut position, 1)?[0] {
             1 => Kind::Spans,
             2 => Kind::ContentEvents,
+            3 => Kind::SpanTerms,
             other => return Err(corrupt(&format!("unknown entry kind {other}"))),
         };
         let length = u64_at(&mut position)?;

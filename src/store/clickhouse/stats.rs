@@ -1,14 +1,23 @@
 //! The dashboard from the rollup: the cells of the window's minutes, summed by ClickHouse per
-//! minute and model, turned into figures by the same code as the embedded store's.
+//! minute and model, turned into figures by the same code as the embedded store's. Filtered
+//! stats read the matching rows of `traces` instead.
 
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 
-use super::queries::ROLLUP_CELLS;
+use std::collections::HashMap;
+
+use super::filter_sql::{bind, trace_condition};
+use super::queries::{ROLLUP_CELLS, matching_trace_facts, matching_trace_timestamps};
+use super::read::filter_error;
+use super::scores::NUMERIC_SCORES;
+use super::trace_rows::TRACE_IDS_PER_QUERY;
 use super::unavailable;
+use crate::filter::query::TraceFilter;
 use crate::store::StoreResult;
 use crate::store::rollup::{RollupCell, minute_of, stats_from_cells};
 use crate::store::sketch::DurationSketch;
+use crate::store::trace_stats::{StatsBuilder, TraceFacts};
 use crate::store::trace_stats::{StatsQuery, TraceStats};
 
 /// One cell, in the order of `ROLLUP_CELLS`.
@@ -28,6 +37,9 @@ pub async fn trace_stats(
     project_id: &str,
     query: &StatsQuery,
 ) -> StoreResult<TraceStats> {
+    if let Some(filter) = query.filter.as_deref() {
+        return filtered_trace_stats(client, project_id, query, filter).await;
+    }
     let rows: Vec<CellRow> = client
         .query(ROLLUP_CELLS)
         .bind(project_id)
@@ -51,4 +63,85 @@ pub async fn trace_stats(
         ((row.minute_ns, row.model), cell)
     });
     Ok(stats_from_cells(query, cells))
+}
+
+/// What the dashboard counts of a matching trace, in the order of `matching_trace_facts`.
+#[derive(Debug, Row, Deserialize)]
+struct FactsRow {
+    timestamp_ns: u64,
+    trace_status_code: i8,
+    duration_ns: u64,
+    total_token_count: Option<i64>,
+    trace_total_cost: Option<f64>,
+    models: Vec<String>,
+}
+
+/// Filtered stats: the figures of the window's matching trace rows, read one at a time, as
+/// `StatsBuilder` makes them of TraceRecords (the rollup knows no filters).
+pub async fn filtered_trace_stats(
+    client: &Client,
+    project_id: &str,
+    query: &StatsQuery,
+    filter: &TraceFilter,
+) -> StoreResult<TraceStats> {
+    let condition = trace_condition(project_id, filter);
+    let statement = client
+        .query(&matching_trace_facts(&condition.text))
+        .bind(project_id)
+        .bind(query.start_unix_nano)
+        .bind(query.end_unix_nano);
+    let mut cursor = bind(statement, &condition.params)
+        .fetch::<FactsRow>()
+        .map_err(unavailable)?;
+    let mut builder = StatsBuilder::new(query.clone());
+    while let Some(row) = cursor.next().await.map_err(filter_error)? {
+        builder.add(&TraceFacts {
+            timestamp_unix_nano: row.timestamp_ns,
+            is_error: row.trace_status_code == 2,
+            duration_ms: row.duration_ns as f64 / 1e6,
+            total_tokens: row.total_token_count.unwrap_or(0),
+            total_cost: row.trace_total_cost.unwrap_or(0.0),
+            models: row.models,
+        });
+    }
+    Ok(builder.finish())
+}
+
+/// The numeric and boolean scores of the window's traces that `filter` matches: the project's
+/// scores first (few beside its traces), then which of their traces match.
+pub async fn filtered_score_values(
+    client: &Client,
+    project_id: &str,
+    query: &StatsQuery,
+    filter: &TraceFilter,
+) -> StoreResult<Vec<(u64, String, f64)>> {
+    let scores: Vec<(String, String, f64)> = client
+        .query(NUMERIC_SCORES)
+        .bind(project_id)
+        .fetch_all()
+        .await
+        .map_err(unavailable)?;
+    let mut trace_ids: Vec<&str> = scores.iter().map(|(trace, _, _)| trace.as_str()).collect();
+    trace_ids.sort_unstable();
+    trace_ids.dedup();
+    let condition = trace_condition(project_id, filter);
+    let sql = matching_trace_timestamps(&condition.text);
+    let mut timestamps = HashMap::new();
+    for chunk in trace_ids.chunks(TRACE_IDS_PER_QUERY) {
+        let statement = client
+            .query(&sql)
+            .bind(project_id)
+            .bind(query.start_unix_nano)
+            .bind(query.end_unix_nano)
+            .bind(chunk);
+        let rows: Vec<(String, u64)> = bind(statement, &condition.params)
+            .fetch_all()
+            .await
+            .map_err(filter_error)?;
+        timestamps.extend(rows);
+    }
+    Ok(scores
+        .into_iter()
+        .filter_map(|(trace, name, value)| Some((*timestamps.get(&trace)?, name, value)))
+        .collect())
 }

@@ -1,0 +1,605 @@
+//! The filter language (SPEC §7) compiled to ClickHouse SQL: a [`TraceFilter`] to a condition
+//! on the rows of `traces`, a [`SpanFilter`] to one on the rows of `spans`. Every literal is a
+//! placeholder bound by the client (escaped), never spliced; the texts here are fixed.
+//!
+//! Each condition is a UInt8 that is never NULL (`ifNull`), so that `NOT` keeps OTTL's
+//! meaning: `user_id != "u"` holds for a trace without a user, `total_cost > 1` does not hold
+//! for one without a cost. Paths that read many values are true when some value makes the
+//! comparison true: `model` over the `models` array; `tags`, `metadata["k"]` and
+//! `span.attributes["k"]` over `span_terms` (`trace_id IN (…)`, so repeated terms count once);
+//! `span.name`, `span.status` and `span.duration_ms` over the `spans` columns. `scores["n"]` is
+//! the latest score of that name (by creation time, then id) that is not deleted.
+//!
+//! `IsMatch` becomes `match()`, ClickHouse's RE2: the patterns Rust's `regex` takes are RE2's
+//! syntax but for a few extensions (class set operations such as `[a&&b]`, Unicode classes
+//! `\d`, `\w` that RE2 reads as ASCII); a pattern RE2 refuses fails the query.
+
+use clickhouse::query::Query;
+
+use super::terms::{
+    KIND_LLM_OPERATION, KIND_LLM_PROVIDER, TYPE_BOOL, TYPE_FLOAT, TYPE_INT, TYPE_TEXT,
+};
+use crate::filter::query::{
+    Comparator, Filter, SpanField, SpanFilter, SpanPath, Test, TraceField, TraceFilter, TracePath,
+    Value,
+};
+use crate::store::terms::TermKind;
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(String),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+}
+
+/// A piece of SQL and the values of its placeholders, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Sql {
+    pub text: String,
+    pub params: Vec<Param>,
+}
+
+impl Sql {
+    fn push(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    /// A placeholder for `param`.
+    fn bind(&mut self, param: Param) {
+        self.text.push('?');
+        self.params.push(param);
+    }
+
+    fn text(&mut self, value: &str) {
+        self.bind(Param::Text(value.to_owned()));
+    }
+}
+
+/// Binds the values of `params` to the next placeholders of `query`.
+pub fn bind(mut query: Query, params: &[Param]) -> Query {
+    for param in params {
+        query = match param {
+            Param::Text(text) => query.bind(text),
+            Param::Int(number) => query.bind(number),
+            Param::UInt(number) => query.bind(number),
+            Param::Float(number) => query.bind(number),
+        };
+    }
+    query
+}
+
+/// The window of the span context, bound into its term lookups (a term has its span's start).
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+}
+
+/// A condition on a row of `traces` (columns unqualified).
+pub fn trace_condition(project_id: &str, filter: &TraceFilter) -> Sql {
+    let mut sql = Sql::default();
+    combine(&mut sql, filter, &mut |sql, path, test| {
+        trace_atom(sql, project_id, path, test)
+    });
+    sql
+}
+
+/// A condition on a row of `spans` (columns unqualified) of a window.
+pub fn span_condition(project_id: &str, window: Window, filter: &SpanFilter) -> Sql {
+    let mut sql = Sql::default();
+    combine(&mut sql, filter, &mut |sql, path, test| {
+        span_atom(sql, project_id, window, path, test)
+    });
+    sql
+}
+
+fn combine<P>(sql: &mut Sql, filter: &Filter<P>, atom: &mut impl FnMut(&mut Sql, &P, &Test)) {
+    match filter {
+        Filter::Constant(value) => sql.push(if *value { "1" } else { "0" }),
+        Filter::And(terms) | Filter::Or(terms) => {
+            let (joiner, empty) = match filter {
+                Filter::And(_) => (" AND ", "1"),
+                _ => (" OR ", "0"),
+            };
+            if terms.is_empty() {
+                sql.push(empty);
+                return;
+            }
+            sql.push("(");
+            for (index, term) in terms.iter().enumerate() {
+                if index > 0 {
+                    sql.push(joiner);
+                }
+                combine(sql, term, atom);
+            }
+            sql.push(")");
+        }
+        Filter::Not(inner) => {
+            sql.push("(NOT ");
+            combine(sql, inner, atom);
+            sql.push(")");
+        }
+        Filter::Atom(path, test) => atom(sql, path, test),
+    }
+}
+
+fn operator(comparator: Comparator) -> &'static str {
+    match comparator {
+        Comparator::Equal => "=",
+        Comparator::NotEqual => "!=",
+        Comparator::Less => "<",
+        Comparator::LessEqual => "<=",
+        Comparator::Greater => ">",
+        Comparator::GreaterEqual => ">=",
+    }
+}
+
+/// The code of a status name as `status_code` columns hold it.
+fn status_code(name: &str) -> i64 {
+    match name {
+        "ok" => 1,
+        "error" => 2,
+        _ => 0,
+    }
+}
+
+/// The OTLP number of a span kind's name.
+fn kind_code(name: &str) -> i64 {
+    match name {
+        "internal" => 1,
+        "server" => 2,
+        "client" => 3,
+        "producer" => 4,
+        "consumer" => 5,
+        _ => 0,
+    }
+}
+
+/// `column <op> code` for a status or kind column, given the value's name.
+fn coded(sql: &mut Sql, column: &str, test: &Test, code: fn(&str) -> i64) {
+    match test {
+        Test::Compare(
+            comparator @ (Comparator::Equal | Comparator::NotEqual),
+            Value::Text(name),
+        ) => {
+            sql.push(&format!("({column} {} ", operator(*comparator)));
+            sql.bind(Param::Int(code(name)));
+            sql.push(")");
+        }
+        // The reduction leaves nothing else: such values are never missing or ordered.
+        _ => sql.push("0"),
+    }
+}
+
+/// A number compared with an expression that is never NULL.
+fn number(sql: &mut Sql, expression: &str, test: &Test) {
+    match test {
+        Test::Compare(comparator, value) => match value.as_f64() {
+            Some(number) => {
+                sql.push(&format!(
+                    "(toFloat64({expression}) {} ",
+                    operator(*comparator)
+                ));
+                sql.bind(Param::Float(number));
+                sql.push(")");
+            }
+            None => sql.push(if *comparator == Comparator::NotEqual {
+                "1"
+            } else {
+                "0"
+            }),
+        },
+        Test::Matches(_) => sql.push("0"),
+    }
+}
+
+/// A test of a Nullable column: `nil` is NULL; a comparison with a missing value is false but
+/// for `!=`, true; `is_text` tells a string column (compared with strings) from a number one.
+fn nullable(sql: &mut Sql, column: &str, test: &Test, is_text: bool) {
+    match test {
+        Test::Compare(Comparator::Equal, Value::Nil) => sql.push(&format!("isNull({column})")),
+        Test::Compare(Comparator::NotEqual, Value::Nil) => {
+            sql.push(&format!("isNotNull({column})"))
+        }
+        Test::Compare(_, Value::Nil) => sql.push("0"),
+        Test::Compare(comparator, value) => {
+            let when_missing = if *comparator == Comparator::NotEqual {
+                "1"
+            } else {
+                "0"
+            };
+            let param = match (is_text, value) {
+                (true, Value::Text(text)) => Param::Text(text.clone()),
+                (false, value) if value.as_f64().is_some() => {
+                    Param::Float(value.as_f64().unwrap_or_default())
+                }
+                // Values of another kind: `==` false, `!=` true (missing or not).
+                _ => {
+                    sql.push(when_missing);
+                    return;
+                }
+            };
+            let target = if is_text {
+                column.to_owned()
+            } else {
+                format!("toFloat64({column})")
+            };
+            sql.push(&format!("ifNull({target} {} ", operator(*comparator)));
+            sql.bind(param);
+            sql.push(&format!(", {when_missing})"));
+        }
+        Test::Matches(regex) if is_text => {
+            sql.push(&format!("ifNull(match({column}, "));
+            sql.text(regex.as_str());
+            sql.push("), 0)");
+        }
+        Test::Matches(_) => sql.push("0"),
+    }
+}
+
+/// The condition on a `span_terms` row that its value passes a test (not `nil`).
+fn term_value(sql: &mut Sql, test: &Test) {
+    match test {
+        Test::Matches(regex) => {
+            sql.push("match(value, ");
+            sql.text(regex.as_str());
+            sql.push(")");
+        }
+        Test::Compare(comparator, value) => {
+            let op = operator(*comparator);
+            match value {
+                Value::Text(text) => {
+                    sql.push(&format!("(value_type = {TYPE_TEXT} AND value {op} "));
+                    sql.text(text);
+                    sql.push(")");
+                }
+                Value::Int(_) | Value::Float(_) => {
+                    sql.push(&format!(
+                        "(value_type IN ({TYPE_INT}, {TYPE_FLOAT}) AND number {op} "
+                    ));
+                    sql.bind(Param::Float(value.as_f64().unwrap_or_default()));
+                    sql.push(")");
+                }
+                Value::Bool(flag) => {
+                    sql.push(&format!("(value_type = {TYPE_BOOL} AND value {op} "));
+                    sql.text(if *flag { "true" } else { "false" });
+                    sql.push(")");
+                }
+                Value::Nil => sql.push("0"),
+            }
+        }
+    }
+}
+
+/// `SELECT <columns> FROM span_terms WHERE` the terms of a kind and key (and, for the span
+/// context, of spans starting in the window).
+fn terms_of(sql: &mut Sql, columns: &str, project_id: &str, kind: u8, key: &str) {
+    sql.push(&format!(
+        "SELECT {columns} FROM span_terms WHERE project_id = "
+    ));
+    sql.text(project_id);
+    sql.push(&format!(" AND kind = {kind} AND key = "));
+    sql.text(key);
+}
+
+/// A path of many values in `span_terms`: true when some term of the trace passes the test;
+/// `== nil`: the trace has no term of the key, `!= nil`: it has one.
+fn trace_terms(sql: &mut Sql, project_id: &str, kind: u8, key: &str, test: &Test) {
+    let negate = matches!(test, Test::Compare(Comparator::Equal, Value::Nil));
+    sql.push(if negate {
+        "(trace_id NOT IN ("
+    } else {
+        "(trace_id IN ("
+    });
+    terms_of(sql, "trace_id", project_id, kind, key);
+    if !matches!(test, Test::Compare(_, Value::Nil)) {
+        sql.push(" AND ");
+        term_value(sql, test);
+    }
+    sql.push("))");
+}
+
+/// Some span of the trace (in `spans`) makes `condition` true.
+fn trace_spans(sql: &mut Sql, project_id: &str, condition: impl FnOnce(&mut Sql)) {
+    sql.push("(trace_id IN (SELECT trace_id FROM spans WHERE project_id = ");
+    sql.text(project_id);
+    sql.push(" AND ");
+    condition(sql);
+    sql.push("))");
+}
+
+/// A span's duration in milliseconds, as `Span::duration_ms` computes it.
+const SPAN_DURATION_MS: &str = "(if(end_ns > start_ns, end_ns - start_ns, 0) / 1000000.0)";
+
+fn trace_atom(sql: &mut Sql, project_id: &str, path: &TracePath, test: &Test) {
+    match path {
+        TracePath::Field(field) => trace_field(sql, *field, test),
+        TracePath::Model => models(sql, test),
+        TracePath::Metadata(key) => {
+            trace_terms(sql, project_id, TermKind::Metadata.code(), key, test)
+        }
+        TracePath::Tags => trace_terms(sql, project_id, TermKind::Tag.code(), "", test),
+        TracePath::SpanAttribute(key) => {
+            trace_terms(sql, project_id, TermKind::Attribute.code(), key, test)
+        }
+        TracePath::SpanResourceAttribute(key) => {
+            trace_terms(sql, project_id, TermKind::Resource.code(), key, test)
+        }
+        TracePath::Score(name) => score(sql, project_id, name, test),
+        TracePath::SpanName => match test {
+            // Every span has a name.
+            Test::Compare(comparator, Value::Nil) => {
+                sql.push(if *comparator == Comparator::NotEqual {
+                    "1"
+                } else {
+                    "0"
+                })
+            }
+            Test::Compare(comparator, Value::Text(name)) => {
+                let op = operator(*comparator);
+                trace_spans(sql, project_id, |sql| {
+                    sql.push(&format!("name {op} "));
+                    sql.text(name);
+                })
+            }
+            Test::Matches(regex) => trace_spans(sql, project_id, |sql| {
+                sql.push("match(name, ");
+                sql.text(regex.as_str());
+                sql.push(")");
+            }),
+            Test::Compare(comparator, _) => sql.push(if *comparator == Comparator::NotEqual {
+                "1"
+            } else {
+                "0"
+            }),
+        },
+        TracePath::SpanStatus => trace_spans(sql, project_id, |sql| {
+            coded(sql, "status_code", test, status_code)
+        }),
+        TracePath::SpanDurationMs => {
+            trace_spans(sql, project_id, |sql| number(sql, SPAN_DURATION_MS, test))
+        }
+    }
+}
+
+fn trace_field(sql: &mut Sql, field: TraceField, test: &Test) {
+    let column = match field {
+        TraceField::Status => return coded(sql, "trace_status_code", test, status_code),
+        TraceField::DurationMs => return number(sql, "(duration_ns / 1000000.0)", test),
+        TraceField::LlmCallCount => return number(sql, "llm_call_count", test),
+        TraceField::ToolCallCount => return number(sql, "tool_call_count", test),
+        TraceField::ToolCallErrorCount => return number(sql, "tool_call_error_count", test),
+        TraceField::SpanCount => return number(sql, "span_count", test),
+        TraceField::TotalCost => return nullable(sql, "trace_total_cost", test, false),
+        TraceField::TotalTokenCount => return nullable(sql, "total_token_count", test, false),
+        TraceField::PromptTokenCount => return nullable(sql, "prompt_token_count", test, false),
+        TraceField::CompletionTokenCount => {
+            return nullable(sql, "completion_token_count", test, false);
+        }
+        TraceField::UserId => "trace_user_id",
+        TraceField::SessionId => "trace_session_id",
+        TraceField::PipelineId => "trace_pipeline_id",
+        TraceField::ServiceName => "trace_service_name",
+        TraceField::RootSpanName => "root_span_name",
+        TraceField::Input => "trace_input",
+        TraceField::Output => "trace_output",
+    };
+    nullable(sql, column, test, true)
+}
+
+/// Some model of the trace passes the test.
+fn models(sql: &mut Sql, test: &Test) {
+    match test {
+        Test::Compare(Comparator::Equal, Value::Nil) => sql.push("empty(models)"),
+        Test::Compare(Comparator::NotEqual, Value::Nil) => sql.push("notEmpty(models)"),
+        Test::Compare(Comparator::Equal, Value::Text(model)) => {
+            sql.push("has(models, ");
+            sql.text(model);
+            sql.push(")");
+        }
+        Test::Compare(comparator, Value::Text(model)) => {
+            sql.push(&format!(
+                "arrayExists(model_name -> model_name {} ",
+                operator(*comparator)
+            ));
+            sql.text(model);
+            sql.push(", models)");
+        }
+        Test::Matches(regex) => {
+            sql.push("arrayExists(model_name -> match(model_name, ");
+            sql.text(regex.as_str());
+            sql.push("), models)");
+        }
+        Test::Compare(..) => sql.push("0"),
+    }
+}
+
+/// The traces' latest scores of a name: `trace_id`, and `latest_score` a tuple of its data
+/// type, number (0 for a label) and label ('' for a number).
+fn latest_scores(sql: &mut Sql, project_id: &str, name: &str) {
+    sql.push(
+        "SELECT trace_id, argMax(tuple(data_type, ifNull(number, 0), ifNull(label, '')), \
+         tuple(created_at_ns, id)) AS latest_score FROM scores FINAL WHERE project_id = ",
+    );
+    sql.text(project_id);
+    sql.push(" AND name = ");
+    sql.text(name);
+    sql.push(" AND deleted = 0 GROUP BY trace_id");
+}
+
+/// `scores["name"]`: the latest score of the name, a scalar (missing: `!=` true, else false).
+fn score(sql: &mut Sql, project_id: &str, name: &str, test: &Test) {
+    let condition = |sql: &mut Sql, comparator: Comparator| {
+        let op = operator(comparator);
+        match test {
+            Test::Compare(_, Value::Text(label)) => {
+                sql.push(&format!(
+                    "tupleElement(latest_score, 1) = 'categorical' AND \
+                     tupleElement(latest_score, 3) {op} "
+                ));
+                sql.text(label);
+            }
+            Test::Compare(_, value @ (Value::Int(_) | Value::Float(_))) => {
+                sql.push(&format!(
+                    "tupleElement(latest_score, 1) = 'numeric' AND \
+                     tupleElement(latest_score, 2) {op} "
+                ));
+                sql.bind(Param::Float(value.as_f64().unwrap_or_default()));
+            }
+            Test::Compare(_, Value::Bool(flag)) => {
+                sql.push(&format!(
+                    "tupleElement(latest_score, 1) = 'boolean' AND \
+                     tupleElement(latest_score, 2) {op} "
+                ));
+                sql.bind(Param::Float(if *flag { 1.0 } else { 0.0 }));
+            }
+            Test::Matches(regex) => {
+                sql.push(
+                    "tupleElement(latest_score, 1) = 'categorical' AND \
+                     match(tupleElement(latest_score, 3), ",
+                );
+                sql.text(regex.as_str());
+                sql.push(")");
+            }
+            Test::Compare(_, Value::Nil) => sql.push("1"),
+        }
+    };
+    // `!=` is "not equal": true for a missing score and one of another kind.
+    let (negate, comparator) = match test {
+        Test::Compare(Comparator::Equal, Value::Nil) => (true, Comparator::Equal),
+        Test::Compare(Comparator::NotEqual, Value::Nil) => (false, Comparator::Equal),
+        Test::Compare(Comparator::NotEqual, _) => (true, Comparator::Equal),
+        Test::Compare(comparator, _) => (false, *comparator),
+        Test::Matches(_) => (false, Comparator::Equal),
+    };
+    sql.push(if negate {
+        "(trace_id NOT IN (SELECT trace_id FROM ("
+    } else {
+        "(trace_id IN (SELECT trace_id FROM ("
+    });
+    latest_scores(sql, project_id, name);
+    sql.push(") WHERE ");
+    condition(sql, comparator);
+    sql.push("))");
+}
+
+/// A scalar of the span kept in `span_terms` (an attribute, the LLM call's provider): `==` a
+/// value and the orderings hold when the span's term passes; `!=` when it has no equal term;
+/// `== nil` when it has no term of the key.
+fn span_terms(sql: &mut Sql, project_id: &str, window: Window, kind: u8, key: &str, test: &Test) {
+    let (negate, test) = match test {
+        Test::Compare(Comparator::Equal, Value::Nil) => (true, None),
+        Test::Compare(Comparator::NotEqual, Value::Nil) => (false, None),
+        Test::Compare(Comparator::NotEqual, value) => {
+            (true, Some(Test::Compare(Comparator::Equal, value.clone())))
+        }
+        test => (false, Some(test.clone())),
+    };
+    sql.push(if negate {
+        "((trace_id, span_id) NOT IN ("
+    } else {
+        "((trace_id, span_id) IN ("
+    });
+    terms_of(sql, "trace_id, span_id", project_id, kind, key);
+    sql.push(" AND start_ns >= ");
+    sql.bind(Param::UInt(window.start_unix_nano));
+    sql.push(" AND start_ns < ");
+    sql.bind(Param::UInt(window.end_unix_nano));
+    if let Some(test) = &test {
+        sql.push(" AND ");
+        term_value(sql, test);
+    }
+    sql.push("))");
+}
+
+fn span_atom(sql: &mut Sql, project_id: &str, window: Window, path: &SpanPath, test: &Test) {
+    match path {
+        SpanPath::Attribute(key) => span_terms(
+            sql,
+            project_id,
+            window,
+            TermKind::Attribute.code(),
+            key,
+            test,
+        ),
+        SpanPath::ResourceAttribute(key) => span_terms(
+            sql,
+            project_id,
+            window,
+            TermKind::Resource.code(),
+            key,
+            test,
+        ),
+        SpanPath::Llm => match test {
+            Test::Compare(Comparator::Equal, Value::Nil) => sql.push("(is_llm = 0)"),
+            Test::Compare(Comparator::NotEqual, Value::Nil) => sql.push("(is_llm = 1)"),
+            _ => sql.push("0"),
+        },
+        SpanPath::Field(field) => match field {
+            SpanField::Name => match test {
+                Test::Compare(comparator, Value::Nil) => {
+                    sql.push(if *comparator == Comparator::NotEqual {
+                        "1"
+                    } else {
+                        "0"
+                    })
+                }
+                test => nullable(sql, "name", test, true),
+            },
+            SpanField::Kind => coded(sql, "kind", test, kind_code),
+            SpanField::Status => coded(sql, "status_code", test, status_code),
+            SpanField::DurationMs => number(sql, SPAN_DURATION_MS, test),
+            SpanField::ServiceName => nullable(sql, "service_name", test, true),
+            SpanField::LlmModel => nullable(sql, "model", test, true),
+            SpanField::LlmProvider => {
+                span_terms(sql, project_id, window, KIND_LLM_PROVIDER, "", test)
+            }
+            SpanField::LlmOperation => {
+                span_terms(sql, project_id, window, KIND_LLM_OPERATION, "", test)
+            }
+            SpanField::LlmPromptTokens => nullable(sql, "prompt_tokens", test, false),
+            SpanField::LlmCompletionTokens => nullable(sql, "completion_tokens", test, false),
+            SpanField::LlmCost => nullable(sql, "total_cost", test, false),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::query::{parse_span_filter, parse_trace_filter};
+
+    #[test]
+    fn literals_are_placeholders() {
+        let filter = parse_trace_filter(
+            r#"user_id != "x' OR 1 = 1" and span.attributes["k"] == 5 or not HasTag("t")"#,
+        )
+        .unwrap();
+        let sql = trace_condition("p", &filter);
+        assert!(!sql.text.contains("OR 1 = 1"), "{}", sql.text);
+        assert_eq!(sql.text.matches('?').count(), sql.params.len());
+        assert_eq!(sql.params[0], Param::Text("x' OR 1 = 1".into()));
+        assert!(sql.text.contains("ifNull(trace_user_id != ?, 1)"));
+    }
+
+    #[test]
+    fn span_filters_read_columns_and_terms() {
+        let filter = parse_span_filter(
+            r#"llm != nil and llm.provider == "openai" and kind == SPAN_KIND_CLIENT"#,
+        )
+        .unwrap();
+        let window = Window {
+            start_unix_nano: 1,
+            end_unix_nano: 2,
+        };
+        let sql = span_condition("p", window, &filter);
+        assert!(
+            sql.text
+                .starts_with("((is_llm = 1) AND ((trace_id, span_id) IN (")
+        );
+        assert!(sql.text.ends_with("(kind = ?))"), "{}", sql.text);
+        assert_eq!(sql.params.last(), Some(&Param::Int(3)));
+    }
+}
