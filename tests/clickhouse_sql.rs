@@ -65,3 +65,53 @@ fn ddl_and_queries_run_on_a_current_clickhouse() {
         "{stdout}"
     );
 }
+
+/// The same statements on the ClickHouse the integration tests use (Debian's 18.16, the oldest
+/// the legacy dialect serves), in a database of their own that is dropped after.
+#[tokio::test]
+async fn ddl_and_queries_run_on_the_test_clickhouse() {
+    if !common::clickhouse_available().await {
+        return;
+    }
+    let database = common::fresh_database();
+    let options = SchemaOptions {
+        database: database.clone(),
+        cluster: None,
+        retention_days: None,
+    };
+    let client = reqwest::Client::new();
+    let run = |sql: String, use_database: bool| {
+        let client = client.clone();
+        let database = database.clone();
+        async move {
+            let mut url = common::clickhouse_url();
+            if use_database {
+                url = format!("{url}/?database={database}");
+            }
+            let response = client.post(url).body(sql.clone()).send().await.unwrap();
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            (status.is_success(), format!("{sql}\n→ {text}"))
+        }
+    };
+    let mut failures = Vec::new();
+    for (_, ddl) in migrations(Dialect::Legacy, &options) {
+        for statement in ddl {
+            let (ok, text) = run(statement, false).await;
+            if !ok {
+                failures.push(text);
+            }
+        }
+    }
+    for (name, query) in sample_queries() {
+        if name == "delete_orphan_content" {
+            continue; // a mutation: not worth one here
+        }
+        let (ok, text) = run(query, true).await;
+        if !ok {
+            failures.push(format!("{name}: {text}"));
+        }
+    }
+    run(format!("DROP DATABASE {database}"), false).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -566,6 +566,49 @@ fn span_atom(sql: &mut Sql, project_id: &str, window: Window, path: &SpanPath, t
     }
 }
 
+/// A trace filter naming every path of the trace context, for the sample queries.
+pub const SAMPLE_TRACE_FILTER: &str = r#"status == "error" and duration_ms > 1.5 and total_cost >= 0.1
+    and total_token_count != nil and prompt_token_count < 5 and user_id == "u"
+    and session_id != "s" and IsMatch(input, "^a.*") and model == "m" and model != "n"
+    and (model == nil or model > "a" or IsMatch(model, "g"))
+    and metadata["tenant"] == "acme" and HasTag("beta") and (tags == nil or tags != "x")
+    and scores["q"] > 0.5 and scores["ok"] == true and scores["c"] != "x" and scores["c"] == nil
+    and IsMatch(scores["c"], "y") and span.attributes["k"] == 5 and span.attributes["k"] != "v"
+    and IsMatch(span.attributes["k"], "z") and span.resource.attributes["r"] == nil
+    and span.name == "n" and IsMatch(span.name, "x") and span.status == "error"
+    and span.duration_ms > 10 and not (output == nil or span_count > 3)"#;
+
+/// A span filter naming every path of the span context, for the sample queries.
+pub const SAMPLE_SPAN_FILTER: &str = r#"name == "n" and kind == "client" and status != "ok"
+    and duration_ms > 5 and service_name == nil and attributes["k"] == true
+    and attributes["k"] != 3 and resource.attributes["r"] == nil and llm.model == "m"
+    and llm.provider == "openai" and llm.operation != "chat" and llm.prompt_tokens > 1
+    and llm.completion_tokens == nil and llm.cost <= 0.5 and llm != nil
+    and IsMatch(attributes["k"], "a") and not IsMatch(llm.provider, "o")"#;
+
+/// A condition's text with its values in place of the placeholders (for the samples only:
+/// queries bind them).
+pub fn with_values(sql: &Sql) -> String {
+    let mut filled = String::new();
+    let mut params = sql.params.iter();
+    for (index, part) in sql.text.split('?').enumerate() {
+        if index > 0 {
+            match params.next().expect("a value per placeholder") {
+                Param::Text(text) => {
+                    filled.push('\'');
+                    filled.push_str(&text.replace('\\', "\\\\").replace('\'', "\\'"));
+                    filled.push('\'');
+                }
+                Param::Int(number) => filled.push_str(&number.to_string()),
+                Param::UInt(number) => filled.push_str(&number.to_string()),
+                Param::Float(number) => filled.push_str(&number.to_string()),
+            }
+        }
+        filled.push_str(part);
+    }
+    filled
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,9 @@
 //! The query texts of the read path; placeholders `?` are bound by the client, never spliced.
 
+use super::filter_sql::{
+    SAMPLE_SPAN_FILTER, SAMPLE_TRACE_FILTER, Window, span_condition, trace_condition, with_values,
+};
+
 /// The columns of a stored TraceRecord after its project id, in the order of `rows::TraceRow`.
 pub const TRACE_COLUMNS: &str = "trace_id, timestamp_ns, trace_input, trace_output, trace_status_code, \
     has_root, duration_ns, trace_session_id, trace_user_id, trace_pipeline_id, root_span_name, \
@@ -285,8 +289,51 @@ pub fn sample_queries() -> Vec<(String, String)> {
             vec!["0", "0"],
         ),
     ];
+    let trace_filter = crate::filter::query::parse_trace_filter(SAMPLE_TRACE_FILTER)
+        .expect("the sample trace filter parses");
+    let span_filter = crate::filter::query::parse_span_filter(SAMPLE_SPAN_FILTER)
+        .expect("the sample span filter parses");
+    let trace_condition = with_values(&trace_condition("p", &trace_filter));
+    let window = Window {
+        start_unix_nano: 0,
+        end_unix_nano: 10,
+    };
+    let span_condition = with_values(&span_condition("p", window, &span_filter));
+    let filtered = [
+        (
+            "trace_keys_filtered",
+            trace_keys_where(&all_filters, Some(&trace_condition)),
+            vec![
+                "'p'", "0", "10", "5", "5", "'t'", "'q'", "'q'", "2", "'s'", "'u'", "'l'", "'m'",
+                "50",
+            ],
+        ),
+        (
+            "matching_trace_facts",
+            matching_trace_facts(&trace_condition),
+            vec!["'p'", "0", "10"],
+        ),
+        (
+            "matching_trace_timestamps",
+            matching_trace_timestamps(&trace_condition),
+            vec!["'p'", "0", "10", "['t']"],
+        ),
+        (
+            "span_keys",
+            span_keys(true, &span_condition),
+            vec!["'p'", "0", "10", "5", "5", "'t'", "'t'", "'s'", "50"],
+        ),
+        (
+            "spans_by_ids",
+            spans_by_ids(),
+            vec!["'p'", "['t']", "['s']"],
+        ),
+        ("filter_keys", filter_keys(1000), vec!["'p'"]),
+        ("score_names", score_names(1000), vec!["'p'"]),
+    ];
     samples
         .into_iter()
+        .chain(filtered)
         .map(|(name, sql, values)| {
             let mut filled = String::new();
             let mut values = values.into_iter();
