@@ -7,7 +7,8 @@
 //! for one without a cost. Paths that read many values are true when some value makes the
 //! comparison true: `model` over the `models` array; `tags`, `metadata["k"]` and
 //! `span.attributes["k"]` over `span_terms` (`trace_id IN (…)`, so repeated terms count once);
-//! `span.name`, `span.status` and `span.duration_ms` over the `spans` columns. `scores["n"]` is
+//! `span.name`, `span.status` and `span.duration_ms` over the `spans` columns; but
+//! `metadata["k"] != "v"` is the negation of `==` (true for a trace without `k`). `scores["n"]` is
 //! the latest score of that name (by creation time, then id) that is not deleted.
 //!
 //! `IsMatch` becomes `match()`, ClickHouse's RE2: the patterns Rust's `regex` takes are RE2's
@@ -317,9 +318,16 @@ fn trace_atom(sql: &mut Sql, project_id: &str, path: &TracePath, test: &Test) {
     match path {
         TracePath::Field(field) => trace_field(sql, *field, test),
         TracePath::Model => models(sql, test),
-        TracePath::Metadata(key) => {
-            trace_terms(sql, project_id, TermKind::Metadata.code(), key, test)
-        }
+        // `!=` is the negation of `==`: true for a trace without the key.
+        TracePath::Metadata(key) => match test {
+            Test::Compare(Comparator::NotEqual, value) if *value != Value::Nil => {
+                let equal = Test::Compare(Comparator::Equal, value.clone());
+                sql.push("(NOT ");
+                trace_terms(sql, project_id, TermKind::Metadata.code(), key, &equal);
+                sql.push(")");
+            }
+            _ => trace_terms(sql, project_id, TermKind::Metadata.code(), key, test),
+        },
         TracePath::Tags => trace_terms(sql, project_id, TermKind::Tag.code(), "", test),
         TracePath::SpanAttribute(key) => {
             trace_terms(sql, project_id, TermKind::Attribute.code(), key, test)
