@@ -484,7 +484,7 @@ async fn filters_that_do_not_parse_are_400_with_their_column() {
             )
             .await;
         assert_eq!(status, 400, "{path} {filter}: {body}");
-        let message = body["error"].as_str().unwrap_or_default();
+        let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(
             message.starts_with(&format!("filter: column {column}: ")) && message.contains(filter),
             "{path} {filter}: {message}"
