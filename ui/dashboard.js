@@ -68,7 +68,7 @@ function scoresSection(stats) {
     ]);
 }
 
-function show(body, stats, filtered) {
+function show(body, stats, filter) {
   const times = stats.buckets.map((bucket) => bucket.start);
   const column = (name) => stats.buckets.map((bucket) => bucket[name]);
   const totals = stats.totals;
@@ -82,7 +82,7 @@ function show(body, stats, filtered) {
       card("p95 latency", formatDuration(totals.p95_duration_ms)),
       card("Tokens", formatNumber(totals.total_tokens)),
       card("Cost", formatCost(totals.total_cost))),
-    totals.traces === 0 ? (filtered ? notice("No trace matches this filter in this range.") : gettingStarted()) : null,
+    totals.traces === 0 ? (filter ? notice("No trace matches this filter in this range.") : gettingStarted()) : null,
     el("div", { class: "charts" },
       timeChart({ id: "chart-traces", title: "Traces", times, series: [{ name: "traces", kind: "bar", values: column("traces") }], format: formatCount }),
       timeChart({ id: "chart-errors", title: "Error rate", times, series: [{ name: "error rate", values: errorRates }], format: percent }),
@@ -97,7 +97,7 @@ function show(body, stats, filtered) {
         el("table", { class: "models" },
           el("thead", {}, el("tr", {}, ["Model", "Traces", "Errors", "p50", "p95", "Tokens", "Cost"].map((title) => el("th", { scope: "col" }, title)))),
           el("tbody", {}, stats.models.map((model) => el("tr", {},
-            el("th", { scope: "row" }, el("a", { href: "#/traces", onclick: () => filterByModel(model.model) }, model.model)),
+            el("th", { scope: "row" }, el("a", { href: viewHash("traces", { filter: filter || null }), onclick: () => filterByModel(model.model) }, model.model)),
             el("td", { class: "number" }, formatNumber(model.traces)),
             el("td", { class: "number" }, formatNumber(model.errors)),
             el("td", { class: "number" }, formatDuration(model.p50_duration_ms)),
@@ -120,7 +120,7 @@ export function renderDashboard(container, _argument, parameters = new URLSearch
     api(`/api/v1/stats${query({ start: ago(range.seconds), bucket: range.bucket, filter: sent })}`)
       .then((stats) => {
         bar.clearError();
-        show(body, stats, sent !== "");
+        show(body, stats, sent);
       })
       .catch((failure) => {
         if (sent && isFilterError(failure)) {
