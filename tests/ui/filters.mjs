@@ -24,6 +24,13 @@ export async function filtersAndScores(page, { url, adminToken, readToken, trace
   await otherRow.waitFor();
   await filter.fill("span.attr");
   await page.locator(".suggestion", { hasText: 'span.attributes["' }).first().waitFor();
+  // By keyboard: ↓ reaches the suggestions, Enter chooses one.
+  await filter.press("ArrowDown");
+  await page.locator(".suggestion:focus").waitFor();
+  await page.keyboard.press("Enter");
+  await page.locator("#filter-suggestions[hidden]").waitFor({ state: "attached" });
+  check((await filter.inputValue()).startsWith("span.attr") && await filter.inputValue() !== "span.attr",
+    `a suggestion completes the word: ${await filter.inputValue()}`);
   console.log("PASS the filter bar suggests the language's names");
 
   // The project's attribute keys are suggested (GET /api/v1/filter/keys): choose one, complete it.
