@@ -149,5 +149,6 @@ export async function filterSuggestions(context) {
     : [...TRACE_FIELDS, ...(keys.trace_fields || []), ...quoted("span.attributes", keys.attributes),
       ...quoted("span.resource.attributes", keys.resource_attributes), ...quoted("metadata", keys.metadata),
       ...quoted("scores", keys.scores)];
-  return [...new Set(names.map(String))];
+  // The server writes a path that takes a key as `metadata["…"]`: suggested as its beginning.
+  return [...new Set(names.map((name) => String(name).replace('["…"]', '["')))];
 }
