@@ -252,6 +252,7 @@ async fn a_reviewer_filters_traces_scores_one_and_sees_it_on_the_dashboard() {
         "a numeric score with a comment is added",
         "the dashboard takes the filter and charts each score's mean",
         "the spans page lists the LLM calls",
+        "the project's attribute keys are suggested",
         "a read session sees the scores and no scoring form",
     ] {
         assert!(output.contains(&format!("PASS {step}")), "{output}");
