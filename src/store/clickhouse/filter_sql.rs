@@ -71,6 +71,18 @@ pub fn bind(mut query: Query, params: &[Param]) -> Query {
     query
 }
 
+/// A regular expression as `match()` takes it. Before 20.x, ClickHouse looks for a literal
+/// part of the pattern (case-sensitively) before running RE2, ignoring a leading `(?i)`
+/// (`match('Sunny', '(?i)sunny')` is 0 on 18.16); inside a group it looks for none.
+fn pattern(regex: &regex::Regex) -> String {
+    let text = regex.as_str();
+    if text.contains("(?") {
+        format!("(?:{text})")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// The window of the span context, bound into its term lookups (a term has its span's start).
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
@@ -233,7 +245,7 @@ fn nullable(sql: &mut Sql, column: &str, test: &Test, is_text: bool) {
         }
         Test::Matches(regex) if is_text => {
             sql.push(&format!("ifNull(match({column}, "));
-            sql.text(regex.as_str());
+            sql.text(&pattern(regex));
             sql.push("), 0)");
         }
         Test::Matches(_) => sql.push("0"),
@@ -245,7 +257,7 @@ fn term_value(sql: &mut Sql, test: &Test) {
     match test {
         Test::Matches(regex) => {
             sql.push("match(value, ");
-            sql.text(regex.as_str());
+            sql.text(&pattern(regex));
             sql.push(")");
         }
         Test::Compare(comparator, value) => {
@@ -354,7 +366,7 @@ fn trace_atom(sql: &mut Sql, project_id: &str, path: &TracePath, test: &Test) {
             }
             Test::Matches(regex) => trace_spans(sql, project_id, |sql| {
                 sql.push("match(name, ");
-                sql.text(regex.as_str());
+                sql.text(&pattern(regex));
                 sql.push(")");
             }),
             Test::Compare(comparator, _) => sql.push(if *comparator == Comparator::NotEqual {
@@ -417,7 +429,7 @@ fn models(sql: &mut Sql, test: &Test) {
         }
         Test::Matches(regex) => {
             sql.push("arrayExists(model_name -> match(model_name, ");
-            sql.text(regex.as_str());
+            sql.text(&pattern(regex));
             sql.push("), models)");
         }
         Test::Compare(..) => sql.push("0"),
@@ -468,7 +480,7 @@ fn score(sql: &mut Sql, project_id: &str, name: &str, test: &Test) {
                     "tupleElement(latest_score, 1) = 'categorical' AND \
                      match(tupleElement(latest_score, 3), ",
                 );
-                sql.text(regex.as_str());
+                sql.text(&pattern(regex));
                 sql.push(")");
             }
             Test::Compare(_, Value::Nil) => sql.push("1"),
