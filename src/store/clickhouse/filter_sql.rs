@@ -260,6 +260,12 @@ fn term_value(sql: &mut Sql, test: &Test) {
             sql.text(&pattern(regex));
             sql.push(")");
         }
+        // A value of another kind is not equal: `!=` is the negation of `==`.
+        Test::Compare(Comparator::NotEqual, value) => {
+            sql.push("(NOT ");
+            term_value(sql, &Test::Compare(Comparator::Equal, value.clone()));
+            sql.push(")");
+        }
         Test::Compare(comparator, value) => {
             let op = operator(*comparator);
             match value {
@@ -645,6 +651,18 @@ mod tests {
         assert_eq!(sql.text.matches('?').count(), sql.params.len());
         assert_eq!(sql.params[0], Param::Text("x' OR 1 = 1".into()));
         assert!(sql.text.contains("ifNull(trace_user_id != ?, 1)"));
+    }
+
+    #[test]
+    fn another_kind_is_not_equal() {
+        let filter = parse_trace_filter(r#"span.attributes["k"] != "v""#).unwrap();
+        let sql = trace_condition("p", &filter);
+        assert!(
+            sql.text
+                .ends_with("AND (NOT (value_type = 1 AND value = ?))))"),
+            "{}",
+            sql.text
+        );
     }
 
     #[test]

@@ -426,6 +426,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn term_rows_round_trip_in_column_order() {
+        let row = TermRow {
+            project_id: "p".into(),
+            kind: 1,
+            key: "tenant".into(),
+            value: "0.75".into(),
+            value_type: 3,
+            number: 0.75,
+            trace_id: "t".into(),
+            span_id: "s".into(),
+            start_ns: 9,
+        };
+        let mut bytes = Vec::new();
+        put_term(&mut bytes, &row);
+        let mut reader = Reader::new(&bytes);
+        assert_eq!(read_term(&mut reader).unwrap(), row);
+        assert!(reader.is_empty());
+        assert_eq!(
+            insert_statement::<TermRow>("span_terms"),
+            "INSERT INTO span_terms(`project_id`,`kind`,`key`,`value`,`value_type`,`number`,\
+             `trace_id`,`span_id`,`start_ns`) FORMAT RowBinary"
+        );
+    }
+
+    #[test]
     fn content_event_rows_round_trip() {
         let row = ContentEventRow {
             project_id: "p".into(),
