@@ -108,6 +108,75 @@ pub fn span_condition(project_id: &str, window: Window, filter: &SpanFilter) -> 
     sql
 }
 
+/// A filter's conditions for a `FINAL` read: `prewhere`, the conjuncts every version of a row
+/// agrees on (they read only the row's key columns: `trace_id IN (…)` lookups), which may
+/// filter rows before `FINAL` picks the newest version and so spare it most of the rows; and
+/// `rest`, the others, tested after it. `None`: no such conjunct.
+#[derive(Debug, Default)]
+pub struct Split {
+    pub prewhere: Option<Sql>,
+    pub rest: Option<Sql>,
+}
+
+fn split<P: Clone>(
+    filter: &Filter<P>,
+    stable: fn(&P) -> bool,
+    compile: impl Fn(&Filter<P>) -> Sql,
+) -> Split {
+    let (before, after): (Vec<&Filter<P>>, Vec<&Filter<P>>) = filter
+        .conjuncts()
+        .into_iter()
+        .partition(|conjunct| all_atoms(conjunct, stable));
+    let part = |terms: Vec<&Filter<P>>| {
+        (!terms.is_empty()).then(|| compile(&Filter::And(terms.into_iter().cloned().collect())))
+    };
+    Split {
+        prewhere: part(before),
+        rest: part(after),
+    }
+}
+
+fn all_atoms<P>(filter: &Filter<P>, test: fn(&P) -> bool) -> bool {
+    match filter {
+        Filter::Constant(_) => true,
+        Filter::And(terms) | Filter::Or(terms) => terms.iter().all(|term| all_atoms(term, test)),
+        Filter::Not(inner) => all_atoms(inner, test),
+        Filter::Atom(path, _) => test(path),
+    }
+}
+
+/// [`trace_condition`] split for a `FINAL` read of `traces`: the paths that look up the trace
+/// id elsewhere (terms, scores, spans) are the same for every version of a trace's row.
+pub fn trace_split(project_id: &str, filter: &TraceFilter) -> Split {
+    split(
+        filter,
+        |path| !matches!(path, TracePath::Field(_) | TracePath::Model),
+        |part| trace_condition(project_id, part),
+    )
+}
+
+/// [`span_condition`] split for a `FINAL` read of `spans`: what a span was sent with (its
+/// name, kind, times, status, service, terms) is the same in every version of its row; what
+/// normalization makes of it (the LLM call's columns) may change when content events arrive.
+pub fn span_split(project_id: &str, window: Window, filter: &SpanFilter) -> Split {
+    split(
+        filter,
+        |path| {
+            !matches!(
+                path,
+                SpanPath::Llm
+                    | SpanPath::Field(
+                        SpanField::LlmModel
+                            | SpanField::LlmPromptTokens
+                            | SpanField::LlmCompletionTokens
+                            | SpanField::LlmCost
+                    )
+            )
+        },
+        |part| span_condition(project_id, window, part),
+    )
+}
+
 fn combine<P>(sql: &mut Sql, filter: &Filter<P>, atom: &mut impl FnMut(&mut Sql, &P, &Test)) {
     match filter {
         Filter::Constant(value) => sql.push(if *value { "1" } else { "0" }),

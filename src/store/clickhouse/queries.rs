@@ -1,7 +1,8 @@
 //! The query texts of the read path; placeholders `?` are bound by the client, never spliced.
 
 use super::filter_sql::{
-    SAMPLE_SPAN_FILTER, SAMPLE_TRACE_FILTER, Window, span_condition, trace_condition, with_values,
+    SAMPLE_SPAN_FILTER, SAMPLE_TRACE_FILTER, Window, span_split, trace_condition, trace_split,
+    with_values,
 };
 
 /// The columns of a stored TraceRecord after its project id, in the order of `rows::TraceRow`.
@@ -29,16 +30,28 @@ pub struct ListFilters {
 /// Placeholders: project, window start, window end, then each filter present in the order of
 /// [`ListFilters`], then the limit.
 pub fn trace_keys(filters: &ListFilters) -> String {
-    trace_keys_where(filters, None)
+    trace_keys_where(filters, None, None)
 }
 
-/// [`trace_keys`] with a condition of the filter language (`filter_sql`), whose placeholders
-/// come after the filters' and before the limit.
-pub fn trace_keys_where(filters: &ListFilters, condition: Option<&str>) -> String {
-    let mut sql = String::from(
-        "SELECT timestamp_ns, trace_id FROM traces FINAL \
-         WHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ? AND deleted = 0",
-    );
+/// [`trace_keys`] with the conditions of the filter language (`filter_sql::trace_split`):
+/// `prewhere`'s placeholders come after the window's, `condition`'s after the filters', before
+/// the limit.
+pub fn trace_keys_where(
+    filters: &ListFilters,
+    prewhere: Option<&str>,
+    condition: Option<&str>,
+) -> String {
+    let mut sql = match prewhere {
+        None => String::from(
+            "SELECT timestamp_ns, trace_id FROM traces FINAL \
+             WHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ? AND deleted = 0",
+        ),
+        Some(prewhere) => format!(
+            "SELECT timestamp_ns, trace_id FROM traces FINAL \
+             PREWHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ? AND {prewhere} \
+             WHERE deleted = 0"
+        ),
+    };
     if filters.cursor {
         sql.push_str(" AND (timestamp_ns < ? OR (timestamp_ns = ? AND trace_id < ?))");
     }
@@ -71,23 +84,25 @@ pub fn trace_keys_where(filters: &ListFilters, condition: Option<&str>) -> Strin
     sql
 }
 
-/// The rows of a page's traces. Placeholders: project, the page's oldest and newest timestamp,
+/// The rows of a page's traces; the key columns in `PREWHERE` (the same in every version of a
+/// row), so that only the granules holding the page's rows are read whole. Placeholders: project, the page's oldest and newest timestamp,
 /// its trace ids (an array).
 pub fn traces_by_keys() -> String {
     format!(
-        "SELECT project_id, {TRACE_COLUMNS}, version, deleted FROM traces FINAL WHERE project_id = ? \
-         AND timestamp_ns >= ? AND timestamp_ns <= ? AND trace_id IN (SELECT arrayJoin(?)) \
-         AND deleted = 0"
+        "SELECT project_id, {TRACE_COLUMNS}, version, deleted FROM traces FINAL \
+         PREWHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns <= ? \
+         AND trace_id IN (SELECT arrayJoin(?)) WHERE deleted = 0"
     )
 }
 
 /// The figures of the matching traces of a window, for filtered stats. Placeholders: project,
-/// window start, window end, then the condition's.
-pub fn matching_trace_facts(condition: &str) -> String {
+/// window start, window end, then `prewhere`'s, then `condition`'s.
+pub fn matching_trace_facts(prewhere: &str, condition: &str) -> String {
     format!(
         "SELECT timestamp_ns, trace_status_code, duration_ns, total_token_count, \
-         trace_total_cost, models FROM traces FINAL WHERE project_id = ? AND timestamp_ns >= ? \
-         AND timestamp_ns < ? AND deleted = 0 AND {condition}"
+         trace_total_cost, models FROM traces FINAL PREWHERE project_id = ? \
+         AND timestamp_ns >= ? AND timestamp_ns < ? AND {prewhere} \
+         WHERE deleted = 0 AND {condition}"
     )
 }
 
@@ -102,12 +117,12 @@ pub fn matching_trace_timestamps(condition: &str) -> String {
 }
 
 /// The keys of a page of spans, newest start first (ties: trace id, span id, descending).
-/// Placeholders: project, window start, window end, with a cursor its start (twice), trace id
-/// (twice) and span id, then the condition's, then the limit.
-pub fn span_keys(cursor: bool, condition: &str) -> String {
-    let mut sql = String::from(
+/// Placeholders: project, window start, window end, `prewhere`'s, with a cursor its start
+/// (twice), trace id (twice) and span id, then `condition`'s, then the limit.
+pub fn span_keys(cursor: bool, prewhere: &str, condition: &str) -> String {
+    let mut sql = format!(
         "SELECT start_ns, trace_id, span_id FROM spans FINAL \
-         WHERE project_id = ? AND start_ns >= ? AND start_ns < ?",
+         PREWHERE project_id = ? AND start_ns >= ? AND start_ns < ? AND {prewhere} WHERE 1"
     );
     if cursor {
         sql.push_str(
@@ -298,11 +313,20 @@ pub fn sample_queries() -> Vec<(String, String)> {
         start_unix_nano: 0,
         end_unix_nano: 10,
     };
-    let span_condition = with_values(&span_condition("p", window, &span_filter));
+    let trace_split = trace_split("p", &trace_filter);
+    let (trace_prewhere, trace_rest) = (
+        with_values(&trace_split.prewhere.expect("stable conjuncts")),
+        with_values(&trace_split.rest.expect("other conjuncts")),
+    );
+    let span_split = span_split("p", window, &span_filter);
+    let (span_prewhere, span_rest) = (
+        with_values(&span_split.prewhere.expect("stable conjuncts")),
+        with_values(&span_split.rest.expect("other conjuncts")),
+    );
     let filtered = [
         (
             "trace_keys_filtered",
-            trace_keys_where(&all_filters, Some(&trace_condition)),
+            trace_keys_where(&all_filters, Some(&trace_prewhere), Some(&trace_rest)),
             vec![
                 "'p'", "0", "10", "5", "5", "'t'", "'q'", "'q'", "2", "'s'", "'u'", "'l'", "'m'",
                 "50",
@@ -310,7 +334,7 @@ pub fn sample_queries() -> Vec<(String, String)> {
         ),
         (
             "matching_trace_facts",
-            matching_trace_facts(&trace_condition),
+            matching_trace_facts(&trace_prewhere, &trace_rest),
             vec!["'p'", "0", "10"],
         ),
         (
@@ -320,7 +344,7 @@ pub fn sample_queries() -> Vec<(String, String)> {
         ),
         (
             "span_keys",
-            span_keys(true, &span_condition),
+            span_keys(true, &span_prewhere, &span_rest),
             vec!["'p'", "0", "10", "5", "5", "'t'", "'t'", "'s'", "50"],
         ),
         (

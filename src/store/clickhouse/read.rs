@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use clickhouse::Client;
 
-use super::filter_sql::{Sql, Window, bind, span_condition, trace_condition};
+use super::filter_sql::{Sql, Window, bind, span_split, trace_split};
 use super::queries::{
     self, ListFilters, span_keys, spans_by_ids, spans_of_trace, trace_keys_where, traces_by_keys,
 };
@@ -96,19 +96,24 @@ pub async fn query_traces(
         model: query.model.is_some(),
     };
     let end = query.end_unix_nano;
-    let condition = query
+    let split = query
         .filter
         .as_deref()
-        .map(|filter| trace_condition(project_id, filter));
+        .map(|filter| trace_split(project_id, filter))
+        .unwrap_or_default();
     let sql = trace_keys_where(
         &filters,
-        condition.as_ref().map(|condition| condition.text.as_str()),
+        split.prewhere.as_ref().map(|sql| sql.text.as_str()),
+        split.rest.as_ref().map(|sql| sql.text.as_str()),
     );
     let mut statement = client
         .query(&sql)
         .bind(project_id)
         .bind(query.start_unix_nano)
         .bind(end);
+    if let Some(prewhere) = &split.prewhere {
+        statement = bind(statement, &prewhere.params);
+    }
     if let Some(cursor) = &query.cursor {
         statement = statement
             .bind(cursor.timestamp_unix_nano)
@@ -132,8 +137,8 @@ pub async fn query_traces(
     {
         statement = statement.bind(value);
     }
-    if let Some(condition) = &condition {
-        statement = bind(statement, &condition.params);
+    if let Some(rest) = &split.rest {
+        statement = bind(statement, &rest.params);
     }
     let keys: Vec<(u64, String)> = statement
         .bind(query.limit as u64 + 1)
@@ -222,18 +227,27 @@ pub async fn query_spans(
         start_unix_nano: query.start_unix_nano,
         end_unix_nano: query.end_unix_nano,
     };
-    let condition = match query.filter.as_deref() {
-        Some(filter) => span_condition(project_id, window, filter),
-        None => Sql {
-            text: "1".into(),
-            params: Vec::new(),
-        },
+    let split = query
+        .filter
+        .as_deref()
+        .map(|filter| span_split(project_id, window, filter))
+        .unwrap_or_default();
+    let always = Sql {
+        text: "1".into(),
+        params: Vec::new(),
     };
-    let mut statement = client
-        .query(&span_keys(query.cursor.is_some(), &condition.text))
+    let prewhere = split.prewhere.as_ref().unwrap_or(&always);
+    let rest = split.rest.as_ref().unwrap_or(&always);
+    let statement = client
+        .query(&span_keys(
+            query.cursor.is_some(),
+            &prewhere.text,
+            &rest.text,
+        ))
         .bind(project_id)
         .bind(query.start_unix_nano)
         .bind(query.end_unix_nano);
+    let mut statement = bind(statement, &prewhere.params);
     if let Some(cursor) = &query.cursor {
         let trace_hex = cursor.trace_id.to_hex();
         statement = statement
@@ -243,7 +257,7 @@ pub async fn query_spans(
             .bind(&trace_hex)
             .bind(cursor.span_id.to_hex());
     }
-    let keys: Vec<(u64, String, String)> = bind(statement, &condition.params)
+    let keys: Vec<(u64, String, String)> = bind(statement, &rest.params)
         .bind(query.limit as u64 + 1)
         .fetch_all()
         .await

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use std::collections::HashMap;
 
-use super::filter_sql::{bind, trace_condition};
+use super::filter_sql::{Sql, bind, trace_condition, trace_split};
 use super::queries::{ROLLUP_CELLS, matching_trace_facts, matching_trace_timestamps};
 use super::read::filter_error;
 use super::scores::NUMERIC_SCORES;
@@ -84,13 +84,20 @@ pub async fn filtered_trace_stats(
     query: &StatsQuery,
     filter: &TraceFilter,
 ) -> StoreResult<TraceStats> {
-    let condition = trace_condition(project_id, filter);
+    let split = trace_split(project_id, filter);
+    let always = Sql {
+        text: "1".into(),
+        params: Vec::new(),
+    };
+    let prewhere = split.prewhere.as_ref().unwrap_or(&always);
+    let rest = split.rest.as_ref().unwrap_or(&always);
     let statement = client
-        .query(&matching_trace_facts(&condition.text))
+        .query(&matching_trace_facts(&prewhere.text, &rest.text))
         .bind(project_id)
         .bind(query.start_unix_nano)
         .bind(query.end_unix_nano);
-    let mut cursor = bind(statement, &condition.params)
+    let statement = bind(statement, &prewhere.params);
+    let mut cursor = bind(statement, &rest.params)
         .fetch::<FactsRow>()
         .map_err(unavailable)?;
     let mut builder = StatsBuilder::new(query.clone());
