@@ -194,11 +194,7 @@ pub async fn stats(
         .await?;
     let scores = state
         .store
-        .score_values(
-            &principal.project.id,
-            query.start_unix_nano,
-            query.end_unix_nano,
-        )
+        .score_values_matching(&principal.project.id, &query)
         .await?;
     Ok(Json(stats_view(&query, &stats, &scores)))
 }

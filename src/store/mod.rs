@@ -314,6 +314,24 @@ pub trait SpanStore: Send + Sync + 'static {
         end_unix_nano: u64,
     ) -> StoreResult<Vec<(u64, String, f64)>>;
 
+    /// [`SpanStore::score_values`] of the traces of the query's window that its filter
+    /// matches (all of them without a filter): the score means of filtered stats.
+    async fn score_values_matching(
+        &self,
+        project_id: &str,
+        query: &StatsQuery,
+    ) -> StoreResult<Vec<(u64, String, f64)>> {
+        match query.filter {
+            None => {
+                self.score_values(project_id, query.start_unix_nano, query.end_unix_nano)
+                    .await
+            }
+            Some(_) => Err(StoreError::Unavailable(
+                "filtered score means are not built for this store yet".into(),
+            )),
+        }
+    }
+
     /// The scores of some traces of the project, each trace's oldest first.
     async fn scores_of_traces(
         &self,
