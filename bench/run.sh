@@ -182,6 +182,30 @@ if wants reads; then
       echo "dashboard, 24 h: $(best_ms /api/v1/stats) ms"
       echo "dashboard, 30 days in days: $(best_ms "/api/v1/stats?start=$month_start&bucket=1d") ms"
       echo "dashboard, 30 days in hours: $(best_ms "/api/v1/stats?start=$month_start&bucket=1h") ms"
+      # The filter language (issue 22) over the synthetic segments: 50 tenants (2 % each),
+      # 1,000 customers in the trace metadata, root durations 0.8-10.7 s, 500 thumbs-down scores.
+      python3 - "http://127.0.0.1:$PORT" "$TOKEN" <<'PY'
+import json, sys, urllib.request
+base, token = sys.argv[1], sys.argv[2]
+def call(path, body=None):
+    request = urllib.request.Request(base + path, data=body and json.dumps(body).encode(),
+        headers={"authorization": "Bearer " + token, "content-type": "application/json"})
+    return json.load(urllib.request.urlopen(request))
+traces = call("/api/v1/traces?limit=1000")["traces"]
+call("/api/v1/scores", {"scores": [{"trace_id": t["trace_id"], "name": "thumbs", "value": False}
+    for t in traces[::2]]})
+PY
+      f() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1"; }
+      echo "filter, tenant (2 %): $(best_ms "/api/v1/traces?filter=$(f 'span.attributes["tenant"] == "tenant-7"')") ms"
+      echo "filter, tenant and slow: $(best_ms "/api/v1/traces?filter=$(f 'span.attributes["tenant"] == "tenant-7" and duration_ms > 5000')") ms"
+      echo "filter, tenant (no match): $(best_ms "/api/v1/traces?filter=$(f 'span.attributes["tenant"] == "nobody"')") ms"
+      echo "filter, metadata customer (0.1 %): $(best_ms "/api/v1/traces?filter=$(f 'metadata["customer"] == "customer-42"')") ms"
+      echo "filter, score thumbs down (500 traces): $(best_ms "/api/v1/traces?filter=$(f 'scores["thumbs"] == false')") ms"
+      echo "filter, duration_ms > 10500 (1 %): $(best_ms "/api/v1/traces?filter=$(f 'duration_ms > 10500')") ms"
+      echo "filtered dashboard 24 h, tenant (2 %): $(best_ms "/api/v1/stats?filter=$(f 'span.attributes["tenant"] == "tenant-7"')") ms"
+      echo "filtered dashboard 24 h, duration_ms > 5000 (~40 %): $(best_ms "/api/v1/stats?filter=$(f 'duration_ms > 5000')") ms"
+      echo "spans, LLM calls of a model: $(best_ms "/api/v1/spans?filter=$(f 'llm.model == "gpt-4o-mini"')") ms"
+      echo "spans, tenant (2 %): $(best_ms "/api/v1/spans?filter=$(f 'attributes["tenant"] == "tenant-7"')") ms"
       echo "resident memory: $rss_before MiB before the reads, $(rss_mib) MiB after"
       if [ "$backend" = clickhouse ]; then
         bytes=$(curl -s "$url" --data-binary "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = 'spanhouse_reads'")

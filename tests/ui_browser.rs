@@ -1,7 +1,9 @@
 //! Browser end-to-end tests of the web UI: a real spanhouse with an ingested LLM trace, and
 //! Debian's chromium driven by playwright-core (`tests/ui/browser.mjs`) signing in, finding the
 //! trace, reading its conversation, the dashboard, the ingestion counters and changing settings;
-//! hostile LLM output that must not run; a read token that cannot change settings.
+//! hostile LLM output that must not run; a read token that cannot change settings; filtering
+//! traces and spans with the filter language, scoring a trace and its score on the dashboard
+//! (`tests/ui/filters.mjs`).
 //!
 //! `scripts/test.sh` installs chromium and `tests/ui/node_modules`. In CI (`CI` set) a missing
 //! one fails the test; elsewhere the test says so and skips. Screenshots are written to
@@ -102,22 +104,62 @@ fn agent_trace(trace: u8) -> Vec<Span> {
     vec![root, tool, llm]
 }
 
-/// Starts a server with the agent trace (none for `empty`), runs one scenario of `tests/ui/browser.mjs` and
+/// Another tenant's trace: a support question answered by one LLM call, whose span (not the
+/// root) carries `tenant=other`. The filter scenario gives the agent trace `tenant=acme`.
+fn other_tenant_trace(trace: u8) -> Vec<Span> {
+    let start = recent(20);
+    let mut root = span(trace, 1, None, "support-agent", start);
+    root.end_time_unix_nano = start + 400_000_000;
+    root.attributes = vec![
+        string_attribute("input.value", "How do I reset my password?"),
+        string_attribute("output.value", "Use the forgot-password link."),
+    ];
+    let mut llm = span(trace, 2, Some(1), "chat claude", start + 10_000_000);
+    llm.end_time_unix_nano = start + 390_000_000;
+    llm.attributes = vec![
+        string_attribute("tenant", "other"),
+        string_attribute("gen_ai.operation.name", "chat"),
+        string_attribute("gen_ai.provider.name", "anthropic"),
+        string_attribute("gen_ai.request.model", "claude-sonnet-4"),
+        int_attribute("gen_ai.usage.input_tokens", 12),
+        int_attribute("gen_ai.usage.output_tokens", 8),
+    ];
+    vec![root, llm]
+}
+
+/// The traces a scenario starts with: none for `empty`, the agent trace, and for
+/// `filters-and-scores` the agent trace of tenant acme and another tenant's trace.
+fn scenario_traces(scenario: &str, trace: u8, other_trace: u8) -> Vec<Vec<Span>> {
+    match scenario {
+        "empty" => vec![],
+        "filters-and-scores" => {
+            let mut agent = agent_trace(trace);
+            agent[0].attributes.push(string_attribute("tenant", "acme"));
+            vec![agent, other_tenant_trace(other_trace)]
+        }
+        _ => vec![agent_trace(trace)],
+    }
+}
+
+/// Starts a server with the scenario's traces, runs one scenario of `tests/ui/browser.mjs` and
 /// returns its output; panics when it fails.
 async fn run_scenario(scenario: &str) -> String {
     let server = TestServer::start().await;
     let read_token = server.create_token("default", "read").await;
     server.wait_for_token(&read_token).await;
-    let trace = 0x7a;
-    if scenario != "empty" {
+    let (trace, other_trace) = (0x7a, 0x7b);
+    let traces = scenario_traces(scenario, trace, other_trace);
+    for spans in &traces {
         let response = server
             .post_protobuf(
                 "/v1/traces",
                 &server.admin_token,
-                &request("weather-service", agent_trace(trace)),
+                &request("weather-service", spans.clone()),
             )
             .await;
         assert_eq!(response.status(), 200);
+    }
+    if !traces.is_empty() {
         server.settle(&server.admin_token).await;
     }
 
@@ -129,6 +171,7 @@ async fn run_scenario(scenario: &str) -> String {
         .env("SPANHOUSE_ADMIN_TOKEN", &server.admin_token)
         .env("SPANHOUSE_READ_TOKEN", &read_token)
         .env("SPANHOUSE_TRACE_ID", hex_trace(trace))
+        .env("SPANHOUSE_OTHER_TRACE_ID", hex_trace(other_trace))
         .env("SPANHOUSE_CHROMIUM", chromium())
         .env("SPANHOUSE_SCREENSHOTS", &screenshots)
         .output()
@@ -191,4 +234,27 @@ async fn an_empty_project_shows_how_to_send_a_first_trace() {
     }
     let output = run_scenario("empty").await;
     assert!(output.contains("PASS the empty state"), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_filters_traces_scores_one_and_sees_it_on_the_dashboard() {
+    if !browser_installed() {
+        return;
+    }
+    let output = run_scenario("filters-and-scores").await;
+    for step in [
+        "the filter bar suggests the language's names",
+        "a filter lists only the matching traces",
+        "the filter is kept in the URL",
+        "a broken filter shows the server's error at its column",
+        "Back returns to the previous filter",
+        "a thumbs down is added and listed",
+        "a numeric score with a comment is added",
+        "the dashboard takes the filter and charts each score's mean",
+        "the spans page lists the LLM calls",
+        "the project's attribute keys are suggested",
+        "a read session sees the scores and no scoring form",
+    ] {
+        assert!(output.contains(&format!("PASS {step}")), "{output}");
+    }
 }

@@ -38,7 +38,9 @@ export async function api(path, { method = "GET", body } = {}) {
     data = null;
   }
   if (!response.ok) {
-    const message = data && data.error ? data.error.message : `HTTP ${response.status}`;
+    // `{"error": {"message"}}`, or `{"error": "text"}`.
+    const error = data && data.error;
+    const message = typeof error === "string" ? error : error && error.message ? error.message : `HTTP ${response.status}`;
     if (response.status === 401 && !path.startsWith("/ui/")) onSignedOut();
     throw new ApiError(response.status, message);
   }
@@ -97,3 +99,56 @@ export const RANGES = [
   { id: "7d", label: "Last 7 days", seconds: 7 * 86400, bucket: "6h" },
   { id: "30d", label: "Last 30 days", seconds: 30 * 86400, bucket: "1d" },
 ];
+
+/** A view's fragment with its parameters: `#/traces?filter=…`. Only null and undefined are left out. */
+export function viewHash(view, parameters = {}) {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(parameters)) {
+    if (value !== null && value !== undefined) search.set(name, value);
+  }
+  const text = search.toString();
+  return `#/${view}${text ? `?${text}` : ""}`;
+}
+
+/**
+ * Keeps a view's parameters in the URL, so that a reload or a link shows the same thing and Back
+ * returns to the previous ones: a new history entry, without the re-render of a hash change.
+ */
+export function keepInUrl(view, parameters) {
+  const hash = viewHash(view, parameters);
+  if (location.hash !== hash) history.pushState(null, "", hash);
+}
+
+/** The names of the trace context of the filter language (SPEC §7), suggested while typing. */
+const TRACE_FIELDS = [
+  "status", "duration_ms", "total_cost", "total_token_count", "prompt_token_count",
+  "completion_token_count", "llm_call_count", "tool_call_count", "tool_call_error_count", "user_id",
+  "session_id", "pipeline_id", "service_name", "root_span_name", "input", "output", "span_count",
+  "model", "tags", 'HasTag("', 'metadata["', 'scores["', 'span.attributes["',
+  'span.resource.attributes["', "span.name", "span.status", "span.duration_ms",
+];
+
+/** The names of the span context (`GET /api/v1/spans?filter=`). */
+const SPAN_FIELDS = [
+  "name", "kind", "status", "duration_ms", "service_name", 'attributes["', 'resource.attributes["',
+  "llm.model", "llm.provider", "llm.operation", "llm.prompt_tokens", "llm.completion_tokens",
+  "llm.cost", "llm != nil",
+];
+
+/**
+ * What to suggest in a filter of `context` ("trace" or "span"): the language's names, and the
+ * attribute, metadata and score keys the project has seen (`GET /api/v1/filter/keys`). Without
+ * that answer, the language's names alone.
+ */
+export async function filterSuggestions(context) {
+  const keys = await api("/api/v1/filter/keys").catch(() => ({}));
+  const quoted = (prefix, names) => (Array.isArray(names) ? names : []).map((name) => `${prefix}[${JSON.stringify(String(name))}]`);
+  const names = context === "span"
+    ? [...SPAN_FIELDS, ...(keys.span_fields || []), ...quoted("attributes", keys.attributes),
+      ...quoted("resource.attributes", keys.resource_attributes)]
+    : [...TRACE_FIELDS, ...(keys.trace_fields || []), ...quoted("span.attributes", keys.attributes),
+      ...quoted("span.resource.attributes", keys.resource_attributes), ...quoted("metadata", keys.metadata),
+      ...quoted("scores", keys.scores)];
+  // The server writes a path that takes a key as `metadata["…"]`: suggested as its beginning.
+  return [...new Set(names.map((name) => String(name).replace('["…"]', '["')))];
+}

@@ -1,9 +1,10 @@
 // The spanhouse web UI: sign-in, then views chosen by the URL fragment (#/traces, #/trace/ID,
-// #/dashboard, #/ingestion, #/settings).
+// #/spans, #/dashboard, #/ingestion, #/settings), each with its parameters after a `?`
+// (#/traces?filter=…).
 
 import { restoreSession, session, signIn, signOut, whenSignedOut } from "./api.js";
 import { el, notice, replace } from "./dom.js";
-import { renderTraces } from "./traces.js";
+import { renderSpans, renderTraces } from "./traces.js";
 import { renderTrace } from "./trace.js";
 import { renderDashboard } from "./dashboard.js";
 import { renderIngestion } from "./ingestion.js";
@@ -73,9 +74,15 @@ function route() {
   header.hidden = false;
   document.getElementById("who").textContent =
     `${session.projectName} · ${session.role}`;
-  const [view, argument] = location.hash.replace(/^#\/?/, "").split("/");
+  // The parameters first: a filter may hold a "/".
+  const fragment = location.hash.replace(/^#\/?/, "");
+  const queryStart = fragment.indexOf("?");
+  const path = queryStart < 0 ? fragment : fragment.slice(0, queryStart);
+  const parameters = new URLSearchParams(queryStart < 0 ? "" : fragment.slice(queryStart + 1));
+  const [view, argument] = path.split("/");
   const views = {
     traces: renderTraces,
+    spans: renderSpans,
     trace: renderTrace,
     dashboard: renderDashboard,
     ingestion: renderIngestion,
@@ -85,7 +92,7 @@ function route() {
   markCurrent(view === "trace" ? "traces" : views[view] ? view : "traces");
   const container = el("div", { class: "view" });
   replace(main, container);
-  const leave = render(container, argument ? decodeURIComponent(argument) : undefined);
+  const leave = render(container, argument ? decodeURIComponent(argument) : undefined, parameters);
   if (typeof leave === "function") leaveView = leave;
 }
 

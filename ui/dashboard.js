@@ -1,10 +1,13 @@
-// The dashboard: traces, error rate, latency percentiles, tokens and cost over a time range,
-// with a breakdown by model (GET /api/v1/stats).
+// The dashboard: traces, error rate, latency percentiles, tokens, cost and each score's mean over
+// a time range, with a breakdown by model (GET /api/v1/stats), of the traces a filter-language
+// condition selects (kept in the URL, as on the traces page).
 
-import { RANGES, ago, api, query } from "./api.js";
-import { el, formatCost, formatDuration, formatNumber, notice, replace } from "./dom.js";
+import { RANGES, ago, api, filterSuggestions, keepInUrl, query, viewHash } from "./api.js";
+import {
+  el, filterBar, formatCost, formatDuration, formatNumber, isFilterError, notice, replace,
+} from "./dom.js";
 import { formatCount, timeChart } from "./charts.js";
-import { filterByModel, gettingStarted } from "./traces.js";
+import { TRACE_FILTER, filterByModel, gettingStarted } from "./traces.js";
 
 let rangeId = "24h";
 
@@ -30,7 +33,42 @@ function percent(value) {
   return `${(value * 100).toFixed(value > 0 && value < 0.1 ? 1 : 0)}%`;
 }
 
-function show(body, stats) {
+/** A mean as a reader wants it: at most three decimals. */
+function formatMean(value) {
+  if (value === null || value === undefined) return "—";
+  return String(Number(value.toFixed(3)));
+}
+
+/** Each score's mean per bucket (a chart per name) and over the window (a table). */
+function scoresSection(stats) {
+  const names = [...new Set([
+    ...Object.keys(stats.totals.scores || {}),
+    ...stats.buckets.flatMap((bucket) => Object.keys(bucket.scores || {})),
+  ])].sort();
+  const times = stats.buckets.map((bucket) => bucket.start);
+  return el("section", { "aria-labelledby": "scores-title" },
+    el("h2", { id: "scores-title" }, "Scores"),
+    names.length === 0 ? notice("No numeric or boolean score on these traces in this range.") : [
+      el("table", { class: "score-totals" },
+        el("thead", {}, el("tr", {}, ["Score", "Mean", "Scores"].map((title) => el("th", { scope: "col" }, title)))),
+        el("tbody", {}, names.map((name) => {
+          const total = (stats.totals.scores || {})[name] || { count: 0, mean: null };
+          return el("tr", { "data-score-name": name },
+            el("th", { scope: "row" }, name),
+            el("td", { class: "number score-mean" }, formatMean(total.mean)),
+            el("td", { class: "number" }, formatNumber(total.count)));
+        }))),
+      el("div", { class: "charts" }, names.map((name, index) => timeChart({
+        id: `chart-score-${index}`, title: `${name} (mean)`, times, format: formatMean,
+        series: [{ name: `mean of ${name}`, values: stats.buckets.map((bucket) => {
+          const entry = (bucket.scores || {})[name];
+          return entry && entry.count > 0 ? entry.mean : null;
+        }) }],
+      }))),
+    ]);
+}
+
+function show(body, stats, filter) {
   const times = stats.buckets.map((bucket) => bucket.start);
   const column = (name) => stats.buckets.map((bucket) => bucket[name]);
   const totals = stats.totals;
@@ -44,7 +82,7 @@ function show(body, stats) {
       card("p95 latency", formatDuration(totals.p95_duration_ms)),
       card("Tokens", formatNumber(totals.total_tokens)),
       card("Cost", formatCost(totals.total_cost))),
-    totals.traces === 0 ? gettingStarted() : null,
+    totals.traces === 0 ? (filter ? notice("No trace matches this filter in this range.") : gettingStarted()) : null,
     el("div", { class: "charts" },
       timeChart({ id: "chart-traces", title: "Traces", times, series: [{ name: "traces", kind: "bar", values: column("traces") }], format: formatCount }),
       timeChart({ id: "chart-errors", title: "Error rate", times, series: [{ name: "error rate", values: errorRates }], format: percent }),
@@ -52,13 +90,14 @@ function show(body, stats) {
         { name: "p50", values: column("p50_duration_ms") }, { name: "p95", values: column("p95_duration_ms") }], format: formatDuration }),
       timeChart({ id: "chart-tokens", title: "Tokens", times, series: [{ name: "tokens", kind: "bar", values: column("total_tokens") }], format: formatCount }),
       timeChart({ id: "chart-cost", title: "Cost (USD)", times, series: [{ name: "cost", kind: "bar", values: column("total_cost") }], format: formatCost })),
+    scoresSection(stats),
     el("section", { "aria-labelledby": "models-title" },
       el("h2", { id: "models-title" }, "By model"),
       stats.models.length === 0 ? notice("No LLM calls with a known model in this range.") :
         el("table", { class: "models" },
           el("thead", {}, el("tr", {}, ["Model", "Traces", "Errors", "p50", "p95", "Tokens", "Cost"].map((title) => el("th", { scope: "col" }, title)))),
           el("tbody", {}, stats.models.map((model) => el("tr", {},
-            el("th", { scope: "row" }, el("a", { href: "#/traces", onclick: () => filterByModel(model.model) }, model.model)),
+            el("th", { scope: "row" }, el("a", { href: viewHash("traces", { filter: filter || null }), onclick: () => filterByModel(model.model) }, model.model)),
             el("td", { class: "number" }, formatNumber(model.traces)),
             el("td", { class: "number" }, formatNumber(model.errors)),
             el("td", { class: "number" }, formatDuration(model.p50_duration_ms)),
@@ -68,18 +107,41 @@ function show(body, stats) {
   );
 }
 
-export function renderDashboard(container) {
+export function renderDashboard(container, _argument, parameters = new URLSearchParams()) {
+  let filter = parameters.get("filter") || "";
   const body = el("div", { "aria-live": "polite" }, notice("Loading…"));
-  const load = () => {
+  const bar = filterBar({ ...TRACE_FILTER, value: filter, suggestions: filterSuggestions("trace") });
+  const tracesLink = el("a", { href: viewHash("traces", { filter: filter || null }), id: "list-these" }, "List these traces");
+  const form = el("form", { class: "filters", role: "search", "aria-label": "Filter the dashboard's traces" },
+    bar.element, el("div", { class: "field actions" }, el("button", { type: "submit" }, "Apply"), tracesLink));
+  const load = (byReader = false) => {
     const range = RANGES.find((range) => range.id === rangeId);
-    api(`/api/v1/stats${query({ start: ago(range.seconds), bucket: range.bucket })}`)
-      .then((stats) => show(body, stats))
-      .catch((failure) => replace(body, notice(`The dashboard could not be loaded: ${failure.message}`, "error")));
+    const sent = filter;
+    api(`/api/v1/stats${query({ start: ago(range.seconds), bucket: range.bucket, filter: sent })}`)
+      .then((stats) => {
+        bar.clearError();
+        show(body, stats, sent);
+      })
+      .catch((failure) => {
+        if (sent && isFilterError(failure)) {
+          bar.showError(failure.message, sent, byReader);
+          replace(body, notice("The dashboard is shown once the filter is corrected."));
+        } else {
+          replace(body, notice(`The dashboard could not be loaded: ${failure.message}`, "error"));
+        }
+      });
   };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    filter = bar.value();
+    keepInUrl("dashboard", { filter: filter || null });
+    tracesLink.setAttribute("href", viewHash("traces", { filter: filter || null }));
+    load(true);
+  });
   const heading = el("div", { class: "view-heading" }, el("h1", {}, "Dashboard"), rangePicker(rangeId, (id) => {
     rangeId = id;
     load();
   }));
-  container.append(heading, body);
+  container.append(heading, form, body);
   load();
 }

@@ -75,3 +75,116 @@ export function statusBadge(status) {
 export function notice(text, kind = "muted") {
   return el("p", { class: kind, role: kind === "error" ? "alert" : null }, text);
 }
+
+/** The word being typed: what ends at the caret and may be part of a path like `span.attributes["k`. */
+function wordAtCaret(input) {
+  const before = input.value.slice(0, input.selectionStart ?? input.value.length);
+  return /[\w.[\]"\-\/:]*$/.exec(before)[0];
+}
+
+/**
+ * A filter bar: the labelled input of a filter-language condition (SPEC §7), suggestions of what
+ * the word being typed may become (`suggestions`: a promise of names), and the server's parse
+ * error shown under the condition with a caret at its column. Lives inside the caller's form,
+ * whose submit (Enter, Apply) runs it.
+ */
+export function filterBar({ value = "", placeholder = "", hint = "", suggestions = Promise.resolve([]) }) {
+  const input = el("input", {
+    id: "filter", name: "filter", type: "text", class: "filter-input", value, placeholder,
+    spellcheck: "false", autocomplete: "off", "aria-describedby": "filter-hint filter-error",
+  });
+  const list = el("ul", { class: "suggestions", id: "filter-suggestions", "aria-label": "Suggestions", hidden: true });
+  const error = el("div", { class: "filter-error", id: "filter-error", role: "alert" });
+  const bar = el("div", { class: "field filter-bar" },
+    el("label", { for: "filter" }, "Filter"), input, list,
+    el("p", { class: "hint", id: "filter-hint" }, hint), error);
+  let names = [];
+  suggestions.then((loaded) => { names = loaded; }, () => {});
+
+  const hide = () => {
+    list.hidden = true;
+    replace(list);
+  };
+  const choose = (name) => {
+    const caret = input.selectionStart ?? input.value.length;
+    const start = caret - wordAtCaret(input).length;
+    input.value = input.value.slice(0, start) + name + input.value.slice(caret);
+    hide();
+    input.focus();
+    input.setSelectionRange(start + name.length, start + name.length);
+  };
+  const suggest = () => {
+    const word = wordAtCaret(input).toLowerCase();
+    const matches = word === "" ? [] : names
+      .filter((name) => name.toLowerCase().startsWith(word) && name.toLowerCase() !== word).slice(0, 8);
+    if (matches.length === 0) return hide();
+    replace(list, matches.map((name) => el("li", {}, el("button", {
+      type: "button", class: "suggestion", onclick: () => choose(name),
+      onkeydown: (event) => {
+        const item = event.currentTarget.parentElement;
+        const next = event.key === "ArrowDown" ? item.nextElementSibling
+          : event.key === "ArrowUp" ? item.previousElementSibling : null;
+        if (next) {
+          event.preventDefault();
+          next.firstChild.focus();
+        } else if (event.key === "Escape" || event.key === "ArrowUp") {
+          event.preventDefault();
+          hide();
+          input.focus();
+        }
+      },
+    }, name))));
+    list.hidden = false;
+  };
+  input.addEventListener("input", suggest);
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowDown" && !list.hidden) {
+      event.preventDefault();
+      list.querySelector("button").focus();
+    } else if (event.key === "Escape") {
+      hide();
+    } else if (event.key === "Enter") {
+      hide();
+    }
+  });
+  bar.addEventListener("focusout", (event) => {
+    if (!bar.contains(event.relatedTarget)) hide();
+  });
+
+  return {
+    element: bar,
+    input,
+    /** The condition as typed, trimmed. */
+    value: () => input.value.trim(),
+    /**
+     * Shows the server's message about `condition`; when it names a column, a caret marks it
+     * under the condition and, when `focus`, the input's caret goes there.
+     */
+    showError(message, condition, focus = false) {
+      const column = Number((/column (\d+)/.exec(message) || [])[1]) || 0;
+      input.setAttribute("aria-invalid", "true");
+      // An auto-refresh meeting the same error again does not announce it again.
+      if (error.dataset.shown !== `${condition}\n${message}`) {
+        error.dataset.shown = `${condition}\n${message}`;
+        replace(error, el("p", { class: "error" }, message),
+          column > 0 ? el("pre", { class: "caret", "aria-hidden": "true" },
+            `${condition}\n${" ".repeat(column - 1)}^`) : null);
+      }
+      if (focus && column > 0 && input.value.trim() === condition) {
+        const at = input.value.indexOf(condition) + column - 1;
+        input.focus();
+        input.setSelectionRange(at, Math.min(at + 1, input.value.length));
+      }
+    },
+    clearError() {
+      input.removeAttribute("aria-invalid");
+      delete error.dataset.shown;
+      replace(error);
+    },
+  };
+}
+
+/** Whether a failed request was refused for its filter (a 400 naming the column). */
+export function isFilterError(failure) {
+  return failure.status === 400 && /column \d+/.test(failure.message);
+}

@@ -1,11 +1,12 @@
-// One trace: the span tree with a timing waterfall, and the selected span's LLM conversation,
-// attributes, events and resource.
+// One trace: its scores (and, for an admin, a form to add one), the span tree with a timing
+// waterfall, and the selected span's LLM conversation, attributes, events and resource.
 
-import { api } from "./api.js";
+import { api, session } from "./api.js";
 import {
   el, excerpt, formatCost, formatDuration, formatNumber, formatTime, notice, replace,
   statusBadge,
 } from "./dom.js";
+import { tracesHash } from "./traces.js";
 
 /** The spans in tree order (depth first, children by start), each with its depth. */
 function treeOrder(spans) {
@@ -134,9 +135,98 @@ function summary(trace) {
   );
 }
 
-export function renderTrace(container, traceId) {
-  container.append(el("p", {}, el("a", { href: "#/traces" }, "← All traces")), notice("Loading trace…"));
-  api(`/api/v1/traces/${encodeURIComponent(traceId)}`).then(({ trace, spans }) => {
+/** A score's value as a reader says it: thumbs for a boolean, the number or label otherwise. */
+function scoreValue(score) {
+  if (score.data_type === "boolean" || typeof score.value === "boolean") {
+    return score.value ? "👍 up (true)" : "👎 down (false)";
+  }
+  return String(score.value);
+}
+
+function scoreTable(scores) {
+  if (scores.length === 0) return notice("No scores yet.");
+  return el("table", { class: "scores" },
+    el("caption", { class: "visually-hidden" }, "Scores, oldest first"),
+    el("thead", {}, el("tr", {}, ["Name", "Value", "Comment", "Source", "Time"].map((title) => el("th", { scope: "col" }, title)))),
+    el("tbody", {}, scores.map((score) => el("tr", { "data-score-id": score.id, "data-score-name": score.name },
+      el("th", { scope: "row" }, score.name),
+      el("td", { class: "score-value" }, scoreValue(score)),
+      el("td", { class: "text-cell" }, score.comment ?? "—"),
+      el("td", {}, score.source),
+      el("td", {}, formatTime(score.created_at))))));
+}
+
+/**
+ * A reviewer's form: thumbs up or down (score "thumbs", true or false), or a named number, each
+ * with the optional comment; posted with source "ui", then `refresh` shows the trace's scores.
+ */
+function scoreForm(traceId, refresh) {
+  const comment = el("input", { id: "score-comment", type: "text", maxlength: "2000" });
+  const name = el("input", { id: "score-name", type: "text", required: true, placeholder: "e.g. accuracy" });
+  const value = el("input", { id: "score-value", type: "number", step: "any", required: true });
+  const status = el("p", { id: "score-status", role: "status" });
+  const post = async (scoreName, scoreValue) => {
+    status.className = "";
+    status.textContent = "Saving…";
+    const body = { trace_id: traceId, name: scoreName, value: scoreValue, source: "ui" };
+    if (comment.value.trim()) body.comment = comment.value.trim();
+    try {
+      await api("/api/v1/scores", { method: "POST", body });
+    } catch (failure) {
+      status.className = "error";
+      status.textContent = `Not saved: ${failure.message}`;
+      return;
+    }
+    comment.value = "";
+    try {
+      await refresh();
+      status.className = "ok";
+      status.textContent = `Saved ${scoreName}.`;
+    } catch (failure) {
+      status.className = "error";
+      status.textContent = `Saved ${scoreName}, but the scores could not be reloaded: ${failure.message}`;
+    }
+  };
+  const form = el("form", { class: "score-form", "aria-labelledby": "score-form-title" },
+    el("h3", { id: "score-form-title" }, "Add a score"),
+    el("div", { class: "field" }, el("label", { for: "score-comment" }, "Comment (optional)"), comment),
+    el("div", { class: "inline-form" },
+      el("button", { type: "button", class: "thumb", onclick: () => post("thumbs", true) }, "👍 Thumbs up"),
+      el("button", { type: "button", class: "thumb", onclick: () => post("thumbs", false) }, "👎 Thumbs down")),
+    el("div", { class: "inline-form" },
+      el("div", { class: "field" }, el("label", { for: "score-name" }, "Score name"), name),
+      el("div", { class: "field" }, el("label", { for: "score-value" }, "Value"), value),
+      el("button", { type: "submit" }, "Add score")),
+    status);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const number = Number(value.value);
+    if (!name.value.trim() || value.value.trim() === "" || !Number.isFinite(number)) {
+      status.className = "error";
+      status.textContent = "A score needs a name and a number.";
+      return;
+    }
+    post(name.value.trim(), number);
+  });
+  return form;
+}
+
+/** The trace's scores, and the form for an admin session (the server refuses a read one anyway). */
+function scoresSection(traceId, scores) {
+  const list = el("div", { id: "score-list", "aria-live": "polite" }, scoreTable(scores));
+  const refresh = async () => {
+    const answer = await api(`/api/v1/traces/${encodeURIComponent(traceId)}`);
+    replace(list, scoreTable(answer.scores || []));
+  };
+  return el("section", { class: "scores-section", "aria-labelledby": "scores-title" },
+    el("h2", { id: "scores-title" }, "Scores"), list,
+    session.role === "admin" ? scoreForm(traceId, refresh) : null);
+}
+
+export function renderTrace(container, traceId, parameters = new URLSearchParams()) {
+  const back = () => el("p", {}, el("a", { href: tracesHash() }, "← All traces"));
+  container.append(back(), notice("Loading trace…"));
+  api(`/api/v1/traces/${encodeURIComponent(traceId)}`).then(({ trace, spans, scores }) => {
     const ordered = treeOrder(spans);
     const start = Math.min(...spans.map((span) => Date.parse(span.start_time)));
     const end = Math.max(...spans.map((span) => Date.parse(span.end_time)));
@@ -170,19 +260,21 @@ export function renderTrace(container, traceId) {
     });
     replace(
       container,
-      el("p", {}, el("a", { href: "#/traces" }, "← All traces")),
+      back(),
       el("h1", {}, trace.root_span_name || excerpt(trace.input, 60)),
       el("p", { class: "muted" }, "Trace ", el("code", {}, trace.trace_id), ` · ${trace.span_count} spans · ${trace.service_name || ""}`),
       summary(trace),
+      scoresSection(trace.trace_id, scores || []),
       el("div", { class: "trace-layout" },
         el("section", { class: "tree-pane", "aria-label": "Spans (use ↑ and ↓)" },
           el("h2", {}, "Spans"), el("ol", { class: "span-tree" }, rows)),
         detail),
     );
+    const asked = ordered.findIndex(({ span }) => span.span_id === parameters.get("span"));
     const firstLlm = ordered.findIndex(({ span }) => span.llm);
-    select(firstLlm >= 0 ? firstLlm : 0);
+    select(asked >= 0 ? asked : firstLlm >= 0 ? firstLlm : 0);
   }).catch((failure) => {
-    replace(container, el("p", {}, el("a", { href: "#/traces" }, "← All traces")),
+    replace(container, back(),
       notice(failure.status === 404 ? "No such trace in this project." : `The trace could not be loaded: ${failure.message}`, "error"));
   });
 }

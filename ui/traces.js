@@ -1,15 +1,24 @@
-// The trace explorer: TraceRecords with text search, filters, pages and auto-refresh.
+// The explorer: TraceRecords with a filter-language condition (kept in the URL), text search,
+// quick filters, pages and auto-refresh; and the spans page, the LLM calls by default.
 
-import { RANGES, ago, api, query } from "./api.js";
+import { RANGES, ago, api, filterSuggestions, keepInUrl, query, viewHash } from "./api.js";
 import {
-  el, excerpt, formatCost, formatDuration, formatNumber, formatTime, notice, replace,
-  statusBadge,
+  el, excerpt, filterBar, formatCost, formatDuration, formatNumber, formatTime, isFilterError,
+  notice, replace, statusBadge,
 } from "./dom.js";
 
 const REFRESH_MS = 10000;
 
 /** Filters survive moving to a trace and back. */
 const state = { q: "", status: "", model: "", session_id: "", user_id: "", pipeline_id: "", range: "24h" };
+
+/** The filter of the list last shown, for the way back from a trace. */
+let lastFilter = "";
+
+/** The traces page as it was last shown (its filter). */
+export function tracesHash() {
+  return viewHash("traces", { filter: lastFilter || null });
+}
 
 /** Opens the explorer on one model's traces (from the dashboard). */
 export function filterByModel(model) {
@@ -81,8 +90,20 @@ function traceRow(trace) {
   );
 }
 
-export function renderTraces(container) {
-  const filters = el("form", { class: "filters", role: "search", "aria-label": "Filter traces" });
+/** What the traces page's filter bar says: an example and where to look. */
+export const TRACE_FILTER = {
+  placeholder: 'e.g. span.attributes["tenant"] == "acme" and duration_ms > 5000',
+  hint: 'A condition on each trace: its fields (status, duration_ms, model…), metadata["k"], '
+    + 'scores["name"], HasTag("x"), or span.attributes["k"] of any span. Enter applies it.',
+};
+
+export function renderTraces(container, _argument, parameters = new URLSearchParams()) {
+  let filter = parameters.get("filter") || "";
+  lastFilter = filter;
+  const bar = filterBar({ ...TRACE_FILTER, value: filter, suggestions: filterSuggestions("trace") });
+  const chartLink = el("a", { href: viewHash("dashboard", { filter: filter || null }), id: "chart-these" },
+    "Chart these traces");
+  const filters = el("form", { class: "filters", role: "search", "aria-label": "Filter traces" }, bar.element);
   const inputs = {
     q: el("input", { type: "search", placeholder: "text in input or output", value: state.q }),
     status: select("status", [["", "any"], ["ok", "ok"], ["error", "error"], ["unset", "unset"]]),
@@ -106,30 +127,39 @@ export function renderTraces(container) {
   );
   const results = el("div", { class: "results", "aria-live": "polite" });
   const pager = el("nav", { class: "pager", "aria-label": "Pages" });
-  container.append(el("h1", {}, "Traces"), filters, results, pager);
+  container.append(el("div", { class: "view-heading" }, el("h1", {}, "Traces"), chartLink), filters, results, pager);
 
   // Cursors of the pages before the current one, for "Newer".
   let cursors = [];
   let cursor = null;
   let timer = null;
 
-  async function load() {
+  /** Loads the page of `cursor`; `byReader` when the reader asked (not the auto-refresh). */
+  async function load(byReader = false) {
     const range = RANGES.find((range) => range.id === state.range) || RANGES[2];
+    const sent = filter;
     const parameters = {
-      q: state.q, status: state.status, model: state.model, session_id: state.session_id,
+      filter: sent, q: state.q, status: state.status, model: state.model, session_id: state.session_id,
       user_id: state.user_id, pipeline_id: state.pipeline_id, start: ago(range.seconds),
       limit: 50, cursor,
     };
     try {
       const page = await api(`/api/v1/traces${query(parameters)}`);
+      bar.clearError();
       show(page);
     } catch (failure) {
-      replace(results, notice(`Traces could not be loaded: ${failure.message}`, "error"));
+      if (sent && isFilterError(failure)) {
+        bar.showError(failure.message, sent, byReader);
+        replace(results, notice("No traces are shown until the filter is corrected."));
+        replace(pager);
+      } else {
+        replace(results, notice(`Traces could not be loaded: ${failure.message}`, "error"));
+      }
     }
   }
 
   function show(page) {
-    const filtered = ["q", "status", "model", "session_id", "user_id", "pipeline_id"]
+    const filtered = filter !== "" || ["q", "status", "model", "session_id", "user_id", "pipeline_id"]
       .some((name) => state[name] !== "");
     if (page.traces.length === 0) {
       replace(results, filtered || cursor
@@ -167,9 +197,13 @@ export function renderTraces(container) {
   filters.addEventListener("submit", (event) => {
     event.preventDefault();
     for (const [name, input] of Object.entries(inputs)) state[name] = input.value.trim();
+    filter = bar.value();
+    lastFilter = filter;
+    keepInUrl("traces", { filter: filter || null });
+    chartLink.setAttribute("href", viewHash("dashboard", { filter: filter || null }));
     cursors = [];
     cursor = null;
-    load();
+    load(true);
   });
   timer = setInterval(() => {
     // Not while the reader is on the table: a new table would take the keyboard focus away.
@@ -178,4 +212,105 @@ export function renderTraces(container) {
   }, REFRESH_MS);
   load();
   return () => clearInterval(timer);
+}
+
+/** The spans page shows the LLM calls until the reader chooses another condition. */
+const LLM_CALLS = "llm != nil";
+
+function spanRow(span) {
+  const llm = span.llm || {};
+  const tokens = llm.total_tokens ?? (llm.prompt_tokens != null || llm.completion_tokens != null
+    ? (llm.prompt_tokens || 0) + (llm.completion_tokens || 0) : null);
+  const link = el("a", { href: `#/trace/${span.trace_id}?span=${span.span_id}`, class: "row-link" }, formatTime(span.start_time));
+  return el(
+    "tr",
+    { "data-span-id": span.span_id, "data-trace-id": span.trace_id },
+    el("td", {}, link),
+    el("td", { class: "text-cell" }, excerpt(span.name, 60)),
+    el("td", {}, llm.response_model || llm.request_model || "—"),
+    el("td", {}, llm.provider || "—"),
+    el("td", { class: "number" }, formatNumber(tokens)),
+    el("td", { class: "number" }, formatCost(llm.cost)),
+    el("td", { class: "number" }, formatDuration(span.duration_ms)),
+    el("td", {}, statusBadge(span.status ? span.status.code : "unset")),
+  );
+}
+
+/** The spans page: spans matching a span-context condition (the LLM calls by default), newest first. */
+export function renderSpans(container, _argument, parameters = new URLSearchParams()) {
+  let filter = parameters.has("filter") ? parameters.get("filter") : LLM_CALLS;
+  let rangeId = parameters.get("range") || "24h";
+  const bar = filterBar({
+    value: filter,
+    placeholder: 'e.g. llm.model == "gpt-4o" and duration_ms > 2000',
+    hint: 'A condition on each span: name, status, duration_ms, attributes["k"], llm.model, '
+      + "llm.provider, llm.cost… (llm != nil: the LLM calls). Enter applies it.",
+    suggestions: filterSuggestions("span"),
+  });
+  const range = el("select", { id: "filter-range", name: "range" },
+    RANGES.map((entry) => el("option", { value: entry.id, selected: entry.id === rangeId }, entry.label)));
+  const form = el("form", { class: "filters", role: "search", "aria-label": "Filter spans" }, bar.element,
+    el("div", { class: "field" }, el("label", { for: "filter-range" }, "Time range"), range),
+    el("div", { class: "field actions" }, el("button", { type: "submit" }, "Apply")));
+  const results = el("div", { class: "results", "aria-live": "polite" }, notice("Loading spans…"));
+  const pager = el("nav", { class: "pager", "aria-label": "Pages" });
+  container.append(el("h1", {}, "Spans"), form, results, pager);
+  let cursors = [];
+  let cursor = null;
+
+  async function load(byReader = false) {
+    const sent = filter;
+    const seconds = (RANGES.find((entry) => entry.id === rangeId) || RANGES[2]).seconds;
+    try {
+      const page = await api(`/api/v1/spans${query({ filter: sent, start: ago(seconds), limit: 50, cursor })}`);
+      bar.clearError();
+      show(page);
+    } catch (failure) {
+      replace(pager);
+      if (sent && isFilterError(failure)) {
+        bar.showError(failure.message, sent, byReader);
+        replace(results, notice("No spans are shown until the filter is corrected."));
+      } else {
+        replace(results, notice(`Spans could not be loaded: ${failure.message}`, "error"));
+      }
+    }
+  }
+
+  function show(page) {
+    replace(results, page.spans.length === 0 ? notice("No span matches this filter in this time range.") : el(
+      "table",
+      { class: "spans" },
+      el("caption", { class: "visually-hidden" }, "Spans, newest first"),
+      el("thead", {}, el("tr", {}, ["Time", "Name", "Model", "Provider", "Tokens", "Cost", "Duration", "Status"]
+        .map((title) => el("th", { scope: "col" }, title)))),
+      el("tbody", {}, page.spans.map(spanRow)),
+    ));
+    if (cursors.length === 0 && !page.next_cursor) {
+      replace(pager);
+      return;
+    }
+    replace(
+      pager,
+      el("button", { type: "button", disabled: cursors.length === 0, onclick: () => {
+        cursor = cursors.pop() ?? null;
+        load();
+      } }, "← Newer"),
+      el("button", { type: "button", disabled: !page.next_cursor, onclick: () => {
+        cursors.push(cursor);
+        cursor = page.next_cursor;
+        load();
+      } }, "Older →"),
+    );
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    filter = bar.value();
+    rangeId = range.value;
+    keepInUrl("spans", { filter, range: rangeId === "24h" ? null : rangeId });
+    cursors = [];
+    cursor = null;
+    load(true);
+  });
+  load();
 }

@@ -12,6 +12,8 @@
 //! is a missing value (`user_id == nil`); ordering a missing value is false. Paths that read
 //! many values (`model`, `tags`, the `span.…` paths of the trace context) are true when some
 //! value makes the comparison true; there `== nil` means "no value" and `!= nil` "some value".
+//! `metadata["k"]` may also hold several values (spans may disagree): `== "v"` is true when one
+//! of them is `"v"`, and `!= "v"` is its negation (true when the trace has no `k`).
 
 mod reduce;
 

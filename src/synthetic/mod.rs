@@ -256,11 +256,19 @@ pub fn make_request(
             // or spans would share texts no real trace shares, flattering compression.
             let seed =
                 scramble(scramble(trace_number ^ scramble(run)).wrapping_add(position as u64));
+            // Segments for the filter language: a tenant attribute (50 values, 2 % of traces
+            // each), trace metadata (1,000 customers) and durations from 0.8 s to 10.7 s.
+            let mix = scramble(trace_number);
             let attributes = if position == 0 {
                 vec![
                     text("input.value", filler(options.text_bytes, seed)),
                     text("output.value", filler(options.text_bytes, seed ^ 7)),
                     text("session.id", format!("session-{}", trace_number % 97)),
+                    text("tenant", format!("tenant-{}", mix % 50)),
+                    text(
+                        "langfuse.trace.metadata.customer",
+                        format!("customer-{}", (mix >> 8) % 1000),
+                    ),
                 ]
             } else {
                 llm_attributes(
@@ -285,7 +293,11 @@ pub fn make_request(
                 },
                 kind: if position == 0 { 2 } else { 3 },
                 start_time_unix_nano: now + position as u64 * 1_000_000,
-                end_time_unix_nano: now + 800_000_000,
+                end_time_unix_nano: if position == 0 {
+                    now + 800_000_000 + (mix >> 20) % 100 * 100_000_000
+                } else {
+                    now + 800_000_000
+                },
                 attributes,
                 status: Some(Status {
                     code: 1,

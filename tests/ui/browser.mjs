@@ -1,7 +1,8 @@
 // Browser end-to-end tests of the web UI: Debian's chromium driven by playwright-core.
 // Run by tests/ui_browser.rs, which starts spanhouse, ingests traces and passes:
 //   SPANHOUSE_URL, SPANHOUSE_ADMIN_TOKEN, SPANHOUSE_READ_TOKEN, SPANHOUSE_TRACE_ID,
-//   SPANHOUSE_SCREENSHOTS (a directory), and the scenario as the first argument.
+//   SPANHOUSE_OTHER_TRACE_ID, SPANHOUSE_SCREENSHOTS (a directory), and the scenario as the first
+//   argument.
 // Prints "PASS <step>" per step and exits non-zero at the first failure. No timings: every wait
 // is for something on the page.
 
@@ -9,11 +10,13 @@ import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { filtersAndScores } from "./filters.mjs";
 
 const url = process.env.SPANHOUSE_URL;
 const adminToken = process.env.SPANHOUSE_ADMIN_TOKEN;
 const readToken = process.env.SPANHOUSE_READ_TOKEN;
 const traceId = process.env.SPANHOUSE_TRACE_ID;
+const otherTraceId = process.env.SPANHOUSE_OTHER_TRACE_ID;
 const screenshots = process.env.SPANHOUSE_SCREENSHOTS || join(tmpdir(), "spanhouse-ui");
 const scenario = process.argv[2];
 
@@ -204,7 +207,11 @@ async function empty(page) {
   console.log("PASS the empty state shows how to send a first trace");
 }
 
-const scenarios = { "admin-flow": adminFlow, "hostile-output": hostileOutput, "read-only": readOnly, empty };
+const scenarios = {
+  "admin-flow": adminFlow, "hostile-output": hostileOutput, "read-only": readOnly, empty,
+  "filters-and-scores": (page) => filtersAndScores(page,
+    { url, adminToken, readToken, traceId, otherTraceId, check, shot, signIn, signOut }),
+};
 
 async function main() {
   check(scenarios[scenario], `unknown scenario ${scenario}`);
