@@ -165,6 +165,8 @@ async fn every_trace_path_finds_its_traces() {
         (r#"span.resource.attributes["region"] == "eu""#, vec![2, 1]),
         (r#"metadata["env"] == "prod""#, vec![4, 3, 2, 1]),
         (r#"metadata["env"] != nil"#, all.clone()),
+        (r#"metadata["env"] != "prod""#, vec![8, 7, 6, 5]),
+        (r#"metadata["nope"] != "prod""#, all.clone()),
         (r#"tags == "beta""#, vec![6, 3]),
         (r#"HasTag("beta")"#, vec![6, 3]),
         (r#"tags == nil"#, except(&[6, 3])),

@@ -206,7 +206,12 @@ fn trace_candidate(
             let Some((kind, key)) = term_of_trace_path(path) else {
                 return Ok(None);
             };
-            if matches!(test, Test::Compare(Comparator::Equal, Value::Nil)) {
+            let negated_metadata = matches!(
+                (path, test),
+                (TracePath::Metadata(_), Test::Compare(Comparator::NotEqual, value))
+                    if *value != Value::Nil
+            );
+            if negated_metadata || matches!(test, Test::Compare(Comparator::Equal, Value::Nil)) {
                 return Ok(None);
             }
             let saved = std::mem::take(&mut compiler.values);

@@ -15,7 +15,8 @@
 //!   columns.
 //!
 //! Paths that read many values (`model`, `tags`, `metadata`, `span.…`) are true when some value
-//! makes the comparison true; `== nil` there is "no value" and `!= nil` "some value". Single
+//! makes the comparison true; `== nil` there is "no value" and `!= nil` "some value";
+//! `metadata["k"] != "v"` is the negation of `== "v"` (true without `k`). Single
 //! values (trace fields, scores, a span's own fields and attributes) compare as OTTL does:
 //! `!= v` is true for a missing value, ordering a missing value false.
 
@@ -309,7 +310,7 @@ impl<'c> Compiler<'c> {
             | TracePath::SpanResourceAttribute(_) => {
                 let (kind, key) = term_of_trace_path(path).expect("a term path");
                 let Some(key_id) = self.key_id(kind, key)? else {
-                    return Ok(no_key(test));
+                    return Ok(no_key(path, test));
                 };
                 let source = format!(
                     "SELECT 1 FROM spans AS s CROSS JOIN span_terms AS st \
@@ -318,7 +319,16 @@ impl<'c> Compiler<'c> {
                      AND st.key_id = {}",
                     self.bind(SqlValue::Integer(key_id))
                 );
-                self.many(source, "st.value", test)
+                match (path, test) {
+                    // `metadata["k"] != "v"` is the negation of `== "v"`.
+                    (TracePath::Metadata(_), Test::Compare(Comparator::NotEqual, value))
+                        if *value != Value::Nil =>
+                    {
+                        let equal = self.term_condition("st.value", Comparator::Equal, value);
+                        format!("(NOT EXISTS ({source} AND {equal}))")
+                    }
+                    _ => self.many(source, "st.value", test),
+                }
             }
         })
     }
@@ -482,9 +492,14 @@ fn coded(test: &Test, names: &[&str]) -> Test {
 }
 
 /// A term test of the trace context when no span of the project has the key.
-fn no_key(test: &Test) -> String {
-    match test {
-        Test::Compare(Comparator::Equal, Value::Nil) => "1",
+fn no_key(path: &TracePath, test: &Test) -> String {
+    match (path, test) {
+        (_, Test::Compare(Comparator::Equal, Value::Nil)) => "1",
+        (TracePath::Metadata(_), Test::Compare(Comparator::NotEqual, value))
+            if *value != Value::Nil =>
+        {
+            "1"
+        }
         _ => "0",
     }
     .to_owned()
