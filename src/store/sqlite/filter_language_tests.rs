@@ -412,8 +412,9 @@ async fn the_planner_drives_from_a_small_candidate_else_the_time_index() {
     connection
         .execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
-             INSERT INTO span_terms (key_id, value, span_key)
-             SELECT (SELECT id FROM filter_keys WHERE key = 'tenant'), 'acme', 1000000 + i FROM n",
+             INSERT INTO span_terms (key_id, value, trace_key, span_key)
+             SELECT (SELECT id FROM filter_keys WHERE key = 'tenant'), 'acme', 1000000 + i,
+                 1000000 + i FROM n",
             [],
         )
         .unwrap();

@@ -48,13 +48,26 @@ pub(super) fn choose(
     connection: &Connection,
     candidates: Vec<Candidate>,
 ) -> StoreResult<Option<Candidate>> {
+    choose_under(connection, candidates, DRIVE_CAP)
+}
+
+/// Most rows a candidate may count to drive filtered stats, which read every match: listing
+/// the traces of a term from its index, then each by rowid, beats testing every trace of the
+/// window while the candidate is a fraction of it.
+const STATS_DRIVE_CAP: i64 = 250_000;
+
+fn choose_under(
+    connection: &Connection,
+    candidates: Vec<Candidate>,
+    cap: i64,
+) -> StoreResult<Option<Candidate>> {
     let mut best: Option<(i64, Candidate)> = None;
     for candidate in candidates {
         let count = match candidate.known_count {
             Some(count) => count,
             None => connection
                 .prepare_cached(&format!(
-                    "SELECT count(*) FROM ({} LIMIT {DRIVE_CAP})",
+                    "SELECT count(*) FROM ({} LIMIT {cap})",
                     candidate.count_sql
                 ))?
                 .query_row(
@@ -62,7 +75,7 @@ pub(super) fn choose(
                     |row| row.get(0),
                 )?,
         };
-        if count < DRIVE_CAP && best.as_ref().is_none_or(|(least, _)| count < *least) {
+        if count < cap && best.as_ref().is_none_or(|(least, _)| count < *least) {
             let done = count == 0;
             best = Some((count, candidate));
             if done {
@@ -248,10 +261,7 @@ fn trace_candidate(
                 },
                 Some(condition) => candidate(
                     format!("SELECT 1 FROM span_terms AS st WHERE {condition}"),
-                    format!(
-                        "SELECT s.trace_key FROM span_terms AS st CROSS JOIN spans AS s \
-                         ON s.rowid = st.span_key WHERE {condition}"
-                    ),
+                    format!("SELECT st.trace_key FROM span_terms AS st WHERE {condition}"),
                     values,
                 ),
             })
@@ -275,6 +285,7 @@ fn matching_rows(
     range: (u64, u64),
     extra: (String, Vec<SqlValue>),
     text: Option<(String, Vec<SqlValue>, Option<Candidate>)>,
+    cap: i64,
 ) -> StoreResult<MatchingRows> {
     let (start, end) = window(range.0, range.1);
     let mut compiler = Compiler::new(connection, project_id);
@@ -294,7 +305,7 @@ fn matching_rows(
     };
     let predicate = compiler.trace_filter(filter)?;
     let predicate_values = std::mem::take(&mut compiler.values);
-    let driver = choose(connection, candidates)?;
+    let driver = choose_under(connection, candidates, cap)?;
     let mut values = Vec::new();
     let mut from_where = match driver {
         Some(driver) => {
@@ -354,6 +365,7 @@ pub(super) fn trace_page(
         (query.start_unix_nano, query.end_unix_nano),
         cursor,
         text,
+        DRIVE_CAP,
     )?;
     let mut values = rows.values;
     values.push(SqlValue::Integer(query.limit as i64 + 1));
@@ -382,6 +394,7 @@ pub(super) fn filtered_stats(
         (query.start_unix_nano, query.end_unix_nano),
         (String::new(), Vec::new()),
         None,
+        STATS_DRIVE_CAP,
     )?;
     let mut statement = connection.prepare_cached(&format!(
         "SELECT traces.timestamp_ns, traces.status, traces.models, traces.record {}",

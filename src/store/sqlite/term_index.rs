@@ -1,7 +1,8 @@
 //! The index of span terms (`store::terms`) that the filter language's attribute, metadata and
 //! tag paths read: `filter_keys` names each (project, kind, key) once with a small integer, and
-//! `span_terms` holds one row per term of a stored span, `(key_id, value, span_key)` with
-//! `span_key` the span's rowid (its trace is `spans.trace_key`).
+//! `span_terms` holds one row per term of a stored span, `(key_id, value, trace_key, span_key)`
+//! with `span_key` the span's rowid and `trace_key` its trace's (`spans.trace_key`): the traces
+//! of a term are listed from the primary key alone, without a lookup of each span's row.
 //!
 //! Values keep their types so that equality and ranges use the primary key: strings as TEXT,
 //! integers as INTEGER, floats as REAL (SQLite compares INTEGER and REAL numerically, as the
@@ -60,7 +61,8 @@ impl<'t> TermWriter<'t> {
                 "INSERT INTO filter_keys (project_id, kind, key) VALUES (?1, ?2, ?3)",
             )?,
             insert_term: connection.prepare_cached(
-                "INSERT OR IGNORE INTO span_terms (key_id, value, span_key) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO span_terms (key_id, value, trace_key, span_key)
+                 VALUES (?1, ?2, ?3, ?4)",
             )?,
             connection,
             keys: HashMap::new(),
@@ -91,17 +93,21 @@ impl<'t> TermWriter<'t> {
         Ok(id)
     }
 
-    /// Indexes the terms of a span just stored as row `span_key`.
+    /// Indexes the terms of a span just stored as row `span_key` of the trace `trace_key`.
     pub(super) fn write(
         &mut self,
         project_id: &str,
-        span_key: i64,
+        (trace_key, span_key): (i64, i64),
         span: &Span,
     ) -> StoreResult<()> {
         for term in span_terms(span) {
             let key_id = self.key_id(project_id, term.kind, &term.key)?;
-            self.insert_term
-                .execute(params![key_id, sql_value(&term.value), span_key])?;
+            self.insert_term.execute(params![
+                key_id,
+                sql_value(&term.value),
+                trace_key,
+                span_key
+            ])?;
         }
         Ok(())
     }
@@ -114,7 +120,7 @@ pub(super) fn fill(transaction: &Transaction<'_>) -> StoreResult<()> {
     let mut update = transaction
         .prepare("UPDATE spans SET llm_provider = ?2, llm_operation = ?3 WHERE rowid = ?1")?;
     let mut statement = transaction.prepare(&format!(
-        "SELECT {SPAN_COLUMNS}, rowid, project_id FROM spans"
+        "SELECT {SPAN_COLUMNS}, rowid, project_id, trace_key FROM spans"
     ))?;
     let mut rows = statement.query([])?;
     let mut bodies = BodyReader::new(transaction);
@@ -122,7 +128,8 @@ pub(super) fn fill(transaction: &Transaction<'_>) -> StoreResult<()> {
         let stored = stored_span_from_row(row, &mut bodies)?;
         let rowid: i64 = row.get(16)?;
         let project_id: String = row.get(17)?;
-        terms.write(&project_id, rowid, &stored.span)?;
+        let trace_key: i64 = row.get(18)?;
+        terms.write(&project_id, (trace_key, rowid), &stored.span)?;
         if let Some(llm) = &stored.semantics.llm
             && (llm.provider.is_some() || llm.operation.is_some())
         {

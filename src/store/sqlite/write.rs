@@ -82,7 +82,8 @@ pub(super) fn write_spans(
                     stored,
                 )?;
                 if inserted {
-                    terms.write(&batch.project_id, transaction.last_insert_rowid(), span)?;
+                    let span_key = transaction.last_insert_rowid();
+                    terms.write(&batch.project_id, (row.key, span_key), span)?;
                     if let Some(block) = in_block {
                         blocks.stored(block)?;
                     }
