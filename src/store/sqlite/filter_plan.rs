@@ -12,11 +12,11 @@
 //!
 //! The scalar fields only the `record` JSON holds (`duration_ms`, costs, token and call counts,
 //! `span_count`, `root_span_name`, `service_name`) are read with `json_extract`, not from
-//! columns of their own: they are never a candidate (no index lists traces by them), so they
-//! are only ever tested on rows another index found, where `json_extract` costs about a
-//! microsecond a row (measured in the report of issue 22: a 24-hour window of 1 M traces read
-//! with `duration_ms > x` takes well under a second); columns with indexes would cost every
-//! trace write for filters that are mostly not selective.
+//! columns of their own: no index lists traces by them, so they are only tested on rows that the
+//! time index or another candidate found, and a page of a frequent condition stops early.
+//! Not yet measured at 1 M traces: a rare condition on them alone reads the whole window, and
+//! filtered stats on them alone read every trace of the window; generated columns with indexes
+//! are the next step if that is too slow, at the cost of every trace write.
 
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
