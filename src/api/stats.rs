@@ -194,7 +194,7 @@ pub async fn stats(
         .await?;
     let scores = state
         .store
-        .stats_score_values(&principal.project.id, &query)
+        .score_values_matching(&principal.project.id, &query)
         .await?;
     Ok(Json(stats_view(&query, &stats, &scores)))
 }

@@ -314,15 +314,22 @@ pub trait SpanStore: Send + Sync + 'static {
         end_unix_nano: u64,
     ) -> StoreResult<Vec<(u64, String, f64)>>;
 
-    /// The [`SpanStore::score_values`] of a stats query's window; with a filter, of the traces
-    /// it matches only (the default ignores the filter: a store with filters overrides it).
-    async fn stats_score_values(
+    /// [`SpanStore::score_values`] of the traces of the query's window that its filter
+    /// matches (all of them without a filter): the score means of filtered stats.
+    async fn score_values_matching(
         &self,
         project_id: &str,
         query: &StatsQuery,
     ) -> StoreResult<Vec<(u64, String, f64)>> {
-        self.score_values(project_id, query.start_unix_nano, query.end_unix_nano)
-            .await
+        match query.filter {
+            None => {
+                self.score_values(project_id, query.start_unix_nano, query.end_unix_nano)
+                    .await
+            }
+            Some(_) => Err(StoreError::Unavailable(
+                "filtered score means are not built for this store yet".into(),
+            )),
+        }
     }
 
     /// The scores of some traces of the project, each trace's oldest first.

@@ -116,6 +116,8 @@ export async function filtersAndScores(page, { url, adminToken, readToken, trace
 
   // The project's attribute keys are suggested (GET /api/v1/filter/keys): choose one, complete it.
   await page.getByRole("link", { name: "Traces", exact: true }).click();
+  // The page has loaded (both traces listed) before anything is typed into its filter bar.
+  await rows(page, "table.traces", 2);
   await filter.fill('span.attributes["ten');
   await page.getByRole("button", { name: 'span.attributes["tenant"]' }).click();
   check(await filter.inputValue() === 'span.attributes["tenant"]', "the suggestion replaces the word typed");

@@ -319,7 +319,7 @@ impl SpanStore for ClickHouseStore {
         stats::trace_stats(&self.client, project_id, query).await
     }
 
-    async fn stats_score_values(
+    async fn score_values_matching(
         &self,
         project_id: &str,
         query: &StatsQuery,

@@ -53,5 +53,6 @@ pub(super) fn open_connection(path: &Path, synchronous: Synchronous) -> StoreRes
     connection.pragma_update(None, "foreign_keys", "ON")?;
     connection.pragma_update(None, "cache_size", -65536)?;
     text::register_functions(&connection)?;
+    super::filter_sql::register_functions(&connection)?;
     Ok(connection)
 }

@@ -10,13 +10,17 @@ mod background;
 mod blocks;
 mod checkpoint;
 mod connection;
+mod filter_plan;
+mod filter_sql;
 mod metadata;
 mod read;
 mod rollup;
 mod schema;
 mod scores;
 mod search;
+mod span_query;
 mod stats;
+mod term_index;
 mod text;
 mod trace_rows;
 pub use trace_rows::PreparedRows;
@@ -31,8 +35,8 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 
 use super::{
-    ContentEventBatch, PreparedTraces, SpanBatch, SpanStore, StoreError, StoreResult, StoredSpan,
-    TracePage, TraceQuery,
+    ContentEventBatch, FilterKeys, PreparedTraces, SpanBatch, SpanPage, SpanQuery, SpanStore,
+    StoreError, StoreResult, StoredSpan, TracePage, TraceQuery,
 };
 use super::{StatsQuery, TraceStats};
 use crate::model::score::Score;
@@ -348,14 +352,56 @@ impl SpanStore for SqliteStore {
         .await
     }
 
+    /// From the rollup; with a filter, from the matching trace rows (`filter_plan`).
     async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {
         let project_id = project_id.to_owned();
         let query = query.clone();
-        self.with_reader(move |connection| stats::trace_stats(connection, &project_id, &query))
+        self.with_reader(move |connection| match &query.filter {
+            Some(filter) => {
+                filter_plan::filtered_stats(connection, &project_id, &query, &filter.clone())
+            }
+            None => stats::trace_stats(connection, &project_id, &query),
+        })
+        .await
+    }
+
+    async fn score_values_matching(
+        &self,
+        project_id: &str,
+        query: &StatsQuery,
+    ) -> StoreResult<Vec<(u64, String, f64)>> {
+        let project_id = project_id.to_owned();
+        let query = query.clone();
+        self.with_reader(move |connection| match &query.filter {
+            Some(filter) => {
+                filter_plan::filtered_score_values(connection, &project_id, &query, filter)
+            }
+            None => scores::score_values(
+                connection,
+                &project_id,
+                query.start_unix_nano,
+                query.end_unix_nano,
+            ),
+        })
+        .await
+    }
+
+    async fn query_spans(&self, project_id: &str, query: &SpanQuery) -> StoreResult<SpanPage> {
+        let project_id = project_id.to_owned();
+        let query = query.clone();
+        self.with_reader(move |connection| span_query::query_spans(connection, &project_id, &query))
+            .await
+    }
+
+    async fn filter_keys(&self, project_id: &str) -> StoreResult<FilterKeys> {
+        let project_id = project_id.to_owned();
+        self.with_reader(move |connection| span_query::filter_keys(connection, &project_id))
             .await
     }
 }
 
+#[cfg(test)]
+mod filter_language_tests;
 #[cfg(test)]
 mod filter_tests;
 #[cfg(test)]

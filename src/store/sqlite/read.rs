@@ -1,9 +1,10 @@
 //! The read path: TraceRecord pages and whole traces. Every value is a bound parameter.
 
-use rusqlite::types::ToSql;
+use rusqlite::types::{ToSql, Value as SqlValue};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::blocks::BodyReader;
+use super::filter_plan::Candidate;
 use super::search;
 use super::text::TraceText;
 use crate::model::trace_record::LlmDigest;
@@ -114,7 +115,7 @@ const MAX_UNINDEXED_TRACES: usize = 50_000;
 /// The traces whose input or output holds `text`, as far as the text index can tell: the ones
 /// it names (current for traces stamped at or below its mark) and, read here, the ones stamped
 /// since (the indexer's lag), compared as the index compares (case folded beyond ASCII).
-struct TextMatches {
+pub(super) struct TextMatches {
     indexed_seq: i64,
     /// The index's matches and `unindexed`.
     candidates: Vec<i64>,
@@ -184,7 +185,17 @@ pub(super) fn query_traces(
         .as_deref()
         .map(|text| text_matches(connection, text).map(|matches| (text, matches)))
         .transpose()?;
-    let (sql, values) = page_statement(project_id, query, text);
+    let (sql, values) = if query.filter.is_some() {
+        let (sql, values) =
+            super::filter_plan::trace_page(connection, project_id, query, text, PAGE_COLUMNS)?;
+        let values: Vec<Box<dyn ToSql>> = values
+            .into_iter()
+            .map(|value| Box::new(value) as Box<dyn ToSql>)
+            .collect();
+        (sql, values)
+    } else {
+        page_statement(project_id, query, text)
+    };
     let mut statement = connection.prepare_cached(&sql)?;
     let parameters: Vec<&dyn ToSql> = values.iter().map(|value| value.as_ref()).collect();
     let rows = statement
@@ -298,38 +309,66 @@ fn page_statement(
         values.push(Box::new(end));
     }
     if let Some((text, matches)) = text {
-        match matches {
-            // A phrase few traces hold: the index names them. It is current for traces stamped
-            // at or below its mark; the traces stamped since were read.
-            Some(matches) => {
-                sql.push_str(
-                    " AND traces.rowid IN (SELECT value FROM json_each(?))
-                      AND (traces.text_seq <= ? OR traces.rowid IN (SELECT value FROM json_each(?)))",
-                );
-                let json = |rowids: &[i64]| serde_json::to_string(rowids).unwrap_or_default();
-                values.push(Box::new(json(&matches.candidates)));
-                values.push(Box::new(matches.indexed_seq));
-                values.push(Box::new(json(&matches.unindexed)));
-            }
-            // Too short for trigrams, a phrase so common that reading traces newest first
-            // fills a page sooner than listing every match, or an index far behind
-            // (lower() folds ASCII only).
-            None => {
-                sql.push_str(
-                    " AND (instr(lower(sh_text(traces.input)), ?) > 0
-                           OR instr(lower(sh_text(traces.output)), ?) > 0)",
-                );
-                let needle = text.to_ascii_lowercase();
-                values.push(Box::new(needle.clone()));
-                values.push(Box::new(needle));
-            }
-        }
+        let (condition, text_values, _) = text_condition(text, matches);
+        sql.push_str(&condition);
+        values.extend(
+            text_values
+                .into_iter()
+                .map(|value| Box::new(value) as Box<dyn ToSql>),
+        );
     }
     sql.push_str(&format!(
         " ORDER BY {timestamp} DESC, {trace_id} DESC LIMIT ?"
     ));
     values.push(Box::new(query.limit as i64 + 1));
     (sql, values)
+}
+
+/// The condition (` AND …`) of a `q` search on the row `traces`, its values, and the
+/// candidate that lists its few matches by rowid (see `filter_plan`).
+pub(super) fn text_condition(
+    text: &str,
+    matches: Option<TextMatches>,
+) -> (String, Vec<SqlValue>, Option<Candidate>) {
+    match matches {
+        // A phrase few traces hold: the index names them. It is current for traces stamped
+        // at or below its mark; the traces stamped since were read.
+        Some(matches) => {
+            let json = |rowids: &[i64]| serde_json::to_string(rowids).unwrap_or_default();
+            let candidates = json(&matches.candidates);
+            let candidate = (matches.candidates.len() <= FEW_CANDIDATES).then(|| Candidate {
+                count_sql: String::new(),
+                count_values: Vec::new(),
+                rowids_sql: "SELECT value FROM json_each(?)".to_owned(),
+                rowids_values: vec![SqlValue::Text(candidates.clone())],
+                known_count: Some(matches.candidates.len() as i64),
+            });
+            (
+                " AND traces.rowid IN (SELECT value FROM json_each(?))
+                  AND (traces.text_seq <= ? OR traces.rowid IN (SELECT value FROM json_each(?)))"
+                    .to_owned(),
+                vec![
+                    SqlValue::Text(candidates),
+                    SqlValue::Integer(matches.indexed_seq),
+                    SqlValue::Text(json(&matches.unindexed)),
+                ],
+                candidate,
+            )
+        }
+        // Too short for trigrams, a phrase so common that reading traces newest first
+        // fills a page sooner than listing every match, or an index far behind
+        // (lower() folds ASCII only).
+        None => {
+            let needle = text.to_ascii_lowercase();
+            (
+                " AND (instr(lower(sh_text(traces.input)), ?) > 0
+                       OR instr(lower(sh_text(traces.output)), ?) > 0)"
+                    .to_owned(),
+                vec![SqlValue::Text(needle.clone()), SqlValue::Text(needle)],
+                None,
+            )
+        }
+    }
 }
 
 pub(super) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, \

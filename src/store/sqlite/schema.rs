@@ -226,7 +226,40 @@ CREATE TABLE scores (
 ) WITHOUT ROWID;
 CREATE INDEX scores_by_trace ON scores (project_id, trace_id, created_at_ns, id);
 "#,
+    r#"
+-- The filter language (SPEC §7, store/sqlite/term_index.rs): each searchable term of a span
+-- (store/terms.rs) once, under its key's id; values keep their types (booleans as one-byte
+-- blobs). The primary key finds the traces and spans of a term without reading `spans`;
+-- `span_terms_by_span` the terms of a span.
+-- Filled for the stored spans by `term_index::fill` right after this, with the LLM provider and
+-- operation that span filters read from their own columns.
+CREATE TABLE filter_keys (
+    id         INTEGER PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    kind       INTEGER NOT NULL,
+    key        TEXT NOT NULL,
+    UNIQUE (project_id, kind, key)
+);
+CREATE TABLE span_terms (
+    key_id    INTEGER NOT NULL,
+    value     NOT NULL,
+    trace_key INTEGER NOT NULL,
+    span_key  INTEGER NOT NULL,
+    PRIMARY KEY (key_id, value, trace_key, span_key)
+) WITHOUT ROWID;
+CREATE INDEX span_terms_by_span ON span_terms (span_key, key_id);
+ALTER TABLE spans ADD COLUMN llm_provider TEXT;
+ALTER TABLE spans ADD COLUMN llm_operation TEXT;
+-- `GET /api/v1/spans` pages through spans newest first.
+CREATE INDEX spans_by_start ON spans (project_id, start_ns);
+-- `scores["name"]` finds the traces with a score of a name.
+CREATE INDEX scores_by_name ON scores (project_id, name, trace_id);
+"#,
 ];
+
+/// The migration that makes the term index, which [`super::term_index::fill`] fills from the
+/// stored spans (SQL cannot decode their bodies).
+pub(super) const TERMS_MIGRATION: usize = 13;
 
 /// The migration that makes `trace_rollup`, which [`super::rollup::rebuild`] fills from the
 /// stored traces (SQL cannot compute the sketches).
@@ -242,6 +275,9 @@ pub fn migrate(connection: &mut Connection) -> StoreResult<()> {
         transaction.execute_batch(migration)?;
         if index == ROLLUP_MIGRATION {
             super::rollup::rebuild(&transaction)?;
+        }
+        if index == TERMS_MIGRATION {
+            super::term_index::fill(&transaction)?;
         }
     }
     if version < MIGRATIONS.len() {
@@ -392,6 +428,7 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert_eq!(indexes, ["spans_by_trace"]);
+        // `spans_by_start` comes later, with the filter language.
+        assert_eq!(indexes, ["spans_by_start", "spans_by_trace"]);
     }
 }

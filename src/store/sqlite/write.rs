@@ -16,6 +16,7 @@ use rusqlite::{
 
 use super::blocks::{BlockWriter, BodyReader};
 use super::read::{SPAN_COLUMNS, stored_span_from_row};
+use super::term_index::TermWriter;
 use super::trace_rows::{OldRow, Touched, TraceKey, Written, WrittenSpans, recompute_traces};
 use crate::model::{EncodedBody, Event, LlmCall, Span, SpanId, SpanSemantics, TraceId};
 use crate::normalize::Normalizer;
@@ -34,6 +35,7 @@ pub(super) fn write_spans(
     let mut written = Written::new();
     {
         let mut insert = transaction.prepare_cached(INSERT_SPAN)?;
+        let mut terms = TermWriter::new(&transaction)?;
         let mut blocks = BlockWriter::new(&transaction);
         let mut events = transaction.prepare_cached(SELECT_CONTENT_EVENTS)?;
         // Most deployments never send content on the logs signal: one look saves a lookup
@@ -80,6 +82,8 @@ pub(super) fn write_spans(
                     stored,
                 )?;
                 if inserted {
+                    let span_key = transaction.last_insert_rowid();
+                    terms.write(&batch.project_id, (row.key, span_key), span)?;
                     if let Some(block) = in_block {
                         blocks.stored(block)?;
                     }
@@ -303,11 +307,13 @@ struct DerivedColumns<'a> {
     total_cost: Option<f64>,
     is_llm: bool,
     tool_name: Option<&'a str>,
+    llm_provider: Option<&'a str>,
+    llm_operation: Option<&'a str>,
 }
 
 impl<'a> DerivedColumns<'a> {
-    /// The 12 columns, in the order both statements list them.
-    fn params(&self) -> [&dyn ToSql; 12] {
+    /// The 14 columns, in the order both statements list them.
+    fn params(&self) -> [&dyn ToSql; 14] {
         [
             &self.session_id,
             &self.user_id,
@@ -321,6 +327,8 @@ impl<'a> DerivedColumns<'a> {
             &self.total_cost,
             &self.is_llm,
             &self.tool_name,
+            &self.llm_provider,
+            &self.llm_operation,
         ]
     }
 
@@ -339,6 +347,8 @@ impl<'a> DerivedColumns<'a> {
             total_cost: llm.and_then(|llm| llm.cost.total),
             is_llm: llm.is_some(),
             tool_name: semantics.tool.as_ref().map(|tool| tool.name.as_str()),
+            llm_provider: llm.and_then(|llm| llm.provider.as_deref()),
+            llm_operation: llm.and_then(|llm| llm.operation.as_deref()),
         }
     }
 }
@@ -347,16 +357,17 @@ impl<'a> DerivedColumns<'a> {
 const INSERT_SPAN: &str = "INSERT INTO spans (
     project_id, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code,
     service_name, body, trace_key, session_id, user_id, pipeline_id, model, prompt_tokens,
-    completion_tokens, total_tokens, prompt_cost, completion_cost, total_cost, is_llm, tool_name
+    completion_tokens, total_tokens, prompt_cost, completion_cost, total_cost, is_llm, tool_name,
+    llm_provider, llm_operation
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23, ?24)
+          ?20, ?21, ?22, ?23, ?24, ?25, ?26)
 ON CONFLICT (trace_key, span_id) DO NOTHING";
 
 const UPDATE_SEMANTICS: &str = "UPDATE spans SET
     body = ?4, input = NULL, output = NULL, llm = NULL, tool = NULL,
     session_id = ?5, user_id = ?6, pipeline_id = ?7, model = ?8, prompt_tokens = ?9,
     completion_tokens = ?10, total_tokens = ?11, prompt_cost = ?12, completion_cost = ?13,
-    total_cost = ?14, is_llm = ?15, tool_name = ?16
+    total_cost = ?14, is_llm = ?15, tool_name = ?16, llm_provider = ?17, llm_operation = ?18
 WHERE project_id = ?1 AND trace_key = ?2 AND span_id = ?3";
 
 /// Inserts one span with its encoded body; `false` when it was stored before (a retry).
