@@ -20,11 +20,11 @@ use clickhouse::query::Query;
 use super::terms::{
     KIND_LLM_OPERATION, KIND_LLM_PROVIDER, TYPE_BOOL, TYPE_FLOAT, TYPE_INT, TYPE_TEXT,
 };
-use crate::filter::query::{
-    Comparator, Filter, SpanField, SpanFilter, SpanPath, Test, TraceField, TraceFilter, TracePath,
-    Value,
-};
+use crate::filter::query::{Comparator, Filter, Test, TraceField, TraceFilter, TracePath, Value};
 use crate::store::terms::TermKind;
+
+mod spans;
+pub use spans::span_split;
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,15 +99,6 @@ pub fn trace_condition(project_id: &str, filter: &TraceFilter) -> Sql {
     sql
 }
 
-/// A condition on a row of `spans` (columns unqualified) of a window.
-pub fn span_condition(project_id: &str, window: Window, filter: &SpanFilter) -> Sql {
-    let mut sql = Sql::default();
-    combine(&mut sql, filter, &mut |sql, path, test| {
-        span_atom(sql, project_id, window, path, test)
-    });
-    sql
-}
-
 /// A filter's conditions for a `FINAL` read: `prewhere`, the conjuncts every version of a row
 /// agrees on (they read only the row's key columns: `trace_id IN (…)` lookups), which may
 /// filter rows before `FINAL` picks the newest version and so spare it most of the rows; and
@@ -152,28 +143,6 @@ pub fn trace_split(project_id: &str, filter: &TraceFilter) -> Split {
         filter,
         |path| !matches!(path, TracePath::Field(_) | TracePath::Model),
         |part| trace_condition(project_id, part),
-    )
-}
-
-/// [`span_condition`] split for a `FINAL` read of `spans`: what a span was sent with (its
-/// name, kind, times, status, service, terms) is the same in every version of its row; what
-/// normalization makes of it (the LLM call's columns) may change when content events arrive.
-pub fn span_split(project_id: &str, window: Window, filter: &SpanFilter) -> Split {
-    split(
-        filter,
-        |path| {
-            !matches!(
-                path,
-                SpanPath::Llm
-                    | SpanPath::Field(
-                        SpanField::LlmModel
-                            | SpanField::LlmPromptTokens
-                            | SpanField::LlmCompletionTokens
-                            | SpanField::LlmCost
-                    )
-            )
-        },
-        |part| span_condition(project_id, window, part),
     )
 }
 
@@ -580,87 +549,6 @@ fn score(sql: &mut Sql, project_id: &str, name: &str, test: &Test) {
     sql.push("))");
 }
 
-/// A scalar of the span kept in `span_terms` (an attribute, the LLM call's provider): `==` a
-/// value and the orderings hold when the span's term passes; `!=` when it has no equal term;
-/// `== nil` when it has no term of the key.
-fn span_terms(sql: &mut Sql, project_id: &str, window: Window, kind: u8, key: &str, test: &Test) {
-    let (negate, test) = match test {
-        Test::Compare(Comparator::Equal, Value::Nil) => (true, None),
-        Test::Compare(Comparator::NotEqual, Value::Nil) => (false, None),
-        Test::Compare(Comparator::NotEqual, value) => {
-            (true, Some(Test::Compare(Comparator::Equal, value.clone())))
-        }
-        test => (false, Some(test.clone())),
-    };
-    sql.push(if negate {
-        "((trace_id, span_id) NOT IN ("
-    } else {
-        "((trace_id, span_id) IN ("
-    });
-    terms_of(sql, "trace_id, span_id", project_id, kind, key);
-    sql.push(" AND start_ns >= ");
-    sql.bind(Param::UInt(window.start_unix_nano));
-    sql.push(" AND start_ns < ");
-    sql.bind(Param::UInt(window.end_unix_nano));
-    if let Some(test) = &test {
-        sql.push(" AND ");
-        term_value(sql, test);
-    }
-    sql.push("))");
-}
-
-fn span_atom(sql: &mut Sql, project_id: &str, window: Window, path: &SpanPath, test: &Test) {
-    match path {
-        SpanPath::Attribute(key) => span_terms(
-            sql,
-            project_id,
-            window,
-            TermKind::Attribute.code(),
-            key,
-            test,
-        ),
-        SpanPath::ResourceAttribute(key) => span_terms(
-            sql,
-            project_id,
-            window,
-            TermKind::Resource.code(),
-            key,
-            test,
-        ),
-        SpanPath::Llm => match test {
-            Test::Compare(Comparator::Equal, Value::Nil) => sql.push("(is_llm = 0)"),
-            Test::Compare(Comparator::NotEqual, Value::Nil) => sql.push("(is_llm = 1)"),
-            _ => sql.push("0"),
-        },
-        SpanPath::Field(field) => match field {
-            SpanField::Name => match test {
-                Test::Compare(comparator, Value::Nil) => {
-                    sql.push(if *comparator == Comparator::NotEqual {
-                        "1"
-                    } else {
-                        "0"
-                    })
-                }
-                test => nullable(sql, "name", test, true),
-            },
-            SpanField::Kind => coded(sql, "kind", test, kind_code),
-            SpanField::Status => coded(sql, "status_code", test, status_code),
-            SpanField::DurationMs => number(sql, SPAN_DURATION_MS, test),
-            SpanField::ServiceName => nullable(sql, "service_name", test, true),
-            SpanField::LlmModel => nullable(sql, "model", test, true),
-            SpanField::LlmProvider => {
-                span_terms(sql, project_id, window, KIND_LLM_PROVIDER, "", test)
-            }
-            SpanField::LlmOperation => {
-                span_terms(sql, project_id, window, KIND_LLM_OPERATION, "", test)
-            }
-            SpanField::LlmPromptTokens => nullable(sql, "prompt_tokens", test, false),
-            SpanField::LlmCompletionTokens => nullable(sql, "completion_tokens", test, false),
-            SpanField::LlmCost => nullable(sql, "total_cost", test, false),
-        },
-    }
-}
-
 /// A trace filter naming every path of the trace context, for the sample queries.
 pub const SAMPLE_TRACE_FILTER: &str = r#"status == "error" and duration_ms > 1.5 and total_cost >= 0.1
     and total_token_count != nil and prompt_token_count < 5 and user_id == "u"
@@ -705,51 +593,4 @@ pub fn with_values(sql: &Sql) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::filter::query::{parse_span_filter, parse_trace_filter};
-
-    #[test]
-    fn literals_are_placeholders() {
-        let filter = parse_trace_filter(
-            r#"user_id != "x' OR 1 = 1" and span.attributes["k"] == 5 or not HasTag("t")"#,
-        )
-        .unwrap();
-        let sql = trace_condition("p", &filter);
-        assert!(!sql.text.contains("OR 1 = 1"), "{}", sql.text);
-        assert_eq!(sql.text.matches('?').count(), sql.params.len());
-        assert_eq!(sql.params[0], Param::Text("x' OR 1 = 1".into()));
-        assert!(sql.text.contains("ifNull(trace_user_id != ?, 1)"));
-    }
-
-    #[test]
-    fn another_kind_is_not_equal() {
-        let filter = parse_trace_filter(r#"span.attributes["k"] != "v""#).unwrap();
-        let sql = trace_condition("p", &filter);
-        assert!(
-            sql.text
-                .ends_with("AND (NOT (value_type = 1 AND value = ?))))"),
-            "{}",
-            sql.text
-        );
-    }
-
-    #[test]
-    fn span_filters_read_columns_and_terms() {
-        let filter = parse_span_filter(
-            r#"llm != nil and llm.provider == "openai" and kind == SPAN_KIND_CLIENT"#,
-        )
-        .unwrap();
-        let window = Window {
-            start_unix_nano: 1,
-            end_unix_nano: 2,
-        };
-        let sql = span_condition("p", window, &filter);
-        assert!(
-            sql.text
-                .starts_with("((is_llm = 1) AND ((trace_id, span_id) IN (")
-        );
-        assert!(sql.text.ends_with("(kind = ?))"), "{}", sql.text);
-        assert_eq!(sql.params.last(), Some(&Param::Int(3)));
-    }
-}
+mod tests;
