@@ -381,6 +381,37 @@ mod tests {
         file
     }
 
+    /// Terms ride with their spans but are not spans: the spool's counts (`buffered`, batch
+    /// sizes) leave them out, before and after a restart.
+    #[test]
+    fn terms_are_kept_but_not_counted() {
+        use crate::store::clickhouse::rowbinary::read_term;
+        use crate::store::clickhouse::terms::TermRow;
+        let directory = tempfile::tempdir().unwrap();
+        let spool = Spool::open(directory.path(), 1 << 20).unwrap();
+        let term = TermRow {
+            project_id: "p".into(),
+            kind: 1,
+            key: "tenant".into(),
+            value: "acme".into(),
+            value_type: 1,
+            number: 0.0,
+            trace_id: "t".into(),
+            span_id: "s".into(),
+            start_ns: 1,
+        };
+        let mut file = events(&["a"]);
+        file.push_terms("p", [&term, &term]);
+        spool.append(file).unwrap();
+        assert_eq!((spool.items(), spool.items_of("p")), (1, 1));
+        let reopened = Spool::open(directory.path(), 1 << 20).unwrap();
+        assert_eq!((reopened.items(), reopened.items_of("p")), (1, 1));
+        let files = reopened.take_oldest(10).unwrap();
+        let terms = &files[0].1[1];
+        assert_eq!((terms.kind, terms.rows), (Kind::SpanTerms, 2));
+        assert_eq!(read_term(&mut Reader::new(&terms.data)).unwrap(), term);
+    }
+
     #[test]
     fn survives_reopening_and_bounds_its_size() {
         let directory = tempfile::tempdir().unwrap();
