@@ -100,6 +100,7 @@ pub(super) fn write_spans(
                 }
             }
         }
+        terms.finish()?;
     }
     drop(rows);
     recompute_traces(&transaction, touched, &written, batches, compression)?;
