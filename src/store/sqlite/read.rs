@@ -371,6 +371,18 @@ pub(super) fn text_condition(
     }
 }
 
+/// The spans of a trace (?2), by the trace's index: without statistics SQLite took
+/// `spans_by_start` for the project alone and read every span of the project.
+fn trace_spans_statement() -> String {
+    format!(
+        "SELECT {SPAN_COLUMNS} FROM spans INDEXED BY spans_by_trace
+         WHERE project_id = ?1 AND trace_key = (
+             SELECT rowid FROM traces WHERE project_id = ?1 AND trace_id = ?2
+         )
+         ORDER BY start_ns, span_id"
+    )
+}
+
 pub(super) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, \
     status_code, body, input, output, session_id, user_id, pipeline_id, llm, tool";
 
@@ -390,13 +402,7 @@ pub(super) fn get_trace(
     };
     let record = record_from_row_parts(&record, input, output, timestamp as u64)?;
 
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {SPAN_COLUMNS} FROM spans
-         WHERE project_id = ?1 AND trace_key = (
-             SELECT rowid FROM traces WHERE project_id = ?1 AND trace_id = ?2
-         )
-         ORDER BY start_ns, span_id"
-    ))?;
+    let mut statement = connection.prepare_cached(&trace_spans_statement())?;
     let mut rows = statement.query(params![project_id, trace_id.as_bytes()])?;
     let mut bodies = BodyReader::new(connection);
     let mut spans = Vec::new();
@@ -461,6 +467,38 @@ pub(super) fn stored_span_from_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Statements that name one trace's spans read them by the trace's index, never by the
+    /// project's time index.
+    #[test]
+    fn a_traces_spans_are_read_by_its_index() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut connection).unwrap();
+        for sql in [
+            trace_spans_statement(),
+            super::super::write::UPDATE_SEMANTICS.to_owned(),
+        ] {
+            let mut statement = connection
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+            let plan: Vec<String> = statement
+                .query_map(rusqlite::params_from_iter(nulls), |row| {
+                    row.get::<_, String>(3)
+                })
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|step| step.contains("spans_by_trace")),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|step| step.contains("spans_by_start")),
+                "{plan:?}"
+            );
+        }
+    }
 
     /// The plan SQLite makes for the page statement of `query`, one line per step.
     fn plan(query: &TraceQuery) -> Vec<String> {

@@ -94,6 +94,15 @@ pub(super) fn scores_of_traces(
     Ok(scores)
 }
 
+/// The numeric scores of a window's traces. The scores drive (CROSS JOIN keeps them the outer
+/// loop): without statistics SQLite could take the window's traces outside, a million of
+/// them, and scan the project's scores for each.
+const SCORE_VALUES: &str = "SELECT traces.timestamp_ns, scores.name, scores.number
+    FROM scores INDEXED BY scores_by_trace CROSS JOIN traces INDEXED BY traces_identity
+      ON traces.project_id = scores.project_id AND traces.trace_id = scores.trace_id
+    WHERE scores.project_id = ?1 AND scores.number IS NOT NULL
+      AND traces.timestamp_ns >= ?2 AND traces.timestamp_ns < ?3";
+
 /// See [`crate::store::SpanStore::score_values`].
 pub(super) fn score_values(
     connection: &Connection,
@@ -101,13 +110,7 @@ pub(super) fn score_values(
     start_unix_nano: u64,
     end_unix_nano: u64,
 ) -> StoreResult<Vec<(u64, String, f64)>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT traces.timestamp_ns, scores.name, scores.number
-         FROM scores JOIN traces
-           ON traces.project_id = scores.project_id AND traces.trace_id = scores.trace_id
-         WHERE scores.project_id = ?1 AND scores.number IS NOT NULL
-           AND traces.timestamp_ns >= ?2 AND traces.timestamp_ns < ?3",
-    )?;
+    let mut statement = connection.prepare_cached(SCORE_VALUES)?;
     let rows = statement.query_map(
         params![
             project_id,
@@ -117,4 +120,30 @@ pub(super) fn score_values(
         |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?)),
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_values_read_the_scores_then_each_ones_trace() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut connection).unwrap();
+        let plan: Vec<String> = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {SCORE_VALUES}"))
+            .unwrap()
+            .query_map(params!["p", 0, 1], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan[0].contains("scores USING INDEX scores_by_trace"),
+            "{plan:?}"
+        );
+        assert!(
+            plan[1].contains("traces USING INDEX traces_identity"),
+            "{plan:?}"
+        );
+    }
 }

@@ -49,6 +49,38 @@ pub(super) struct TermWriter<'t> {
     /// Key ids found or made in this transaction (a rolled-back transaction takes its keys
     /// with it, so nothing is kept across transactions).
     keys: HashMap<(String, u8, String), i64>,
+    /// Rows to insert, `(key_id, value, trace_key, span_key)`: inserted by [`Self::finish`] in
+    /// the primary key's order, so that each page of the index is written once per
+    /// transaction rather than once per term (the terms of one span land all over the index).
+    pending: Vec<(i64, SqlValue, i64, i64)>,
+}
+
+/// SQLite's order of the values of an untyped column: numbers (by value), then text (by
+/// bytes), then blobs (by bytes).
+fn value_order(left: &SqlValue, right: &SqlValue) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn rank(value: &SqlValue) -> u8 {
+        match value {
+            SqlValue::Null => 0,
+            SqlValue::Integer(_) | SqlValue::Real(_) => 1,
+            SqlValue::Text(_) => 2,
+            SqlValue::Blob(_) => 3,
+        }
+    }
+    let number = |value: &SqlValue| match value {
+        SqlValue::Integer(number) => *number as f64,
+        SqlValue::Real(number) => *number,
+        _ => 0.0,
+    };
+    match (left, right) {
+        (SqlValue::Integer(a), SqlValue::Integer(b)) => a.cmp(b),
+        (SqlValue::Text(a), SqlValue::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+        (SqlValue::Blob(a), SqlValue::Blob(b)) => a.cmp(b),
+        _ if rank(left) == 1 && rank(right) == 1 => number(left)
+            .partial_cmp(&number(right))
+            .unwrap_or(Ordering::Equal),
+        _ => rank(left).cmp(&rank(right)),
+    }
 }
 
 impl<'t> TermWriter<'t> {
@@ -66,6 +98,7 @@ impl<'t> TermWriter<'t> {
             )?,
             connection,
             keys: HashMap::new(),
+            pending: Vec::new(),
         })
     }
 
@@ -102,16 +135,35 @@ impl<'t> TermWriter<'t> {
     ) -> StoreResult<()> {
         for term in span_terms(span) {
             let key_id = self.key_id(project_id, term.kind, &term.key)?;
-            self.insert_term.execute(params![
-                key_id,
-                sql_value(&term.value),
-                trace_key,
-                span_key
-            ])?;
+            self.pending
+                .push((key_id, sql_value(&term.value), trace_key, span_key));
+        }
+        Ok(())
+    }
+
+    /// Inserts the terms written, in the index's order; call before the transaction commits.
+    pub(super) fn finish(mut self) -> StoreResult<()> {
+        self.flush()
+    }
+
+    /// Inserts the terms written so far, in the index's order.
+    fn flush(&mut self) -> StoreResult<()> {
+        self.pending.sort_by(|left, right| {
+            left.0
+                .cmp(&right.0)
+                .then_with(|| value_order(&left.1, &right.1))
+                .then_with(|| (left.2, left.3).cmp(&(right.2, right.3)))
+        });
+        for (key_id, value, trace_key, span_key) in self.pending.drain(..) {
+            self.insert_term
+                .execute(params![key_id, value, trace_key, span_key])?;
         }
         Ok(())
     }
 }
+
+/// Terms a migration holds before inserting them.
+const FILL_CHUNK: usize = 500_000;
 
 /// Fills the term index and the LLM provider and operation columns for the spans stored before
 /// they existed, in the migration's transaction: every span is read back once.
@@ -130,11 +182,17 @@ pub(super) fn fill(transaction: &Transaction<'_>) -> StoreResult<()> {
         let project_id: String = row.get(17)?;
         let trace_key: i64 = row.get(18)?;
         terms.write(&project_id, (trace_key, rowid), &stored.span)?;
+        // Bounded memory over millions of spans.
+        if terms.pending.len() >= FILL_CHUNK {
+            terms.flush()?;
+        }
         if let Some(llm) = &stored.semantics.llm
             && (llm.provider.is_some() || llm.operation.is_some())
         {
             update.execute(params![rowid, llm.provider, llm.operation])?;
         }
     }
+    drop(rows);
+    terms.finish()?;
     Ok(())
 }

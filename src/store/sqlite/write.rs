@@ -100,6 +100,7 @@ pub(super) fn write_spans(
                 }
             }
         }
+        terms.finish()?;
     }
     drop(rows);
     recompute_traces(&transaction, touched, &written, batches, compression)?;
@@ -227,7 +228,7 @@ pub(super) fn write_content_events(
     {
         let mut rows = TraceRows::new(&transaction)?;
         let mut select_span = transaction.prepare_cached(&format!(
-            "SELECT {SPAN_COLUMNS} FROM spans
+            "SELECT {SPAN_COLUMNS} FROM spans INDEXED BY spans_by_trace
              WHERE project_id = ?1 AND trace_key = ?2 AND span_id = ?3"
         ))?;
         let mut events = transaction.prepare_cached(SELECT_CONTENT_EVENTS)?;
@@ -363,7 +364,7 @@ const INSERT_SPAN: &str = "INSERT INTO spans (
           ?20, ?21, ?22, ?23, ?24, ?25, ?26)
 ON CONFLICT (trace_key, span_id) DO NOTHING";
 
-const UPDATE_SEMANTICS: &str = "UPDATE spans SET
+pub(super) const UPDATE_SEMANTICS: &str = "UPDATE spans INDEXED BY spans_by_trace SET
     body = ?4, input = NULL, output = NULL, llm = NULL, tool = NULL,
     session_id = ?5, user_id = ?6, pipeline_id = ?7, model = ?8, prompt_tokens = ?9,
     completion_tokens = ?10, total_tokens = ?11, prompt_cost = ?12, completion_cost = ?13,
