@@ -45,6 +45,7 @@ pub(super) struct TermWriter<'t> {
     find_key: CachedStatement<'t>,
     insert_key: CachedStatement<'t>,
     insert_term: CachedStatement<'t>,
+    insert_rows: CachedStatement<'t>,
     connection: &'t Connection,
     /// Key ids found or made in this transaction (a rolled-back transaction takes its keys
     /// with it, so nothing is kept across transactions).
@@ -98,6 +99,7 @@ impl<'t> TermWriter<'t> {
                 "INSERT OR IGNORE INTO span_terms (key_id, value, trace_key, span_key)
                  VALUES (?1, ?2, ?3, ?4)",
             )?,
+            insert_rows: connection.prepare_cached(&insert_rows_sql())?,
             connection,
             keys: HashMap::new(),
             pending: Vec::new(),
@@ -157,12 +159,42 @@ impl<'t> TermWriter<'t> {
                 .then_with(|| value_order(&left.1, &right.1))
                 .then_with(|| (left.2, left.3).cmp(&(right.2, right.3)))
         });
-        for (key_id, value, trace_key, span_key) in self.pending.drain(..) {
+        // Many rows per statement: a statement's bind, step and reset cost as much as the
+        // insert of a row into a warm page.
+        let pending = std::mem::take(&mut self.pending);
+        let mut chunks = pending.chunks_exact(ROWS_PER_INSERT);
+        for chunk in chunks.by_ref() {
+            self.insert_rows
+                .execute(rusqlite::params_from_iter(chunk_values(chunk)))?;
+        }
+        for (key_id, value, trace_key, span_key) in chunks.remainder() {
             self.insert_term
                 .execute(params![key_id, value, trace_key, span_key])?;
         }
         Ok(())
     }
+}
+
+/// Rows of `span_terms` one multi-row insert writes.
+const ROWS_PER_INSERT: usize = 64;
+
+fn chunk_values(chunk: &[(i64, SqlValue, i64, i64)]) -> impl Iterator<Item = SqlValue> + '_ {
+    chunk
+        .iter()
+        .flat_map(|(key_id, value, trace_key, span_key)| {
+            [
+                SqlValue::Integer(*key_id),
+                value.clone(),
+                SqlValue::Integer(*trace_key),
+                SqlValue::Integer(*span_key),
+            ]
+        })
+}
+
+/// `INSERT OR IGNORE` of [`ROWS_PER_INSERT`] rows.
+fn insert_rows_sql() -> String {
+    let rows = vec!["(?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ");
+    format!("INSERT OR IGNORE INTO span_terms (key_id, value, trace_key, span_key) VALUES {rows}")
 }
 
 /// Terms a migration holds before inserting them.
