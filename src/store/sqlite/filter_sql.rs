@@ -10,8 +10,7 @@
 //! - `model`: the row's `models` array; `scores["n"]`: the latest score of that name, as
 //!   TraceRecord.scores shows it (by `created_at_ns`, then id);
 //! - `metadata`, `tags`, `span.attributes`, `span.resource.attributes` and the span context's
-//!   `attributes`: the term index (`term_index`), as the set of rows whose terms match
-//!   (`Compiler::term_set`);
+//!   `attributes`: the term index (`term_index`), read per span through `span_terms_by_span`;
 //! - `span.name`, `span.status`, `span.duration_ms` and the span context's fields: the `spans`
 //!   columns.
 //!
@@ -313,44 +312,25 @@ impl<'c> Compiler<'c> {
                 let Some(key_id) = self.key_id(kind, key)? else {
                     return Ok(no_key(path, test));
                 };
-                // `metadata["k"] != "v"` is the negation of `== "v"`.
-                let negated = matches!(
-                    (path, test),
-                    (TracePath::Metadata(_), Test::Compare(Comparator::NotEqual, value))
-                        if *value != Value::Nil
+                let source = format!(
+                    "SELECT 1 FROM spans AS s CROSS JOIN span_terms AS st \
+                     INDEXED BY span_terms_by_span \
+                     WHERE s.trace_key = traces.rowid AND st.span_key = s.rowid \
+                     AND st.key_id = {}",
+                    self.bind(SqlValue::Integer(key_id))
                 );
-                self.term_set("traces.rowid", "st.trace_key", key_id, test, negated)
+                match (path, test) {
+                    // `metadata["k"] != "v"` is the negation of `== "v"`.
+                    (TracePath::Metadata(_), Test::Compare(Comparator::NotEqual, value))
+                        if *value != Value::Nil =>
+                    {
+                        let equal = self.term_condition("st.value", Comparator::Equal, value);
+                        format!("(NOT EXISTS ({source} AND {equal}))")
+                    }
+                    _ => self.many(source, "st.value", test),
+                }
             }
         })
-    }
-
-    /// A test of a term as a set of rows: `row IN (the rows of the key's matching terms)`,
-    /// computed once per query (SQLite keeps a non-correlated `IN` list in a temporary index),
-    /// so that no index by span is needed. `negated`: `!= v` is `NOT (== v)`.
-    fn term_set(
-        &mut self,
-        row: &str,
-        selected: &str,
-        key_id: i64,
-        test: &Test,
-        negated: bool,
-    ) -> String {
-        let key = self.bind(SqlValue::Integer(key_id));
-        let set = |condition: &str| {
-            format!("SELECT {selected} FROM span_terms AS st WHERE st.key_id = {key}{condition}")
-        };
-        match test {
-            Test::Compare(Comparator::Equal, Value::Nil) => format!("({row} NOT IN ({}))", set("")),
-            Test::Compare(Comparator::NotEqual, Value::Nil) => format!("({row} IN ({}))", set("")),
-            Test::Compare(Comparator::NotEqual, value) if negated => {
-                let equal = self.term_condition("st.value", Comparator::Equal, value);
-                format!("({row} NOT IN ({}))", set(&format!(" AND {equal}")))
-            }
-            _ => match self.value_condition("st.value", test) {
-                Some(condition) => format!("({row} IN ({}))", set(&format!(" AND {condition}"))),
-                None => "0".to_owned(),
-            },
-        }
     }
 
     /// A value of the trace's spans.
@@ -445,9 +425,19 @@ impl<'c> Compiler<'c> {
                     }
                     .to_owned());
                 };
+                let source = format!(
+                    "SELECT 1 FROM span_terms AS st INDEXED BY span_terms_by_span \
+                     WHERE st.span_key = spans.rowid AND st.key_id = {}",
+                    self.bind(SqlValue::Integer(key_id))
+                );
                 // One value: `!= v` is true when the span's value is not `v` or it has none.
-                let negated = matches!(test, Test::Compare(Comparator::NotEqual, value) if *value != Value::Nil);
-                self.term_set("spans.rowid", "st.span_key", key_id, test, negated)
+                match test {
+                    Test::Compare(Comparator::NotEqual, value) if *value != Value::Nil => {
+                        let equal = self.term_condition("st.value", Comparator::Equal, value);
+                        format!("(NOT EXISTS ({source} AND {equal}))")
+                    }
+                    _ => self.many(source, "st.value", test),
+                }
             }
         })
     }

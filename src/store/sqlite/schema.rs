@@ -229,9 +229,8 @@ CREATE INDEX scores_by_trace ON scores (project_id, trace_id, created_at_ns, id)
     r#"
 -- The filter language (SPEC §7, store/sqlite/term_index.rs): each searchable term of a span
 -- (store/terms.rs) once, under its key's id; values keep their types (booleans as one-byte
--- blobs). The primary key finds the traces and spans of a term without reading `spans`; a
--- filter tests a row against the set of its term's rows (no index by span: each term written
--- costs one B-tree insert, and ingest pays for every one).
+-- blobs). The primary key finds the traces and spans of a term without reading `spans`;
+-- `span_terms_by_span` the terms of a span.
 -- Filled for the stored spans by `term_index::fill` right after this, with the LLM provider and
 -- operation that span filters read from their own columns.
 CREATE TABLE filter_keys (
@@ -248,6 +247,7 @@ CREATE TABLE span_terms (
     span_key  INTEGER NOT NULL,
     PRIMARY KEY (key_id, value, trace_key, span_key)
 ) WITHOUT ROWID;
+CREATE INDEX span_terms_by_span ON span_terms (span_key, key_id);
 ALTER TABLE spans ADD COLUMN llm_provider TEXT;
 ALTER TABLE spans ADD COLUMN llm_operation TEXT;
 -- `GET /api/v1/spans` pages through spans newest first.

@@ -49,9 +49,7 @@ pub(super) struct TermWriter<'t> {
     connection: &'t Connection,
     /// Key ids found or made in this transaction (a rolled-back transaction takes its keys
     /// with it, so nothing is kept across transactions).
-    /// By project, then by kind code (1–4, `TermKind::code`), then by key: looked up with the
-    /// borrowed strings of each term, allocating only for a key new to the transaction.
-    keys: HashMap<String, [HashMap<String, i64>; 5]>,
+    keys: HashMap<(String, u8, String), i64>,
     /// Rows to insert, `(key_id, value, trace_key, span_key)`: inserted by [`Self::finish`] in
     /// the primary key's order, so that each page of the index is written once per
     /// transaction rather than once per term (the terms of one span land all over the index).
@@ -110,8 +108,7 @@ impl<'t> TermWriter<'t> {
         let code = kind.code();
         if let Some(id) = self
             .keys
-            .get(project_id)
-            .and_then(|kinds| kinds[usize::from(code)].get(key))
+            .get(&(project_id.to_owned(), code, key.to_owned()))
         {
             return Ok(*id);
         }
@@ -126,8 +123,8 @@ impl<'t> TermWriter<'t> {
                 self.connection.last_insert_rowid()
             }
         };
-        self.keys.entry(project_id.to_owned()).or_default()[usize::from(code)]
-            .insert(key.to_owned(), id);
+        self.keys
+            .insert((project_id.to_owned(), code, key.to_owned()), id);
         Ok(id)
     }
 
