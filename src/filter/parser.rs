@@ -39,6 +39,20 @@ pub enum Comparator {
     GreaterEqual,
 }
 
+impl Comparator {
+    /// The comparison operator in SQL (both stores' dialects).
+    pub fn sql(self) -> &'static str {
+        match self {
+            Comparator::Equal => "=",
+            Comparator::NotEqual => "!=",
+            Comparator::Less => "<",
+            Comparator::LessEqual => "<=",
+            Comparator::Greater => ">",
+            Comparator::GreaterEqual => ">=",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
     Nil,

@@ -213,6 +213,24 @@ pub enum SpanPath {
     Llm,
 }
 
+/// Status names in OTLP code order: `STATUS_NAMES[code]`.
+pub const STATUS_NAMES: [&str; 3] = ["unset", "ok", "error"];
+
+/// Span kind names in OTLP code order: `KIND_NAMES[code]`.
+pub const KIND_NAMES: [&str; 6] = [
+    "unspecified",
+    "internal",
+    "server",
+    "client",
+    "producer",
+    "consumer",
+];
+
+/// The OTLP code of a status or kind name: its index in `names` (0 when unknown).
+pub fn code_of(names: &[&str], name: &str) -> i64 {
+    names.iter().position(|known| *known == name).unwrap_or(0) as i64
+}
+
 /// What values a path holds, for the checks of the reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValueKind {

@@ -3,18 +3,10 @@
 
 use std::cmp::Ordering;
 
-use super::{Comparator, Filter, Located, QueryPath, Test, Value, ValueKind};
+use super::{
+    Comparator, Filter, KIND_NAMES, Located, QueryPath, STATUS_NAMES, Test, Value, ValueKind,
+};
 use crate::filter::{Call, Condition, Expr, Literal, ParseError};
-
-const STATUS_NAMES: [&str; 3] = ["unset", "ok", "error"];
-const KIND_NAMES: [&str; 6] = [
-    "unspecified",
-    "internal",
-    "server",
-    "client",
-    "producer",
-    "consumer",
-];
 
 pub(super) fn reduce<P: QueryPath>(
     condition: Condition<Located<P>>,

@@ -177,35 +177,17 @@ fn combine<P>(sql: &mut Sql, filter: &Filter<P>, atom: &mut impl FnMut(&mut Sql,
 }
 
 fn operator(comparator: Comparator) -> &'static str {
-    match comparator {
-        Comparator::Equal => "=",
-        Comparator::NotEqual => "!=",
-        Comparator::Less => "<",
-        Comparator::LessEqual => "<=",
-        Comparator::Greater => ">",
-        Comparator::GreaterEqual => ">=",
-    }
+    comparator.sql()
 }
 
 /// The code of a status name as `status_code` columns hold it.
 fn status_code(name: &str) -> i64 {
-    match name {
-        "ok" => 1,
-        "error" => 2,
-        _ => 0,
-    }
+    crate::filter::query::code_of(&crate::filter::query::STATUS_NAMES, name)
 }
 
 /// The OTLP number of a span kind's name.
 fn kind_code(name: &str) -> i64 {
-    match name {
-        "internal" => 1,
-        "server" => 2,
-        "client" => 3,
-        "producer" => 4,
-        "consumer" => 5,
-        _ => 0,
-    }
+    crate::filter::query::code_of(&crate::filter::query::KIND_NAMES, name)
 }
 
 /// `column <op> code` for a status or kind column, given the value's name.

@@ -30,22 +30,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::term_index::bool_value;
 use crate::filter::query::{
-    Comparator, Filter, SpanField, SpanPath, Test, TraceField, TracePath, Value,
+    Comparator, Filter, KIND_NAMES, STATUS_NAMES, SpanField, SpanPath, Test, TraceField, TracePath,
+    Value,
 };
 use crate::store::StoreResult;
 use crate::store::terms::TermKind;
-
-/// OTLP status codes by name, in code order.
-const STATUS_CODES: [&str; 3] = ["unset", "ok", "error"];
-/// OTLP span kinds by name, in code order.
-const KIND_CODES: [&str; 6] = [
-    "unspecified",
-    "internal",
-    "server",
-    "client",
-    "producer",
-    "consumer",
-];
 
 /// `sh_regexp(pattern, value)`: 1 when some part of `value`, a string, matches `pattern` (Rust
 /// regex syntax), else 0; never NULL. Each statement compiles its pattern once (SQLite keeps
@@ -107,14 +96,7 @@ fn parameter(value: &Value) -> SqlValue {
 }
 
 fn operator(comparator: Comparator) -> &'static str {
-    match comparator {
-        Comparator::Equal => "=",
-        Comparator::NotEqual => "!=",
-        Comparator::Less => "<",
-        Comparator::LessEqual => "<=",
-        Comparator::Greater => ">",
-        Comparator::GreaterEqual => ">=",
-    }
+    comparator.sql()
 }
 
 fn is_ordering(comparator: Comparator) -> bool {
@@ -300,7 +282,7 @@ impl<'c> Compiler<'c> {
             TracePath::Score(name) => self.score(name, test),
             TracePath::SpanName => self.span_values("s.name", test),
             TracePath::SpanStatus => {
-                let test = coded(test, &STATUS_CODES);
+                let test = coded(test, &STATUS_NAMES);
                 self.span_values("s.status_code", &test)
             }
             TracePath::SpanDurationMs => self.span_values(DURATION_MS, test),
@@ -397,11 +379,11 @@ impl<'c> Compiler<'c> {
         Ok(match path {
             SpanPath::Field(field) => match field {
                 SpanField::Status => {
-                    let test = coded(test, &STATUS_CODES);
+                    let test = coded(test, &STATUS_NAMES);
                     self.scalar("spans.status_code", &test)
                 }
                 SpanField::Kind => {
-                    let test = coded(test, &KIND_CODES);
+                    let test = coded(test, &KIND_NAMES);
                     self.scalar("spans.kind", &test)
                 }
                 field => self.scalar(span_field_column(*field), test),
