@@ -283,16 +283,10 @@ pub trait SpanStore: Send + Sync + 'static {
 
     /// Spans of the project with a start in the window that match the query's filter, newest
     /// start first.
-    async fn query_spans(&self, _project_id: &str, _query: &SpanQuery) -> StoreResult<SpanPage> {
-        Err(StoreError::Unavailable(
-            "span queries are not built for this store yet".into(),
-        ))
-    }
+    async fn query_spans(&self, project_id: &str, query: &SpanQuery) -> StoreResult<SpanPage>;
 
     /// The keys a project's filters can name (for suggestions).
-    async fn filter_keys(&self, _project_id: &str) -> StoreResult<FilterKeys> {
-        Ok(FilterKeys::default())
-    }
+    async fn filter_keys(&self, project_id: &str) -> StoreResult<FilterKeys>;
 
     /// The dashboard's figures of a project's traces with a timestamp in the window: per bucket,
     /// in total and per model (see [`trace_stats`]); only of the traces its filter matches,
@@ -320,17 +314,7 @@ pub trait SpanStore: Send + Sync + 'static {
         &self,
         project_id: &str,
         query: &StatsQuery,
-    ) -> StoreResult<Vec<(u64, String, f64)>> {
-        match query.filter {
-            None => {
-                self.score_values(project_id, query.start_unix_nano, query.end_unix_nano)
-                    .await
-            }
-            Some(_) => Err(StoreError::Unavailable(
-                "filtered score means are not built for this store yet".into(),
-            )),
-        }
-    }
+    ) -> StoreResult<Vec<(u64, String, f64)>>;
 
     /// The scores of some traces of the project, each trace's oldest first.
     async fn scores_of_traces(
