@@ -11,8 +11,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use serde_json::{Value, json};
-use spanhouse::model::time::{format_rfc3339, parse_rfc3339};
-use spanhouse::store::trace_stats::{StatsQuery, TraceFacts, aggregate};
+use spanhouse::model::time::format_rfc3339;
+use spanhouse::store::trace_stats::{StatsQuery, aggregate};
 
 const MINUTE: u64 = 60 * 1_000_000_000;
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
@@ -152,22 +152,6 @@ fn spans_of(trace: u8, spec: &TraceSpec, start: u64) -> Vec<Span> {
     vec![root, child]
 }
 
-fn facts(record: &Value) -> TraceFacts {
-    TraceFacts {
-        timestamp_unix_nano: parse_rfc3339(record["timestamp"].as_str().unwrap()).unwrap(),
-        is_error: record["status"] == "error",
-        duration_ms: record["duration_ms"].as_f64().unwrap(),
-        total_tokens: record["total_token_count"].as_i64().unwrap_or(0),
-        total_cost: record["total_cost"].as_f64().unwrap_or(0.0),
-        models: record["models"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|model| model.as_str().unwrap().to_owned())
-            .collect(),
-    }
-}
-
 async fn check(
     server: &TestServer,
     number: usize,
@@ -231,7 +215,7 @@ async fn check(
                 .find(|index| hex_trace(*index as u8 + 1) == trace_id)
                 .unwrap();
             if filter.selects(&traces[index]) {
-                let facts = facts(record);
+                let facts = trace_facts(record);
                 if let Some(value) = traces[index].thumbs {
                     score_values.push((
                         facts.timestamp_unix_nano,

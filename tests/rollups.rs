@@ -101,25 +101,6 @@ fn shuffled(mut spans: Vec<Span>, seed: u64) -> Vec<Span> {
     spans
 }
 
-fn facts(record: &serde_json::Value) -> TraceFacts {
-    TraceFacts {
-        timestamp_unix_nano: spanhouse::model::time::parse_rfc3339(
-            record["timestamp"].as_str().unwrap(),
-        )
-        .unwrap(),
-        is_error: record["status"] == "error",
-        duration_ms: record["duration_ms"].as_f64().unwrap(),
-        total_tokens: record["total_token_count"].as_i64().unwrap_or(0),
-        total_cost: record["total_cost"].as_f64().unwrap_or(0.0),
-        models: record["models"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|model| model.as_str().unwrap().to_owned())
-            .collect(),
-    }
-}
-
 /// The stats answer recomputed from the listed TraceRecords, in the API's JSON.
 async fn recomputed(server: &TestServer, token: &str, start: u64, end: u64) -> serde_json::Value {
     let (status, page) = server
@@ -145,7 +126,7 @@ async fn recomputed(server: &TestServer, token: &str, start: u64, end: u64) -> s
         .as_array()
         .unwrap()
         .iter()
-        .map(facts)
+        .map(trace_facts)
         .collect();
     let query = StatsQuery {
         start_unix_nano: start,

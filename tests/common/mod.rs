@@ -450,3 +450,24 @@ pub async fn send_json(
         response.json().await.unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// What the dashboard counts of a TraceRecord as the API lists it: the recomputation stats
+/// tests compare `/api/v1/stats` with.
+pub fn trace_facts(record: &serde_json::Value) -> spanhouse::store::trace_stats::TraceFacts {
+    spanhouse::store::trace_stats::TraceFacts {
+        timestamp_unix_nano: spanhouse::model::time::parse_rfc3339(
+            record["timestamp"].as_str().unwrap(),
+        )
+        .unwrap(),
+        is_error: record["status"] == "error",
+        duration_ms: record["duration_ms"].as_f64().unwrap(),
+        total_tokens: record["total_token_count"].as_i64().unwrap_or(0),
+        total_cost: record["total_cost"].as_f64().unwrap_or(0.0),
+        models: record["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|model| model.as_str().unwrap().to_owned())
+            .collect(),
+    }
+}
