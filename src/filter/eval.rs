@@ -35,15 +35,7 @@ impl Condition {
 }
 
 fn compare(left: &Value<'_>, comparator: Comparator, right: &Value<'_>) -> bool {
-    let ordering = order(left, right);
-    match comparator {
-        Comparator::Equal => ordering == Some(Ordering::Equal),
-        Comparator::NotEqual => ordering != Some(Ordering::Equal),
-        Comparator::Less => ordering == Some(Ordering::Less),
-        Comparator::LessEqual => matches!(ordering, Some(Ordering::Less | Ordering::Equal)),
-        Comparator::Greater => ordering == Some(Ordering::Greater),
-        Comparator::GreaterEqual => matches!(ordering, Some(Ordering::Greater | Ordering::Equal)),
-    }
+    comparator.holds(order(left, right))
 }
 
 /// How two values compare; `None` when they are of kinds that do not compare (a string and a

@@ -40,6 +40,22 @@ pub enum Comparator {
 }
 
 impl Comparator {
+    /// Whether two values ordered so (`None`: of kinds that do not compare) satisfy the
+    /// comparator: OTTL's rule, where unordered values are unequal and never less or greater.
+    pub fn holds(self, ordering: Option<std::cmp::Ordering>) -> bool {
+        use std::cmp::Ordering;
+        match self {
+            Comparator::Equal => ordering == Some(Ordering::Equal),
+            Comparator::NotEqual => ordering != Some(Ordering::Equal),
+            Comparator::Less => ordering == Some(Ordering::Less),
+            Comparator::LessEqual => matches!(ordering, Some(Ordering::Less | Ordering::Equal)),
+            Comparator::Greater => ordering == Some(Ordering::Greater),
+            Comparator::GreaterEqual => {
+                matches!(ordering, Some(Ordering::Greater | Ordering::Equal))
+            }
+        }
+    }
+
     /// The comparison operator in SQL (both stores' dialects).
     pub fn sql(self) -> &'static str {
         match self {

@@ -199,16 +199,7 @@ fn literals(left: &Literal, comparator: Comparator, right: &Literal) -> bool {
             .zip(number(b))
             .and_then(|(a, b)| a.partial_cmp(&b)),
     };
-    match comparator {
-        Comparator::Equal => ordering == Some(Ordering::Equal),
-        Comparator::NotEqual => ordering != Some(Ordering::Equal),
-        Comparator::Less => ordering == Some(Ordering::Less),
-        Comparator::LessEqual => matches!(ordering, Some(Ordering::Less | Ordering::Equal)),
-        Comparator::Greater => ordering == Some(Ordering::Greater),
-        Comparator::GreaterEqual => {
-            matches!(ordering, Some(Ordering::Greater | Ordering::Equal))
-        }
-    }
+    comparator.holds(ordering)
 }
 
 fn number(literal: &Literal) -> Option<f64> {
