@@ -61,6 +61,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Project(command) => spanhouse::admin::project(&config, command).await,
         Command::Token(command) => spanhouse::admin::token(&config, command).await,
         Command::Clickhouse(command) => spanhouse::admin::clickhouse(&config, command).await,
+        Command::Import(args) => {
+            let endpoint = spanhouse::client::Endpoint::resolve(
+                &config,
+                args.url.as_deref(),
+                args.token.as_deref(),
+            )?;
+            spanhouse::client::import::run(endpoint, &args).await
+        }
     }
 }
 

@@ -42,7 +42,12 @@ pub fn decode_trace_request(body: &[u8]) -> Result<ExportTraceServiceRequest> {
         path: "$".into(),
         problem: error.to_string(),
     })?;
-    let root = object(&value, "$")?;
+    trace_request_from_value(&value)
+}
+
+/// An `ExportTraceServiceRequest` from an already parsed OTLP/JSON document.
+pub fn trace_request_from_value(value: &Value) -> Result<ExportTraceServiceRequest> {
+    let root = object(value, "$")?;
     let resource_spans = array(root, "$", "resourceSpans", "resource_spans")?
         .iter()
         .enumerate()

@@ -15,7 +15,12 @@ pub fn decode_logs_request(body: &[u8]) -> Result<ExportLogsServiceRequest> {
         path: "$".into(),
         problem: error.to_string(),
     })?;
-    let root = object(&value, "$")?;
+    logs_request_from_value(&value)
+}
+
+/// An `ExportLogsServiceRequest` from an already parsed OTLP/JSON document.
+pub fn logs_request_from_value(value: &Value) -> Result<ExportLogsServiceRequest> {
+    let root = object(value, "$")?;
     let resource_logs = array(root, "$", "resourceLogs", "resource_logs")?
         .iter()
         .enumerate()
