@@ -327,3 +327,120 @@ fn deletion_statements_use_their_indexes() {
         assert!(!plan.contains("SCAN"), "{sql}: {plan}");
     }
 }
+
+/// The bytes of the store's files in `directory`: (spanhouse.db, its WAL, search.sqlite).
+fn file_sizes(directory: &Path) -> (u64, u64, u64) {
+    let size = |name: &str| std::fs::metadata(directory.join(name)).map_or(0, |meta| meta.len());
+    (
+        size("spanhouse.db"),
+        size("spanhouse.db-wal"),
+        size(search::SEARCH_FILE),
+    )
+}
+
+/// Pages of spanhouse.db in use and free (on its free list, reused by new data), in bytes.
+fn pages(directory: &Path) -> (i64, i64) {
+    let connection = Connection::open(directory.join("spanhouse.db")).unwrap();
+    let page_size = count(&connection, "PRAGMA page_size");
+    let page_count = count(&connection, "PRAGMA page_count");
+    let free = count(&connection, "PRAGMA freelist_count");
+    ((page_count - free) * page_size, free * page_size)
+}
+
+/// A text of about 300 bytes that differs from trace to trace, as prompts do.
+fn prose(seed: u64) -> String {
+    const WORDS: [&str; 16] = [
+        "weather", "invoice", "refund", "order", "customer", "shipping", "account", "password",
+        "summary", "translate", "schedule", "meeting", "report", "analysis", "recipe", "travel",
+    ];
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut text = format!("request {seed}:");
+    while text.len() < 300 {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        text.push(' ');
+        text.push_str(WORDS[(state >> 60) as usize]);
+        text.push_str(&((state >> 40) % 1000).to_string());
+    }
+    text
+}
+
+/// Writes `traces` traces of three spans from trace number `first`, 100 traces a request;
+/// traces of even number belong to user `even`.
+async fn write_many(store: &SqliteStore, first: u64, traces: u64) {
+    for request in (first..first + traces).collect::<Vec<_>>().chunks(100) {
+        let mut spans = Vec::new();
+        for &number in request {
+            for span_number in 1..=3u8 {
+                let mut span = span_with(0, span_number, &prose(number * 3 + u64::from(span_number)),
+                    if number % 2 == 0 { "even" } else { "odd" });
+                let mut id = [0u8; 16];
+                id[..8].copy_from_slice(&number.to_be_bytes());
+                id[8] = 1;
+                span.trace_id = TraceId(id);
+                span.parent_span_id = (span_number > 1).then_some(crate::model::SpanId([1; 8]));
+                span.start_time_unix_nano += number * 1_000_000;
+                span.end_time_unix_nano += number * 1_000_000;
+                spans.push(span);
+            }
+        }
+        write_request(store, spans).await;
+    }
+}
+
+/// Not a test: the space a deletion of half of 100,000 traces gives back, and its time
+/// (`cargo test --release --lib delete_tests::measure -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore = "a measurement, minutes long"]
+async fn measure_deleting_half_of_100k_traces() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path();
+    let store = open(path);
+    store.start_text_indexer().unwrap();
+    let started = std::time::Instant::now();
+    write_many(&store, 0, 100_000).await;
+    while indexed_seq(path) < 100_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    store.purge().await.unwrap();
+    // An empty purge does not checkpoint: the WAL's pages are copied for the figures.
+    let main = open_connection(&path.join("spanhouse.db"), Synchronous::Normal).unwrap();
+    main.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    eprintln!("ingested 100,000 traces (300,000 spans) in {:.1?}", started.elapsed());
+    eprintln!("files (db, wal, search): {:?}; (used, free): {:?}", file_sizes(path), pages(path));
+
+    // An erasure of scattered traces: every other one.
+    let filter = Arc::new(parse_trace_filter(r#"user_id == "even""#).unwrap());
+    let erasure = TraceSelection::Matching {
+        start_unix_nano: 0,
+        end_unix_nano: u64::MAX,
+        filter: Some(filter),
+    };
+    delete_and_purge(&store, path, &erasure).await;
+    // Retention of the oldest half of what is left: contiguous traces.
+    let retention = TraceSelection::Matching {
+        start_unix_nano: 0,
+        end_unix_nano: make_span(0, 0).start_time_unix_nano + 50_000 * 1_000_000,
+        filter: None,
+    };
+    delete_and_purge(&store, path, &retention).await;
+
+    write_many(&store, 200_000, 50_000).await;
+    main.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    eprintln!("after 50,000 new traces, files (db, wal, search): {:?}; (used, free): {:?}",
+        file_sizes(path), pages(path));
+}
+
+async fn delete_and_purge(store: &SqliteStore, path: &Path, selection: &TraceSelection) {
+    let started = std::time::Instant::now();
+    let deleted = store.delete_traces("p", selection).await.unwrap();
+    let deletion = started.elapsed();
+    eprintln!(
+        "deleted {deleted} traces in {deletion:.1?}: {:.1?} per transaction of {}",
+        deletion / (deleted as u32).div_ceil(super::delete::DELETE_BATCH as u32),
+        super::delete::DELETE_BATCH
+    );
+    let started = std::time::Instant::now();
+    let report = store.purge().await.unwrap();
+    eprintln!("purged {report:?} in {:.1?}", started.elapsed());
+    eprintln!("files (db, wal, search): {:?}; (used, free): {:?}", file_sizes(path), pages(path));
+}
