@@ -577,14 +577,22 @@ mod tests {
             config: Some(path.clone()),
             ..GlobalArgs::default()
         };
-        assert_eq!(Config::resolve(&from_file).unwrap().retention_days, Some(30));
+        assert_eq!(
+            Config::resolve(&from_file).unwrap().retention_days,
+            Some(30)
+        );
         let from_flag = GlobalArgs {
             config: Some(path),
             retention_days: Some(7),
             ..GlobalArgs::default()
         };
         assert_eq!(Config::resolve(&from_flag).unwrap().retention_days, Some(7));
-        assert_eq!(Config::resolve(&GlobalArgs::default()).unwrap().retention_days, None);
+        assert_eq!(
+            Config::resolve(&GlobalArgs::default())
+                .unwrap()
+                .retention_days,
+            None
+        );
         let zero = GlobalArgs {
             retention_days: Some(0),
             ..GlobalArgs::default()

@@ -187,8 +187,12 @@ impl Ingest {
         spans.retain(|span| span.start_time_unix_nano >= cutoff);
         let dropped = before - spans.len();
         if dropped > 0 {
-            self.stats
-                .record(project_id, counter::FILTERED, RETENTION_RULE, dropped as u64);
+            self.stats.record(
+                project_id,
+                counter::FILTERED,
+                RETENTION_RULE,
+                dropped as u64,
+            );
         }
         spans
     }

@@ -218,7 +218,13 @@ mod tests {
 
     #[test]
     fn retention_is_one_day_to_a_century_and_the_projects_own_wins() {
-        for (days, valid) in [(0, false), (1, true), (30, true), (36_500, true), (36_501, false)] {
+        for (days, valid) in [
+            (0, false),
+            (1, true),
+            (30, true),
+            (36_500, true),
+            (36_501, false),
+        ] {
             let settings = ProjectSettings {
                 retention_days: Some(days),
                 ..Default::default()

@@ -16,7 +16,12 @@ use spanhouse::model::time::format_rfc3339;
 const DAY_SECONDS: u64 = 86_400;
 
 /// A trace of one LLM span whose attributes, event, messages, input and output hold `marker`.
-fn marked_trace(trace: u8, user: &str, marker: &str, start: u64) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+fn marked_trace(
+    trace: u8,
+    user: &str,
+    marker: &str,
+    start: u64,
+) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
     let mut root = span(trace, 1, None, "chat", start);
     root.attributes = vec![
         string_attribute("openinference.span.kind", "LLM"),
@@ -43,12 +48,21 @@ fn marked_trace(trace: u8, user: &str, marker: &str, start: u64) -> Vec<opentele
         ..Default::default()
     }];
     let mut child = span(trace, 2, Some(1), "tool", start + 10_000_000);
-    child.attributes = vec![string_attribute("tool.name", "search"), string_attribute("note", marker)];
+    child.attributes = vec![
+        string_attribute("tool.name", "search"),
+        string_attribute("note", marker),
+    ];
     vec![root, child]
 }
 
-async fn send(server: &TestServer, token: &str, spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>) {
-    let response = server.post_protobuf("/v1/traces", token, &request("svc", spans)).await;
+async fn send(
+    server: &TestServer,
+    token: &str,
+    spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+) {
+    let response = server
+        .post_protobuf("/v1/traces", token, &request("svc", spans))
+        .await;
     assert_eq!(response.status(), 200);
     server.settle(token).await;
 }
@@ -65,7 +79,12 @@ fn escaped(text: &str) -> String {
         .collect()
 }
 
-async fn get_with_query(server: &TestServer, path: &str, token: &str, query: &[(&str, &str)]) -> (u16, Value) {
+async fn get_with_query(
+    server: &TestServer,
+    path: &str,
+    token: &str,
+    query: &[(&str, &str)],
+) -> (u16, Value) {
     server.settle(token).await;
     let parameters: Vec<String> = query
         .iter()
@@ -88,7 +107,12 @@ async fn delete_by_id(server: &TestServer, token: &str, trace: &str) -> u16 {
 }
 
 /// The ids of the traces the project lists in the window (the last `days_back` days).
-async fn listed(server: &TestServer, token: &str, days_back: u64, extra: &[(&str, &str)]) -> Vec<String> {
+async fn listed(
+    server: &TestServer,
+    token: &str,
+    days_back: u64,
+    extra: &[(&str, &str)],
+) -> Vec<String> {
     let start = format_rfc3339(recent(days_back * DAY_SECONDS));
     let mut query = vec![("start", start.as_str()), ("limit", "1000")];
     query.extend_from_slice(extra);
@@ -112,8 +136,13 @@ async fn stats_traces(server: &TestServer, token: &str) -> u64 {
 
 async fn spans_with_note(server: &TestServer, token: &str, marker: &str) -> usize {
     let filter = format!(r#"attributes["note"] == "{marker}""#);
-    let (status, body) =
-        get_with_query(server, "/api/v1/spans", token, &[("filter", filter.as_str())]).await;
+    let (status, body) = get_with_query(
+        server,
+        "/api/v1/spans",
+        token,
+        &[("filter", filter.as_str())],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     body["spans"].as_array().unwrap().len()
 }
@@ -130,9 +159,14 @@ fn files_holding(directory: &std::path::Path, needles: &[&str]) -> Vec<String> {
             continue;
         }
         // A file may vanish while the server works (a WAL truncated, a temporary file).
-        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
         for needle in needles {
-            if bytes.windows(needle.len()).any(|window| window == needle.as_bytes()) {
+            if bytes
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes())
+            {
                 found.push(format!("{} holds {needle}", path.display()));
             }
         }
@@ -150,9 +184,24 @@ async fn deleted_traces_leave_every_read_and_after_the_purge_the_disk() {
     let by_id = "qzmarkerbyid";
     let erased = "qzmarkererased";
     send(&server, &admin, marked_trace(1, "u-17", by_id, recent(120))).await;
-    send(&server, &admin, marked_trace(2, "u-17", erased, recent(110))).await;
-    send(&server, &admin, marked_trace(3, "u-3", "keptmarker", recent(100))).await;
-    send(&server, &admin, marked_trace(4, "u-4", "keptmarkertoo", recent(90))).await;
+    send(
+        &server,
+        &admin,
+        marked_trace(2, "u-17", erased, recent(110)),
+    )
+    .await;
+    send(
+        &server,
+        &admin,
+        marked_trace(3, "u-3", "keptmarker", recent(100)),
+    )
+    .await;
+    send(
+        &server,
+        &admin,
+        marked_trace(4, "u-4", "keptmarkertoo", recent(90)),
+    )
+    .await;
     let (status, body) = server
         .post_json(
             "/api/v1/scores",
@@ -164,7 +213,10 @@ async fn deleted_traces_leave_every_read_and_after_the_purge_the_disk() {
     assert_eq!(status, 200, "{body}");
     let all = [1u8, 2, 3, 4].map(hex_trace).to_vec();
     assert_eq!(listed(&server, &admin, 1, &[]).await, all);
-    assert_eq!(listed(&server, &admin, 1, &[("q", "qzmarkerbyid-input")]).await, [hex_trace(1)]);
+    assert_eq!(
+        listed(&server, &admin, 1, &[("q", "qzmarkerbyid-input")]).await,
+        [hex_trace(1)]
+    );
     assert_eq!(stats_traces(&server, &admin).await, 4);
     assert_eq!(spans_with_note(&server, &admin, by_id).await, 2);
     let markers = [by_id, erased, "qzmarkerscorecomment"];
@@ -187,11 +239,25 @@ async fn deleted_traces_leave_every_read_and_after_the_purge_the_disk() {
     assert_eq!(delete_by_id(&server, &admin, &hex_trace(1)).await, 404);
     assert_eq!(delete_by_id(&server, &admin, &hex_trace(0x77)).await, 404);
     assert_eq!(delete_by_id(&server, &admin, "not-hex").await, 400);
-    let (status, _) = server.get_json(&format!("/api/v1/traces/{}", hex_trace(1)), &read).await;
+    let (status, _) = server
+        .get_json(&format!("/api/v1/traces/{}", hex_trace(1)), &read)
+        .await;
     assert_eq!(status, 404);
-    assert_eq!(listed(&server, &read, 1, &[]).await, [2u8, 3, 4].map(hex_trace));
-    assert!(listed(&server, &read, 1, &[("q", "qzmarkerbyid")]).await.is_empty());
-    assert!(listed(&server, &read, 1, &[("filter", r#"model == "gpt-4o""#)]).await.len() == 3);
+    assert_eq!(
+        listed(&server, &read, 1, &[]).await,
+        [2u8, 3, 4].map(hex_trace)
+    );
+    assert!(
+        listed(&server, &read, 1, &[("q", "qzmarkerbyid")])
+            .await
+            .is_empty()
+    );
+    assert!(
+        listed(&server, &read, 1, &[("filter", r#"model == "gpt-4o""#)])
+            .await
+            .len()
+            == 3
+    );
     assert_eq!(stats_traces(&server, &read).await, 3);
     assert_eq!(spans_with_note(&server, &read, by_id).await, 0);
 
@@ -202,23 +268,43 @@ async fn deleted_traces_leave_every_read_and_after_the_purge_the_disk() {
         (json!({"filter": "user_id =="}), "filter"),
         (json!({"filter": "true", "start": "last week"}), "start"),
     ] {
-        let (status, answer) = server.post_json("/api/v1/traces/delete", &admin, body.clone()).await;
+        let (status, answer) = server
+            .post_json("/api/v1/traces/delete", &admin, body.clone())
+            .await;
         assert_eq!(status, 400, "{body}: {answer}");
         assert_eq!(answer["error"]["status"], 400, "{answer}");
-        assert!(answer["error"]["message"].as_str().unwrap().contains(what), "{answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(what),
+            "{answer}"
+        );
     }
 
     // An erasure request: exactly that user's traces go, whatever their time.
     let (status, answer) = server
-        .post_json("/api/v1/traces/delete", &admin, json!({"filter": r#"user_id == "u-17""#}))
+        .post_json(
+            "/api/v1/traces/delete",
+            &admin,
+            json!({"filter": r#"user_id == "u-17""#}),
+        )
         .await;
     assert_eq!((status, answer), (200, json!({"deleted": 1})));
-    assert_eq!(listed(&server, &read, 1, &[]).await, [3u8, 4].map(hex_trace));
-    let (status, _) = server.get_json(&format!("/api/v1/traces/{}", hex_trace(2)), &read).await;
+    assert_eq!(
+        listed(&server, &read, 1, &[]).await,
+        [3u8, 4].map(hex_trace)
+    );
+    let (status, _) = server
+        .get_json(&format!("/api/v1/traces/{}", hex_trace(2)), &read)
+        .await;
     assert_eq!(status, 404);
-    assert!(listed(&server, &read, 1, &[("q", "qzmarkererased")]).await.is_empty());
+    assert!(
+        listed(&server, &read, 1, &[("q", "qzmarkererased")])
+            .await
+            .is_empty()
+    );
     assert_eq!(stats_traces(&server, &read).await, 2);
-    let (status, scores) = server.get_json(&format!("/api/v1/traces/{}", hex_trace(3)), &read).await;
+    let (status, scores) = server
+        .get_json(&format!("/api/v1/traces/{}", hex_trace(3)), &read)
+        .await;
     assert_eq!(status, 200, "{scores}");
 
     // A window that holds none of them deletes nothing.
@@ -233,7 +319,9 @@ async fn deleted_traces_leave_every_read_and_after_the_purge_the_disk() {
 
     // A span of a deleted trace that arrives later makes a new trace.
     send(&server, &admin, vec![span(1, 9, None, "late", recent(30))]).await;
-    let (status, late) = server.get_json(&format!("/api/v1/traces/{}", hex_trace(1)), &read).await;
+    let (status, late) = server
+        .get_json(&format!("/api/v1/traces/{}", hex_trace(1)), &read)
+        .await;
     assert_eq!(status, 200, "{late}");
     assert_eq!(late["spans"].as_array().unwrap().len(), 1, "{late}");
 
@@ -258,31 +346,59 @@ async fn deleted_traces_leave_every_read_and_after_the_purge_the_disk() {
     let server = server.restart().await;
     assert!(files_holding(&data_dir, &markers).is_empty());
     assert!(!files_holding(&data_dir, &["keptmarkertoo"]).is_empty());
-    assert_eq!(listed(&server, &read, 1, &[("q", "keptmarker-input")]).await, [hex_trace(3)]);
+    assert_eq!(
+        listed(&server, &read, 1, &[("q", "keptmarker-input")]).await,
+        [hex_trace(3)]
+    );
     assert_eq!(spans_with_note(&server, &read, "keptmarkertoo").await, 2);
     server.stop().await;
 }
 
 async fn filtered_by_retention(server: &TestServer) -> u64 {
-    let (status, body) = server.get_json("/api/v1/ingestion", &server.admin_token).await;
+    let (status, body) = server
+        .get_json("/api/v1/ingestion", &server.admin_token)
+        .await;
     assert_eq!(status, 200, "{body}");
-    body["totals"]["filtered_rules"]["retention"].as_u64().unwrap_or(0)
+    body["totals"]["filtered_rules"]["retention"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 #[tokio::test]
 async fn retention_deletes_old_traces_within_a_minute_and_filters_old_spans() {
     let server = TestServer::start().await;
     let admin = server.admin_token.clone();
-    send(&server, &admin, marked_trace(0x40, "u", "oldtrace", recent(40 * DAY_SECONDS))).await;
-    send(&server, &admin, marked_trace(0x01, "u", "newtrace", recent(DAY_SECONDS))).await;
-    assert_eq!(listed(&server, &admin, 50, &[]).await, [0x01u8, 0x40].map(hex_trace));
+    send(
+        &server,
+        &admin,
+        marked_trace(0x40, "u", "oldtrace", recent(40 * DAY_SECONDS)),
+    )
+    .await;
+    send(
+        &server,
+        &admin,
+        marked_trace(0x01, "u", "newtrace", recent(DAY_SECONDS)),
+    )
+    .await;
+    assert_eq!(
+        listed(&server, &admin, 50, &[]).await,
+        [0x01u8, 0x40].map(hex_trace)
+    );
 
     let (status, answer) = server
-        .put_json("/api/v1/project/settings", &admin, json!({"retention_days": 0}))
+        .put_json(
+            "/api/v1/project/settings",
+            &admin,
+            json!({"retention_days": 0}),
+        )
         .await;
     assert_eq!(status, 400, "{answer}");
     let (status, answer) = server
-        .put_json("/api/v1/project/settings", &admin, json!({"retention_days": 30}))
+        .put_json(
+            "/api/v1/project/settings",
+            &admin,
+            json!({"retention_days": 30}),
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["retention_days"], 30);
@@ -291,18 +407,32 @@ async fn retention_deletes_old_traces_within_a_minute_and_filters_old_spans() {
         if listed(&server, &admin, 50, &[]).await == [hex_trace(0x01)] {
             break;
         }
-        assert!(set_at.elapsed() < Duration::from_secs(60), "the old trace is still listed");
+        assert!(
+            set_at.elapsed() < Duration::from_secs(60),
+            "the old trace is still listed"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let (status, _) = server.get_json(&format!("/api/v1/traces/{}", hex_trace(0x40)), &admin).await;
+    let (status, _) = server
+        .get_json(&format!("/api/v1/traces/{}", hex_trace(0x40)), &admin)
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = server.get_json(&format!("/api/v1/traces/{}", hex_trace(0x01)), &admin).await;
+    let (status, _) = server
+        .get_json(&format!("/api/v1/traces/{}", hex_trace(0x01)), &admin)
+        .await;
     assert_eq!(status, 200);
 
     // A span older than the retention is acknowledged, filtered and counted under `retention`.
-    send(&server, &admin, vec![span(0x41, 1, None, "late", recent(40 * DAY_SECONDS))]).await;
+    send(
+        &server,
+        &admin,
+        vec![span(0x41, 1, None, "late", recent(40 * DAY_SECONDS))],
+    )
+    .await;
     assert_eq!(filtered_by_retention(&server).await, 1);
-    let (status, _) = server.get_json(&format!("/api/v1/traces/{}", hex_trace(0x41)), &admin).await;
+    let (status, _) = server
+        .get_json(&format!("/api/v1/traces/{}", hex_trace(0x41)), &admin)
+        .await;
     assert_eq!(status, 404);
     let (_, settings) = server.get_json("/api/v1/project/settings", &admin).await;
     assert_eq!(settings["retention_days"], 30);
@@ -313,17 +443,39 @@ async fn retention_deletes_old_traces_within_a_minute_and_filters_old_spans() {
 async fn the_servers_default_retention_applies_to_projects_without_their_own() {
     let server = TestServer::start_with(|config| config.retention_days = Some(30)).await;
     let admin = server.admin_token.clone();
-    send(&server, &admin, vec![span(0x50, 1, None, "old", recent(31 * DAY_SECONDS))]).await;
-    send(&server, &admin, vec![span(0x51, 1, None, "new", recent(29 * DAY_SECONDS))]).await;
+    send(
+        &server,
+        &admin,
+        vec![span(0x50, 1, None, "old", recent(31 * DAY_SECONDS))],
+    )
+    .await;
+    send(
+        &server,
+        &admin,
+        vec![span(0x51, 1, None, "new", recent(29 * DAY_SECONDS))],
+    )
+    .await;
     assert_eq!(filtered_by_retention(&server).await, 1);
     assert_eq!(listed(&server, &admin, 50, &[]).await, [hex_trace(0x51)]);
     // The project's own setting wins over the default.
     let (status, _) = server
-        .put_json("/api/v1/project/settings", &admin, json!({"retention_days": 60}))
+        .put_json(
+            "/api/v1/project/settings",
+            &admin,
+            json!({"retention_days": 60}),
+        )
         .await;
     assert_eq!(status, 200);
-    send(&server, &admin, vec![span(0x52, 1, None, "old", recent(31 * DAY_SECONDS))]).await;
+    send(
+        &server,
+        &admin,
+        vec![span(0x52, 1, None, "old", recent(31 * DAY_SECONDS))],
+    )
+    .await;
     assert_eq!(filtered_by_retention(&server).await, 1);
-    assert_eq!(listed(&server, &admin, 50, &[]).await, [0x51u8, 0x52].map(hex_trace));
+    assert_eq!(
+        listed(&server, &admin, 50, &[]).await,
+        [0x51u8, 0x52].map(hex_trace)
+    );
     server.stop().await;
 }

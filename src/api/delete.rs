@@ -103,9 +103,7 @@ fn selection_of(request: DeleteRequest) -> Result<(String, TraceSelection), ApiE
         .filter
         .filter(|text| !text.trim().is_empty())
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "filter is required (\"true\" deletes every trace of the window)",
-            )
+            ApiError::bad_request("filter is required (\"true\" deletes every trace of the window)")
         })?;
     let filter = trace_filter_param(Some(text.clone()))?;
     let start = timestamp_param("start", request.start)?.unwrap_or(0);
@@ -128,7 +126,9 @@ mod tests {
     use super::*;
 
     fn request(json: serde_json::Value) -> Result<(String, TraceSelection), ApiError> {
-        selection_of(serde_json::from_value(json).map_err(|e| ApiError::bad_request(e.to_string()))?)
+        selection_of(
+            serde_json::from_value(json).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        )
     }
 
     #[test]
@@ -144,7 +144,8 @@ mod tests {
             let error = request(refused.clone()).unwrap_err();
             assert_eq!(error.status, StatusCode::BAD_REQUEST, "{refused}");
         }
-        let (text, selection) = request(serde_json::json!({"filter": "user_id == \"u-17\""})).unwrap();
+        let (text, selection) =
+            request(serde_json::json!({"filter": "user_id == \"u-17\""})).unwrap();
         assert_eq!(text, "user_id == \"u-17\"");
         let TraceSelection::Matching {
             start_unix_nano,
@@ -157,7 +158,8 @@ mod tests {
         assert_eq!((start_unix_nano, end_unix_nano), (0, MAX_TIMESTAMP_NANOS));
         assert!(filter.is_some());
         assert!(request(serde_json::json!({"filter": "true"})).is_ok());
-        let unknown = serde_json::from_value::<DeleteRequest>(serde_json::json!({"filtre": "true"}));
+        let unknown =
+            serde_json::from_value::<DeleteRequest>(serde_json::json!({"filtre": "true"}));
         assert!(unknown.is_err());
     }
 }

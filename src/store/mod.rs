@@ -344,7 +344,8 @@ pub trait SpanStore: Send + Sync + 'static {
     /// `q`, stats, spans, scores, export); their spans, content events, scores, terms and search
     /// entries are physically removed by [`SpanStore::purge`]. Spans of a deleted trace that
     /// arrive later are stored as a new trace.
-    async fn delete_traces(&self, project_id: &str, selection: &TraceSelection) -> StoreResult<u64>;
+    async fn delete_traces(&self, project_id: &str, selection: &TraceSelection)
+    -> StoreResult<u64>;
 
     /// Physically removes what deletions and retention left: rows, blocks, index entries, and
     /// the file pages or parts that held them. The server calls it at least every 5 minutes

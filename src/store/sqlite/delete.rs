@@ -35,8 +35,9 @@ pub(super) fn selected_rowids(
 ) -> StoreResult<Vec<i64>> {
     let mut rowids = match selection {
         TraceSelection::Ids(ids) => {
-            let mut find = connection
-                .prepare_cached("SELECT rowid FROM traces WHERE project_id = ?1 AND trace_id = ?2")?;
+            let mut find = connection.prepare_cached(
+                "SELECT rowid FROM traces WHERE project_id = ?1 AND trace_id = ?2",
+            )?;
             let mut rowids = Vec::with_capacity(ids.len());
             for id in ids {
                 if let Some(rowid) = find
@@ -112,7 +113,11 @@ pub(super) fn delete_rows(
     connection.pragma_update(None, "secure_delete", "ON")?;
     let deleted = delete_in_transaction(connection, project_id, rowids, compression);
     // Back to the writer's setting: ingest frees no pages worth zeroing.
-    connection.pragma_update(None, "secure_delete", super::connection::WRITER_SECURE_DELETE)?;
+    connection.pragma_update(
+        None,
+        "secure_delete",
+        super::connection::WRITER_SECURE_DELETE,
+    )?;
     deleted
 }
 
@@ -136,8 +141,9 @@ fn delete_in_transaction(
             "DELETE FROM trace_models
              WHERE project_id = ?1 AND model = ?2 AND timestamp_ns = ?3 AND trace_id = ?4",
         )?;
-        let mut spans_of = transaction
-            .prepare_cached("SELECT rowid, body FROM spans INDEXED BY spans_by_trace WHERE trace_key = ?1")?;
+        let mut spans_of = transaction.prepare_cached(
+            "SELECT rowid, body FROM spans INDEXED BY spans_by_trace WHERE trace_key = ?1",
+        )?;
         let mut delete_terms = transaction.prepare_cached(
             "DELETE FROM span_terms INDEXED BY span_terms_by_span WHERE span_key = ?1",
         )?;

@@ -16,9 +16,7 @@ use crate::model::span::test_support::make_span;
 use crate::model::{NormalizedSpan, TraceId};
 use crate::normalize::Normalizer;
 use crate::store::codec::decompress_packed;
-use crate::store::{
-    PurgeReport, SpanBatch, SpanStore, StatsQuery, TraceQuery, TraceSelection,
-};
+use crate::store::{PurgeReport, SpanBatch, SpanStore, StatsQuery, TraceQuery, TraceSelection};
 
 /// A span of trace `trace` whose input and attribute `note` hold `text`.
 fn span_with(trace: u8, span: u8, text: &str, user: &str) -> crate::model::Span {
@@ -126,19 +124,32 @@ async fn a_block_shared_with_a_deleted_trace_keeps_only_the_other_traces_spans()
         spans.push(span_with(2, span, "kept-plain-text", "u-2"));
     }
     write_request(&store, spans).await;
-    let main = open_connection(&directory.path().join("spanhouse.db"), Synchronous::Normal)
-        .unwrap();
+    let main =
+        open_connection(&directory.path().join("spanhouse.db"), Synchronous::Normal).unwrap();
     assert_eq!(count(&main, "SELECT COUNT(*) FROM span_blocks"), 1);
     assert_eq!(totals(&store).await, 2);
 
     let deleted = store
-        .delete_traces("p", &TraceSelection::Ids(vec![TraceId([1; 16]), TraceId([7; 16])]))
+        .delete_traces(
+            "p",
+            &TraceSelection::Ids(vec![TraceId([1; 16]), TraceId([7; 16])]),
+        )
         .await
         .unwrap();
     assert_eq!(deleted, 1, "the unknown id is ignored");
 
-    assert!(store.get_trace("p", TraceId([1; 16])).await.unwrap().is_none());
-    let (record, kept) = store.get_trace("p", TraceId([2; 16])).await.unwrap().unwrap();
+    assert!(
+        store
+            .get_trace("p", TraceId([1; 16]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (record, kept) = store
+        .get_trace("p", TraceId([2; 16]))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(kept.len(), 3);
     assert_eq!(record.input.as_deref(), Some("question kept-plain-text"));
     for span in &kept {
@@ -155,7 +166,10 @@ async fn a_block_shared_with_a_deleted_trace_keeps_only_the_other_traces_spans()
     assert_eq!(count(&main, "SELECT COUNT(*) FROM spans"), 3);
     assert_eq!(count(&main, "SELECT COUNT(*) FROM traces"), 1);
     assert_eq!(
-        count(&main, "SELECT COUNT(*) FROM span_terms WHERE trace_key NOT IN (SELECT rowid FROM traces)"),
+        count(
+            &main,
+            "SELECT COUNT(*) FROM span_terms WHERE trace_key NOT IN (SELECT rowid FROM traces)"
+        ),
         0
     );
     assert_eq!(totals(&store).await, 1, "the rollup no longer counts it");
@@ -179,7 +193,11 @@ async fn a_filter_deletes_one_users_traces_and_another_project_keeps_its_own() {
     let store = open(directory.path());
     for trace in 1..=6u8 {
         let user = if trace % 2 == 0 { "u-17" } else { "u-3" };
-        write_request(&store, vec![span_with(trace, 1, &format!("text {trace}"), user)]).await;
+        write_request(
+            &store,
+            vec![span_with(trace, 1, &format!("text {trace}"), user)],
+        )
+        .await;
     }
     let other = crate::model::Span {
         ..span_with(2, 1, "other project", "u-17")
@@ -221,9 +239,17 @@ async fn a_filter_deletes_one_users_traces_and_another_project_keeps_its_own() {
     left.sort();
     assert_eq!(
         left,
-        [1u8, 3, 5].map(|trace| TraceId([trace; 16]).to_hex()).to_vec()
+        [1u8, 3, 5]
+            .map(|trace| TraceId([trace; 16]).to_hex())
+            .to_vec()
     );
-    assert!(store.get_trace("q", TraceId([2; 16])).await.unwrap().is_some());
+    assert!(
+        store
+            .get_trace("q", TraceId([2; 16]))
+            .await
+            .unwrap()
+            .is_some()
+    );
     let scores = store
         .scores_of_traces("p", &[TraceId([2; 16])])
         .await
@@ -251,7 +277,10 @@ async fn after_the_purge_no_file_holds_the_deleted_texts() {
     while search_inputs(&store, "zqxdeletedmarker").await.is_empty()
         || indexed_seq(directory.path()) < 40
     {
-        assert!(std::time::Instant::now() < deadline, "the indexer did not catch up");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the indexer did not catch up"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     store
@@ -260,9 +289,18 @@ async fn after_the_purge_no_file_holds_the_deleted_texts() {
         .unwrap();
     assert!(search_inputs(&store, "zqxdeletedmarker").await.is_empty());
     let report = store.purge().await.unwrap();
-    assert_eq!(report, PurgeReport { traces: 1, spans: 1 });
+    assert_eq!(
+        report,
+        PurgeReport {
+            traces: 1,
+            spans: 1
+        }
+    );
     assert_eq!(store.purge().await.unwrap(), PurgeReport::default());
-    assert_eq!(files_holding(directory.path(), "zqxdeletedmarker"), Vec::<String>::new());
+    assert_eq!(
+        files_holding(directory.path(), "zqxdeletedmarker"),
+        Vec::<String>::new()
+    );
     // The group's other traces are still found through the index.
     assert_eq!(search_inputs(&store, "ordinary text 6").await.len(), 1);
     let search_file = Connection::open(directory.path().join(search::SEARCH_FILE)).unwrap();
@@ -288,22 +326,27 @@ fn indexed_seq(directory: &Path) -> i64 {
 fn deletion_statements_use_their_indexes() {
     let directory = tempfile::tempdir().unwrap();
     drop(open(directory.path()));
-    let connection = open_connection(&directory.path().join("spanhouse.db"), Synchronous::Normal)
-        .unwrap();
+    let connection =
+        open_connection(&directory.path().join("spanhouse.db"), Synchronous::Normal).unwrap();
     let plan = |sql: &str| -> String {
         let mut statement = connection
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .unwrap();
         let nulls = vec![rusqlite::types::Value::Null; statement.parameter_count()];
         statement
-            .query_map(rusqlite::params_from_iter(nulls), |row| row.get::<_, String>(3))
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(3)
+            })
             .unwrap()
             .map(Result::unwrap)
             .collect::<Vec<_>>()
             .join("; ")
     };
     for (sql, expected) in [
-        (super::delete::WINDOW_ROWIDS, "USING COVERING INDEX traces_by_time"),
+        (
+            super::delete::WINDOW_ROWIDS,
+            "USING COVERING INDEX traces_by_time",
+        ),
         (
             "DELETE FROM span_content_events WHERE project_id = ?1 AND trace_id = ?2",
             "USING INDEX span_content_events_identity",
@@ -350,13 +393,31 @@ fn pages(directory: &Path) -> (i64, i64) {
 /// A text of about 300 bytes that differs from trace to trace, as prompts do.
 fn prose(seed: u64) -> String {
     const WORDS: [&str; 16] = [
-        "weather", "invoice", "refund", "order", "customer", "shipping", "account", "password",
-        "summary", "translate", "schedule", "meeting", "report", "analysis", "recipe", "travel",
+        "weather",
+        "invoice",
+        "refund",
+        "order",
+        "customer",
+        "shipping",
+        "account",
+        "password",
+        "summary",
+        "translate",
+        "schedule",
+        "meeting",
+        "report",
+        "analysis",
+        "recipe",
+        "travel",
     ];
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut text = format!("request {seed}:");
     while text.len() < 300 {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         text.push(' ');
         text.push_str(WORDS[(state >> 60) as usize]);
         text.push_str(&((state >> 40) % 1000).to_string());
@@ -367,17 +428,27 @@ fn prose(seed: u64) -> String {
 /// Writes `traces` traces of three spans from trace number `first`, 100 traces a request;
 /// traces of even number belong to user `even`.
 async fn write_many(store: &SqliteStore, first: u64, traces: u64) {
+    write_many_spans(store, first, traces, 0).await;
+}
+
+/// [`write_many`] with span ids from `span_base + 1`: other spans of the same traces.
+async fn write_many_spans(store: &SqliteStore, first: u64, traces: u64, span_base: u8) {
     for request in (first..first + traces).collect::<Vec<_>>().chunks(100) {
         let mut spans = Vec::new();
         for &number in request {
             for span_number in 1..=3u8 {
-                let mut span = span_with(0, span_number, &prose(number * 3 + u64::from(span_number)),
-                    if number % 2 == 0 { "even" } else { "odd" });
+                let mut span = span_with(
+                    0,
+                    span_base + span_number,
+                    &prose(number * 3 + u64::from(span_number)),
+                    if number % 2 == 0 { "even" } else { "odd" },
+                );
                 let mut id = [0u8; 16];
                 id[..8].copy_from_slice(&number.to_be_bytes());
                 id[8] = 1;
                 span.trace_id = TraceId(id);
-                span.parent_span_id = (span_number > 1).then_some(crate::model::SpanId([1; 8]));
+                span.parent_span_id =
+                    (span_base + span_number > 1).then_some(crate::model::SpanId([1; 8]));
                 span.start_time_unix_nano += number * 1_000_000;
                 span.end_time_unix_nano += number * 1_000_000;
                 spans.push(span);
@@ -404,9 +475,17 @@ async fn measure_deleting_half_of_100k_traces() {
     store.purge().await.unwrap();
     // An empty purge does not checkpoint: the WAL's pages are copied for the figures.
     let main = open_connection(&path.join("spanhouse.db"), Synchronous::Normal).unwrap();
-    main.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
-    eprintln!("ingested 100,000 traces (300,000 spans) in {:.1?}", started.elapsed());
-    eprintln!("files (db, wal, search): {:?}; (used, free): {:?}", file_sizes(path), pages(path));
+    main.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    eprintln!(
+        "ingested 100,000 traces (300,000 spans) in {:.1?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "files (db, wal, search): {:?}; (used, free): {:?}",
+        file_sizes(path),
+        pages(path)
+    );
 
     // An erasure of scattered traces: every other one.
     let filter = Arc::new(parse_trace_filter(r#"user_id == "even""#).unwrap());
@@ -425,9 +504,13 @@ async fn measure_deleting_half_of_100k_traces() {
     delete_and_purge(&store, path, &retention).await;
 
     write_many(&store, 200_000, 50_000).await;
-    main.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
-    eprintln!("after 50,000 new traces, files (db, wal, search): {:?}; (used, free): {:?}",
-        file_sizes(path), pages(path));
+    main.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    eprintln!(
+        "after 50,000 new traces, files (db, wal, search): {:?}; (used, free): {:?}",
+        file_sizes(path),
+        pages(path)
+    );
 }
 
 async fn delete_and_purge(store: &SqliteStore, path: &Path, selection: &TraceSelection) {
@@ -442,5 +525,33 @@ async fn delete_and_purge(store: &SqliteStore, path: &Path, selection: &TraceSel
     let started = std::time::Instant::now();
     let report = store.purge().await.unwrap();
     eprintln!("purged {report:?} in {:.1?}", started.elapsed());
-    eprintln!("files (db, wal, search): {:?}; (used, free): {:?}", file_sizes(path), pages(path));
+    eprintln!(
+        "files (db, wal, search): {:?}; (used, free): {:?}",
+        file_sizes(path),
+        pages(path)
+    );
+}
+
+/// Not a test: ingest time with the writer's `secure_delete` off and `FAST`, traces split over
+/// two requests so that trace rows are replaced
+/// (`cargo test --lib delete_tests::measure_secure -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore = "a measurement"]
+async fn measure_secure_delete_cost_on_ingest() {
+    for round in 0..4 {
+        let setting = if round % 2 == 0 { "OFF" } else { "FAST" };
+        let directory = tempfile::tempdir().unwrap();
+        let store = open(directory.path());
+        store
+            .with_writer(move |connection| {
+                Ok(connection.pragma_update(None, "secure_delete", setting)?)
+            })
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        write_many(&store, 0, 20_000).await;
+        // The same traces again with other spans: every trace row is replaced.
+        write_many_spans(&store, 0, 20_000, 10).await;
+        eprintln!("secure_delete {setting}: {:.2?}", started.elapsed());
+    }
 }

@@ -431,7 +431,10 @@ pub(super) fn matching_rowids(
         None,
         STATS_DRIVE_CAP,
     )?;
-    Ok((format!("SELECT traces.rowid {}", rows.from_where), rows.values))
+    Ok((
+        format!("SELECT traces.rowid {}", rows.from_where),
+        rows.values,
+    ))
 }
 
 /// The numeric and boolean score values of the window's traces that `filter` matches:

@@ -72,7 +72,10 @@ pub(super) fn purge(
             reindex_groups(&main, &mut search, chunk)?;
         }
         if groups.len() >= OPTIMIZE_FROM_GROUPS {
-            search.execute("INSERT INTO traces_text (traces_text) VALUES ('optimize')", [])?;
+            search.execute(
+                "INSERT INTO traces_text (traces_text) VALUES ('optimize')",
+                [],
+            )?;
         }
     }
     main.execute("DELETE FROM purge_pending WHERE id <= ?1", [last_id])?;
