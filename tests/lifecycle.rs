@@ -479,3 +479,44 @@ async fn the_servers_default_retention_applies_to_projects_without_their_own() {
     );
     server.stop().await;
 }
+
+/// `spanhouse project configure NAME --retention-days N | --no-retention`, printed as saved.
+fn configure(server: &TestServer, arguments: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_spanhouse"))
+        .args(["project", "configure", "default"])
+        .args(arguments)
+        .envs(server.store_env())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_sets_and_clears_a_projects_retention() {
+    let server = TestServer::start().await;
+    let output = configure(&server, &["--retention-days", "30"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["retention_days"], 30);
+    let (_, settings) = server
+        .get_json("/api/v1/project/settings", &server.admin_token)
+        .await;
+    assert_eq!(settings["retention_days"], 30);
+
+    let refused = configure(&server, &["--retention-days", "0"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("retention_days"));
+
+    let output = configure(&server, &["--no-retention"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["retention_days"], Value::Null);
+    server.stop().await;
+}
