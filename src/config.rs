@@ -569,39 +569,6 @@ mod tests {
     }
 
     #[test]
-    fn retention_days_comes_from_the_flag_or_the_file_and_is_checked() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("spanhouse.toml");
-        std::fs::write(&path, "retention_days = 30\n").unwrap();
-        let from_file = GlobalArgs {
-            config: Some(path.clone()),
-            ..GlobalArgs::default()
-        };
-        assert_eq!(
-            Config::resolve(&from_file).unwrap().retention_days,
-            Some(30)
-        );
-        let from_flag = GlobalArgs {
-            config: Some(path),
-            retention_days: Some(7),
-            ..GlobalArgs::default()
-        };
-        assert_eq!(Config::resolve(&from_flag).unwrap().retention_days, Some(7));
-        assert_eq!(
-            Config::resolve(&GlobalArgs::default())
-                .unwrap()
-                .retention_days,
-            None
-        );
-        let zero = GlobalArgs {
-            retention_days: Some(0),
-            ..GlobalArgs::default()
-        };
-        let error = Config::resolve(&zero).unwrap_err().to_string();
-        assert!(error.contains("retention_days"), "{error}");
-    }
-
-    #[test]
     fn unknown_keys_are_an_error() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("spanhouse.toml");

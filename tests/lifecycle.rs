@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 use serde_json::{Value, json};
+use spanhouse::config::{Config, GlobalArgs};
 use spanhouse::model::time::format_rfc3339;
 
 const DAY_SECONDS: u64 = 86_400;
@@ -519,4 +520,39 @@ async fn the_cli_sets_and_clears_a_projects_retention() {
     let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(printed["retention_days"], Value::Null);
     server.stop().await;
+}
+
+/// The server default: `--retention-days`, `SPANHOUSE_RETENTION_DAYS` (through the flag's
+/// parser) or `retention_days` in the file, 1 to 36500.
+#[test]
+fn retention_days_comes_from_the_flag_or_the_file_and_is_checked() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("spanhouse.toml");
+    std::fs::write(&path, "retention_days = 30\n").unwrap();
+    let from_file = GlobalArgs {
+        config: Some(path.clone()),
+        ..GlobalArgs::default()
+    };
+    assert_eq!(
+        Config::resolve(&from_file).unwrap().retention_days,
+        Some(30)
+    );
+    let from_flag = GlobalArgs {
+        config: Some(path),
+        retention_days: Some(7),
+        ..GlobalArgs::default()
+    };
+    assert_eq!(Config::resolve(&from_flag).unwrap().retention_days, Some(7));
+    assert_eq!(
+        Config::resolve(&GlobalArgs::default())
+            .unwrap()
+            .retention_days,
+        None
+    );
+    let zero = GlobalArgs {
+        retention_days: Some(0),
+        ..GlobalArgs::default()
+    };
+    let error = Config::resolve(&zero).unwrap_err().to_string();
+    assert!(error.contains("retention_days"), "{error}");
 }

@@ -228,6 +228,12 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
 }
 
 impl RunningServer {
+    /// Runs the store's purge now, as the lifecycle task does after a deletion (for tests and
+    /// embedders that want deleted data off the disk at a known point).
+    pub async fn purge(&self) -> crate::store::StoreResult<crate::store::PurgeReport> {
+        self.store.purge().await
+    }
+
     /// Stops accepting, lets requests in flight finish (each is answered only once its spans
     /// are durable), then stops the writer.
     pub async fn shutdown(self) -> anyhow::Result<()> {
