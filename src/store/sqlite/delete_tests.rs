@@ -19,7 +19,7 @@ use crate::store::codec::decompress_packed;
 use crate::store::{PurgeReport, SpanBatch, SpanStore, StatsQuery, TraceQuery, TraceSelection};
 
 /// A span of trace `trace` whose input and attribute `note` hold `text`.
-fn span_with(trace: u8, span: u8, text: &str, user: &str) -> crate::model::Span {
+pub(super) fn span_with(trace: u8, span: u8, text: &str, user: &str) -> crate::model::Span {
     let mut span = make_span(trace, span);
     span.attributes = vec![
         KeyValue {
@@ -39,7 +39,7 @@ fn span_with(trace: u8, span: u8, text: &str, user: &str) -> crate::model::Span 
 }
 
 /// Stores `spans` as one request, the way ingest does: encoded in blocks, rows prepared.
-async fn write_request(store: &SqliteStore, spans: Vec<crate::model::Span>) {
+pub(super) async fn write_request(store: &SqliteStore, spans: Vec<crate::model::Span>) {
     let normalizer = Normalizer::default();
     let mut spans: Vec<NormalizedSpan> = spans
         .into_iter()
@@ -311,7 +311,7 @@ async fn after_the_purge_no_file_holds_the_deleted_texts() {
     assert_eq!(entries_with_marker, 0);
 }
 
-fn indexed_seq(directory: &Path) -> i64 {
+pub(super) fn indexed_seq(directory: &Path) -> i64 {
     let Ok(search_file) = Connection::open(directory.join(search::SEARCH_FILE)) else {
         return 0;
     };
@@ -371,27 +371,8 @@ fn deletion_statements_use_their_indexes() {
     }
 }
 
-/// The bytes of the store's files in `directory`: (spanhouse.db, its WAL, search.sqlite).
-fn file_sizes(directory: &Path) -> (u64, u64, u64) {
-    let size = |name: &str| std::fs::metadata(directory.join(name)).map_or(0, |meta| meta.len());
-    (
-        size("spanhouse.db"),
-        size("spanhouse.db-wal"),
-        size(search::SEARCH_FILE),
-    )
-}
-
-/// Pages of spanhouse.db in use and free (on its free list, reused by new data), in bytes.
-fn pages(directory: &Path) -> (i64, i64) {
-    let connection = Connection::open(directory.join("spanhouse.db")).unwrap();
-    let page_size = count(&connection, "PRAGMA page_size");
-    let page_count = count(&connection, "PRAGMA page_count");
-    let free = count(&connection, "PRAGMA freelist_count");
-    ((page_count - free) * page_size, free * page_size)
-}
-
 /// A text of about 300 bytes that differs from trace to trace, as prompts do.
-fn prose(seed: u64) -> String {
+pub(super) fn prose(seed: u64) -> String {
     const WORDS: [&str; 16] = [
         "weather",
         "invoice",
@@ -425,133 +406,63 @@ fn prose(seed: u64) -> String {
     text
 }
 
-/// Writes `traces` traces of three spans from trace number `first`, 100 traces a request;
-/// traces of even number belong to user `even`.
-async fn write_many(store: &SqliteStore, first: u64, traces: u64) {
-    write_many_spans(store, first, traces, 0).await;
-}
-
-/// [`write_many`] with span ids from `span_base + 1`: other spans of the same traces.
-async fn write_many_spans(store: &SqliteStore, first: u64, traces: u64, span_base: u8) {
-    for request in (first..first + traces).collect::<Vec<_>>().chunks(100) {
+/// Thousands of traces, so that the b-trees split pages, and the deleted traces' rows replaced
+/// by later spans before: no copy of their texts survives the purge, in the live files or
+/// after the store is closed.
+#[tokio::test]
+async fn no_copy_survives_replaced_rows_and_split_pages() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    store.start_text_indexer().unwrap();
+    let mut doomed = Vec::new();
+    for request in 0..40u64 {
         let mut spans = Vec::new();
-        for &number in request {
+        for index in 0..100u64 {
+            let number = request * 100 + index;
+            let marked = number % 97 == 5;
+            let text = if marked {
+                format!("zqxstale{number:05}")
+            } else {
+                prose(number)
+            };
             for span_number in 1..=3u8 {
-                let mut span = span_with(
-                    0,
-                    span_base + span_number,
-                    &prose(number * 3 + u64::from(span_number)),
-                    if number % 2 == 0 { "even" } else { "odd" },
-                );
+                let mut span = span_with(0, span_number, &text, &format!("user{}", number % 50));
                 let mut id = [0u8; 16];
                 id[..8].copy_from_slice(&number.to_be_bytes());
-                id[8] = 1;
+                id[8] = 2;
                 span.trace_id = TraceId(id);
-                span.parent_span_id =
-                    (span_base + span_number > 1).then_some(crate::model::SpanId([1; 8]));
-                span.start_time_unix_nano += number * 1_000_000;
-                span.end_time_unix_nano += number * 1_000_000;
+                span.parent_span_id = (span_number > 1).then_some(crate::model::SpanId([1; 8]));
                 spans.push(span);
+                if marked && span_number == 1 {
+                    doomed.push(TraceId(id));
+                }
             }
         }
-        write_request(store, spans).await;
+        write_request(&store, spans).await;
     }
-}
-
-/// Not a test: the space a deletion of half of 100,000 traces gives back, and its time
-/// (`cargo test --release --lib delete_tests::measure -- --ignored --nocapture`).
-#[tokio::test]
-#[ignore = "a measurement, minutes long"]
-async fn measure_deleting_half_of_100k_traces() {
-    let directory = tempfile::tempdir().unwrap();
-    let path = directory.path();
-    let store = open(path);
-    store.start_text_indexer().unwrap();
-    let started = std::time::Instant::now();
-    write_many(&store, 0, 100_000).await;
-    while indexed_seq(path) < 100_000 {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // More spans of the marked traces, in requests of their own: their rows are replaced.
+    for (round, trace) in doomed.iter().enumerate() {
+        let mut span = span_with(0, 9, &format!("zqxstale-late{round}"), "late");
+        span.trace_id = *trace;
+        span.parent_span_id = Some(crate::model::SpanId([1; 8]));
+        span.start_time_unix_nano -= 1_000;
+        write_request(&store, vec![span]).await;
     }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(!files_holding(directory.path(), "zqxstale").is_empty());
+    store
+        .delete_traces("p", &TraceSelection::Ids(doomed))
+        .await
+        .unwrap();
     store.purge().await.unwrap();
-    // An empty purge does not checkpoint: the WAL's pages are copied for the figures.
-    let main = open_connection(&path.join("spanhouse.db"), Synchronous::Normal).unwrap();
-    main.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-        .unwrap();
-    eprintln!(
-        "ingested 100,000 traces (300,000 spans) in {:.1?}",
-        started.elapsed()
+    assert_eq!(
+        files_holding(directory.path(), "zqxstale"),
+        Vec::<String>::new()
     );
-    eprintln!(
-        "files (db, wal, search): {:?}; (used, free): {:?}",
-        file_sizes(path),
-        pages(path)
+    store.flush(std::time::Duration::from_secs(5)).await;
+    drop(store);
+    assert_eq!(
+        files_holding(directory.path(), "zqxstale"),
+        Vec::<String>::new()
     );
-
-    // An erasure of scattered traces: every other one.
-    let filter = Arc::new(parse_trace_filter(r#"user_id == "even""#).unwrap());
-    let erasure = TraceSelection::Matching {
-        start_unix_nano: 0,
-        end_unix_nano: u64::MAX,
-        filter: Some(filter),
-    };
-    delete_and_purge(&store, path, &erasure).await;
-    // Retention of the oldest half of what is left: contiguous traces.
-    let retention = TraceSelection::Matching {
-        start_unix_nano: 0,
-        end_unix_nano: make_span(0, 0).start_time_unix_nano + 50_000 * 1_000_000,
-        filter: None,
-    };
-    delete_and_purge(&store, path, &retention).await;
-
-    write_many(&store, 200_000, 50_000).await;
-    main.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-        .unwrap();
-    eprintln!(
-        "after 50,000 new traces, files (db, wal, search): {:?}; (used, free): {:?}",
-        file_sizes(path),
-        pages(path)
-    );
-}
-
-async fn delete_and_purge(store: &SqliteStore, path: &Path, selection: &TraceSelection) {
-    let started = std::time::Instant::now();
-    let deleted = store.delete_traces("p", selection).await.unwrap();
-    let deletion = started.elapsed();
-    eprintln!(
-        "deleted {deleted} traces in {deletion:.1?}: {:.1?} per transaction of {}",
-        deletion / (deleted as u32).div_ceil(super::delete::DELETE_BATCH as u32),
-        super::delete::DELETE_BATCH
-    );
-    let started = std::time::Instant::now();
-    let report = store.purge().await.unwrap();
-    eprintln!("purged {report:?} in {:.1?}", started.elapsed());
-    eprintln!(
-        "files (db, wal, search): {:?}; (used, free): {:?}",
-        file_sizes(path),
-        pages(path)
-    );
-}
-
-/// Not a test: ingest time with the writer's `secure_delete` off and `FAST`, traces split over
-/// two requests so that trace rows are replaced
-/// (`cargo test --lib delete_tests::measure_secure -- --ignored --nocapture`).
-#[tokio::test]
-#[ignore = "a measurement"]
-async fn measure_secure_delete_cost_on_ingest() {
-    for round in 0..4 {
-        let setting = if round % 2 == 0 { "OFF" } else { "FAST" };
-        let directory = tempfile::tempdir().unwrap();
-        let store = open(directory.path());
-        store
-            .with_writer(move |connection| {
-                Ok(connection.pragma_update(None, "secure_delete", setting)?)
-            })
-            .await
-            .unwrap();
-        let started = std::time::Instant::now();
-        write_many(&store, 0, 20_000).await;
-        // The same traces again with other spans: every trace row is replaced.
-        write_many_spans(&store, 0, 20_000, 10).await;
-        eprintln!("secure_delete {setting}: {:.2?}", started.elapsed());
-    }
 }

@@ -449,6 +449,8 @@ impl SpanStore for SqliteStore {
 }
 
 #[cfg(test)]
+mod delete_measure;
+#[cfg(test)]
 mod delete_tests;
 #[cfg(test)]
 mod filter_language_tests;
