@@ -180,8 +180,10 @@ fn delete_in_transaction(
                 &facts_of_row(row.timestamp_ns, &row.status, models, &row.record),
             );
             let spans = spans_of
+                // Bodies of early versions are TEXT (JSON), later ones BLOBs.
                 .query_map([rowid], |span| {
-                    Ok((span.get::<_, i64>(0)?, span.get::<_, Vec<u8>>(1)?))
+                    let body = span.get_ref(1)?.as_bytes()?.to_vec();
+                    Ok((span.get::<_, i64>(0)?, body))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             for (span_key, body) in &spans {
@@ -223,13 +225,13 @@ fn erase_parts(
         return Ok(());
     };
     let mut packed = decompress_packed(&data)?;
+    let packed_len = packed.len();
     for part in parts {
         let start = part.start as usize;
         let end = start.saturating_add(part.len as usize);
         let Some(bytes) = packed.get_mut(start..end) else {
             return Err(StoreError::Corrupt(format!(
-                "span body: bytes {start}..{end} of block {block}, of {} bytes",
-                data.len()
+                "span body: bytes {start}..{end} of block {block}, of {packed_len} bytes"
             )));
         };
         bytes.fill(0);
