@@ -24,10 +24,11 @@ use super::text::TraceText;
 use super::{Synchronous, open_connection, open_wal};
 use crate::store::{PurgeReport, StoreResult};
 
-/// Groups re-indexed by one purge past which the text index is merged into one segment (FTS5's
-/// `optimize`): the entries made again are a new segment beside the old ones, whose pages
-/// only a merge frees for reuse (a purge that re-indexed every group of 100,000 traces grew
-/// the file by 60 % without it).
+/// Entries written again by one purge (groups that kept some traces) past which the text index
+/// is merged into one segment (FTS5's `optimize`): the entries made again are a new segment
+/// beside the old ones, whose pages only a merge frees for reuse (a purge that re-indexed every
+/// group of 100,000 traces grew the file by 60 %). Retention empties whole groups, which writes
+/// nothing again, and leaves the merging to FTS5's own.
 const OPTIMIZE_FROM_GROUPS: usize = 1_000;
 
 /// Groups re-indexed per transaction of the search file: the indexer waits for the lock
@@ -68,10 +69,11 @@ pub(super) fn purge(
         let mut search = open_wal(search_path)?;
         search.pragma_update(None, "synchronous", "NORMAL")?;
         search.pragma_update(None, "secure_delete", "ON")?;
+        let mut rewritten = 0;
         for chunk in groups.chunks(GROUPS_PER_TRANSACTION) {
-            reindex_groups(&main, &mut search, chunk)?;
+            rewritten += reindex_groups(&main, &mut search, chunk)?;
         }
-        if groups.len() >= OPTIMIZE_FROM_GROUPS {
+        if rewritten >= OPTIMIZE_FROM_GROUPS {
             search.execute(
                 "INSERT INTO traces_text (traces_text) VALUES ('optimize')",
                 [],
@@ -90,7 +92,12 @@ pub(super) fn purge(
 /// the search file (`search`, with `secure_delete` on). The texts are read after its write lock is taken: the indexer reads its
 /// texts under the same lock, so whichever of the two comes second reads the other's result
 /// and no entry is made from texts of a trace deleted before.
-fn reindex_groups(main: &Connection, search: &mut Connection, groups: &[i64]) -> StoreResult<()> {
+/// Returns how many entries it wrote again.
+fn reindex_groups(
+    main: &Connection,
+    search: &mut Connection,
+    groups: &[i64],
+) -> StoreResult<usize> {
     let transaction = search.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // A search file not made yet (or being rebuilt): the indexer indexes every trace left.
     let max_group: Option<i64> = transaction
@@ -99,8 +106,9 @@ fn reindex_groups(main: &Connection, search: &mut Connection, groups: &[i64]) ->
         .ok()
         .flatten();
     let Some(max_group) = max_group else {
-        return Ok(());
+        return Ok(0);
     };
+    let mut rewritten = 0;
     transaction.execute(
         "INSERT INTO traces_text (traces_text, rank) VALUES ('secure-delete', 1)",
         [],
@@ -128,6 +136,7 @@ fn reindex_groups(main: &Connection, search: &mut Connection, groups: &[i64]) ->
             }
             if !trigrams.is_empty() {
                 add.execute(params![group, trigrams.tokens()])?;
+                rewritten += 1;
             }
         }
     }
@@ -138,7 +147,7 @@ fn reindex_groups(main: &Connection, search: &mut Connection, groups: &[i64]) ->
         [],
     )?;
     transaction.commit()?;
-    Ok(())
+    Ok(rewritten)
 }
 
 /// Empties both WALs; `unfinished` is set when one stays busy.
