@@ -47,6 +47,12 @@ pub async fn project(config: &Config, command: ProjectCommand) -> anyhow::Result
             if let Some(rate) = arguments.rate_limit {
                 settings.rate_limit = Some(rate);
             }
+            if arguments.no_retention {
+                settings.retention_days = None;
+            }
+            if let Some(days) = arguments.retention_days {
+                settings.retention_days = Some(days);
+            }
             settings
                 .compile()
                 .map_err(|error| anyhow::anyhow!("{error}"))?;

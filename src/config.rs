@@ -86,6 +86,15 @@ pub struct GlobalArgs {
         value_name = "P"
     )]
     pub clickhouse_password: Option<String>,
+    /// Days traces are kept in projects whose settings set no `retention_days` [default: kept
+    /// forever].
+    #[arg(
+        long,
+        global = true,
+        env = "SPANHOUSE_RETENTION_DAYS",
+        value_name = "DAYS"
+    )]
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +201,12 @@ pub struct ConfigureArgs {
     /// Remove the rate limit.
     #[arg(long)]
     pub no_rate_limit: bool,
+    /// Keep traces this many days (1 to 36500): older ones are deleted, older spans filtered.
+    #[arg(long, value_name = "DAYS", conflicts_with = "no_retention")]
+    pub retention_days: Option<u32>,
+    /// Use the server's default retention (`--retention-days` of `serve`; none: keep all).
+    #[arg(long)]
+    pub no_retention: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +264,8 @@ pub struct FileConfig {
     pub http_listen: Option<SocketAddr>,
     pub grpc_listen: Option<SocketAddr>,
     pub storage: Option<StorageKind>,
+    /// Days traces are kept in projects that set no `retention_days` of their own.
+    pub retention_days: Option<u32>,
     #[serde(default)]
     pub clickhouse: FileClickHouse,
     #[serde(default)]
@@ -306,6 +323,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     pub grpc_listen: SocketAddr,
     pub storage: StorageKind,
+    /// Days traces are kept in projects whose settings set none (`null`); `None`: forever.
+    pub retention_days: Option<u32>,
     pub clickhouse: ClickHouseConfig,
     pub limits: Limits,
     /// The embedded store's durability (`full`, the default, also survives power loss) and
@@ -472,7 +491,13 @@ impl Config {
                 "limits.queue_capacity_spans and limits.max_batch_spans must be positive".into(),
             ));
         }
+        let retention_days = args.retention_days.or(file.retention_days);
+        if let Some(days) = retention_days {
+            crate::settings::check_retention_days(days)
+                .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        }
         Ok(Self {
+            retention_days,
             data_dir: args
                 .data_dir
                 .clone()

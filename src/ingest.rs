@@ -14,7 +14,7 @@ use crate::model::{AttrValue, ConvertedLogs, ConvertedSpans, NormalizedSpan, Spa
 use crate::normalize::Normalizer;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::settings::{ProjectRules, RulesCache};
-use crate::stats::{IngestionStats, SAMPLING_RULE, counter, reason, signal};
+use crate::stats::{IngestionStats, RETENTION_RULE, SAMPLING_RULE, counter, reason, signal};
 use crate::store::{PreparedTraces, Store};
 
 /// Spans a request must hold for its preparation to be split over another thread.
@@ -101,6 +101,7 @@ impl Ingest {
             Some(rules) => self.apply_rules(project_id, rules, converted.spans),
             None => converted.spans,
         };
+        let kept = self.drop_expired(project_id, kept);
         if !self.pipeline.has_room(kept.len()) {
             self.stats.record(
                 project_id,
@@ -175,6 +176,27 @@ impl Ingest {
     }
 
     /// The sampling attribute, then the filter conditions; counts what they drop, by rule.
+    /// Filters the spans that start before the project's retention keeps (rule `retention`):
+    /// retention would delete their trace, whose timestamp is a span's start, at its next run.
+    fn drop_expired(&self, project_id: &str, mut spans: Vec<Span>) -> Vec<Span> {
+        let Some(days) = self.rules.retention_days(project_id) else {
+            return spans;
+        };
+        let cutoff = crate::settings::retention_cutoff(crate::model::time::now_unix_nano(), days);
+        let before = spans.len();
+        spans.retain(|span| span.start_time_unix_nano >= cutoff);
+        let dropped = before - spans.len();
+        if dropped > 0 {
+            self.stats.record(
+                project_id,
+                counter::FILTERED,
+                RETENTION_RULE,
+                dropped as u64,
+            );
+        }
+        spans
+    }
+
     fn apply_rules(&self, project_id: &str, rules: &ProjectRules, spans: Vec<Span>) -> Vec<Span> {
         let spans = match &rules.settings.sample_attribute {
             Some(attribute) => {

@@ -13,6 +13,29 @@ use crate::store::{Store, StoreError};
 /// Longest list of filter conditions a project may have.
 pub const MAX_FILTERS: usize = 100;
 
+/// The longest retention a project or a server may set: 100 years.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// Nanoseconds in a day of retention.
+const DAY_NANOS: u64 = 86_400 * 1_000_000_000;
+
+/// The start of what a retention of `days` keeps at `now`: traces and spans before it go.
+pub fn retention_cutoff(now_unix_nano: u64, days: u32) -> u64 {
+    now_unix_nano.saturating_sub(u64::from(days).saturating_mul(DAY_NANOS))
+}
+
+/// Checks a retention in days: 1 to [`MAX_RETENTION_DAYS`].
+pub fn check_retention_days(days: u32) -> Result<(), SettingsError> {
+    if (1..=MAX_RETENTION_DAYS).contains(&days) {
+        Ok(())
+    } else {
+        Err(SettingsError::Invalid(format!(
+            "retention_days must be from 1 to {MAX_RETENTION_DAYS} days, or null for the \
+             server's default"
+        )))
+    }
+}
+
 pub use crate::model::project::ProjectSettings;
 
 /// Why settings cannot be saved.
@@ -56,6 +79,9 @@ impl ProjectSettings {
                 )));
             }
         }
+        if let Some(days) = self.retention_days {
+            check_retention_days(days)?;
+        }
         self.filters
             .iter()
             .enumerate()
@@ -98,9 +124,27 @@ impl ProjectRules {
 #[derive(Default)]
 pub struct RulesCache {
     rules: RwLock<HashMap<String, Arc<ProjectRules>>>,
+    /// The server's `retention_days`, for projects that set none.
+    default_retention_days: Option<u32>,
 }
 
 impl RulesCache {
+    /// An empty cache whose projects keep traces `default_retention_days` unless their
+    /// settings say otherwise.
+    pub fn with_default_retention(default_retention_days: Option<u32>) -> Self {
+        Self {
+            rules: RwLock::default(),
+            default_retention_days,
+        }
+    }
+
+    /// The retention of a project: its own, else the server's default; `None` keeps all.
+    pub fn retention_days(&self, project_id: &str) -> Option<u32> {
+        self.get(project_id)
+            .and_then(|rules| rules.settings.retention_days)
+            .or(self.default_retention_days)
+    }
+
     /// The rules of a project; `None` when it keeps everything.
     pub fn get(&self, project_id: &str) -> Option<Arc<ProjectRules>> {
         self.rules
@@ -170,6 +214,39 @@ mod tests {
             "{error:?}"
         );
         assert!(error.to_string().contains("filters[1]"));
+    }
+
+    #[test]
+    fn retention_is_one_day_to_a_century_and_the_projects_own_wins() {
+        for (days, valid) in [
+            (0, false),
+            (1, true),
+            (30, true),
+            (36_500, true),
+            (36_501, false),
+        ] {
+            let settings = ProjectSettings {
+                retention_days: Some(days),
+                ..Default::default()
+            };
+            assert_eq!(settings.compile().is_ok(), valid, "{days}");
+        }
+        let cache = RulesCache::with_default_retention(Some(90));
+        assert_eq!(cache.retention_days("p"), Some(90));
+        cache.rules.write().unwrap().insert(
+            "p".into(),
+            Arc::new(ProjectRules::new(
+                ProjectSettings {
+                    retention_days: Some(7),
+                    ..Default::default()
+                },
+                Vec::new(),
+            )),
+        );
+        assert_eq!(cache.retention_days("p"), Some(7));
+        assert_eq!(RulesCache::default().retention_days("p"), None);
+        assert_eq!(retention_cutoff(10 * DAY_NANOS, 3), 7 * DAY_NANOS);
+        assert_eq!(retention_cutoff(DAY_NANOS, 3), 0);
     }
 
     #[test]

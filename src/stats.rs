@@ -58,6 +58,9 @@ pub mod reason {
 /// The filter rule name of the sampling attribute.
 pub const SAMPLING_RULE: &str = "sample_attribute";
 
+/// The filter rule name of spans that arrive older than the project's retention.
+pub const RETENTION_RULE: &str = "retention";
+
 type Key = (String, u64, &'static str, String);
 
 #[derive(Default)]

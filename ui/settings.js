@@ -1,4 +1,4 @@
-// Settings of the project: sampling attribute, filter conditions, rate limit (saved through
+// Settings of the project: sampling attribute, filter conditions, rate limit, retention (saved through
 // PUT /api/v1/project/settings, which validates them) and tokens. Changes need an admin token.
 
 import { api, session } from "./api.js";
@@ -10,6 +10,7 @@ function settingsForm(settings, isAdmin) {
     placeholder: 'one OTTL condition per line, e.g. name == "healthcheck"' });
   filters.value = settings.filters.join("\n");
   const rate = el("input", { id: "rate-limit", type: "number", min: "0", step: "any", value: settings.rate_limit ?? "", placeholder: "no limit", disabled: !isAdmin });
+  const retention = el("input", { id: "retention-days", type: "number", min: "1", max: "36500", step: "1", value: settings.retention_days ?? "", placeholder: "server default", disabled: !isAdmin });
   const status = el("p", { id: "settings-status", role: "status" });
   const form = el(
     "form",
@@ -23,6 +24,9 @@ function settingsForm(settings, isAdmin) {
     filters,
     el("label", { for: "rate-limit" }, "Rate limit (spans per second)"),
     rate,
+    el("label", { for: "retention-days" }, "Retention (days)"),
+    el("p", { class: "hint" }, "Older traces are deleted, older spans filtered as they arrive. Empty: the server's default."),
+    retention,
     isAdmin ? el("button", { type: "submit", id: "save-settings" }, "Save settings")
       : el("p", { class: "muted", id: "read-only-note" }, "Signed in with a read token: settings can be viewed, not changed."),
     status,
@@ -32,11 +36,13 @@ function settingsForm(settings, isAdmin) {
     status.className = "";
     status.textContent = "Saving…";
     const rateText = rate.value.trim();
+    const retentionText = retention.value.trim();
     const body = {
       sample_attribute: sample.value.trim() || null,
       filters: filters.value.split("\n").map((line) => line.trim()).filter(Boolean),
       rate_limit: rateText === "" ? null : Number(rateText),
       rate_limit_burst: settings.rate_limit_burst ?? null,
+      retention_days: retentionText === "" ? null : Number(retentionText),
     };
     try {
       await api("/api/v1/project/settings", { method: "PUT", body });

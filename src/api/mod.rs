@@ -2,6 +2,7 @@
 //! OTLP/HTTP receivers (`receiver::http`, given to [`app`]).
 
 mod control;
+mod delete;
 mod filters;
 mod query;
 mod scores;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The web UI's session key and failed sign-ins.
     pub sessions: Arc<session::Sessions>,
+    /// Wakes the server's purge after a deletion, so that deleted traces leave the disk soon.
+    pub purge_signal: Arc<tokio::sync::Notify>,
 }
 
 /// The whole HTTP application: `otlp` (the receivers' routes, with their state) and the API.
@@ -79,7 +82,11 @@ fn api_routes(state: AppState) -> Router {
         .route("/ui/session", get(session::current))
         .merge(ui::routes())
         .route("/metrics", get(control::metrics))
-        .route("/api/v1/traces/{trace_id}", get(query::get_trace))
+        .route(
+            "/api/v1/traces/{trace_id}",
+            get(query::get_trace).delete(delete::delete_trace),
+        )
+        .route("/api/v1/traces/delete", post(delete::delete_matching))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

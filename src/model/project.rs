@@ -69,6 +69,11 @@ pub struct ProjectSettings {
     /// Spans the project may send at once above the rate; default one second's worth.
     #[serde(default)]
     pub rate_limit_burst: Option<f64>,
+    /// Days a trace is kept, counted from its timestamp: older traces are deleted, and spans
+    /// that arrive already older are filtered (rule `retention`). `None`: the server's default
+    /// (`retention_days` of its configuration), itself none unless configured.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 /// A project: the unit every token, span and setting belongs to.

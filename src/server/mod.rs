@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::session::Sessions;
 mod http;
+mod lifecycle;
 
 use crate::api::{self, AppState};
 use crate::auth::{self, Authenticator, Role, TOKEN_REFRESH_INTERVAL};
@@ -81,6 +82,8 @@ pub struct RunningServer {
     refresher: JoinHandle<()>,
     flusher: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    /// Retention and the purge (`lifecycle`).
+    lifecycle: JoinHandle<()>,
     stats: Arc<IngestionStats>,
     store: Arc<dyn Store>,
 }
@@ -95,7 +98,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             .await
             .context("loading tokens")?,
     );
-    let rules = Arc::new(RulesCache::default());
+    let rules = Arc::new(RulesCache::with_default_retention(config.retention_days));
     rules
         .refresh(store.as_ref())
         .await
@@ -116,6 +119,12 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let sweeper = tokio::spawn(sweep_orphan_content(
         Arc::clone(&store),
         Duration::from_secs(config.limits.orphan_content_max_age_s),
+    ));
+    let purge_signal = Arc::new(tokio::sync::Notify::new());
+    let lifecycle = tokio::spawn(lifecycle::run(
+        Arc::clone(&store),
+        Arc::clone(&rules),
+        Arc::clone(&purge_signal),
     ));
     let metrics = Arc::new(Metrics::default());
     let (pipeline, writer) = Pipeline::start(
@@ -158,6 +167,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         ingest,
         metrics,
         sessions,
+        purge_signal,
     };
 
     let http_listener = TcpListener::bind(config.http_listen)
@@ -211,12 +221,19 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         refresher,
         flusher,
         sweeper,
+        lifecycle,
         stats,
         store,
     })
 }
 
 impl RunningServer {
+    /// Runs the store's purge now, as the lifecycle task does after a deletion (for tests and
+    /// embedders that want deleted data off the disk at a known point).
+    pub async fn purge(&self) -> crate::store::StoreResult<crate::store::PurgeReport> {
+        self.store.purge().await
+    }
+
     /// Stops accepting, lets requests in flight finish (each is answered only once its spans
     /// are durable), then stops the writer.
     pub async fn shutdown(self) -> anyhow::Result<()> {
@@ -225,6 +242,7 @@ impl RunningServer {
         self.grpc.await.context("grpc server task")??;
         self.refresher.abort();
         self.sweeper.abort();
+        self.lifecycle.abort();
         // Every sender is gone with the servers: the writer drains and ends.
         if tokio::time::timeout(Duration::from_secs(30), self.writer)
             .await

@@ -21,10 +21,10 @@ use super::StoreError;
 pub use blocks::{BlockPart, encode_in_blocks};
 pub use compressed::Compression;
 pub(crate) use compressed::{lz4_behind, unlz4, unzstd, zstd_behind};
-pub(crate) use stored_span::decompress_packed;
 #[cfg(test)]
 pub(crate) use stored_span::encode_format_2;
 pub use stored_span::{StoredBody, decode_stored_body, encode_stored_span};
+pub(crate) use stored_span::{compress_packed, decompress_packed};
 
 /// The columns a backend keeps next to the body.
 #[derive(Debug, Clone)]

@@ -120,10 +120,12 @@ async function adminFlow(page) {
   console.log("PASS an invalid filter is refused with the parse error");
   await page.getByLabel("Filter conditions").fill('name == "healthcheck"');
   await page.getByLabel("Rate limit (spans per second)").fill("500");
+  await page.getByLabel("Retention (days)").fill("3650");
   await page.getByRole("button", { name: "Save settings" }).click();
   await page.locator("#settings-status.ok").waitFor();
   const saved = await page.evaluate(async () => (await fetch("/api/v1/project/settings")).json());
-  check(saved.rate_limit === 500 && saved.filters[0] === 'name == "healthcheck"', `settings saved: ${JSON.stringify(saved)}`);
+  check(saved.rate_limit === 500 && saved.filters[0] === 'name == "healthcheck"' && saved.retention_days === 3650,
+    `settings saved: ${JSON.stringify(saved)}`);
   console.log("PASS settings changed");
 
   await page.getByLabel("Role").selectOption("ingest");

@@ -175,6 +175,21 @@ pub(crate) fn version_now() -> u64 {
 
 #[async_trait]
 impl SpanStore for ClickHouseStore {
+    // Deletion and purge: placeholders until the ClickHouse implementation lands (issue 23).
+    async fn delete_traces(
+        &self,
+        _project_id: &str,
+        _selection: &crate::store::TraceSelection,
+    ) -> StoreResult<u64> {
+        Err(StoreError::Unavailable(
+            "deletion is not implemented on ClickHouse yet".into(),
+        ))
+    }
+
+    async fn purge(&self) -> StoreResult<crate::store::PurgeReport> {
+        Ok(crate::store::PurgeReport::default())
+    }
+
     async fn sweep_orphan_content(&self, older_than_unix_nano: u64) -> StoreResult<u64> {
         // A mutation: ClickHouse rewrites the parts in the background.
         self.client

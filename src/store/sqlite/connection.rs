@@ -25,6 +25,12 @@ pub enum Synchronous {
 /// pages"); 16 KiB pages gained no more.
 const PAGE_SIZE: i64 = 8192;
 
+/// `secure_delete` of the writer connection: `FAST` overwrites the cells that updates and
+/// deletions free inside pages that are written anyway (no more I/O), so that replaced versions
+/// of rows do not linger in their pages' free space; a deletion of traces turns it `ON` for
+/// its transaction, which zeroes the pages it frees too (`delete`).
+pub(super) const WRITER_SECURE_DELETE: &str = "FAST";
+
 /// Opens (creating it if need be) a database file in WAL mode, waiting up to 10 s for a lock
 /// another connection holds.
 pub(super) fn open_wal(path: &Path) -> rusqlite::Result<Connection> {

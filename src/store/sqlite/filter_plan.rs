@@ -414,6 +414,29 @@ pub(super) fn filtered_stats(
     Ok(builder.finish())
 }
 
+/// The statement of the rowids of the window's traces that `filter` matches (a deletion's
+/// selection), with its values; driven as a filtered stats query is.
+pub(super) fn matching_rowids(
+    connection: &Connection,
+    project_id: &str,
+    filter: &TraceFilter,
+    (start, end): (u64, u64),
+) -> StoreResult<(String, Vec<SqlValue>)> {
+    let rows = matching_rows(
+        connection,
+        project_id,
+        filter,
+        (start, end),
+        (String::new(), Vec::new()),
+        None,
+        STATS_DRIVE_CAP,
+    )?;
+    Ok((
+        format!("SELECT traces.rowid {}", rows.from_where),
+        rows.values,
+    ))
+}
+
 /// The numeric and boolean score values of the window's traces that `filter` matches:
 /// (trace timestamp, name, value), read from the project's scores (fewer than its traces).
 pub(super) fn filtered_score_values(

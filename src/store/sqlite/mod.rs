@@ -10,9 +10,11 @@ mod background;
 mod blocks;
 mod checkpoint;
 mod connection;
+mod delete;
 mod filter_plan;
 mod filter_sql;
 mod metadata;
+mod purge;
 mod read;
 mod rollup;
 mod schema;
@@ -78,6 +80,10 @@ pub struct SqliteStore {
     indexer: Mutex<Option<background::Worker>>,
     /// Checkpoints the WAL beside the writer; stopped by [`Store::flush`].
     checkpointer: Mutex<Option<background::Worker>>,
+    /// One purge at a time (`purge`).
+    purging: Arc<tokio::sync::Mutex<()>>,
+    /// Set when a purge could not empty a WAL: the next one checkpoints again.
+    purge_unfinished: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -120,6 +126,7 @@ impl SqliteStore {
         })?;
         let path = data_dir.join("spanhouse.db");
         let mut writer = open_connection(&path, synchronous)?;
+        writer.pragma_update(None, "secure_delete", connection::WRITER_SECURE_DELETE)?;
         schema::migrate(&mut writer)?;
         let checkpoint_signal = Arc::new(background::Signal::default());
         checkpoint::hand_off(&mut writer, Arc::clone(&checkpoint_signal))?;
@@ -137,6 +144,8 @@ impl SqliteStore {
             text_signal: Arc::default(),
             indexer: Mutex::new(None),
             checkpointer: Mutex::new(Some(checkpointer)),
+            purging: Arc::default(),
+            purge_unfinished: Arc::default(),
         })
     }
 
@@ -226,6 +235,45 @@ impl SpanStore for SqliteStore {
             Ok(connection.execute(write::DELETE_ORPHAN_CONTENT, [cutoff])? as u64)
         })
         .await
+    }
+
+    /// The selection's rowids are found on a reader; the writer deletes them in batches of
+    /// [`delete::DELETE_BATCH`], each one transaction, with ingest's writes in between.
+    async fn delete_traces(
+        &self,
+        project_id: &str,
+        selection: &super::TraceSelection,
+    ) -> StoreResult<u64> {
+        let owned_project = project_id.to_owned();
+        let selection = selection.clone();
+        let rowids = self
+            .with_reader(move |connection| {
+                delete::selected_rowids(connection, &owned_project, &selection)
+            })
+            .await?;
+        let compression = self.options.compression;
+        let mut deleted = 0;
+        for batch in rowids.chunks(delete::DELETE_BATCH) {
+            let (project_id, batch) = (project_id.to_owned(), batch.to_vec());
+            deleted += self
+                .with_writer(move |connection| {
+                    delete::delete_rows(connection, &project_id, &batch, compression)
+                })
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn purge(&self) -> StoreResult<super::PurgeReport> {
+        let _one_at_a_time = self.purging.lock().await;
+        let (path, search_path) = (self.path.clone(), self.search_path.clone());
+        let (synchronous, unfinished) =
+            (self.options.synchronous, Arc::clone(&self.purge_unfinished));
+        tokio::task::spawn_blocking(move || {
+            purge::purge(&path, &search_path, synchronous, &unfinished)
+        })
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("purge task failed: {error}")))?
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -400,6 +448,10 @@ impl SpanStore for SqliteStore {
     }
 }
 
+#[cfg(test)]
+mod delete_measure;
+#[cfg(test)]
+mod delete_tests;
 #[cfg(test)]
 mod filter_language_tests;
 #[cfg(test)]

@@ -228,7 +228,8 @@ async fn migrating_builds_the_rollup_of_stored_traces() {
             "DROP TABLE trace_rollup; DROP INDEX traces_by_status; DROP TABLE scores; \
              DROP TABLE span_terms; DROP TABLE filter_keys; DROP INDEX spans_by_start; \
              ALTER TABLE spans DROP COLUMN llm_provider; \
-             ALTER TABLE spans DROP COLUMN llm_operation; PRAGMA user_version = {};",
+             ALTER TABLE spans DROP COLUMN llm_operation; DROP TABLE purge_pending; \
+             PRAGMA user_version = {};",
             super::schema::ROLLUP_MIGRATION
         ))
         .unwrap();

@@ -255,6 +255,16 @@ CREATE INDEX spans_by_start ON spans (project_id, start_ns);
 -- `scores["name"]` finds the traces with a score of a name.
 CREATE INDEX scores_by_name ON scores (project_id, name, trace_id);
 "#,
+    r#"
+-- Deletion (store/sqlite/delete.rs): each deleted trace leaves a row here, which the purge
+-- (store/sqlite/purge.rs) takes away once it has removed what the trace left beside its rows:
+-- its group's entry of the text index in search.sqlite, and the old pages in the WAL files.
+CREATE TABLE purge_pending (
+    id         INTEGER PRIMARY KEY,
+    text_group INTEGER NOT NULL,
+    spans      INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The migration that makes the term index, which [`super::term_index::fill`] fills from the

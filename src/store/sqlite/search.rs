@@ -71,7 +71,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS traces_text USING fts5(
 const SEARCH_LAYOUT: i64 = 3;
 
 /// Traces per entry of the index: a trace's group is its rowid divided by this.
-const GROUP_TRACES: i64 = 16;
+pub(super) const GROUP_TRACES: i64 = 16;
 
 /// Most trigrams of a phrase a search asks the index for: enough to narrow the candidates as
 /// far as trigrams can, the text check does the rest.
