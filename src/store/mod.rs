@@ -135,6 +135,29 @@ pub struct FilterKeys {
 /// Most keys of each kind [`SpanStore::filter_keys`] answers.
 pub const MAX_FILTER_KEYS: usize = 1000;
 
+/// Which traces of a project a deletion removes.
+#[derive(Debug, Clone)]
+pub enum TraceSelection {
+    /// These traces (ids the project does not have are ignored).
+    Ids(Vec<TraceId>),
+    /// The traces with a timestamp in `[start, end)` that the filter matches; every trace of
+    /// the window without a filter (retention deletes `[0, cutoff)` so).
+    Matching {
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        filter: Option<Arc<TraceFilter>>,
+    },
+}
+
+/// What one [`SpanStore::purge`] removed from disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Traces whose rows were physically removed.
+    pub traces: u64,
+    /// Spans physically removed.
+    pub spans: u64,
+}
+
 /// A stored span as read back.
 #[derive(Debug, Clone)]
 pub struct StoredSpan {
@@ -315,6 +338,19 @@ pub trait SpanStore: Send + Sync + 'static {
         project_id: &str,
         query: &StatsQuery,
     ) -> StoreResult<Vec<(u64, String, f64)>>;
+
+    /// Deletes the selected traces of a project and returns how many it deleted. From the
+    /// answer on they are absent from every read of every server of the store (by id, lists,
+    /// `q`, stats, spans, scores, export); their spans, content events, scores, terms and search
+    /// entries are physically removed by [`SpanStore::purge`]. Spans of a deleted trace that
+    /// arrive later are stored as a new trace.
+    async fn delete_traces(&self, project_id: &str, selection: &TraceSelection)
+    -> StoreResult<u64>;
+
+    /// Physically removes what deletions and retention left: rows, blocks, index entries, and
+    /// the file pages or parts that held them. The server calls it at least every 5 minutes
+    /// and soon after a deletion.
+    async fn purge(&self) -> StoreResult<PurgeReport>;
 
     /// The scores of some traces of the project, each trace's oldest first.
     async fn scores_of_traces(

@@ -220,6 +220,22 @@ impl SqliteStore {
 
 #[async_trait]
 impl SpanStore for SqliteStore {
+    // Placeholder so the ClickHouse branch builds; the SQLite branch (issue 23) brings the
+    // real deletion and purge.
+    async fn delete_traces(
+        &self,
+        _project_id: &str,
+        _selection: &super::TraceSelection,
+    ) -> StoreResult<u64> {
+        Err(StoreError::Unavailable(
+            "deletion is not implemented on this branch".into(),
+        ))
+    }
+
+    async fn purge(&self) -> StoreResult<super::PurgeReport> {
+        Ok(super::PurgeReport::default())
+    }
+
     async fn sweep_orphan_content(&self, older_than_unix_nano: u64) -> StoreResult<u64> {
         let cutoff = i64::try_from(older_than_unix_nano).unwrap_or(i64::MAX);
         self.with_writer(move |connection| {
