@@ -295,3 +295,16 @@ pub struct RollupRow {
     #[serde(rename = "durationsMap.count")]
     pub duration_counts: Vec<i64>,
 }
+
+/// A tombstone of a deleted trace (`deleted_traces`): the newest version of a trace's row says
+/// whether the purge that removes its rows is done.
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct DeletedTraceRow {
+    pub project_id: String,
+    pub trace_id: String,
+    /// When the trace was deleted: spans with a lower `version` (written before) are its own.
+    pub deleted_at_ns: u64,
+    /// 1 once a purge removed the trace's rows; reads hide only tombstones with 0.
+    pub purged: u8,
+    pub version: u64,
+}

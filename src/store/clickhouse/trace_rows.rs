@@ -16,7 +16,7 @@ use clickhouse::{Client, Row};
 use serde::Deserialize;
 
 use super::queries::SPAN_COLUMNS;
-use super::rows::{RollupRow, SpanRow, TraceIndexRow, TraceRow};
+use super::rows::{DeletedTraceRow, RollupRow, SpanRow, TraceIndexRow, TraceRow};
 use super::trace_compute::trace_row;
 use super::unavailable;
 use crate::store::StoreResult;
@@ -49,6 +49,19 @@ pub fn spans_of_traces() -> String {
 pub const INDEX_OF_TRACES: &str = "SELECT project_id, trace_id, timestamp_ns, version, is_error, \
     duration_ns, total_tokens, total_cost, models FROM trace_index FINAL \
     WHERE project_id = ? AND trace_id IN (SELECT arrayJoin(?))";
+
+/// The tombstones of some traces (purged or not). Placeholders: project id, trace ids (an
+/// array).
+pub const TOMBSTONES_OF_TRACES: &str = "SELECT project_id, trace_id, deleted_at_ns, purged, \
+    version FROM deleted_traces FINAL WHERE project_id = ? AND trace_id IN (SELECT arrayJoin(?))";
+
+/// Whether spans of a deleted trace that were written before its deletion reached the store
+/// after its purge (they waited in a server's spool): the trace is then deleted again.
+fn straggles(spans: &[&SpanRow], tombstone: &DeletedTraceRow) -> bool {
+    spans
+        .iter()
+        .any(|span| span.version <= tombstone.deleted_at_ns)
+}
 
 /// What the dashboard counts of a trace row.
 pub fn facts_of(row: &TraceIndexRow) -> TraceFacts {
@@ -168,10 +181,29 @@ pub async fn refresh(
     trace_ids.sort_unstable();
     trace_ids.dedup();
     for chunk in trace_ids.chunks(TRACE_IDS_PER_QUERY) {
+        // A deleted trace's read model stays as the deletion left it until its purge, which
+        // refreshes it from what survives.
+        let tombstones: Vec<DeletedTraceRow> = client
+            .query(TOMBSTONES_OF_TRACES)
+            .bind(project_id)
+            .bind(chunk)
+            .fetch_all()
+            .await
+            .map_err(unavailable)?;
+        let tombstones: HashMap<String, DeletedTraceRow> = tombstones
+            .into_iter()
+            .map(|row| (row.trace_id.clone(), row))
+            .collect();
+        let chunk: Vec<&str> = chunk
+            .iter()
+            .copied()
+            .filter(|id| tombstones.get(*id).is_none_or(|row| row.purged == 1))
+            .collect();
+        let mut rearmed = Vec::new();
         let previous: Vec<TraceIndexRow> = client
             .query(INDEX_OF_TRACES)
             .bind(project_id)
-            .bind(chunk)
+            .bind(&chunk)
             .fetch_all()
             .await
             .map_err(unavailable)?;
@@ -181,9 +213,15 @@ pub async fn refresh(
             .collect();
         let mut rows = Vec::new();
         let mut stored = Vec::new();
-        for trace_id in chunk {
+        for trace_id in &chunk {
             match in_hand.get(trace_id) {
                 Some(spans) if !previous.contains_key(*trace_id) => {
+                    if let Some(tombstone) = tombstones.get(*trace_id)
+                        && straggles(spans, tombstone)
+                    {
+                        rearmed.push(tombstone.clone());
+                        continue;
+                    }
                     rows.push(trace_row(project_id, trace_id, spans)?);
                 }
                 _ => stored.push(*trace_id),
@@ -205,8 +243,26 @@ pub async fn refresh(
                     .push(span);
             }
             for (trace_id, spans) in by_trace {
+                if let Some(tombstone) = tombstones.get(trace_id)
+                    && straggles(&spans, tombstone)
+                {
+                    rearmed.push(tombstone.clone());
+                    continue;
+                }
                 rows.push(trace_row(project_id, trace_id, &spans)?);
             }
+        }
+        if !rearmed.is_empty() {
+            let version = super::version_now();
+            for tombstone in &mut rearmed {
+                tombstone.purged = 0;
+                tombstone.version = version;
+            }
+            tracing::info!(
+                traces = rearmed.len(),
+                "spans of deleted traces arrived late; they are deleted again"
+            );
+            insert_rows(client, "deleted_traces", &rearmed).await?;
         }
         let changes = changes(rows, &previous);
         insert_rows(client, "traces", &changes.traces).await?;
