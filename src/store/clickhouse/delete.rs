@@ -122,6 +122,8 @@ async fn matching_ids(
 async fn delete_ids(client: &Client, project_id: &str, ids: &[String]) -> StoreResult<u64> {
     let mut deleted = 0u64;
     let sql = visible_index_entries();
+    // One deletion time for the whole selection: a purge removes a deletion's traces together.
+    let now = version_now();
     for chunk in ids.chunks(TRACE_IDS_PER_QUERY) {
         let entries: Vec<TraceIndexRow> = client
             .query(&sql)
@@ -143,13 +145,14 @@ async fn delete_ids(client: &Client, project_id: &str, ids: &[String]) -> StoreR
         if !rollup.is_empty() {
             insert(client, "trace_rollup", &rollup).await?;
         }
-        let now = version_now();
         let tombstones: Vec<DeletedTraceRow> = entries
             .iter()
             .map(|entry| DeletedTraceRow {
                 project_id: project_id.to_owned(),
                 trace_id: entry.trace_id.clone(),
                 deleted_at_ns: now,
+                base_version: entry.version.saturating_add(1),
+                reborn: 0,
                 purged: 0,
                 version: now,
             })
@@ -209,13 +212,13 @@ pub fn sample_queries() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ("current_horizon", current_horizon(), vec!["'p'"]),
         (
             "tombstones_of_traces",
-            super::trace_rows::TOMBSTONES_OF_TRACES.to_owned(),
+            super::tombstones::TOMBSTONES_OF_TRACES.to_owned(),
             vec!["'p'", "['t']"],
         ),
         (
             "trace_state",
             super::hidden::trace_state(),
-            vec!["'p'", "'t'", "'p'"],
+            vec!["'p'", "'t'", "'p'", "'t'", "'p'"],
         ),
     ]
 }

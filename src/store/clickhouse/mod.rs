@@ -19,6 +19,7 @@ pub mod spool;
 mod spool_format;
 mod stats;
 pub mod terms;
+mod tombstones;
 mod trace_compute;
 pub mod trace_rows;
 

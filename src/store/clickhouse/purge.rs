@@ -1,16 +1,19 @@
 //! Physically removing what deletions and retention hid (`delete`, `hidden`): one pass takes
-//! the tombstones not yet purged and the horizons that moved, and removes every row of those
-//! traces with `ALTER TABLE … DELETE` mutations (ClickHouse 18.16 and later; on a cluster, of
-//! the local tables `ON CLUSTER`), one per table for the whole pass:
+//! the tombstones not yet purged (up to 100 deletions; a deletion's traces share its time) and
+//! the horizons that moved, and removes their rows with `ALTER TABLE … DELETE` mutations
+//! (ClickHouse 18.16 and later; on a cluster, of the local tables `ON CLUSTER`), one per table
+//! for the whole pass:
 //!
-//! 1. `spans`, `span_content_events`, `span_terms`, `scores` by trace id (a deleted trace, or a
-//!    trace of `trace_index` older than its project's horizon), `traces` by trace id or time;
-//!    waits until `system.mutations` says they are done;
+//! 1. `spans` and `scores` written before the deletion of their trace (spans sent after it are
+//!    a new trace and stay), `span_content_events` and `span_terms` of the deleted ids (a new
+//!    trace of the id loses its terms: filters on its attributes miss it), `traces` of the ids
+//!    — and for a horizon, the rows of the traces `trace_index` places before it; waits until
+//!    `system.mutations` says they are done;
 //! 2. `trace_index` (which step 1 read) and the rollup's cells before the horizons; waits;
-//! 3. marks the tombstones purged and the horizons purged to where they are, and refreshes the
-//!    read model of the purged trace ids from the spans that survive (spans of the id that
-//!    arrived after the deletion form a new trace; spans written before it, late from a spool,
-//!    delete it again: `trace_rows::refresh`).
+//! 3. marks the tombstones purged and the horizons purged to where they are, and rebuilds the
+//!    read model of the ids from the spans that survive (a new trace of a deleted id left the
+//!    rollup before step 1 and comes back so; spans written before the deletion that arrive
+//!    later from a spool delete the trace again: `tombstones`).
 //!
 //! A mutation rewrites the parts it touches (on 18.16 every part of the table): a steady
 //! retention is purged when its horizon moved an hour or more since the last purge, not at
@@ -23,9 +26,10 @@ use std::time::Duration;
 use clickhouse::Client;
 
 use super::filter_sql::{Param, Sql, bind};
-use super::rows::DeletedTraceRow;
-use super::trace_rows::refresh;
+use super::rows::{DeletedTraceRow, TraceIndexRow};
+use super::trace_rows::{INDEX_OF_TRACES, TRACE_IDS_PER_QUERY, facts_of, refresh, rollup_rows};
 use super::{unavailable, version_now};
+use crate::store::rollup::RollupDeltas;
 use crate::store::{PurgeReport, StoreError, StoreResult};
 
 /// Where the tables are: mutations name them with their database, and on a cluster their
@@ -68,12 +72,13 @@ const HORIZON_STEP_NS: u64 = 3_600_000_000_000;
 /// How long purged tombstones are kept (to catch spans of a deleted trace late from a spool).
 const TOMBSTONE_KEEP_NS: u64 = 7 * 86_400_000_000_000;
 
-/// Tables holding rows of traces, keyed by trace id.
-const TRACE_TABLES: [&str; 4] = ["spans", "span_content_events", "span_terms", "scores"];
+/// The tombstones not yet purged.
+const TOMBSTONES_TO_PURGE: &str = "SELECT project_id, trace_id, deleted_at_ns, base_version, \
+    reborn, purged, version FROM deleted_traces FINAL WHERE purged = 0 \
+    ORDER BY deleted_at_ns";
 
-/// The tombstones a pass purges. Placeholders: the pass's start.
-const TOMBSTONES_TO_PURGE: &str = "SELECT project_id, trace_id, deleted_at_ns, purged, version \
-    FROM deleted_traces FINAL WHERE purged = 0 AND version <= ?";
+/// Most deletions (times) one pass purges; a deletion's traces share its time.
+const DELETIONS_PER_PASS: usize = 100;
 
 /// The horizons a pass purges: moved by a change of setting, or an hour since the last purge.
 /// Placeholders: the step.
@@ -84,47 +89,71 @@ const HORIZONS_TO_PURGE: &str = "SELECT project_id, max(horizon_ns) FROM trace_h
 /// The conditions of one pass's mutations.
 #[derive(Debug, Clone)]
 pub struct Conditions {
-    /// Rows of `TRACE_TABLES` (a `trace_id` column).
+    /// Rows of `spans` and `scores` (a `version`: when they were written): those of a deleted
+    /// trace written before its deletion, and those of traces before a horizon.
+    pub written_before: Sql,
+    /// Rows of `span_content_events` and `span_terms`: every row of those trace ids.
     pub by_trace: Sql,
-    /// Rows of `traces` and `trace_index` (also `timestamp_ns`).
+    /// Rows of `traces` and `trace_index` (also `timestamp_ns`): every row of a deleted trace
+    /// id (a new trace of the id is rebuilt after), and rows before a horizon.
     pub by_time: Sql,
     /// Cells of `trace_rollup`, if any horizon moved.
     pub rollup: Option<Sql>,
 }
 
-/// The conditions of a pass that purges the tombstones written up to `snapshot` and the rows
-/// before `horizons` (project id, horizon).
-pub fn conditions(database: &str, snapshot: u64, horizons: &[(String, u64)]) -> Conditions {
-    let tombstoned = format!(
-        "(project_id, trace_id) IN (SELECT project_id, trace_id FROM {database}.deleted_traces \
-         FINAL WHERE purged = 0 AND version <= ?)"
-    );
-    let mut by_trace = Sql {
-        text: tombstoned.clone(),
-        params: vec![Param::UInt(snapshot)],
+/// The conditions of a pass that purges the deletions made at `deletions` (times) and the
+/// rows before `horizons` (project id, horizon).
+pub fn conditions(database: &str, deletions: &[u64], horizons: &[(String, u64)]) -> Conditions {
+    let ids_of = |test: &str| {
+        format!(
+            "(project_id, trace_id) IN (SELECT project_id, trace_id FROM {database}.deleted_traces \
+             WHERE purged = 0 AND {test})"
+        )
     };
-    let mut by_time = by_trace.clone();
+    let never = || Sql {
+        text: "0".into(),
+        params: Vec::new(),
+    };
+    let (mut written_before, mut by_trace, mut by_time) = (never(), never(), never());
+    if !deletions.is_empty() {
+        let times = vec!["?"; deletions.len()].join(", ");
+        let all = ids_of(&format!("deleted_at_ns IN ({times})"));
+        for sql in [&mut by_trace, &mut by_time] {
+            sql.text.push_str(&format!(" OR {all}"));
+            sql.params
+                .extend(deletions.iter().map(|time| Param::UInt(*time)));
+        }
+        for time in deletions {
+            written_before.text.push_str(&format!(
+                " OR ({} AND version <= ?)",
+                ids_of("deleted_at_ns = ?")
+            ));
+            written_before
+                .params
+                .extend([Param::UInt(*time), Param::UInt(*time)]);
+        }
+    }
     let mut rollup: Option<Sql> = None;
     for (project_id, horizon) in horizons {
-        by_trace.text.push_str(&format!(
+        let before_horizon = format!(
             " OR (project_id = ? AND trace_id IN (SELECT trace_id FROM {database}.trace_index \
              FINAL WHERE project_id = ? AND timestamp_ns < ?))"
-        ));
-        by_trace.params.extend([
-            Param::Text(project_id.clone()),
-            Param::Text(project_id.clone()),
-            Param::UInt(*horizon),
-        ]);
+        );
+        for sql in [&mut written_before, &mut by_trace] {
+            sql.text.push_str(&before_horizon);
+            sql.params.extend([
+                Param::Text(project_id.clone()),
+                Param::Text(project_id.clone()),
+                Param::UInt(*horizon),
+            ]);
+        }
         by_time
             .text
             .push_str(" OR (project_id = ? AND timestamp_ns < ?)");
         by_time
             .params
             .extend([Param::Text(project_id.clone()), Param::UInt(*horizon)]);
-        let cells = rollup.get_or_insert_with(|| Sql {
-            text: "0".into(),
-            params: Vec::new(),
-        });
+        let cells = rollup.get_or_insert_with(never);
         cells
             .text
             .push_str(" OR (project_id = ? AND minute_ns < ?)");
@@ -133,6 +162,7 @@ pub fn conditions(database: &str, snapshot: u64, horizons: &[(String, u64)]) -> 
             .extend([Param::Text(project_id.clone()), Param::UInt(*horizon)]);
     }
     Conditions {
+        written_before,
         by_trace,
         by_time,
         rollup,
@@ -142,32 +172,44 @@ pub fn conditions(database: &str, snapshot: u64, horizons: &[(String, u64)]) -> 
 pub async fn purge(client: &Client, target: &Target) -> StoreResult<PurgeReport> {
     // Mutations an earlier pass left running are waited for, not issued again.
     wait_for_mutations(client, target).await?;
-    let snapshot = version_now();
-    let tombstones: Vec<DeletedTraceRow> = client
+    let mut tombstones: Vec<DeletedTraceRow> = client
         .query(TOMBSTONES_TO_PURGE)
-        .bind(snapshot)
         .fetch_all()
         .await
         .map_err(unavailable)?;
+    let mut deletions: Vec<u64> = tombstones.iter().map(|row| row.deleted_at_ns).collect();
+    deletions.dedup();
+    deletions.truncate(DELETIONS_PER_PASS);
+    if let Some(last) = deletions.last() {
+        tombstones.retain(|row| row.deleted_at_ns <= *last);
+    }
     let horizons: Vec<(String, u64)> = client
         .query(HORIZONS_TO_PURGE)
         .bind(HORIZON_STEP_NS)
         .fetch_all()
         .await
         .map_err(unavailable)?;
-    forget_old_tombstones(client, target, snapshot).await?;
+    forget_old_tombstones(client, target, version_now()).await?;
     if tombstones.is_empty() && horizons.is_empty() {
         return Ok(PurgeReport::default());
     }
-    let conditions = conditions(&target.database, snapshot, &horizons);
+    let conditions = conditions(&target.database, &deletions, &horizons);
     let report = PurgeReport {
         traces: count(client, "trace_index FINAL", &conditions.by_time).await?,
-        spans: count(client, "spans", &conditions.by_trace).await?,
+        spans: count(client, "spans", &conditions.written_before).await?,
     };
-    for table in TRACE_TABLES {
-        mutate(client, target, table, &conditions.by_trace).await?;
+    // Ids deleted and sent again: their new trace leaves the rollup with its rows, and comes
+    // back when the read model is rebuilt below.
+    retract_new_traces(client, &tombstones).await?;
+    for (table, condition) in [
+        ("spans", &conditions.written_before),
+        ("scores", &conditions.written_before),
+        ("span_content_events", &conditions.by_trace),
+        ("span_terms", &conditions.by_trace),
+        ("traces", &conditions.by_time),
+    ] {
+        mutate(client, target, table, condition).await?;
     }
-    mutate(client, target, "traces", &conditions.by_time).await?;
     wait_for_mutations(client, target).await?;
     mutate(client, target, "trace_index", &conditions.by_time).await?;
     if let Some(rollup) = &conditions.rollup {
@@ -217,6 +259,44 @@ pub async fn purge(client: &Client, target: &Target) -> StoreResult<PurgeReport>
         "purged deleted traces from clickhouse"
     );
     Ok(report)
+}
+
+/// Retracts from the rollup the traces that spans sent after a deletion made of deleted ids
+/// (their index entries at or above the tombstone's base version).
+async fn retract_new_traces(client: &Client, tombstones: &[DeletedTraceRow]) -> StoreResult<()> {
+    let mut reborn: HashMap<&str, HashMap<&str, u64>> = HashMap::new();
+    for tombstone in tombstones.iter().filter(|row| row.reborn == 1) {
+        reborn
+            .entry(tombstone.project_id.as_str())
+            .or_default()
+            .insert(tombstone.trace_id.as_str(), tombstone.base_version);
+    }
+    for (project_id, bases) in reborn {
+        let ids: Vec<&str> = bases.keys().copied().collect();
+        let mut deltas = RollupDeltas::default();
+        for chunk in ids.chunks(TRACE_IDS_PER_QUERY) {
+            let entries: Vec<TraceIndexRow> = client
+                .query(INDEX_OF_TRACES)
+                .bind(project_id)
+                .bind(chunk)
+                .fetch_all()
+                .await
+                .map_err(unavailable)?;
+            for entry in &entries {
+                if bases
+                    .get(entry.trace_id.as_str())
+                    .is_some_and(|base| entry.version >= *base)
+                {
+                    deltas.retract(&facts_of(entry));
+                }
+            }
+        }
+        let rows = rollup_rows(project_id, deltas);
+        if !rows.is_empty() {
+            super::metadata::insert(client, "trace_rollup", &rows).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn count(client: &Client, table: &str, condition: &Sql) -> StoreResult<u64> {
@@ -290,13 +370,13 @@ pub fn sample_queries() -> Vec<(&'static str, String, Vec<&'static str>)> {
         database: "spanhouse".into(),
         cluster: None,
     };
-    let conditions = conditions("spanhouse", 10, &[("p".into(), 5)]);
+    let conditions = conditions("spanhouse", &[10], &[("p".into(), 5)]);
     let rollup = conditions.rollup.expect("a horizon's cells");
     vec![
         (
             "tombstones_to_purge",
             TOMBSTONES_TO_PURGE.to_owned(),
-            vec!["10"],
+            vec![],
         ),
         (
             "horizons_to_purge",
@@ -305,7 +385,12 @@ pub fn sample_queries() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ),
         (
             "purge_spans",
-            target.delete_statement("spans", &conditions.by_trace.text),
+            target.delete_statement("spans", &conditions.written_before.text),
+            vec!["10", "10", "'p'", "'p'", "5"],
+        ),
+        (
+            "purge_terms",
+            target.delete_statement("span_terms", &conditions.by_trace.text),
             vec!["10", "'p'", "'p'", "5"],
         ),
         (
@@ -326,19 +411,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_pass_deletes_tombstoned_traces_and_traces_before_each_horizon() {
-        let pass = conditions("db", 42, &[("p".into(), 7), ("q".into(), 9)]);
-        assert!(pass.by_trace.text.starts_with(
-            "(project_id, trace_id) IN (SELECT project_id, trace_id FROM db.deleted_traces FINAL \
-             WHERE purged = 0 AND version <= ?)"
+    fn one_pass_deletes_each_deletions_rows_and_rows_before_each_horizon() {
+        let pass = conditions("db", &[40, 42], &[("p".into(), 7), ("q".into(), 9)]);
+        assert!(pass.written_before.text.starts_with(
+            "0 OR ((project_id, trace_id) IN (SELECT project_id, trace_id FROM db.deleted_traces \
+             WHERE purged = 0 AND deleted_at_ns = ?) AND version <= ?)"
         ));
-        assert_eq!(
-            pass.by_trace.text.matches('?').count(),
-            pass.by_trace.params.len()
-        );
+        for sql in [&pass.written_before, &pass.by_trace, &pass.by_time] {
+            assert_eq!(
+                sql.text.matches('?').count(),
+                sql.params.len(),
+                "{}",
+                sql.text
+            );
+        }
+        assert!(pass.by_trace.text.contains("deleted_at_ns IN (?, ?)"));
         assert_eq!(
             pass.by_time.params,
             [
+                Param::UInt(40),
                 Param::UInt(42),
                 Param::Text("p".into()),
                 Param::UInt(7),
@@ -351,7 +442,9 @@ mod tests {
             rollup.text,
             "0 OR (project_id = ? AND minute_ns < ?) OR (project_id = ? AND minute_ns < ?)"
         );
-        assert!(conditions("db", 1, &[]).rollup.is_none());
+        let nothing = conditions("db", &[], &[]);
+        assert!(nothing.rollup.is_none());
+        assert_eq!(nothing.by_time.text, "0");
     }
 
     #[test]

@@ -134,8 +134,8 @@ pub fn matching_trace_timestamps(condition: &str) -> String {
 }
 
 /// The keys of a page of spans, newest start first (ties: trace id, span id, descending).
-/// Placeholders: project, window start, window end, `prewhere`'s, project twice (deletions),
-/// with a cursor its start (twice), trace id (twice) and span id, then `condition`'s, then the
+/// Placeholders: project, window start, window end, `prewhere`'s, project four times
+/// (deletions), with a cursor its start (twice), trace id (twice) and span id, then `condition`'s, then the
 /// limit.
 pub fn span_keys(cursor: bool, prewhere: &str, condition: &str) -> String {
     let mut sql = format!(
@@ -295,7 +295,7 @@ pub fn sample_queries() -> Vec<(String, String)> {
         (
             "numeric_scores",
             super::scores::numeric_scores(),
-            vec!["'p'", "'p'"],
+            vec!["'p'", "'p'", "'p'", "'p'"],
         ),
         (
             "timestamps_of_traces",
@@ -305,7 +305,7 @@ pub fn sample_queries() -> Vec<(String, String)> {
         (
             "scores_of_trace_ids",
             super::scores::scores_of_trace_ids(),
-            vec!["'p'", "['t']", "'p'"],
+            vec!["'p'", "['t']", "'p'", "'p'", "'p'"],
         ),
         (
             "index_of_traces",
@@ -377,7 +377,7 @@ pub fn sample_queries() -> Vec<(String, String)> {
             "span_keys",
             span_keys(true, &span_prewhere, &span_rest),
             vec![
-                "'p'", "0", "10", "'p'", "'p'", "5", "5", "'t'", "'t'", "'s'", "50",
+                "'p'", "0", "10", "'p'", "'p'", "'p'", "'p'", "5", "5", "'t'", "'t'", "'s'", "50",
             ],
         ),
         (

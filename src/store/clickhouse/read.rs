@@ -191,17 +191,19 @@ pub async fn get_trace(
     trace_id: TraceId,
 ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
     let trace_hex = trace_id.to_hex();
-    let Some(horizon) = hidden::horizon_unless_deleted(client, project_id, &trace_hex).await?
-    else {
+    let state = hidden::trace_state_of(client, project_id, &trace_hex).await?;
+    if state.hidden > 0 {
         return Ok(None);
-    };
-    let rows: Vec<SpanRow> = client
+    }
+    let mut rows: Vec<SpanRow> = client
         .query(&spans_of_trace())
         .bind(project_id)
         .bind(&trace_hex)
         .fetch_all()
         .await
         .map_err(unavailable)?;
+    // A trace deleted and sent again: the spans of the new one only.
+    rows.retain(|row| row.version > state.deleted_at_ns);
     if rows.is_empty() {
         return Ok(None);
     }
@@ -219,7 +221,7 @@ pub async fn get_trace(
         .map(|stored| SpanDigest::of(&stored.span, &stored.semantics))
         .collect();
     let record = TraceRecord::compute(project_id, trace_id, &digests);
-    if record.timestamp_unix_nano < horizon {
+    if record.timestamp_unix_nano < state.horizon_ns {
         return Ok(None);
     }
     Ok(Some((record, spans)))
@@ -257,6 +259,8 @@ pub async fn query_spans(
         .bind(query.start_unix_nano)
         .bind(query.end_unix_nano);
     let mut statement = bind(statement, &prewhere.params)
+        .bind(project_id)
+        .bind(project_id)
         .bind(project_id)
         .bind(project_id);
     if let Some(cursor) = &query.cursor {

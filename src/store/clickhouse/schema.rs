@@ -424,15 +424,15 @@ fn span_terms() -> Vec<Table> {
 }
 
 /// Deletion (migration 6; see `delete` and `purge`): `deleted_traces`, a tombstone per deleted
-/// trace (the newest version of a trace's row says whether its purge is done), which every read
-/// leaves out until then; `trace_horizons`, per project the time before which retention hides
+/// trace (the newest version of a trace's row says whether new spans made it a new trace and
+/// whether its purge is done), which reads leave out until then; `trace_horizons`, per project the time before which retention hides
 /// every trace (reads take the largest), and how far purges have removed.
 fn deletion() -> Vec<Table> {
     vec![
         Table {
             name: "deleted_traces",
-            columns: "project_id String, trace_id String, deleted_at_ns UInt64, purged UInt8, \
-                      version UInt64",
+            columns: "project_id String, trace_id String, deleted_at_ns UInt64, \
+                      base_version UInt64, reborn UInt8, purged UInt8, version UInt64",
             modern_indexes: "",
             engine: Engine::Replacing(Some("version")),
             partition_by: None,

@@ -5,7 +5,7 @@
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 
-use super::hidden::{HORIZON, not_deleted};
+use super::hidden::{HORIZON, row_not_deleted};
 use super::unavailable;
 use crate::model::score::{Score, ScoreValue};
 use crate::model::time::now_unix_nano;
@@ -44,12 +44,12 @@ pub fn score_by_id() -> String {
 }
 
 /// The numeric and boolean scores of the project's traces that are not deleted. Placeholders:
-/// project id, twice.
+/// project id, four times.
 pub fn numeric_scores() -> String {
     format!(
         "SELECT trace_id, name, assumeNotNull(number) AS value FROM scores FINAL \
          WHERE project_id = ? AND deleted = 0 AND isNotNull(number) AND {}",
-        not_deleted()
+        row_not_deleted()
     )
 }
 
@@ -63,13 +63,13 @@ pub fn timestamps_of_traces() -> String {
 }
 
 /// The scores of some traces that are not deleted. Placeholders: project id, trace ids (an
-/// array), project id.
+/// array), project id three times.
 pub fn scores_of_trace_ids() -> String {
     format!(
         "SELECT {COLUMNS} FROM scores FINAL WHERE project_id = ? \
          AND trace_id IN (SELECT arrayJoin(?)) AND deleted = 0 AND {} \
          ORDER BY trace_id, created_at_ns, id",
-        not_deleted()
+        row_not_deleted()
     )
 }
 
@@ -152,6 +152,8 @@ pub async fn scores_of_traces(
         .bind(project_id)
         .bind(&ids)
         .bind(project_id)
+        .bind(project_id)
+        .bind(project_id)
         .fetch_all()
         .await
         .map_err(unavailable)?;
@@ -168,6 +170,8 @@ pub async fn score_values(
 ) -> StoreResult<Vec<(u64, String, f64)>> {
     let scores: Vec<(String, String, f64)> = client
         .query(&numeric_scores())
+        .bind(project_id)
+        .bind(project_id)
         .bind(project_id)
         .bind(project_id)
         .fetch_all()

@@ -129,6 +129,8 @@ pub async fn filtered_score_values(
         .query(&numeric_scores())
         .bind(project_id)
         .bind(project_id)
+        .bind(project_id)
+        .bind(project_id)
         .fetch_all()
         .await
         .map_err(unavailable)?;
