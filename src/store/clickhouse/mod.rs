@@ -3,9 +3,12 @@
 //! batches (`deliver`); TraceRecords are kept in a read model at delivery (`trace_rows`);
 //! projects, tokens, settings and counters live in ClickHouse, so every server sees them.
 
+mod delete;
 mod deliver;
 mod filter_sql;
+mod hidden;
 mod metadata;
+mod purge;
 pub mod queries;
 mod read;
 pub mod rowbinary;
@@ -16,6 +19,7 @@ pub mod spool;
 mod spool_format;
 mod stats;
 pub mod terms;
+mod tombstones;
 mod trace_compute;
 pub mod trace_rows;
 
@@ -29,6 +33,7 @@ use super::{
     SpanStore, StoreError, StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
 use super::{FilterKeys, SpanPage, SpanQuery};
+use super::{PurgeReport, TraceSelection};
 use super::{StatsQuery, TraceStats};
 use crate::model::project::ProjectSettings;
 use crate::model::score::Score;
@@ -44,6 +49,8 @@ pub struct ClickHouseStore {
     flusher: tokio::task::JoinHandle<()>,
     /// The cluster the tables are created on, if any: mutations go to its local tables.
     cluster: Option<String>,
+    /// Where purges' mutations go.
+    purge_target: purge::Target,
 }
 
 impl Drop for ClickHouseStore {
@@ -122,6 +129,10 @@ impl ClickHouseStore {
             spool,
             flusher,
             cluster: options.cluster.clone(),
+            purge_target: purge::Target {
+                database: options.database.clone(),
+                cluster: options.cluster.clone(),
+            },
         })
     }
 
@@ -175,21 +186,6 @@ pub(crate) fn version_now() -> u64 {
 
 #[async_trait]
 impl SpanStore for ClickHouseStore {
-    // Deletion and purge: placeholders until the ClickHouse implementation lands (issue 23).
-    async fn delete_traces(
-        &self,
-        _project_id: &str,
-        _selection: &crate::store::TraceSelection,
-    ) -> StoreResult<u64> {
-        Err(StoreError::Unavailable(
-            "deletion is not implemented on ClickHouse yet".into(),
-        ))
-    }
-
-    async fn purge(&self) -> StoreResult<crate::store::PurgeReport> {
-        Ok(crate::store::PurgeReport::default())
-    }
-
     async fn sweep_orphan_content(&self, older_than_unix_nano: u64) -> StoreResult<u64> {
         // A mutation: ClickHouse rewrites the parts in the background.
         self.client
@@ -353,6 +349,18 @@ impl SpanStore for ClickHouseStore {
                 .await
             }
         }
+    }
+
+    async fn delete_traces(
+        &self,
+        project_id: &str,
+        selection: &TraceSelection,
+    ) -> StoreResult<u64> {
+        delete::delete_traces(&self.client, project_id, selection).await
+    }
+
+    async fn purge(&self) -> StoreResult<PurgeReport> {
+        purge::purge(&self.client, &self.purge_target).await
     }
 
     async fn query_spans(&self, project_id: &str, query: &SpanQuery) -> StoreResult<SpanPage> {

@@ -4,6 +4,7 @@ use super::filter_sql::{
     SAMPLE_SPAN_FILTER, SAMPLE_TRACE_FILTER, Window, span_split, trace_condition, trace_split,
     with_values,
 };
+use super::hidden::{HORIZON, visible_span, visible_trace};
 
 /// The columns of a stored TraceRecord after its project id, in the order of `rows::TraceRow`.
 pub const TRACE_COLUMNS: &str = "trace_id, timestamp_ns, trace_input, trace_output, trace_status_code, \
@@ -27,29 +28,31 @@ pub struct ListFilters {
 /// The keys of a page of traces, newest first, from the `traces` table: only the narrow
 /// columns the filters need are read for the window.
 ///
-/// Placeholders: project, window start, window end, then each filter present in the order of
-/// [`ListFilters`], then the limit.
+/// Placeholders: project, window start, window end, project twice (deletions: `hidden`), then
+/// each filter present in the order of [`ListFilters`], then the limit.
 pub fn trace_keys(filters: &ListFilters) -> String {
     trace_keys_where(filters, None, None)
 }
 
 /// [`trace_keys`] with the conditions of the filter language (`filter_sql::trace_split`):
-/// `prewhere`'s placeholders come after the window's, `condition`'s after the filters', before
-/// the limit.
+/// `prewhere`'s placeholders come after the window's (before the deletions'), `condition`'s
+/// after the filters', before the limit.
 pub fn trace_keys_where(
     filters: &ListFilters,
     prewhere: Option<&str>,
     condition: Option<&str>,
 ) -> String {
+    let visible = visible_trace();
     let mut sql = match prewhere {
-        None => String::from(
+        None => format!(
             "SELECT timestamp_ns, trace_id FROM traces FINAL \
-             WHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ? AND deleted = 0",
+             WHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ? AND deleted = 0 \
+             AND {visible}"
         ),
         Some(prewhere) => format!(
             "SELECT timestamp_ns, trace_id FROM traces FINAL \
              PREWHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ? AND {prewhere} \
-             WHERE deleted = 0"
+             WHERE deleted = 0 AND {visible}"
         ),
     };
     if filters.cursor {
@@ -96,33 +99,49 @@ pub fn traces_by_keys() -> String {
 }
 
 /// The figures of the matching traces of a window, for filtered stats. Placeholders: project,
-/// window start, window end, then `prewhere`'s, then `condition`'s.
+/// window start, window end, then `prewhere`'s, project twice (deletions), then `condition`'s.
 pub fn matching_trace_facts(prewhere: &str, condition: &str) -> String {
     format!(
         "SELECT timestamp_ns, trace_status_code, duration_ns, total_token_count, \
          trace_total_cost, models FROM traces FINAL PREWHERE project_id = ? \
          AND timestamp_ns >= ? AND timestamp_ns < ? AND {prewhere} \
-         WHERE deleted = 0 AND {condition}"
+         WHERE deleted = 0 AND {} AND {condition}",
+        visible_trace()
+    )
+}
+
+/// The ids of the matching traces of a window, for a deletion. Placeholders as
+/// [`matching_trace_facts`].
+pub fn matching_trace_ids(prewhere: &str, condition: &str) -> String {
+    format!(
+        "SELECT trace_id FROM traces FINAL PREWHERE project_id = ? \
+         AND timestamp_ns >= ? AND timestamp_ns < ? AND {prewhere} \
+         WHERE deleted = 0 AND {} AND {condition}",
+        visible_trace()
     )
 }
 
 /// Which of some traces match, and their timestamps (for the scores of filtered stats).
-/// Placeholders: project, window start, window end, trace ids (an array), the condition's.
+/// Placeholders: project, window start, window end, project twice (deletions), trace ids (an
+/// array), the condition's.
 pub fn matching_trace_timestamps(condition: &str) -> String {
     format!(
         "SELECT trace_id, timestamp_ns FROM traces FINAL WHERE project_id = ? \
-         AND timestamp_ns >= ? AND timestamp_ns < ? AND deleted = 0 \
-         AND trace_id IN (SELECT arrayJoin(?)) AND {condition}"
+         AND timestamp_ns >= ? AND timestamp_ns < ? AND deleted = 0 AND {} \
+         AND trace_id IN (SELECT arrayJoin(?)) AND {condition}",
+        visible_trace()
     )
 }
 
 /// The keys of a page of spans, newest start first (ties: trace id, span id, descending).
-/// Placeholders: project, window start, window end, `prewhere`'s, with a cursor its start
-/// (twice), trace id (twice) and span id, then `condition`'s, then the limit.
+/// Placeholders: project, window start, window end, `prewhere`'s, project four times
+/// (deletions), with a cursor its start (twice), trace id (twice) and span id, then `condition`'s, then the
+/// limit.
 pub fn span_keys(cursor: bool, prewhere: &str, condition: &str) -> String {
     let mut sql = format!(
         "SELECT start_ns, trace_id, span_id FROM spans FINAL \
-         PREWHERE project_id = ? AND start_ns >= ? AND start_ns < ? AND {prewhere} WHERE 1"
+         PREWHERE project_id = ? AND start_ns >= ? AND start_ns < ? AND {prewhere} WHERE {}",
+        visible_span()
     );
     if cursor {
         sql.push_str(
@@ -153,10 +172,17 @@ pub fn score_names(limit: usize) -> String {
     )
 }
 
-/// The dashboard's rollup cells of a window. Placeholders: project, first minute, window end.
-pub const ROLLUP_CELLS: &str = "SELECT minute_ns, model, sum(traces), sum(errors), sum(tokens), \
-    sum(cost_nanos), sumMap(durationsMap.bin, durationsMap.count) FROM trace_rollup \
-    WHERE project_id = ? AND minute_ns >= ? AND minute_ns < ? GROUP BY minute_ns, model";
+/// The dashboard's rollup cells of a window, from the project's horizon on (a horizon is a
+/// minute; deleted traces were retracted from their cells). Placeholders: project, first
+/// minute, window end, project.
+pub fn rollup_cells() -> String {
+    format!(
+        "SELECT minute_ns, model, sum(traces), sum(errors), sum(tokens), \
+         sum(cost_nanos), sumMap(durationsMap.bin, durationsMap.count) FROM trace_rollup \
+         WHERE project_id = ? AND minute_ns >= ? AND minute_ns < ? AND minute_ns >= {HORIZON} \
+         GROUP BY minute_ns, model"
+    )
+}
 
 /// The columns of a span, in the order of `SpanRow`.
 pub const SPAN_COLUMNS: &str = "project_id, trace_id, span_id, parent_span_id, name, kind, \
@@ -236,14 +262,14 @@ pub fn sample_queries() -> Vec<(String, String)> {
         (
             "trace_keys",
             trace_keys(&ListFilters::default()),
-            vec!["'p'", "0", "10", "50"],
+            vec!["'p'", "0", "10", "'p'", "'p'", "50"],
         ),
         (
             "trace_keys_all_filters",
             trace_keys(&all_filters),
             vec![
-                "'p'", "0", "10", "5", "5", "'t'", "'q'", "'q'", "2", "'s'", "'u'", "'l'", "'m'",
-                "50",
+                "'p'", "0", "10", "'p'", "'p'", "5", "5", "'t'", "'q'", "'q'", "2", "'s'", "'u'",
+                "'l'", "'m'", "50",
             ],
         ),
         (
@@ -253,8 +279,8 @@ pub fn sample_queries() -> Vec<(String, String)> {
         ),
         (
             "rollup_cells",
-            ROLLUP_CELLS.to_owned(),
-            vec!["'p'", "0", "10"],
+            rollup_cells(),
+            vec!["'p'", "0", "10", "'p'"],
         ),
         (
             "spans_of_traces",
@@ -268,18 +294,18 @@ pub fn sample_queries() -> Vec<(String, String)> {
         ),
         (
             "numeric_scores",
-            super::scores::NUMERIC_SCORES.to_owned(),
-            vec!["'p'"],
+            super::scores::numeric_scores(),
+            vec!["'p'", "'p'", "'p'", "'p'"],
         ),
         (
             "timestamps_of_traces",
-            super::scores::TIMESTAMPS_OF_TRACES.to_owned(),
-            vec!["'p'", "['t']"],
+            super::scores::timestamps_of_traces(),
+            vec!["'p'", "['t']", "'p'"],
         ),
         (
             "scores_of_trace_ids",
             super::scores::scores_of_trace_ids(),
-            vec!["'p'", "['t']"],
+            vec!["'p'", "['t']", "'p'", "'p'", "'p'"],
         ),
         (
             "index_of_traces",
@@ -328,24 +354,31 @@ pub fn sample_queries() -> Vec<(String, String)> {
             "trace_keys_filtered",
             trace_keys_where(&all_filters, Some(&trace_prewhere), Some(&trace_rest)),
             vec![
-                "'p'", "0", "10", "5", "5", "'t'", "'q'", "'q'", "2", "'s'", "'u'", "'l'", "'m'",
-                "50",
+                "'p'", "0", "10", "'p'", "'p'", "5", "5", "'t'", "'q'", "'q'", "2", "'s'", "'u'",
+                "'l'", "'m'", "50",
             ],
         ),
         (
             "matching_trace_facts",
             matching_trace_facts(&trace_prewhere, &trace_rest),
-            vec!["'p'", "0", "10"],
+            vec!["'p'", "0", "10", "'p'", "'p'"],
+        ),
+        (
+            "matching_trace_ids",
+            matching_trace_ids(&trace_prewhere, &trace_rest),
+            vec!["'p'", "0", "10", "'p'", "'p'"],
         ),
         (
             "matching_trace_timestamps",
             matching_trace_timestamps(&trace_condition),
-            vec!["'p'", "0", "10", "['t']"],
+            vec!["'p'", "0", "10", "'p'", "'p'", "['t']"],
         ),
         (
             "span_keys",
             span_keys(true, &span_prewhere, &span_rest),
-            vec!["'p'", "0", "10", "5", "5", "'t'", "'t'", "'s'", "50"],
+            vec![
+                "'p'", "0", "10", "'p'", "'p'", "'p'", "'p'", "5", "5", "'t'", "'t'", "'s'", "50",
+            ],
         ),
         (
             "spans_by_ids",
@@ -355,6 +388,10 @@ pub fn sample_queries() -> Vec<(String, String)> {
         ("filter_keys", filter_keys(1000), vec!["'p'"]),
         ("score_names", score_names(1000), vec!["'p'"]),
     ];
+    let samples = samples
+        .into_iter()
+        .chain(super::delete::sample_queries())
+        .chain(super::purge::sample_queries());
     samples
         .into_iter()
         .chain(filtered)

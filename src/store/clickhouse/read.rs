@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use clickhouse::Client;
 
 use super::filter_sql::{Sql, Window, bind, span_split, trace_split};
+use super::hidden;
 use super::queries::{
     self, ListFilters, span_keys, spans_by_ids, spans_of_trace, trace_keys_where, traces_by_keys,
 };
@@ -114,6 +115,7 @@ pub async fn query_traces(
     if let Some(prewhere) = &split.prewhere {
         statement = bind(statement, &prewhere.params);
     }
+    statement = statement.bind(project_id).bind(project_id);
     if let Some(cursor) = &query.cursor {
         statement = statement
             .bind(cursor.timestamp_unix_nano)
@@ -189,13 +191,19 @@ pub async fn get_trace(
     trace_id: TraceId,
 ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
     let trace_hex = trace_id.to_hex();
-    let rows: Vec<SpanRow> = client
+    let state = hidden::trace_state_of(client, project_id, &trace_hex).await?;
+    if state.hidden > 0 {
+        return Ok(None);
+    }
+    let mut rows: Vec<SpanRow> = client
         .query(&spans_of_trace())
         .bind(project_id)
         .bind(&trace_hex)
         .fetch_all()
         .await
         .map_err(unavailable)?;
+    // A trace deleted and sent again: the spans of the new one only.
+    rows.retain(|row| row.version > state.deleted_at_ns);
     if rows.is_empty() {
         return Ok(None);
     }
@@ -213,6 +221,9 @@ pub async fn get_trace(
         .map(|stored| SpanDigest::of(&stored.span, &stored.semantics))
         .collect();
     let record = TraceRecord::compute(project_id, trace_id, &digests);
+    if record.timestamp_unix_nano < state.horizon_ns {
+        return Ok(None);
+    }
     Ok(Some((record, spans)))
 }
 
@@ -247,7 +258,11 @@ pub async fn query_spans(
         .bind(project_id)
         .bind(query.start_unix_nano)
         .bind(query.end_unix_nano);
-    let mut statement = bind(statement, &prewhere.params);
+    let mut statement = bind(statement, &prewhere.params)
+        .bind(project_id)
+        .bind(project_id)
+        .bind(project_id)
+        .bind(project_id);
     if let Some(cursor) = &query.cursor {
         let trace_hex = cursor.trace_id.to_hex();
         statement = statement

@@ -295,3 +295,21 @@ pub struct RollupRow {
     #[serde(rename = "durationsMap.count")]
     pub duration_counts: Vec<i64>,
 }
+
+/// A tombstone of a deleted trace (`deleted_traces`): the newest version of a trace's row says
+/// whether the purge that removes its rows is done.
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct DeletedTraceRow {
+    pub project_id: String,
+    pub trace_id: String,
+    /// When the trace was deleted: spans with a lower `version` (written before) are its own.
+    pub deleted_at_ns: u64,
+    /// The deleted trace's index version plus one: rows of the trace computed from spans that
+    /// came after the deletion get it added to their version, so they replace the deleted ones.
+    pub base_version: u64,
+    /// 1 once spans that came after the deletion made the id a new trace, which reads show.
+    pub reborn: u8,
+    /// 1 once a purge removed the deleted trace's rows.
+    pub purged: u8,
+    pub version: u64,
+}

@@ -423,11 +423,42 @@ fn span_terms() -> Vec<Table> {
     ]
 }
 
+/// Deletion (migration 6; see `delete` and `purge`): `deleted_traces`, a tombstone per deleted
+/// trace (the newest version of a trace's row says whether new spans made it a new trace and
+/// whether its purge is done), which reads leave out until then; `trace_horizons`, per project the time before which retention hides
+/// every trace (reads take the largest), and how far purges have removed.
+fn deletion() -> Vec<Table> {
+    vec![
+        Table {
+            name: "deleted_traces",
+            columns: "project_id String, trace_id String, deleted_at_ns UInt64, \
+                      base_version UInt64, reborn UInt8, purged UInt8, version UInt64",
+            modern_indexes: "",
+            engine: Engine::Replacing(Some("version")),
+            partition_by: None,
+            order_by: "(project_id, trace_id)",
+            expires: false,
+            sharding_key: "cityHash64(trace_id)",
+        },
+        Table {
+            name: "trace_horizons",
+            columns: "project_id String, horizon_ns UInt64, purged_to_ns UInt64",
+            modern_indexes: "",
+            engine: Engine::Replacing(None),
+            partition_by: None,
+            order_by: "(project_id, horizon_ns, purged_to_ns)",
+            expires: false,
+            sharding_key: "cityHash64(project_id)",
+        },
+    ]
+}
+
 /// The versioned migrations: version 1 is the schema above, version 2 adds the deployment's
 /// secrets, version 3 the read model (its rows are then built from the stored spans, see
 /// `trace_rows::build`), version 4 scores, version 5 the terms of the filter language (spans
-/// stored before it have none). A later change appends a version with its statements; a server
-/// applies the versions it has not recorded.
+/// stored before it have none), version 6 the tombstones and horizons of deletion. A later
+/// change appends a version with its statements; a server applies the versions it has not
+/// recorded.
 pub fn migrations(dialect: Dialect, options: &SchemaOptions) -> Vec<(u32, Vec<String>)> {
     vec![
         (1, create_statements(dialect, options)),
@@ -443,6 +474,13 @@ pub fn migrations(dialect: Dialect, options: &SchemaOptions) -> Vec<(u32, Vec<St
         (
             5,
             span_terms()
+                .iter()
+                .flat_map(|table| table_statements(table, dialect, options))
+                .collect(),
+        ),
+        (
+            6,
+            deletion()
                 .iter()
                 .flat_map(|table| table_statements(table, dialect, options))
                 .collect(),
@@ -498,7 +536,7 @@ mod tests {
     #[test]
     fn the_second_migration_adds_the_deployment_secrets() {
         let legacy = migrations(Dialect::Legacy, &options(None));
-        assert_eq!(legacy.len(), 5);
+        assert_eq!(legacy.len(), 6);
         assert_eq!(
             legacy[1].1,
             vec![

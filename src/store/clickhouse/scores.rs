@@ -5,6 +5,7 @@
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 
+use super::hidden::{HORIZON, row_not_deleted};
 use super::unavailable;
 use crate::model::score::{Score, ScoreValue};
 use crate::model::time::now_unix_nano;
@@ -42,21 +43,33 @@ pub fn score_by_id() -> String {
     format!("SELECT {COLUMNS} FROM scores FINAL WHERE project_id = ? AND id = ? AND deleted = 0")
 }
 
-/// The project's numeric and boolean scores. Placeholders: project id.
-pub const NUMERIC_SCORES: &str = "SELECT trace_id, name, assumeNotNull(number) AS value \
-    FROM scores FINAL WHERE project_id = ? AND deleted = 0 AND isNotNull(number)";
+/// The numeric and boolean scores of the project's traces that are not deleted. Placeholders:
+/// project id, four times.
+pub fn numeric_scores() -> String {
+    format!(
+        "SELECT trace_id, name, assumeNotNull(number) AS value FROM scores FINAL \
+         WHERE project_id = ? AND deleted = 0 AND isNotNull(number) AND {}",
+        row_not_deleted()
+    )
+}
 
-/// Where some traces are in time (their rows' timestamps). Placeholders: project id, trace ids
-/// (an array).
-pub const TIMESTAMPS_OF_TRACES: &str = "SELECT trace_id, timestamp_ns FROM trace_index FINAL \
-    WHERE project_id = ? AND trace_id IN (SELECT arrayJoin(?))";
+/// Where some traces are in time (their rows' timestamps), of those retention does not hide.
+/// Placeholders: project id, trace ids (an array), project id.
+pub fn timestamps_of_traces() -> String {
+    format!(
+        "SELECT trace_id, timestamp_ns FROM trace_index FINAL \
+         WHERE project_id = ? AND trace_id IN (SELECT arrayJoin(?)) AND timestamp_ns >= {HORIZON}"
+    )
+}
 
-/// The scores of some traces. Placeholders: project id, trace ids (an array).
+/// The scores of some traces that are not deleted. Placeholders: project id, trace ids (an
+/// array), project id three times.
 pub fn scores_of_trace_ids() -> String {
     format!(
         "SELECT {COLUMNS} FROM scores FINAL WHERE project_id = ? \
-         AND trace_id IN (SELECT arrayJoin(?)) AND deleted = 0 \
-         ORDER BY trace_id, created_at_ns, id"
+         AND trace_id IN (SELECT arrayJoin(?)) AND deleted = 0 AND {} \
+         ORDER BY trace_id, created_at_ns, id",
+        row_not_deleted()
     )
 }
 
@@ -138,6 +151,9 @@ pub async fn scores_of_traces(
         .query(&scores_of_trace_ids())
         .bind(project_id)
         .bind(&ids)
+        .bind(project_id)
+        .bind(project_id)
+        .bind(project_id)
         .fetch_all()
         .await
         .map_err(unavailable)?;
@@ -153,7 +169,10 @@ pub async fn score_values(
     end_unix_nano: u64,
 ) -> StoreResult<Vec<(u64, String, f64)>> {
     let scores: Vec<(String, String, f64)> = client
-        .query(NUMERIC_SCORES)
+        .query(&numeric_scores())
+        .bind(project_id)
+        .bind(project_id)
+        .bind(project_id)
         .bind(project_id)
         .fetch_all()
         .await
@@ -164,9 +183,10 @@ pub async fn score_values(
     let mut timestamps = std::collections::HashMap::new();
     for chunk in trace_ids.chunks(super::trace_rows::TRACE_IDS_PER_QUERY) {
         let rows: Vec<(String, u64)> = client
-            .query(TIMESTAMPS_OF_TRACES)
+            .query(&timestamps_of_traces())
             .bind(project_id)
             .bind(chunk)
+            .bind(project_id)
             .fetch_all()
             .await
             .map_err(unavailable)?;

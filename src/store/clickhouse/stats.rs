@@ -8,9 +8,9 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 use super::filter_sql::{Sql, bind, trace_condition, trace_split};
-use super::queries::{ROLLUP_CELLS, matching_trace_facts, matching_trace_timestamps};
+use super::queries::{matching_trace_facts, matching_trace_timestamps, rollup_cells};
 use super::read::filter_error;
-use super::scores::NUMERIC_SCORES;
+use super::scores::numeric_scores;
 use super::trace_rows::TRACE_IDS_PER_QUERY;
 use super::unavailable;
 use crate::filter::query::TraceFilter;
@@ -20,7 +20,7 @@ use crate::store::sketch::DurationSketch;
 use crate::store::trace_stats::{StatsBuilder, TraceFacts};
 use crate::store::trace_stats::{StatsQuery, TraceStats};
 
-/// One cell, in the order of `ROLLUP_CELLS`.
+/// One cell, in the order of `rollup_cells`.
 #[derive(Debug, Row, Deserialize)]
 struct CellRow {
     minute_ns: u64,
@@ -41,10 +41,11 @@ pub async fn trace_stats(
         return filtered_trace_stats(client, project_id, query, filter).await;
     }
     let rows: Vec<CellRow> = client
-        .query(ROLLUP_CELLS)
+        .query(&rollup_cells())
         .bind(project_id)
         .bind(minute_of(query.start_unix_nano))
         .bind(query.end_unix_nano)
+        .bind(project_id)
         .fetch_all()
         .await
         .map_err(unavailable)?;
@@ -96,7 +97,9 @@ pub async fn filtered_trace_stats(
         .bind(project_id)
         .bind(query.start_unix_nano)
         .bind(query.end_unix_nano);
-    let statement = bind(statement, &prewhere.params);
+    let statement = bind(statement, &prewhere.params)
+        .bind(project_id)
+        .bind(project_id);
     let mut cursor = bind(statement, &rest.params)
         .fetch::<FactsRow>()
         .map_err(unavailable)?;
@@ -123,7 +126,10 @@ pub async fn filtered_score_values(
     filter: &TraceFilter,
 ) -> StoreResult<Vec<(u64, String, f64)>> {
     let scores: Vec<(String, String, f64)> = client
-        .query(NUMERIC_SCORES)
+        .query(&numeric_scores())
+        .bind(project_id)
+        .bind(project_id)
+        .bind(project_id)
         .bind(project_id)
         .fetch_all()
         .await
@@ -140,6 +146,8 @@ pub async fn filtered_score_values(
             .bind(project_id)
             .bind(query.start_unix_nano)
             .bind(query.end_unix_nano)
+            .bind(project_id)
+            .bind(project_id)
             .bind(chunk);
         let rows: Vec<(String, u64)> = bind(statement, &condition.params)
             .fetch_all()

@@ -16,7 +16,8 @@ use clickhouse::{Client, Row};
 use serde::Deserialize;
 
 use super::queries::SPAN_COLUMNS;
-use super::rows::{RollupRow, SpanRow, TraceIndexRow, TraceRow};
+use super::rows::{DeletedTraceRow, RollupRow, SpanRow, TraceIndexRow, TraceRow};
+use super::tombstones::{Plan, TOMBSTONES_OF_TRACES, plan};
 use super::trace_compute::trace_row;
 use super::unavailable;
 use crate::store::StoreResult;
@@ -88,16 +89,26 @@ pub struct Changes {
 }
 
 /// Decides what to store for freshly computed rows, given the index entries stored before.
-pub fn changes(rows: Vec<TraceRow>, previous: &HashMap<String, TraceIndexRow>) -> Changes {
+/// `bases` raises the versions of traces deleted and sent again (`tombstones`): an entry below
+/// its base is the deleted trace's, already retracted from the rollup, whose row is replaced.
+pub fn changes(
+    rows: Vec<TraceRow>,
+    previous: &HashMap<String, TraceIndexRow>,
+    bases: &HashMap<String, u64>,
+) -> Changes {
     let mut changes = Changes::default();
     for mut row in rows {
-        row.version = trace_version(row.span_count, row.version);
+        let base = bases.get(&row.trace_id).copied().unwrap_or(0);
+        row.version = trace_version(row.span_count, row.version).saturating_add(base);
         let entry = index_entry(&row);
         if let Some(before) = previous.get(&row.trace_id) {
+            let deleted = before.version < base;
             if before.version >= row.version {
                 continue;
             }
-            changes.rollup.retract(&facts_of(before));
+            if !deleted {
+                changes.rollup.retract(&facts_of(before));
+            }
             if before.timestamp_ns != row.timestamp_ns {
                 changes.traces.push(TraceRow {
                     project_id: row.project_id.clone(),
@@ -168,6 +179,17 @@ pub async fn refresh(
     trace_ids.sort_unstable();
     trace_ids.dedup();
     for chunk in trace_ids.chunks(TRACE_IDS_PER_QUERY) {
+        let tombstones: Vec<DeletedTraceRow> = client
+            .query(TOMBSTONES_OF_TRACES)
+            .bind(project_id)
+            .bind(chunk)
+            .fetch_all()
+            .await
+            .map_err(unavailable)?;
+        let tombstones: HashMap<String, DeletedTraceRow> = tombstones
+            .into_iter()
+            .map(|row| (row.trace_id.clone(), row))
+            .collect();
         let previous: Vec<TraceIndexRow> = client
             .query(INDEX_OF_TRACES)
             .bind(project_id)
@@ -183,12 +205,18 @@ pub async fn refresh(
         let mut stored = Vec::new();
         for trace_id in chunk {
             match in_hand.get(trace_id) {
-                Some(spans) if !previous.contains_key(*trace_id) => {
+                Some(spans)
+                    if !previous.contains_key(*trace_id) && !tombstones.contains_key(*trace_id) =>
+                {
                     rows.push(trace_row(project_id, trace_id, spans)?);
                 }
                 _ => stored.push(*trace_id),
             }
         }
+        let now = super::version_now();
+        let mut bases = HashMap::new();
+        let mut marks = Vec::new();
+        let mut rearmed = Vec::new();
         if !stored.is_empty() {
             let spans: Vec<SpanRow> = client
                 .query(&spans_of_traces())
@@ -205,10 +233,37 @@ pub async fn refresh(
                     .push(span);
             }
             for (trace_id, spans) in by_trace {
-                rows.push(trace_row(project_id, trace_id, &spans)?);
+                let before = previous.get(trace_id);
+                match plan(&spans, tombstones.get(trace_id), before, now) {
+                    Plan::Compute {
+                        spans,
+                        base,
+                        reborn,
+                    } => {
+                        if base > 0 {
+                            bases.insert(trace_id.to_owned(), base);
+                        }
+                        marks.extend(reborn);
+                        rows.push(trace_row(project_id, trace_id, &spans)?);
+                    }
+                    Plan::Skip => {}
+                    Plan::Rearm(tombstone) => {
+                        if let Some(before) = before {
+                            rearmed.push(facts_of(before));
+                        }
+                        tracing::info!(
+                            trace_id,
+                            "spans of a deleted trace arrived after its purge; deleted again"
+                        );
+                        marks.push(tombstone);
+                    }
+                }
             }
         }
-        let changes = changes(rows, &previous);
+        let mut changes = changes(rows, &previous, &bases);
+        for facts in &rearmed {
+            changes.rollup.retract(facts);
+        }
         insert_rows(client, "traces", &changes.traces).await?;
         insert_rows(
             client,
@@ -218,6 +273,7 @@ pub async fn refresh(
         .await?;
         // Last: a refresh that failed before this point is done again from the same start.
         insert_rows(client, "trace_index", &changes.index).await?;
+        insert_rows(client, "deleted_traces", &marks).await?;
     }
     Ok(())
 }
@@ -333,14 +389,18 @@ mod tests {
 
     #[test]
     fn a_moved_trace_leaves_a_tombstone_and_moves_in_the_rollup() {
-        let first = changes(vec![row("t", 120_000_000_000, 1, 1 << 30)], &HashMap::new());
+        let first = changes(
+            vec![row("t", 120_000_000_000, 1, 1 << 30)],
+            &HashMap::new(),
+            &HashMap::new(),
+        );
         assert_eq!(first.traces.len(), 1);
         let previous: HashMap<String, TraceIndexRow> = first
             .index
             .iter()
             .map(|entry| (entry.trace_id.clone(), entry.clone()))
             .collect();
-        let second = changes(vec![row("t", 5, 2, 1 << 30)], &previous);
+        let second = changes(vec![row("t", 5, 2, 1 << 30)], &previous, &HashMap::new());
         assert_eq!(second.traces.len(), 2);
         assert_eq!(second.traces[0].deleted, 1);
         assert_eq!(second.traces[0].timestamp_ns, 120_000_000_000);
@@ -348,11 +408,15 @@ mod tests {
         let minutes: Vec<(u64, i64)> = cells.iter().map(|((m, _), c)| (*m, c.traces)).collect();
         assert_eq!(minutes, [(0, 1), (120_000_000_000, -1)]);
         // The same computation again changes nothing.
-        let again = changes(vec![row("t", 5, 2, 1 << 30)], &{
-            let mut index = previous.clone();
-            index.insert("t".into(), second.index[0].clone());
-            index
-        });
+        let again = changes(
+            vec![row("t", 5, 2, 1 << 30)],
+            &{
+                let mut index = previous.clone();
+                index.insert("t".into(), second.index[0].clone());
+                index
+            },
+            &HashMap::new(),
+        );
         assert!(again.traces.is_empty() && again.rollup.is_empty());
     }
 }
