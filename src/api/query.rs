@@ -138,6 +138,7 @@ fn trace_query(params: TraceListParams) -> Result<TraceQuery, ApiError> {
         pipeline_id: non_empty(params.pipeline_id),
         model: non_empty(params.model),
         filter: trace_filter_param(params.filter)?,
+        oldest_first: false,
     })
 }
 

@@ -4,6 +4,7 @@
 //! projects, tokens, settings and counters live in ClickHouse, so every server sees them.
 
 mod deliver;
+mod export;
 mod filter_sql;
 mod metadata;
 pub mod queries;
@@ -32,7 +33,7 @@ use super::{FilterKeys, SpanPage, SpanQuery};
 use super::{StatsQuery, TraceStats};
 use crate::model::project::ProjectSettings;
 use crate::model::score::Score;
-use crate::model::{TraceId, TraceRecord};
+use crate::model::{ContentEvent, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use rows::{ContentEventRow, SpanRow};
 use schema::{Dialect, SchemaOptions};
@@ -288,6 +289,22 @@ impl SpanStore for ClickHouseStore {
         trace_id: TraceId,
     ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
         read::get_trace(&self.client, project_id, trace_id).await
+    }
+
+    async fn spans_of_traces(
+        &self,
+        project_id: &str,
+        trace_ids: &[TraceId],
+    ) -> StoreResult<Vec<StoredSpan>> {
+        export::spans_of_traces(&self.client, project_id, trace_ids).await
+    }
+
+    async fn content_events_of_traces(
+        &self,
+        project_id: &str,
+        trace_ids: &[TraceId],
+    ) -> StoreResult<Vec<ContentEvent>> {
+        export::content_events_of_traces(&self.client, project_id, trace_ids).await
     }
 
     async fn put_scores(&self, project_id: &str, scores: Vec<Score>) -> StoreResult<()> {

@@ -335,7 +335,7 @@ fn matching_rows(
 }
 
 /// The statement of a page of traces with a filter (see [`super::read::query_traces`]): one
-/// more than the limit, newest first. `text`: the `q` search's matches, as read found them.
+/// more than the limit, newest first (oldest first when the query says). `text`: the `q` search's matches, as read found them.
 pub(super) fn trace_page(
     connection: &Connection,
     project_id: &str,
@@ -344,12 +344,15 @@ pub(super) fn trace_page(
     columns: &str,
 ) -> StoreResult<(String, Vec<SqlValue>)> {
     let filter = combined_filter(query);
+    let order = super::read::PageOrder::of(query);
     let mut cursor = (String::new(), Vec::new());
     if let Some(at) = &query.cursor {
         let timestamp = SqlValue::Integer(at.timestamp_unix_nano.min(i64::MAX as u64) as i64);
-        cursor.0 = " AND (traces.timestamp_ns < ? OR (traces.timestamp_ns = ? \
-                    AND traces.trace_id < ?)) AND traces.timestamp_ns <= ?"
-            .to_owned();
+        let (after, bound) = (order.after, order.bound);
+        cursor.0 = format!(
+            " AND (traces.timestamp_ns {after} ? OR (traces.timestamp_ns = ? \
+             AND traces.trace_id {after} ?)) AND traces.timestamp_ns {bound} ?"
+        );
         cursor.1 = vec![
             timestamp.clone(),
             timestamp.clone(),
@@ -369,9 +372,11 @@ pub(super) fn trace_page(
     )?;
     let mut values = rows.values;
     values.push(SqlValue::Integer(query.limit as i64 + 1));
+    let direction = order.direction;
     Ok((
         format!(
-            "SELECT {columns} {} ORDER BY traces.timestamp_ns DESC, traces.trace_id DESC LIMIT ?",
+            "SELECT {columns} {} ORDER BY traces.timestamp_ns {direction}, \
+             traces.trace_id {direction} LIMIT ?",
             rows.from_where
         ),
         values,
