@@ -81,7 +81,10 @@ proptest! {
 #[test]
 fn csv_quotes_only_what_needs_it() {
     let mut out = Vec::new();
-    csv_row(&mut out, &["plain", "a,b", "say \"hi\"", "two\nlines", " padded", ""]);
+    csv_row(
+        &mut out,
+        &["plain", "a,b", "say \"hi\"", "two\nlines", " padded", ""],
+    );
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\" padded\",\r\n"
@@ -123,7 +126,10 @@ fn csv_cells_are_text_numbers_json_or_empty() {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0], CSV_COLUMNS.to_vec());
     let cell = |name: &str| {
-        let index = CSV_COLUMNS.iter().position(|column| *column == name).unwrap();
+        let index = CSV_COLUMNS
+            .iter()
+            .position(|column| *column == name)
+            .unwrap();
         rows[1][index].clone()
     };
     assert_eq!(cell("input"), "hello, \"world\"");
@@ -137,7 +143,10 @@ fn csv_cells_are_text_numbers_json_or_empty() {
 #[test]
 fn formats_are_named_and_a_bad_one_is_refused() {
     assert_eq!(ExportFormat::parse(None).unwrap(), ExportFormat::Jsonl);
-    assert_eq!(ExportFormat::parse(Some("otlp")).unwrap(), ExportFormat::Otlp);
+    assert_eq!(
+        ExportFormat::parse(Some("otlp")).unwrap(),
+        ExportFormat::Otlp
+    );
     let error = ExportFormat::parse(Some("xml")).unwrap_err();
     assert_eq!(error.status, axum::http::StatusCode::BAD_REQUEST);
     assert!(error.message.contains("\"xml\""), "{}", error.message);

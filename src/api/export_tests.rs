@@ -35,7 +35,11 @@ impl PageSource for Listed {
                     })
             })
             .collect();
-        let traces: Vec<TraceRecord> = after.iter().take(query.limit).map(|t| (*t).clone()).collect();
+        let traces: Vec<TraceRecord> = after
+            .iter()
+            .take(query.limit)
+            .map(|t| (*t).clone())
+            .collect();
         let next_cursor = (after.len() > query.limit).then(|| {
             let (timestamp_unix_nano, trace_id) = key(traces.last().unwrap());
             TraceCursor {
@@ -83,7 +87,11 @@ fn producer(count: u64, format: ExportFormat) -> (Producer<Listed>, Arc<AtomicUs
 async fn each_chunk_is_one_page_read_when_asked_for() {
     let count = 2 * PAGE_TRACES as u64 + 250;
     let (mut producer, reads) = producer(count, ExportFormat::Jsonl);
-    assert_eq!(reads.load(Ordering::SeqCst), 0, "nothing is read before it is asked for");
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        0,
+        "nothing is read before it is asked for"
+    );
     let mut lines = Vec::new();
     let mut chunks = 0;
     while let Some(chunk) = producer.next_chunk().await {
@@ -97,7 +105,10 @@ async fn each_chunk_is_one_page_read_when_asked_for() {
             .lines()
             .map(|line| serde_json::from_str(line).unwrap())
             .collect();
-        assert!(in_chunk.len() <= PAGE_TRACES, "a chunk holds one page at most");
+        assert!(
+            in_chunk.len() <= PAGE_TRACES,
+            "a chunk holds one page at most"
+        );
         lines.extend(in_chunk);
     }
     assert_eq!(chunks, 3);
@@ -107,7 +118,11 @@ async fn each_chunk_is_one_page_read_when_asked_for() {
         .collect();
     let expected: Vec<String> = traces(count).into_iter().map(|t| t.trace_id).collect();
     assert_eq!(ids, expected, "every trace once, oldest first");
-    assert!(lines.iter().all(|line| line["spans"] == serde_json::json!([])));
+    assert!(
+        lines
+            .iter()
+            .all(|line| line["spans"] == serde_json::json!([]))
+    );
 }
 
 #[tokio::test]

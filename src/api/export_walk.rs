@@ -68,10 +68,7 @@ impl Walk {
                 .max(1);
             self.cursor = Some(next);
             self.from = next.timestamp_unix_nano;
-            self.probe_end = next
-                .timestamp_unix_nano
-                .saturating_add(width)
-                .min(self.end);
+            self.probe_end = next.timestamp_unix_nano.saturating_add(width).min(self.end);
             return;
         }
         // A short page: the probe holds nothing more.

@@ -49,7 +49,9 @@ pub fn trace_request_json(spans: &[ExportSpan<'_>]) -> Value {
                 scopes.len() - 1
             }
         };
-        scopes[scope_index].1.push(span_json(span, export.content_events));
+        scopes[scope_index]
+            .1
+            .push(span_json(span, export.content_events));
     }
     let resource_spans: Vec<Value> = groups
         .into_iter()
@@ -231,7 +233,11 @@ fn double_json(number: f64) -> Value {
         return Value::String("NaN".into());
     }
     if number.is_infinite() {
-        let text = if number > 0.0 { "Infinity" } else { "-Infinity" };
+        let text = if number > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        };
         return Value::String(text.into());
     }
     let as_number = Value::from(number);

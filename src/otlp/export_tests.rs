@@ -163,10 +163,7 @@ fn spans() -> impl Strategy<Value = (Vec<Span>, Vec<Vec<Event>>)> {
         vec(scope().prop_map(Arc::new), 1..3),
     )
         .prop_flat_map(|(resources, scopes)| {
-            vec(
-                (span(resources, scopes), vec(event(), 0..2)),
-                1..6,
-            )
+            vec((span(resources, scopes), vec(event(), 0..2)), 1..6)
         })
         .prop_map(|pairs| pairs.into_iter().unzip())
 }
@@ -215,7 +212,10 @@ proptest! {
 #[test]
 fn spans_of_one_resource_and_scope_share_one_group() {
     let resource = Arc::new(Resource {
-        attributes: vec![KeyValue::new("service.name", AttrValue::String("svc".into()))],
+        attributes: vec![KeyValue::new(
+            "service.name",
+            AttrValue::String("svc".into()),
+        )],
         ..Default::default()
     });
     let scope = Arc::new(Scope {

@@ -38,11 +38,16 @@ pub async fn spans_of_traces(
     // FINAL merges versions of one server's table; a version still apart (a cluster's shards
     // merging) is dropped here, the latest kept.
     rows.sort_by(|left, right| {
-        (&left.trace_id, &left.span_id, std::cmp::Reverse(left.version)).cmp(&(
-            &right.trace_id,
-            &right.span_id,
-            std::cmp::Reverse(right.version),
-        ))
+        (
+            &left.trace_id,
+            &left.span_id,
+            std::cmp::Reverse(left.version),
+        )
+            .cmp(&(
+                &right.trace_id,
+                &right.span_id,
+                std::cmp::Reverse(right.version),
+            ))
     });
     rows.dedup_by(|later, kept| later.trace_id == kept.trace_id && later.span_id == kept.span_id);
     let mut spans = rows
