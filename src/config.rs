@@ -101,6 +101,56 @@ pub enum Command {
     /// Provision ClickHouse by hand.
     #[command(subcommand)]
     Clickhouse(ClickhouseCommand),
+    /// Write every matching trace of a server, oldest first, to stdout.
+    Export(ExportArgs),
+}
+
+/// `spanhouse export`: the arguments of `GET /api/v1/export` and where to send it.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to write: JSON lines of traces with spans and scores, CSV of TraceRecords, or
+    /// OTLP/JSON requests that `spanhouse import` reads back.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: ExportFormatArg,
+    /// Only traces this condition of the filter language matches (SPEC §7).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Only traces from this time (RFC 3339) [default: the first].
+    #[arg(long, value_name = "T")]
+    pub start: Option<String>,
+    /// Only traces before this time (RFC 3339) [default: now].
+    #[arg(long, value_name = "T")]
+    pub end: Option<String>,
+    /// The server [default: http:// and this configuration's --http-listen].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// A read or admin token of the project to export.
+    #[arg(
+        long,
+        env = "SPANHOUSE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+}
+
+/// `--format` of `spanhouse export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormatArg {
+    Jsonl,
+    Csv,
+    Otlp,
+}
+
+impl ExportFormatArg {
+    /// The name `format=` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jsonl => "jsonl",
+            Self::Csv => "csv",
+            Self::Otlp => "otlp",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

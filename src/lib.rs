@@ -23,11 +23,13 @@
 //! ```
 //!
 //! `config` resolves flags, environment and file once; `server` wires everything together;
-//! `admin` holds the project and token commands. docs/architecture.md says more.
+//! `admin` holds the project and token commands; `client` the commands that talk to a running
+//! server over HTTP (`export`). docs/architecture.md says more.
 
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod filter;

@@ -61,6 +61,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Project(command) => spanhouse::admin::project(&config, command).await,
         Command::Token(command) => spanhouse::admin::token(&config, command).await,
         Command::Clickhouse(command) => spanhouse::admin::clickhouse(&config, command).await,
+        Command::Export(args) => spanhouse::client::export::run(&config, &args).await,
     }
 }
 

@@ -445,6 +445,64 @@ async fn bad_parameters_are_400_and_roles_and_projects_are_checked() {
     server.stop().await;
 }
 
+/// `spanhouse export` writes what the API answers to stdout, and fails with the server's
+/// message on a 4xx.
+#[tokio::test]
+async fn the_export_command_streams_the_body_to_stdout() {
+    let server = TestServer::start().await;
+    let token = server.admin_token.clone();
+    seed(&server, &token, recent(600), 0..40).await;
+    let read = server.create_token("default", "read").await;
+    server.wait_for_token(&read).await;
+    let url = server.url("");
+    let run = |args: Vec<&str>, token: &str| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_spanhouse"));
+        command
+            .arg("export")
+            .args(args)
+            .env("SPANHOUSE_DATA_DIR", server.data_dir.path())
+            .env("SPANHOUSE_TOKEN", token)
+            .current_dir(server.data_dir.path())
+            .kill_on_drop(true);
+        command.output()
+    };
+    let filter = "user_id == \"u-3\"";
+    let output = run(
+        vec!["--format", "csv", "--filter", filter, "--url", &url],
+        &read,
+    )
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (_, _, body) = export(&server, &read, &[("format", "csv"), ("filter", filter)]).await;
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), body);
+    assert_eq!(
+        parse_csv(&body).len(),
+        1 + 6,
+        "traces 3, 10, 17, 24, 31, 38"
+    );
+
+    let output = run(vec!["--url", &url, "--filter", "duration_ms >"], &read)
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("400") && stderr.contains("filter: column"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+
+    let output = run(vec!["--url", &url], "not-a-token").await.unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("401"));
+    server.stop().await;
+}
+
 /// Content that arrived as log records is exported as span events, so the imported trace
 /// reads the same input and output.
 #[tokio::test]

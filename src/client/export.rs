@@ -1,0 +1,168 @@
+//! `spanhouse export`: `GET /api/v1/export` of a server, its body streamed to stdout as it
+//! arrives (constant memory, like the server's side).
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use anyhow::{Context as _, bail};
+use futures_util::StreamExt as _;
+
+use crate::config::{Config, ExportArgs};
+
+/// The server's address as a URL: the configured `--http-listen`, reached on loopback when it
+/// listens on every interface.
+pub fn default_url(http_listen: SocketAddr) -> String {
+    let ip = match http_listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, http_listen.port()))
+}
+
+/// The export's URL: the server's, `/api/v1/export`, and the arguments as parameters.
+pub fn export_url(base: &str, args: &ExportArgs) -> anyhow::Result<reqwest::Url> {
+    let base = base.trim_end_matches('/');
+    let mut url = reqwest::Url::parse(&format!("{base}/api/v1/export"))
+        .with_context(|| format!("--url {base:?} is not a URL"))?;
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("format", args.format.name());
+        for (name, value) in [
+            ("filter", &args.filter),
+            ("start", &args.start),
+            ("end", &args.end),
+        ] {
+            if let Some(value) = value {
+                query.append_pair(name, value);
+            }
+        }
+    }
+    Ok(url)
+}
+
+/// Runs the export, writing the body to stdout.
+pub async fn run(config: &Config, args: &ExportArgs) -> anyhow::Result<()> {
+    // Blocking writes: the command runs nothing else, and a slow reader of stdout should
+    // slow the download down.
+    let mut stdout = std::io::stdout();
+    match export(config, args, &mut stdout).await {
+        // A reader that stopped early (`| head`) is no failure of the export.
+        Err(error) if is_broken_pipe(&error) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|error| error.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Sends the export request and copies its body to `out` chunk by chunk. A 4xx or 5xx answer
+/// is an error carrying the server's message; a body cut short is an error too.
+pub async fn export(
+    config: &Config,
+    args: &ExportArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| default_url(config.http_listen));
+    let url = export_url(&base, args)?;
+    let Some(token) = args.token.as_deref().filter(|token| !token.is_empty()) else {
+        bail!("no token: pass --token or set SPANHOUSE_TOKEN (a read or admin token)");
+    };
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("cannot make an HTTP client")?;
+    let response = client
+        .get(url.clone())
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        bail!(
+            "the server answered {status}: {}",
+            error_message(&body).unwrap_or(body)
+        );
+    }
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.context("the export was cut short (the server or the connection failed)")?;
+        out.write_all(&chunk)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The message of the API's error body `{"error": {"status", "message"}}`.
+fn error_message(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    value["error"]["message"].as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ExportFormatArg;
+
+    fn args() -> ExportArgs {
+        ExportArgs {
+            format: ExportFormatArg::Csv,
+            filter: Some("user_id == \"u 1\" and total_cost > 0.5".into()),
+            start: Some("2024-05-01T00:00:00Z".into()),
+            end: None,
+            url: None,
+            token: None,
+        }
+    }
+
+    #[test]
+    fn the_url_carries_the_arguments_encoded() {
+        let url = export_url("http://127.0.0.1:4318/", &args()).unwrap();
+        assert_eq!(url.path(), "/api/v1/export");
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("format".to_owned(), "csv".to_owned()),
+                (
+                    "filter".to_owned(),
+                    "user_id == \"u 1\" and total_cost > 0.5".to_owned()
+                ),
+                ("start".to_owned(), "2024-05-01T00:00:00Z".to_owned()),
+            ]
+        );
+        assert!(export_url("not a url", &args()).is_err());
+    }
+
+    #[test]
+    fn a_server_on_every_interface_is_reached_on_loopback() {
+        assert_eq!(
+            default_url("0.0.0.0:4318".parse().unwrap()),
+            "http://127.0.0.1:4318"
+        );
+        assert_eq!(
+            default_url("[::]:9000".parse().unwrap()),
+            "http://[::1]:9000"
+        );
+        assert_eq!(
+            default_url("10.0.0.5:4318".parse().unwrap()),
+            "http://10.0.0.5:4318"
+        );
+    }
+
+    #[test]
+    fn the_api_error_message_is_shown() {
+        let body = r#"{"error":{"status":400,"message":"filter: column 3: oops"}}"#;
+        assert_eq!(error_message(body).unwrap(), "filter: column 3: oops");
+        assert_eq!(error_message("plain"), None);
+    }
+}
