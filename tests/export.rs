@@ -337,6 +337,19 @@ async fn three_thousand_traces_come_out_whole_in_every_format_and_import_back_th
         .map(hex_of)
         .collect();
     assert_eq!(jsonl_ids(&body), expected);
+    // The list's quick filters work too (the traces page downloads with them).
+    let quick = [
+        ("status", "error"),
+        ("q", "ANSWER 10"),
+        ("model", "gpt-4o-mini"),
+    ];
+    let (_, _, body) = export(&server, &read, &quick).await;
+    let expected: Vec<String> = (0..TRACES)
+        .filter(|index| index % 10 == 0 && format!("answer {index}").contains("answer 10"))
+        .map(hex_of)
+        .collect();
+    assert_eq!(expected.len(), 12);
+    assert_eq!(jsonl_ids(&body), expected);
     let (start, end) = (
         format_rfc3339(timestamp(base, 1_000)),
         format_rfc3339(timestamp(base, 2_200)),

@@ -17,10 +17,9 @@ use serde::Deserialize;
 use super::export_render::{ExportFormat, render_page};
 use super::export_walk::Walk;
 use super::filters::trace_filter_param;
-use super::query::{non_empty, timestamp_param};
+use super::query::{non_empty, status_param, timestamp_param};
 use super::{ApiError, AppState, authenticate};
 use crate::auth::Access;
-use crate::filter::query::TraceFilter;
 use crate::model::score::Score;
 use crate::model::time::now_unix_nano;
 use crate::model::{ContentEvent, TraceId};
@@ -30,12 +29,20 @@ use crate::store::{Store, StoreResult, StoredSpan, TracePage, TraceQuery};
 /// page's spans), and the size of one chunk of the body.
 pub(super) const PAGE_TRACES: usize = 500;
 
+/// The parameters of an export: SPEC §9's, and the quick filters of `GET /api/v1/traces`
+/// (so that the traces page can download what it shows).
 #[derive(Debug, Deserialize)]
 pub struct ExportParams {
     format: Option<String>,
     start: Option<String>,
     end: Option<String>,
     filter: Option<String>,
+    q: Option<String>,
+    status: Option<String>,
+    session_id: Option<String>,
+    user_id: Option<String>,
+    pipeline_id: Option<String>,
+    model: Option<String>,
 }
 
 /// `GET /api/v1/export?format=jsonl|csv|otlp&start=&end=&filter=`
@@ -47,13 +54,22 @@ pub async fn export(
     let principal = authenticate(&state, &headers, Access::Read)?;
     let format = ExportFormat::parse(non_empty(params.format).as_deref())?;
     let (start, end) = export_window(params.start, params.end)?;
-    let filter = trace_filter_param(params.filter)?;
+    let selection = TraceQuery {
+        filter: trace_filter_param(params.filter)?,
+        text: non_empty(params.q),
+        status: status_param(params.status)?,
+        session_id: non_empty(params.session_id),
+        user_id: non_empty(params.user_id),
+        pipeline_id: non_empty(params.pipeline_id),
+        model: non_empty(params.model),
+        ..TraceQuery::default()
+    };
     let source = StoreSource {
         store: Arc::clone(&state.store),
         project_id: principal.project.id.clone(),
         format,
     };
-    let mut producer = Producer::new(source, format, Walk::new(start, end), filter);
+    let mut producer = Producer::new(source, format, Walk::new(start, end), selection);
     // The first page is read before the answer: a failure of the store or of the filter (a
     // regular expression ClickHouse refuses) is still a status, not a cut body.
     let first = producer.next_chunk().await.transpose()?;
@@ -166,23 +182,19 @@ pub(super) struct Producer<S> {
     source: S,
     format: ExportFormat,
     walk: Walk,
-    filter: Option<Arc<TraceFilter>>,
+    /// What to export: the filter and the quick filters; the walk sets the rest.
+    selection: TraceQuery,
     /// Whether the format's header (CSV's) was written.
     started: bool,
 }
 
 impl<S: PageSource> Producer<S> {
-    pub(super) fn new(
-        source: S,
-        format: ExportFormat,
-        walk: Walk,
-        filter: Option<Arc<TraceFilter>>,
-    ) -> Self {
+    pub(super) fn new(source: S, format: ExportFormat, walk: Walk, selection: TraceQuery) -> Self {
         Self {
             source,
             format,
             walk,
-            filter,
+            selection,
             started: false,
         }
     }
@@ -192,8 +204,15 @@ impl<S: PageSource> Producer<S> {
     /// ends; a chunk is never empty (an export of nothing is CSV's header alone, or no chunk).
     pub(super) async fn next_chunk(&mut self) -> Option<Result<Bytes, ApiError>> {
         loop {
-            let mut query = self.walk.query()?;
-            query.filter = self.filter.clone();
+            let walked = self.walk.query()?;
+            let query = TraceQuery {
+                start_unix_nano: walked.start_unix_nano,
+                end_unix_nano: walked.end_unix_nano,
+                limit: walked.limit,
+                cursor: walked.cursor,
+                oldest_first: walked.oldest_first,
+                ..self.selection.clone()
+            };
             let page = match self.source.read(&query).await {
                 Ok(page) => page,
                 Err(error) => {

@@ -78,7 +78,7 @@ fn producer(count: u64, format: ExportFormat) -> (Producer<Listed>, Arc<AtomicUs
         reads: Arc::clone(&reads),
     };
     (
-        Producer::new(source, format, Walk::new(0, 1 << 40), None),
+        Producer::new(source, format, Walk::new(0, 1 << 40), TraceQuery::default()),
         reads,
     )
 }

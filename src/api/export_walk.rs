@@ -38,7 +38,8 @@ impl Walk {
         }
     }
 
-    /// The next read (without the filter, which the caller adds); `None` when done.
+    /// The window, cursor, order and size of the next read (the caller adds what to select);
+    /// `None` when done.
     pub(super) fn query(&self) -> Option<TraceQuery> {
         if self.done {
             return None;
