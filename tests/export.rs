@@ -55,8 +55,8 @@ fn trace_spans(index: usize, start: u64) -> (String, Vec<Span>) {
             int_attribute("attempt", index as i64),
         ],
         status: Some(Status {
-            code: if index % 10 == 0 { 2 } else { 1 },
-            message: if index % 10 == 0 {
+            code: if index.is_multiple_of(10) { 2 } else { 1 },
+            message: if index.is_multiple_of(10) {
                 "boom".into()
             } else {
                 String::new()
@@ -85,7 +85,7 @@ fn trace_spans(index: usize, start: u64) -> (String, Vec<Span>) {
             string_attribute("gen_ai.operation.name", "chat"),
             string_attribute(
                 "gen_ai.request.model",
-                if index % 2 == 0 {
+                if index.is_multiple_of(2) {
                     "gpt-4o-mini"
                 } else {
                     "claude-3-haiku"

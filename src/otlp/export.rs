@@ -25,10 +25,13 @@ pub struct ExportSpan<'a> {
     pub content_events: &'a [Event],
 }
 
+/// The spans of one scope, as JSON.
+type ScopeGroup<'a> = (&'a Scope, Vec<Value>);
+
 /// One `ExportTraceServiceRequest` in OTLP/JSON holding `spans`: grouped by resource, then by
 /// scope (equal by value, in the order first seen), each group's spans in the order given.
 pub fn trace_request_json(spans: &[ExportSpan<'_>]) -> Value {
-    let mut groups: Vec<(&Resource, Vec<(&Scope, Vec<Value>)>)> = Vec::new();
+    let mut groups: Vec<(&Resource, Vec<ScopeGroup<'_>>)> = Vec::new();
     for export in spans {
         let span = export.span;
         let resource_index = match groups
