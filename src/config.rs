@@ -134,23 +134,12 @@ pub struct ExportArgs {
     pub token: Option<String>,
 }
 
-/// `--format` of `spanhouse export`.
+/// `--format` of `spanhouse export`; its names are those `format=` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormatArg {
     Jsonl,
     Csv,
     Otlp,
-}
-
-impl ExportFormatArg {
-    /// The name `format=` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Jsonl => "jsonl",
-            Self::Csv => "csv",
-            Self::Otlp => "otlp",
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]

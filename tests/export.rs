@@ -141,7 +141,7 @@ fn timestamp(base: u64, index: usize) -> u64 {
     base + index as u64 * 1_000_000
 }
 
-/// An export's status, content type and body (streamed, whole).
+/// An export's status, headers and body.
 async fn export(
     server: &TestServer,
     token: &str,
@@ -158,14 +158,8 @@ async fn export(
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        body.extend_from_slice(&chunk.unwrap());
-    }
-    (status, headers, String::from_utf8(body).unwrap())
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    (status, headers, response.text().await.unwrap())
 }
 
 /// A GET of the query API, without `get_json`'s wait for the spool (done once before).

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{Context as _, bail};
+use clap::ValueEnum as _;
 use futures_util::StreamExt as _;
 
 use crate::config::{Config, ExportArgs};
@@ -27,7 +28,9 @@ pub fn export_url(base: &str, args: &ExportArgs) -> anyhow::Result<reqwest::Url>
         .with_context(|| format!("--url {base:?} is not a URL"))?;
     {
         let mut query = url.query_pairs_mut();
-        query.append_pair("format", args.format.name());
+        if let Some(format) = args.format.to_possible_value() {
+            query.append_pair("format", format.get_name());
+        }
         for (name, value) in [
             ("filter", &args.filter),
             ("start", &args.start),

@@ -4,7 +4,7 @@ use rusqlite::types::{ToSql, Value as SqlValue};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::blocks::BodyReader;
-use super::filter_plan::Candidate;
+use super::filter_plan::{Candidate, page_order};
 use super::search;
 use super::text::TraceText;
 use crate::model::trace_record::LlmDigest;
@@ -283,10 +283,9 @@ fn page_statement(
              WHERE traces.project_id = ? AND {timestamp} >= ? AND {timestamp} < ?"
         ),
     };
-    let order = PageOrder::of(query);
+    let (direction, after, bound) = page_order(query);
     if let Some(cursor) = &query.cursor {
         // The last term bounds the index range; the others alone would not.
-        let (after, bound) = (order.after, order.bound);
         sql.push_str(&format!(
             " AND ({timestamp} {after} ? OR ({timestamp} = ? AND {trace_id} {after} ?)) \
              AND {timestamp} {bound} ?"
@@ -321,40 +320,11 @@ fn page_statement(
                 .map(|value| Box::new(value) as Box<dyn ToSql>),
         );
     }
-    let direction = order.direction;
     sql.push_str(&format!(
         " ORDER BY {timestamp} {direction}, {trace_id} {direction} LIMIT ?"
     ));
     values.push(Box::new(query.limit as i64 + 1));
     (sql, values)
-}
-
-/// The SQL of a page's order: newest first for lists, oldest first for export.
-pub(super) struct PageOrder {
-    /// `DESC` or `ASC`, for the timestamp and the trace id alike.
-    pub(super) direction: &'static str,
-    /// How a row after the cursor compares with it: `<` newest first, `>` oldest first.
-    pub(super) after: &'static str,
-    /// The same, or equal: bounds the index range on the timestamp.
-    pub(super) bound: &'static str,
-}
-
-impl PageOrder {
-    pub(super) fn of(query: &TraceQuery) -> Self {
-        if query.oldest_first {
-            Self {
-                direction: "ASC",
-                after: ">",
-                bound: ">=",
-            }
-        } else {
-            Self {
-                direction: "DESC",
-                after: "<",
-                bound: "<=",
-            }
-        }
-    }
 }
 
 /// The condition (` AND …`) of a `q` search on the row `traces`, its values, and the
