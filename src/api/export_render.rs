@@ -28,8 +28,11 @@ pub const OTLP_LINE_SPANS: usize = 1_000;
 /// An export format (`format=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
+    /// A trace per line, as `GET /api/v1/traces/{id}` shows it.
     Jsonl,
+    /// A row per TraceRecord.
     Csv,
+    /// OTLP/JSON export requests, a line each.
     Otlp,
 }
 
