@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 use crate::normalize::pricing::ModelPrice;
 use crate::store::sqlite::{Compression, SqliteOptions, Synchronous};
 
+mod client_args;
+pub use client_args::{ExportArgs, ExportFormatArg, ImportArgs};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "spanhouse",
@@ -112,36 +115,8 @@ pub enum Command {
     Clickhouse(ClickhouseCommand),
     /// Send OTLP files of past traces to a server (backfill), with a progress bar.
     Import(ImportArgs),
-}
-
-/// `spanhouse import`'s arguments.
-#[derive(Debug, Args)]
-pub struct ImportArgs {
-    /// OTLP files (the Collector file exporter's JSON lines or length-prefixed protobuf, OTLP/JSON
-    /// or protobuf documents; gzip or zstd compressed or not) or directories of them.
-    #[arg(required = true, value_name = "FILE|DIR")]
-    pub paths: Vec<PathBuf>,
-    /// The server's base URL; default: http:// and this configuration's --http-listen.
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
-    /// An ingest or admin token of the project to import into.
-    #[arg(
-        long,
-        env = "SPANHOUSE_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub token: Option<String>,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub concurrency: usize,
-    /// Most spans per request.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    pub batch_spans: usize,
-    /// How long, in seconds, one request may be retried (429, 503, a lost connection) before the
-    /// import counts it as not delivered.
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    pub retry_for: u64,
+    /// Write every matching trace of a server, oldest first, to stdout.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,7 +24,7 @@
 //!
 //! `config` resolves flags, environment and file once; `server` wires everything together;
 //! `admin` holds the project and token commands; `client` the commands that talk to a running
-//! server over HTTP (`import`). docs/architecture.md says more.
+//! server over HTTP (`import`, `export`). docs/architecture.md says more.
 
 pub mod admin;
 pub mod api;

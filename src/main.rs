@@ -69,6 +69,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             )?;
             spanhouse::client::import::run(endpoint, &args).await
         }
+        Command::Export(args) => {
+            let endpoint = spanhouse::client::Endpoint::resolve(
+                &config,
+                args.url.as_deref(),
+                args.token.as_deref(),
+            )?;
+            spanhouse::client::export::run(&endpoint, &args).await
+        }
     }
 }
 

@@ -103,6 +103,12 @@ export function renderTraces(container, _argument, parameters = new URLSearchPar
   const bar = filterBar({ ...TRACE_FILTER, value: filter, suggestions: filterSuggestions("trace") });
   const chartLink = el("a", { href: viewHash("dashboard", { filter: filter || null }), id: "chart-these" },
     "Chart these traces");
+  // Downloads every trace the list selects (not only its page), through the export endpoint.
+  const downloadFormat = el("select", { id: "download-format", "aria-label": "Download format" },
+    el("option", { value: "jsonl" }, "JSON lines"), el("option", { value: "csv" }, "CSV"));
+  const download = el("a", { id: "download-traces", class: "button", href: "/api/v1/export", download: true,
+    onclick: () => download.setAttribute("href", exportHref()) }, "Download");
+  downloadFormat.addEventListener("change", () => download.setAttribute("href", exportHref()));
   const filters = el("form", { class: "filters", role: "search", "aria-label": "Filter traces" }, bar.element);
   const inputs = {
     q: el("input", { type: "search", placeholder: "text in input or output", value: state.q }),
@@ -127,7 +133,18 @@ export function renderTraces(container, _argument, parameters = new URLSearchPar
   );
   const results = el("div", { class: "results", "aria-live": "polite" });
   const pager = el("nav", { class: "pager", "aria-label": "Pages" });
-  container.append(el("div", { class: "view-heading" }, el("h1", {}, "Traces"), chartLink), filters, results, pager);
+  container.append(el("div", { class: "view-heading" }, el("h1", {}, "Traces"), chartLink,
+    el("span", { class: "download" }, downloadFormat, download)), filters, results, pager);
+
+  /** The export of what the list shows: its filter, quick filters and time range, oldest first. */
+  function exportHref() {
+    const range = RANGES.find((range) => range.id === state.range) || RANGES[2];
+    return `/api/v1/export${query({
+      format: downloadFormat.value, filter, q: state.q, status: state.status, model: state.model,
+      session_id: state.session_id, user_id: state.user_id, pipeline_id: state.pipeline_id,
+      start: ago(range.seconds),
+    })}`;
+  }
 
   // Cursors of the pages before the current one, for "Newer".
   let cursors = [];
@@ -143,6 +160,7 @@ export function renderTraces(container, _argument, parameters = new URLSearchPar
       user_id: state.user_id, pipeline_id: state.pipeline_id, start: ago(range.seconds),
       limit: 50, cursor,
     };
+    download.setAttribute("href", exportHref());
     try {
       const page = await api(`/api/v1/traces${query(parameters)}`);
       bar.clearError();

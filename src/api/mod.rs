@@ -3,6 +3,9 @@
 
 mod control;
 mod delete;
+mod export;
+mod export_render;
+mod export_walk;
 mod filters;
 mod query;
 mod scores;
@@ -65,6 +68,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respo
 fn api_routes(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/traces", get(query::list_traces))
+        .route("/api/v1/export", get(export::export))
         .route(
             "/api/v1/project/settings",
             get(control::get_settings).put(control::put_settings),

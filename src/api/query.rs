@@ -116,14 +116,7 @@ pub(super) fn timestamp_param(name: &str, value: Option<String>) -> Result<Optio
 fn trace_query(params: TraceListParams) -> Result<TraceQuery, ApiError> {
     let (start, end) = window_params(params.start, params.end)?;
     let limit = limit_param(params.limit)?;
-    let status = non_empty(params.status);
-    if let Some(status) = &status
-        && !matches!(status.as_str(), "ok" | "error" | "unset")
-    {
-        return Err(ApiError::bad_request(format!(
-            "status must be ok, error or unset, got {status:?}"
-        )));
-    }
+    let status = status_param(params.status)?;
     Ok(TraceQuery {
         start_unix_nano: start,
         end_unix_nano: end,
@@ -138,7 +131,21 @@ fn trace_query(params: TraceListParams) -> Result<TraceQuery, ApiError> {
         pipeline_id: non_empty(params.pipeline_id),
         model: non_empty(params.model),
         filter: trace_filter_param(params.filter)?,
+        oldest_first: false,
     })
+}
+
+/// The `status` parameter: `ok`, `error` or `unset`; empty means absent.
+pub(super) fn status_param(value: Option<String>) -> Result<Option<String>, ApiError> {
+    let status = non_empty(value);
+    if let Some(status) = &status
+        && !matches!(status.as_str(), "ok" | "error" | "unset")
+    {
+        return Err(ApiError::bad_request(format!(
+            "status must be ok, error or unset, got {status:?}"
+        )));
+    }
+    Ok(status)
 }
 
 /// The `limit` parameter: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.

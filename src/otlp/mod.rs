@@ -2,6 +2,7 @@
 //! Nothing here knows about HTTP servers or storage; receivers call these functions.
 
 pub mod convert;
+pub mod export;
 pub mod json;
 pub mod json_logs;
 pub mod logs;

@@ -67,7 +67,7 @@ pub struct TraceCursor {
     pub trace_id: TraceId,
 }
 
-/// A search over a project's TraceRecords, newest first.
+/// A search over a project's TraceRecords, newest first (oldest first with `oldest_first`).
 #[derive(Debug, Clone, Default)]
 pub struct TraceQuery {
     /// Inclusive start of the window on the trace timestamp.
@@ -85,6 +85,9 @@ pub struct TraceQuery {
     pub model: Option<String>,
     /// The filter language's condition (SPEC §7), with the parameters above.
     pub filter: Option<Arc<TraceFilter>>,
+    /// Oldest first (by timestamp, then trace id, both ascending), as export reads: the page
+    /// then starts after `cursor` in that order. Newest first when `false`, as lists read.
+    pub oldest_first: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -358,4 +361,23 @@ pub trait SpanStore: Send + Sync + 'static {
         project_id: &str,
         trace_ids: &[TraceId],
     ) -> StoreResult<Vec<Score>>;
+
+    /// The stored spans of some traces of the project, in one read (export asks for a page of
+    /// traces at a time): each trace's spans together, by start time (ties: span id), as
+    /// [`SpanStore::get_trace`] orders them; the traces in any order; ids the project has no
+    /// trace of are skipped.
+    async fn spans_of_traces(
+        &self,
+        project_id: &str,
+        trace_ids: &[TraceId],
+    ) -> StoreResult<Vec<StoredSpan>>;
+
+    /// The GenAI content events (log records, see [`SpanStore::write_content_events`]) kept for
+    /// spans of some traces of the project: each span's in the order the store normalizes them
+    /// with, the spans in any order. Events whose span has not arrived are included.
+    async fn content_events_of_traces(
+        &self,
+        project_id: &str,
+        trace_ids: &[TraceId],
+    ) -> StoreResult<Vec<ContentEvent>>;
 }

@@ -42,6 +42,14 @@ export async function filtersAndScores(page, { url, adminToken, readToken, trace
   await shot(page, "filtered");
   console.log("PASS a filter lists only the matching traces");
 
+  // Download exports what the list shows, with the session's cookie.
+  const href = await page.locator("#download-traces").getAttribute("href");
+  check(new URLSearchParams(href.split("?")[1]).get("filter") === ACME, `the download has the filter: ${href}`);
+  const exported = await page.evaluate(async (href) => (await fetch(href)).text(), href);
+  const lines = exported.trim().split("\n").map((line) => JSON.parse(line));
+  check(lines.length === 1 && lines[0].trace.trace_id === traceId, `the download holds the matching trace: ${exported.slice(0, 200)}`);
+  console.log("PASS Download exports the filtered traces");
+
   await page.reload();
   await rows(page, "table.traces", 1);
   check(await page.getByLabel("Filter", { exact: true }).inputValue() === ACME, "the reloaded page has the filter");

@@ -18,6 +18,9 @@ use crate::otlp::RpcStatus;
 /// Longest wait between two attempts, whatever the server asks.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// Longest one request may take (a lost connection is then retried).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Messages of refused requests kept for the summary.
 const MAX_MESSAGES: usize = 5;
 
@@ -141,6 +144,7 @@ impl Sender {
                 .post(format!("{}{path}", self.base_url))
                 .bearer_auth(&self.token)
                 .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+                .timeout(REQUEST_TIMEOUT)
                 .body(body.to_vec())
                 .send()
                 .await;

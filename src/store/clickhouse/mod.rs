@@ -5,6 +5,7 @@
 
 mod delete;
 mod deliver;
+mod export;
 mod filter_sql;
 mod hidden;
 mod metadata;
@@ -37,7 +38,7 @@ use super::{PurgeReport, TraceSelection};
 use super::{StatsQuery, TraceStats};
 use crate::model::project::ProjectSettings;
 use crate::model::score::Score;
-use crate::model::{TraceId, TraceRecord};
+use crate::model::{ContentEvent, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 use rows::{ContentEventRow, SpanRow};
 use schema::{Dialect, SchemaOptions};
@@ -299,6 +300,22 @@ impl SpanStore for ClickHouseStore {
         trace_id: TraceId,
     ) -> StoreResult<Option<(TraceRecord, Vec<StoredSpan>)>> {
         read::get_trace(&self.client, project_id, trace_id).await
+    }
+
+    async fn spans_of_traces(
+        &self,
+        project_id: &str,
+        trace_ids: &[TraceId],
+    ) -> StoreResult<Vec<StoredSpan>> {
+        export::spans_of_traces(&self.client, project_id, trace_ids).await
+    }
+
+    async fn content_events_of_traces(
+        &self,
+        project_id: &str,
+        trace_ids: &[TraceId],
+    ) -> StoreResult<Vec<ContentEvent>> {
+        export::content_events_of_traces(&self.client, project_id, trace_ids).await
     }
 
     async fn put_scores(&self, project_id: &str, scores: Vec<Score>) -> StoreResult<()> {

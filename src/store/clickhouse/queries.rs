@@ -23,10 +23,13 @@ pub struct ListFilters {
     pub user_id: bool,
     pub pipeline_id: bool,
     pub model: bool,
+    /// Oldest first (export), the cursor then bounding from below; newest first otherwise.
+    /// Binds nothing.
+    pub oldest_first: bool,
 }
 
-/// The keys of a page of traces, newest first, from the `traces` table: only the narrow
-/// columns the filters need are read for the window.
+/// The keys of a page of traces, newest first (or oldest first), from the `traces` table:
+/// only the narrow columns the filters need are read for the window.
 ///
 /// Placeholders: project, window start, window end, project twice (deletions: `hidden`), then
 /// each filter present in the order of [`ListFilters`], then the limit.
@@ -55,8 +58,15 @@ pub fn trace_keys_where(
              WHERE deleted = 0 AND {visible}"
         ),
     };
+    let (direction, after) = if filters.oldest_first {
+        ("ASC", ">")
+    } else {
+        ("DESC", "<")
+    };
     if filters.cursor {
-        sql.push_str(" AND (timestamp_ns < ? OR (timestamp_ns = ? AND trace_id < ?))");
+        sql.push_str(&format!(
+            " AND (timestamp_ns {after} ? OR (timestamp_ns = ? AND trace_id {after} ?))"
+        ));
     }
     if filters.text {
         sql.push_str(
@@ -83,7 +93,9 @@ pub fn trace_keys_where(
         sql.push_str(" AND ");
         sql.push_str(condition);
     }
-    sql.push_str(" ORDER BY timestamp_ns DESC, trace_id DESC LIMIT ?");
+    sql.push_str(&format!(
+        " ORDER BY timestamp_ns {direction}, trace_id {direction} LIMIT ?"
+    ));
     sql
 }
 
@@ -242,6 +254,13 @@ pub fn content_events_of_span() -> String {
     )
 }
 
+/// The content events of some traces, each span's in the order delivery normalizes with.
+/// Placeholders: project, trace ids (an array).
+pub const CONTENT_EVENTS_OF_TRACES: &str = "SELECT project_id, trace_id, span_id, time_ns, name, \
+    attributes, fingerprint FROM span_content_events FINAL \
+    WHERE project_id = ? AND trace_id IN (SELECT arrayJoin(?)) \
+    ORDER BY trace_id, span_id, time_ns, fingerprint";
+
 /// Which of the given traces have content events, and for which spans.
 pub const SPANS_WITH_CONTENT: &str = "SELECT DISTINCT trace_id, span_id FROM span_content_events \
     WHERE project_id = ? AND trace_id IN (SELECT arrayJoin(?))";
@@ -257,8 +276,26 @@ pub fn sample_queries() -> Vec<(String, String)> {
         user_id: true,
         pipeline_id: true,
         model: true,
+        oldest_first: false,
+    };
+    let oldest_first = ListFilters {
+        oldest_first: true,
+        ..all_filters.clone()
     };
     let samples = [
+        (
+            "trace_keys_oldest_first",
+            trace_keys(&oldest_first),
+            vec![
+                "'p'", "0", "10", "5", "5", "'t'", "'q'", "'q'", "2", "'s'", "'u'", "'l'", "'m'",
+                "50",
+            ],
+        ),
+        (
+            "content_events_of_traces",
+            CONTENT_EVENTS_OF_TRACES.to_owned(),
+            vec!["'p'", "['t']"],
+        ),
         (
             "trace_keys",
             trace_keys(&ListFilters::default()),

@@ -95,6 +95,7 @@ pub async fn query_traces(
         user_id: query.user_id.is_some(),
         pipeline_id: query.pipeline_id.is_some(),
         model: query.model.is_some(),
+        oldest_first: query.oldest_first,
     };
     let end = query.end_unix_nano;
     let split = query
@@ -148,13 +149,15 @@ pub async fn query_traces(
         .await
         .map_err(filter_error)?;
     let mut traces = Vec::with_capacity(keys.len());
-    if let (Some(newest), Some(oldest)) = (keys.first(), keys.last()) {
+    let oldest = keys.iter().map(|(timestamp, _)| *timestamp).min();
+    let newest = keys.iter().map(|(timestamp, _)| *timestamp).max();
+    if let (Some(oldest), Some(newest)) = (oldest, newest) {
         let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
         let rows: Vec<TraceRow> = client
             .query(&traces_by_keys())
             .bind(project_id)
-            .bind(oldest.0)
-            .bind(newest.0)
+            .bind(oldest)
+            .bind(newest)
             .bind(&ids)
             .fetch_all()
             .await

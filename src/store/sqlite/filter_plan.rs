@@ -334,8 +334,19 @@ fn matching_rows(
     Ok(MatchingRows { from_where, values })
 }
 
+/// A page's order as SQL: the direction of the timestamp and the trace id, how a row after
+/// the cursor compares with it, and the same or equal (which bounds the index range). Newest
+/// first for lists, oldest first for export.
+pub(super) fn page_order(query: &TraceQuery) -> (&'static str, &'static str, &'static str) {
+    if query.oldest_first {
+        ("ASC", ">", ">=")
+    } else {
+        ("DESC", "<", "<=")
+    }
+}
+
 /// The statement of a page of traces with a filter (see [`super::read::query_traces`]): one
-/// more than the limit, newest first. `text`: the `q` search's matches, as read found them.
+/// more than the limit, newest first (oldest first when the query says). `text`: the `q` search's matches, as read found them.
 pub(super) fn trace_page(
     connection: &Connection,
     project_id: &str,
@@ -344,12 +355,14 @@ pub(super) fn trace_page(
     columns: &str,
 ) -> StoreResult<(String, Vec<SqlValue>)> {
     let filter = combined_filter(query);
+    let (direction, after, bound) = page_order(query);
     let mut cursor = (String::new(), Vec::new());
     if let Some(at) = &query.cursor {
         let timestamp = SqlValue::Integer(at.timestamp_unix_nano.min(i64::MAX as u64) as i64);
-        cursor.0 = " AND (traces.timestamp_ns < ? OR (traces.timestamp_ns = ? \
-                    AND traces.trace_id < ?)) AND traces.timestamp_ns <= ?"
-            .to_owned();
+        cursor.0 = format!(
+            " AND (traces.timestamp_ns {after} ? OR (traces.timestamp_ns = ? \
+             AND traces.trace_id {after} ?)) AND traces.timestamp_ns {bound} ?"
+        );
         cursor.1 = vec![
             timestamp.clone(),
             timestamp.clone(),
@@ -371,7 +384,8 @@ pub(super) fn trace_page(
     values.push(SqlValue::Integer(query.limit as i64 + 1));
     Ok((
         format!(
-            "SELECT {columns} {} ORDER BY traces.timestamp_ns DESC, traces.trace_id DESC LIMIT ?",
+            "SELECT {columns} {} ORDER BY traces.timestamp_ns {direction}, \
+             traces.trace_id {direction} LIMIT ?",
             rows.from_where
         ),
         values,

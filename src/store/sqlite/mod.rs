@@ -11,6 +11,7 @@ mod blocks;
 mod checkpoint;
 mod connection;
 mod delete;
+mod export;
 mod filter_plan;
 mod filter_sql;
 mod metadata;
@@ -42,7 +43,7 @@ use super::{
 };
 use super::{StatsQuery, TraceStats};
 use crate::model::score::Score;
-use crate::model::{NormalizedSpan, TraceId, TraceRecord};
+use crate::model::{ContentEvent, NormalizedSpan, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
 pub use crate::store::codec::Compression;
 pub use background::lower_thread_priority;
@@ -445,6 +446,30 @@ impl SpanStore for SqliteStore {
         let project_id = project_id.to_owned();
         self.with_reader(move |connection| span_query::filter_keys(connection, &project_id))
             .await
+    }
+
+    async fn spans_of_traces(
+        &self,
+        project_id: &str,
+        trace_ids: &[TraceId],
+    ) -> StoreResult<Vec<StoredSpan>> {
+        let (project_id, trace_ids) = (project_id.to_owned(), trace_ids.to_vec());
+        self.with_reader(move |connection| {
+            export::spans_of_traces(connection, &project_id, &trace_ids)
+        })
+        .await
+    }
+
+    async fn content_events_of_traces(
+        &self,
+        project_id: &str,
+        trace_ids: &[TraceId],
+    ) -> StoreResult<Vec<ContentEvent>> {
+        let (project_id, trace_ids) = (project_id.to_owned(), trace_ids.to_vec());
+        self.with_reader(move |connection| {
+            export::content_events_of_traces(connection, &project_id, &trace_ids)
+        })
+        .await
     }
 }
 

@@ -4,7 +4,7 @@ use rusqlite::types::{ToSql, Value as SqlValue};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::blocks::BodyReader;
-use super::filter_plan::Candidate;
+use super::filter_plan::{Candidate, page_order};
 use super::search;
 use super::text::TraceText;
 use crate::model::trace_record::LlmDigest;
@@ -226,7 +226,8 @@ pub(super) fn query_traces(
     })
 }
 
-/// The statement of a page of traces, and its values: one more than the limit, newest first.
+/// The statement of a page of traces, and its values: one more than the limit, newest first
+/// (oldest first when the query says).
 fn page_statement(
     project_id: &str,
     query: &TraceQuery,
@@ -282,10 +283,12 @@ fn page_statement(
              WHERE traces.project_id = ? AND {timestamp} >= ? AND {timestamp} < ?"
         ),
     };
+    let (direction, after, bound) = page_order(query);
     if let Some(cursor) = &query.cursor {
         // The last term bounds the index range; the others alone would not.
         sql.push_str(&format!(
-            " AND ({timestamp} < ? OR ({timestamp} = ? AND {trace_id} < ?)) AND {timestamp} <= ?"
+            " AND ({timestamp} {after} ? OR ({timestamp} = ? AND {trace_id} {after} ?)) \
+             AND {timestamp} {bound} ?"
         ));
         values.push(Box::new(cursor.timestamp_unix_nano as i64));
         values.push(Box::new(cursor.timestamp_unix_nano as i64));
@@ -318,7 +321,7 @@ fn page_statement(
         );
     }
     sql.push_str(&format!(
-        " ORDER BY {timestamp} DESC, {trace_id} DESC LIMIT ?"
+        " ORDER BY {timestamp} {direction}, {trace_id} {direction} LIMIT ?"
     ));
     values.push(Box::new(query.limit as i64 + 1));
     (sql, values)
@@ -373,7 +376,7 @@ pub(super) fn text_condition(
 
 /// The spans of a trace (?2), by the trace's index: without statistics SQLite took
 /// `spans_by_start` for the project alone and read every span of the project.
-fn trace_spans_statement() -> String {
+pub(super) fn trace_spans_statement() -> String {
     format!(
         "SELECT {SPAN_COLUMNS} FROM spans INDEXED BY spans_by_trace
          WHERE project_id = ?1 AND trace_key = (
@@ -518,7 +521,7 @@ mod tests {
 
     /// Each filter's page is read from its index, within the window (and the cursor), in the
     /// page's order or sorted only among traces of equal timestamps: never a scan, never a
-    /// walk of the window's time index.
+    /// walk of the window's time index. Oldest first (export) reads the same indexes backwards.
     #[test]
     fn each_filter_reads_its_page_from_its_index() {
         let value = Some("x".to_owned());
@@ -567,12 +570,18 @@ mod tests {
             trace_id: TraceId([1; 16]),
         };
         for (query, index) in cases {
-            for cursor in [None, Some(cursor)] {
+            for (cursor, oldest_first) in [
+                (None, false),
+                (Some(cursor), false),
+                (None, true),
+                (Some(cursor), true),
+            ] {
                 let query = TraceQuery {
                     start_unix_nano: 1,
                     end_unix_nano: 10,
                     limit: 50,
                     cursor,
+                    oldest_first,
                     ..query.clone()
                 };
                 let plan = plan(&query);
