@@ -354,28 +354,26 @@ async fn three_thousand_traces_come_out_whole_in_every_format_and_import_back_th
     let window_ids: Vec<&String> = rows[1..].iter().map(|row| &row[0]).collect();
     assert_eq!(window_ids, all_ids[1_000..2_200].iter().collect::<Vec<_>>());
 
-    // The otlp export, posted line by line to another project, gives the same traces.
+    // The otlp export, imported into another project by `spanhouse import`, gives the same
+    // traces.
     let copy = server.create_token("copy", "admin").await;
     server.wait_for_token(&copy).await;
-    for line in otlp_body.lines() {
-        let response = server
-            .client
-            .post(server.url("/v1/traces"))
-            .bearer_auth(&copy)
-            .header("content-type", "application/json")
-            .body(line.to_owned())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let answer: Value = response.json().await.unwrap();
-        assert!(
-            answer
-                .get("partialSuccess")
-                .is_none_or(|p| p.get("rejectedSpans").is_none()),
-            "{answer}"
-        );
-    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &otlp_body).unwrap();
+    let imported = tokio::process::Command::new(common::process::binary())
+        .arg("import")
+        .arg(file.path())
+        .args(["--url", &server.url(""), "--token", &copy])
+        .env("SPANHOUSE_DATA_DIR", server.data_dir.path())
+        .output()
+        .await
+        .unwrap();
+    let summary = String::from_utf8_lossy(&imported.stderr);
+    assert!(imported.status.success(), "{summary}");
+    assert!(
+        summary.contains("6000 spans sent: 6000 accepted, 0 rejected"),
+        "{summary}"
+    );
     server.settle(&copy).await;
     let compared = futures_util::stream::iter(all_ids.iter())
         .map(|id| {

@@ -15,7 +15,12 @@ pub struct ImportArgs {
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// An ingest or admin token of the project to import into.
-    #[arg(long, env = "SPANHOUSE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "SPANHOUSE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 4, value_name = "N")]
@@ -49,7 +54,12 @@ pub struct ExportArgs {
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// A read or admin token of the project to export.
-    #[arg(long, env = "SPANHOUSE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "SPANHOUSE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
 }
 
