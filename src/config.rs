@@ -160,6 +160,23 @@ pub struct ConfigureArgs {
     /// Remove the rate limit.
     #[arg(long)]
     pub no_rate_limit: bool,
+    /// Redact these built-in detectors' matches at ingest: email, phone, credit_card,
+    /// ip_address, secret, or all. Comma-separated or repeatable; with --redact-pattern, replaces
+    /// the project's redaction rules.
+    #[arg(
+        long,
+        value_name = "DETECTORS",
+        value_delimiter = ',',
+        conflicts_with = "no_redact"
+    )]
+    pub redact: Vec<String>,
+    /// Redact the matches of this regular expression (replaced by "[REDACTED]"). Repeatable;
+    /// with --redact, replaces the project's redaction rules.
+    #[arg(long = "redact-pattern", value_name = "REGEX", conflicts_with = "no_redact")]
+    pub redact_patterns: Vec<String>,
+    /// Redact nothing.
+    #[arg(long)]
+    pub no_redact: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -192,6 +192,23 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_redaction_rule_names_its_index() {
+        let settings: ProjectSettings = serde_json::from_value(serde_json::json!({
+            "redact": ["email", {"pattern": "cust-\\d+"}, {"pattern": "(", "replacement": "x"}]
+        }))
+        .unwrap();
+        let error = settings.compile().unwrap_err();
+        assert!(error.to_string().starts_with("redact[2]: pattern"), "{error}");
+        let settings: ProjectSettings =
+            serde_json::from_value(serde_json::json!({"redact": ["email", "secret"]})).unwrap();
+        assert!(settings.compile().unwrap().redactor.is_some());
+        assert!(
+            serde_json::from_value::<ProjectSettings>(serde_json::json!({"redact": [{"regex": "x"}]}))
+                .is_err()
+        );
+    }
+
+    #[test]
     fn limits_must_be_positive() {
         let settings = ProjectSettings {
             rate_limit: Some(0.0),

@@ -56,7 +56,7 @@ async fn settings_api_validates_and_scopes() {
     assert_eq!(status, 200);
     assert_eq!(
         settings,
-        json!({"sample_attribute": null, "filters": [], "rate_limit": null, "rate_limit_burst": null})
+        json!({"sample_attribute": null, "filters": [], "rate_limit": null, "rate_limit_burst": null, "redact": []})
     );
     let (status, error) = server
         .put_json(
