@@ -381,3 +381,57 @@ async fn stop_keeping(mut server: TestServer) -> TestServer {
     }
     server
 }
+
+/// Runs `spanhouse project configure default ARGS…` on the server's store.
+fn configure(server: &TestServer, arguments: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_spanhouse"))
+        .args(["project", "configure", "default"])
+        .args(arguments)
+        .envs(server.store_env())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_sets_and_clears_the_rules() {
+    if on_clickhouse() && !clickhouse_available().await {
+        return;
+    }
+    let server = TestServer::start().await;
+    let output = configure(
+        &server,
+        &["--redact", "email,phone", "--redact", "all", "--redact-pattern", r"cust-\d+"],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (_, settings) = server
+        .get_json("/api/v1/project/settings", &server.admin_token)
+        .await;
+    assert_eq!(
+        settings["redact"],
+        json!(["email", "phone", "credit_card", "ip_address", "secret", {"pattern": r"cust-\d+"}])
+    );
+
+    let unknown = configure(&server, &["--redact", "emial"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("redact[0]: unknown detector"));
+    let invalid = configure(&server, &["--redact-pattern", "("]);
+    assert!(!invalid.status.success());
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("redact[0]: pattern"));
+
+    assert!(configure(&server, &["--no-redact"]).status.success());
+    let (_, settings) = server
+        .get_json("/api/v1/project/settings", &server.admin_token)
+        .await;
+    assert_eq!(settings["redact"], json!([]));
+
+    let (status, error) = server
+        .put_json(
+            "/api/v1/project/settings",
+            &server.admin_token,
+            json!({"redact": ["email", {"pattern": "[a-"}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(error.to_string().contains("redact[1]"), "{error}");
+    server.stop().await;
+}

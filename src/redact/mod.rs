@@ -146,9 +146,9 @@ impl Redactor {
         let mut found: Vec<Replacement> = Vec::new();
         let mut ranges = Vec::new();
         if !self.detectors.is_empty() {
-            let profile = Profile::of(text);
+            let mut profile = Profile::of(text);
             for detector in &self.detectors {
-                if !detector.may_match(text, &profile) {
+                if !detector.may_match(&mut profile) {
                     continue;
                 }
                 detector.find(text, &mut ranges);

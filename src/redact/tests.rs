@@ -42,6 +42,7 @@ fn finds_real_world_personal_data() {
         ("client 192.168.1.20 connected", "client [REDACTED:ip_address] connected"),
         ("from 2001:db8:85a3::8a2e:370:7334 ok", "from [REDACTED:ip_address] ok"),
         ("fe80::1ff:fe23:4567:890a", "[REDACTED:ip_address]"),
+        ("peer=2001:0db8:85a3:0000:0000:8a2e:0370:7334;", "peer=[REDACTED:ip_address];"),
     ];
     for (input, expected) in cases {
         assert_eq!(redact(input), expected, "{input}");
