@@ -49,6 +49,19 @@ impl<'a> Profile<'a> {
     fn has(&self, byte: u8, count: usize) -> bool {
         memchr::memchr_iter(byte, self.bytes).nth(count - 1).is_some()
     }
+
+    /// Whether `byte` occurs at least `count` times between two bytes that `joins` accepts, as
+    /// the dots of an IPv4 address join digits and the colons of an IPv6 one hex digits.
+    fn has_joining(&self, byte: u8, count: usize, joins: fn(&u8) -> bool) -> bool {
+        memchr::memchr_iter(byte, self.bytes)
+            .filter(|&at| {
+                at > 0
+                    && joins(&self.bytes[at - 1])
+                    && self.bytes.get(at + 1).is_some_and(joins)
+            })
+            .nth(count - 1)
+            .is_some()
+    }
 }
 
 /// One built-in detector, compiled.
@@ -138,18 +151,34 @@ impl Detector {
             Kind::Email => profile.has(b'@', 1),
             Kind::Phone => profile.digits() >= 7,
             Kind::CreditCard => profile.digits() >= 13,
-            Kind::Ipv4 => profile.has(b'.', 3) && profile.digits() >= 4,
+            Kind::Ipv4 => profile.has_joining(b'.', 3, u8::is_ascii_digit),
             Kind::Ipv6 => memchr::memmem::find(profile.bytes, b"::").is_some(),
-            Kind::Ipv6Full => profile.has(b':', 7),
+            Kind::Ipv6Full => profile.has_joining(b':', 7, u8::is_ascii_hexdigit),
             Kind::Secret => profile.bytes.len() >= 16,
         }
     }
 
-    /// Appends the ranges of `text` this detector redacts.
+    /// Appends the ranges of `text` this detector redacts. After a candidate that is no real
+    /// match the search goes on from its second character, not its end: a number too long to
+    /// be a phone number may end in a card number.
     pub fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
-        for candidate in self.regex.find_iter(text) {
-            if let Some(range) = self.check(text, candidate.range()) {
-                found.push(range);
+        let mut from = 0;
+        while let Some(candidate) = self.regex.find_at(text, from) {
+            match self.check(text, candidate.range()) {
+                Some(range) => {
+                    from = candidate.end().max(range.end);
+                    found.push(range);
+                }
+                None => {
+                    from = candidate.start()
+                        + text[candidate.start()..]
+                            .chars()
+                            .next()
+                            .map_or(1, char::len_utf8);
+                }
+            }
+            if from >= text.len() {
+                break;
             }
         }
     }

@@ -37,7 +37,7 @@ pub const MAX_PATTERN_LEN: usize = 1000;
 const CUSTOM_SIZE_LIMIT: usize = 1 << 20;
 /// Most rounds of built-in detection over a value: a replacement can, rarely, join two pieces
 /// of text into a new match; the rounds stop as soon as one changes nothing.
-const MAX_ROUNDS: usize = 4;
+const MAX_ROUNDS: usize = 8;
 
 /// Why rules cannot be compiled; names the rule by its index in the list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
