@@ -13,8 +13,8 @@ use prost::Message as _;
 use spanhouse::model::project::RedactRule;
 use spanhouse::model::{AttrValue, EncodedBody, KeyValue, NormalizedSpan, Span};
 use spanhouse::normalize::Normalizer;
-use spanhouse::redact::{DETECTORS, Redactor};
 use spanhouse::otlp::{Encoding, decode_trace_request, spans_from_request};
+use spanhouse::redact::{DETECTORS, Redactor};
 use spanhouse::store::codec::{
     columns_of, decode_stored_body, encode_in_blocks, encode_stored_span,
 };
@@ -277,14 +277,21 @@ fn redaction(criterion: &mut Criterion) {
                 || spans.clone(),
                 |mut spans| {
                     let shared = redactor.redact_shared(&mut spans);
-                    shared + spans.iter_mut().map(|span| redactor.redact_span(span)).sum::<usize>()
+                    shared
+                        + spans
+                            .iter_mut()
+                            .map(|span| redactor.redact_span(span))
+                            .sum::<usize>()
                 },
                 BatchSize::LargeInput,
             )
         });
-        group.bench_function(format!("clone only (the baseline of redact) {name}"), |bencher| {
-            bencher.iter_batched(|| spans.clone(), |spans| spans.len(), BatchSize::LargeInput)
-        });
+        group.bench_function(
+            format!("clone only (the baseline of redact) {name}"),
+            |bencher| {
+                bencher.iter_batched(|| spans.clone(), |spans| spans.len(), BatchSize::LargeInput)
+            },
+        );
     }
     // Each detector alone, on the spans with nothing to redact: where the time goes.
     group.throughput(Throughput::Elements(clean.len() as u64));
@@ -292,31 +299,50 @@ fn redaction(criterion: &mut Criterion) {
         let alone = Redactor::new(&[RedactRule::Detector(name.to_owned())])
             .unwrap()
             .unwrap();
-        group.bench_function(format!("{name} alone, 1000 spans, nothing to redact"), |bencher| {
-            bencher.iter_batched(
-                || clean.clone(),
-                |mut spans| spans.iter_mut().map(|span| alone.redact_span(span)).sum::<usize>(),
-                BatchSize::LargeInput,
-            )
-        });
+        group.bench_function(
+            format!("{name} alone, 1000 spans, nothing to redact"),
+            |bencher| {
+                bencher.iter_batched(
+                    || clean.clone(),
+                    |mut spans| {
+                        spans
+                            .iter_mut()
+                            .map(|span| alone.redact_span(span))
+                            .sum::<usize>()
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
     }
     group.throughput(Throughput::Elements(corpus.len() as u64));
-    group.bench_function(format!("redact the corpus ({} spans)", corpus.len()), |bencher| {
-        bencher.iter_batched(
-            || corpus.clone(),
-            |mut spans| spans.iter_mut().map(|span| redactor.redact_span(span)).sum::<usize>(),
-            BatchSize::LargeInput,
-        )
-    });
-    group.bench_function(format!("normalize the corpus ({} spans)", corpus.len()), |bencher| {
-        bencher.iter(|| {
-            corpus
-                .iter()
-                .map(|span| normalizer.normalize(span, &[]))
-                .filter(|semantics| semantics.llm.is_some())
-                .count()
-        })
-    });
+    group.bench_function(
+        format!("redact the corpus ({} spans)", corpus.len()),
+        |bencher| {
+            bencher.iter_batched(
+                || corpus.clone(),
+                |mut spans| {
+                    spans
+                        .iter_mut()
+                        .map(|span| redactor.redact_span(span))
+                        .sum::<usize>()
+                },
+                BatchSize::LargeInput,
+            )
+        },
+    );
+    group.bench_function(
+        format!("normalize the corpus ({} spans)", corpus.len()),
+        |bencher| {
+            bencher.iter(|| {
+                corpus
+                    .iter()
+                    .map(|span| normalizer.normalize(span, &[]))
+                    .filter(|semantics| semantics.llm.is_some())
+                    .count()
+            })
+        },
+    );
     group.finish();
 }
 

@@ -172,7 +172,11 @@ pub struct ConfigureArgs {
     pub redact: Vec<String>,
     /// Redact the matches of this regular expression (replaced by "[REDACTED]"). Repeatable;
     /// with --redact, replaces the project's redaction rules.
-    #[arg(long = "redact-pattern", value_name = "REGEX", conflicts_with = "no_redact")]
+    #[arg(
+        long = "redact-pattern",
+        value_name = "REGEX",
+        conflicts_with = "no_redact"
+    )]
     pub redact_patterns: Vec<String>,
     /// Redact nothing.
     #[arg(long)]

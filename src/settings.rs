@@ -198,13 +198,18 @@ mod tests {
         }))
         .unwrap();
         let error = settings.compile().unwrap_err();
-        assert!(error.to_string().starts_with("redact[2]: pattern"), "{error}");
+        assert!(
+            error.to_string().starts_with("redact[2]: pattern"),
+            "{error}"
+        );
         let settings: ProjectSettings =
             serde_json::from_value(serde_json::json!({"redact": ["email", "secret"]})).unwrap();
         assert!(settings.compile().unwrap().redactor.is_some());
         assert!(
-            serde_json::from_value::<ProjectSettings>(serde_json::json!({"redact": [{"regex": "x"}]}))
-                .is_err()
+            serde_json::from_value::<ProjectSettings>(
+                serde_json::json!({"redact": [{"regex": "x"}]})
+            )
+            .is_err()
         );
     }
 

@@ -233,7 +233,8 @@ async fn raw_values_in_clickhouse(server: &TestServer) -> Vec<(String, &'static 
     let tables = clickhouse_query(&format!("SHOW TABLES FROM {database}")).await;
     let mut found = Vec::new();
     for table in tables.lines().filter(|table| !table.is_empty()) {
-        let rows = clickhouse_query(&format!("SELECT * FROM {database}.`{table}` FORMAT TSVRaw")).await;
+        let rows =
+            clickhouse_query(&format!("SELECT * FROM {database}.`{table}` FORMAT TSVRaw")).await;
         for value in RAW {
             if rows.contains(value) {
                 found.push((table.to_owned(), value));
@@ -290,12 +291,24 @@ async fn personal_data_and_secrets_never_reach_the_store() {
         assert!(shown.contains(replacement), "{replacement} not shown");
     }
     let (_, trace) = server
-        .get_json(&format!("/api/v1/traces/{}", hex_trace(TRACE)), &server.admin_token)
+        .get_json(
+            &format!("/api/v1/traces/{}", hex_trace(TRACE)),
+            &server.admin_token,
+        )
         .await;
     let record = &trace["trace"];
     let input = record["input"].as_str().unwrap_or_default();
-    assert!(input.contains("card [REDACTED:credit_card], mail [REDACTED:email]"), "{record}");
-    assert!(record["output"].as_str().unwrap_or_default().contains("[REDACTED:"), "{record}");
+    assert!(
+        input.contains("card [REDACTED:credit_card], mail [REDACTED:email]"),
+        "{record}"
+    );
+    assert!(
+        record["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("[REDACTED:"),
+        "{record}"
+    );
     let genai = trace["spans"]
         .as_array()
         .unwrap()
@@ -303,17 +316,29 @@ async fn personal_data_and_secrets_never_reach_the_store() {
         .find(|span| span["span_id"] == hex::encode([1u8; 8]))
         .unwrap();
     assert_eq!(genai["name"], "chat for [REDACTED:email]");
-    assert_eq!(genai["resource_attributes"]["host.ip"], "[REDACTED:ip_address]");
-    assert_eq!(genai["attributes"]["nested"]["card"], "[REDACTED:credit_card]");
+    assert_eq!(
+        genai["resource_attributes"]["host.ip"],
+        "[REDACTED:ip_address]"
+    );
+    assert_eq!(
+        genai["attributes"]["nested"]["card"],
+        "[REDACTED:credit_card]"
+    );
     assert_eq!(
         genai["events"][0]["attributes"]["exception.message"],
         "auth failed with [REDACTED:secret] for [REDACTED]"
     );
     let (_, logged) = server
-        .get_json(&format!("/api/v1/traces/{}", hex_trace(LOGGED_TRACE)), &server.admin_token)
+        .get_json(
+            &format!("/api/v1/traces/{}", hex_trace(LOGGED_TRACE)),
+            &server.admin_token,
+        )
         .await;
     assert!(
-        logged["trace"]["input"].as_str().unwrap_or_default().contains("mail [REDACTED:email]"),
+        logged["trace"]["input"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("mail [REDACTED:email]"),
         "{logged}"
     );
 
@@ -324,11 +349,19 @@ async fn personal_data_and_secrets_never_reach_the_store() {
     // 13 values of the spans' own, 2 of their shared resource (redacted once), 4 of the log
     // records.
     assert_eq!(ingestion["totals"]["redacted"], 19, "{ingestion}");
-    assert!(server.metrics_text().await.contains("spanhouse_values_redacted_total{"));
+    assert!(
+        server
+            .metrics_text()
+            .await
+            .contains("spanhouse_values_redacted_total{")
+    );
 
     if on_clickhouse() {
         let in_clickhouse = raw_values_in_clickhouse(&server).await;
-        assert!(in_clickhouse.is_empty(), "raw values in ClickHouse: {in_clickhouse:?}");
+        assert!(
+            in_clickhouse.is_empty(),
+            "raw values in ClickHouse: {in_clickhouse:?}"
+        );
     }
     let data_dir = server.data_dir.path().to_owned();
     let server = stop_keeping(server).await;
@@ -366,7 +399,8 @@ async fn without_the_setting_values_are_stored_as_sent() {
     if !on_clickhouse() {
         let on_disk = raw_values_on_disk(&data_dir);
         assert!(
-            RAW.iter().all(|value| on_disk.iter().any(|(_, found)| found == value)),
+            RAW.iter()
+                .all(|value| on_disk.iter().any(|(_, found)| found == value)),
             "{on_disk:?}"
         );
     }
@@ -400,9 +434,20 @@ async fn the_cli_sets_and_clears_the_rules() {
     let server = TestServer::start().await;
     let output = configure(
         &server,
-        &["--redact", "email,phone", "--redact", "all", "--redact-pattern", r"cust-\d+"],
+        &[
+            "--redact",
+            "email,phone",
+            "--redact",
+            "all",
+            "--redact-pattern",
+            r"cust-\d+",
+        ],
     );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let (_, settings) = server
         .get_json("/api/v1/project/settings", &server.admin_token)
         .await;

@@ -36,9 +36,9 @@ impl<'a> Profile<'a> {
             self.bytes
                 .chunks(255)
                 .map(|chunk| {
-                    let in_chunk: u8 = chunk
-                        .iter()
-                        .fold(0u8, |sum, byte| sum + u8::from(byte.wrapping_sub(b'0') < 10));
+                    let in_chunk: u8 = chunk.iter().fold(0u8, |sum, byte| {
+                        sum + u8::from(byte.wrapping_sub(b'0') < 10)
+                    });
                     usize::from(in_chunk)
                 })
                 .sum()
@@ -47,7 +47,9 @@ impl<'a> Profile<'a> {
 
     /// Whether `byte` occurs at least `count` times.
     fn has(&self, byte: u8, count: usize) -> bool {
-        memchr::memchr_iter(byte, self.bytes).nth(count - 1).is_some()
+        memchr::memchr_iter(byte, self.bytes)
+            .nth(count - 1)
+            .is_some()
     }
 
     /// Whether `byte` occurs at least `count` times between two bytes that `joins` accepts, as
@@ -55,9 +57,7 @@ impl<'a> Profile<'a> {
     fn has_joining(&self, byte: u8, count: usize, joins: fn(&u8) -> bool) -> bool {
         memchr::memchr_iter(byte, self.bytes)
             .filter(|&at| {
-                at > 0
-                    && joins(&self.bytes[at - 1])
-                    && self.bytes.get(at + 1).is_some_and(joins)
+                at > 0 && joins(&self.bytes[at - 1]) && self.bytes.get(at + 1).is_some_and(joins)
             })
             .nth(count - 1)
             .is_some()
@@ -94,7 +94,8 @@ const EMAIL: &str = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A
 const PHONE: &str = r"\+\d{1,3}(?:[ .\-]?\(\d{1,4}\))?(?:[ .\-]?\d{1,4}){2,5}|(?:\(\d{3}\) ?|\d{3}[.\-])\d{3}[.\-]\d{4}";
 // 13 to 19 digits in groups of four (Visa, Mastercard, Discover, …) or 4-6-4/5 (Amex, Diners),
 // with single spaces or dashes between groups, starting as issuers' numbers do (2 to 6).
-const CREDIT_CARD: &str = r"[2-6]\d{3}(?:[ \-]?\d{4}){2}[ \-]?\d{1,7}|3\d{3}[ \-]?\d{6}[ \-]?\d{4,5}";
+const CREDIT_CARD: &str =
+    r"[2-6]\d{3}(?:[ \-]?\d{4}){2}[ \-]?\d{1,7}|3\d{3}[ \-]?\d{6}[ \-]?\d{4,5}";
 const IPV4: &str = r"(?:\d{1,3}\.){3}\d{1,3}";
 // Compressed (`fe80::1`), whose `::` the regex finds as a literal, and full (eight groups).
 const IPV6: &str = r"(?i)[0-9a-f:]*::[0-9a-f:.]*";
@@ -201,7 +202,8 @@ impl Detector {
                 ((7..=15).contains(&digits) && bounded(text, &range, true)).then_some(range)
             }
             Kind::CreditCard => {
-                let ok = bounded(text, &range, true) && !separator_mix(candidate) && luhn(candidate);
+                let ok =
+                    bounded(text, &range, true) && !separator_mix(candidate) && luhn(candidate);
                 ok.then_some(range)
             }
             Kind::Ipv4 => {
@@ -212,8 +214,10 @@ impl Detector {
             }
             Kind::Ipv6 | Kind::Ipv6Full => ipv6(text, range),
             Kind::Secret => {
-                let needs_boundary =
-                    candidate.starts_with("sk") || candidate.starts_with("rk") || candidate.starts_with('B') || candidate.starts_with('b');
+                let needs_boundary = candidate.starts_with("sk")
+                    || candidate.starts_with("rk")
+                    || candidate.starts_with('B')
+                    || candidate.starts_with('b');
                 (!needs_boundary || bounded_before(text, range.start)).then_some(range)
             }
         }
@@ -291,7 +295,7 @@ pub fn luhn(candidate: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// An IPv6 address within a candidate of hex digits, colons and dots: what

@@ -112,7 +112,9 @@ impl Redactor {
             DETECTORS
                 .iter()
                 .position(|name| *name == detector.name)
-                .map_or(0, |position| usize::from(detector.name != "secret") * (position + 1))
+                .map_or(0, |position| {
+                    usize::from(detector.name != "secret") * (position + 1)
+                })
         });
         if detectors.is_empty() && customs.is_empty() {
             return Ok(None);
@@ -223,7 +225,8 @@ impl Redactor {
     /// Redacts an event's name and attributes (a log record's body among them); how many
     /// values changed.
     pub fn redact_event(&self, event: &mut Event) -> usize {
-        usize::from(self.redact_text(&mut event.name)) + self.redact_attributes(&mut event.attributes)
+        usize::from(self.redact_text(&mut event.name))
+            + self.redact_attributes(&mut event.attributes)
     }
 
     /// Redacts what belongs to the span alone: its name, status message, attributes, events
@@ -322,6 +325,8 @@ fn compile_custom(
         })?;
     Ok(CustomRule {
         regex,
-        replacement: replacement.clone().unwrap_or_else(|| "[REDACTED]".to_owned()),
+        replacement: replacement
+            .clone()
+            .unwrap_or_else(|| "[REDACTED]".to_owned()),
     })
 }

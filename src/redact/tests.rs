@@ -29,9 +29,18 @@ fn redact(text: &str) -> String {
 #[test]
 fn finds_real_world_personal_data() {
     let cases = [
-        ("mail me at jane.doe+tag@example.co.uk!", "mail me at [REDACTED:email]!"),
-        ("From: J <j_smith@mail.example.com>", "From: J <[REDACTED:email]>"),
-        ("card 4111 1111 1111 1111 exp 12/29", "card [REDACTED:credit_card] exp 12/29"),
+        (
+            "mail me at jane.doe+tag@example.co.uk!",
+            "mail me at [REDACTED:email]!",
+        ),
+        (
+            "From: J <j_smith@mail.example.com>",
+            "From: J <[REDACTED:email]>",
+        ),
+        (
+            "card 4111 1111 1111 1111 exp 12/29",
+            "card [REDACTED:credit_card] exp 12/29",
+        ),
         ("4111-1111-1111-1111", "[REDACTED:credit_card]"),
         ("amex 378282246310005.", "amex [REDACTED:credit_card]."),
         ("mc:5555555555554444", "mc:[REDACTED:credit_card]"),
@@ -39,10 +48,19 @@ fn finds_real_world_personal_data() {
         ("call +44 20 7946 0958", "call [REDACTED:phone]"),
         ("(555) 123-4567", "[REDACTED:phone]"),
         ("tel 555-123-4567.", "tel [REDACTED:phone]."),
-        ("client 192.168.1.20 connected", "client [REDACTED:ip_address] connected"),
-        ("from 2001:db8:85a3::8a2e:370:7334 ok", "from [REDACTED:ip_address] ok"),
+        (
+            "client 192.168.1.20 connected",
+            "client [REDACTED:ip_address] connected",
+        ),
+        (
+            "from 2001:db8:85a3::8a2e:370:7334 ok",
+            "from [REDACTED:ip_address] ok",
+        ),
         ("fe80::1ff:fe23:4567:890a", "[REDACTED:ip_address]"),
-        ("peer=2001:0db8:85a3:0000:0000:8a2e:0370:7334;", "peer=[REDACTED:ip_address];"),
+        (
+            "peer=2001:0db8:85a3:0000:0000:8a2e:0370:7334;",
+            "peer=[REDACTED:ip_address];",
+        ),
     ];
     for (input, expected) in cases {
         assert_eq!(redact(input), expected, "{input}");
@@ -147,19 +165,30 @@ fn bad_rules_name_their_index() {
         RedactRule::Detector("ssn".into()),
     ])
     .unwrap_err();
-    assert!(unknown.to_string().starts_with("redact[1]: unknown detector"), "{unknown}");
+    assert!(
+        unknown
+            .to_string()
+            .starts_with("redact[1]: unknown detector"),
+        "{unknown}"
+    );
     let invalid = Redactor::new(&[RedactRule::Custom(CustomRedactRule {
         pattern: "(".into(),
         replacement: None,
     })])
     .unwrap_err();
-    assert!(invalid.to_string().starts_with("redact[0]: pattern"), "{invalid}");
+    assert!(
+        invalid.to_string().starts_with("redact[0]: pattern"),
+        "{invalid}"
+    );
     let huge = Redactor::new(&[RedactRule::Custom(CustomRedactRule {
         pattern: r"\w{1000}\w{1000}".into(),
         replacement: None,
     })])
     .unwrap_err();
-    assert!(matches!(huge, RedactError::Pattern { index: 0, .. }), "{huge}");
+    assert!(
+        matches!(huge, RedactError::Pattern { index: 0, .. }),
+        "{huge}"
+    );
     let many: Vec<RedactRule> = (0..=MAX_CUSTOM_RULES)
         .map(|n| {
             RedactRule::Custom(CustomRedactRule {
@@ -168,7 +197,10 @@ fn bad_rules_name_their_index() {
             })
         })
         .collect();
-    assert_eq!(Redactor::new(&many).unwrap_err(), RedactError::TooManyPatterns);
+    assert_eq!(
+        Redactor::new(&many).unwrap_err(),
+        RedactError::TooManyPatterns
+    );
     assert!(Redactor::new(&[]).unwrap().is_none());
 }
 
@@ -230,10 +262,34 @@ fn redacts_every_string_value_of_a_span_and_counts_them() {
 /// Text made of the pieces detectors look for, glued in any order.
 fn suspicious_text() -> impl Strategy<Value = String> {
     let pieces = prop::sample::select(vec![
-        "bob@example.com", "4111 1111 1111 1111", "4111111111111111", "+1 555 123 4567",
-        "(555) 123-4567", "192.168.0.1", "::1", "fe80::1", "2001:db8::7", "sk-", "Bearer ",
-        "abcdefghijklmnopqrstuvwxyz", "eyJ", "AKIA", "0123456789", "@", ".", "-", " ", ":", "\\n",
-        "[REDACTED:email]", "x", "é", "1", "9", "_", "\"",
+        "bob@example.com",
+        "4111 1111 1111 1111",
+        "4111111111111111",
+        "+1 555 123 4567",
+        "(555) 123-4567",
+        "192.168.0.1",
+        "::1",
+        "fe80::1",
+        "2001:db8::7",
+        "sk-",
+        "Bearer ",
+        "abcdefghijklmnopqrstuvwxyz",
+        "eyJ",
+        "AKIA",
+        "0123456789",
+        "@",
+        ".",
+        "-",
+        " ",
+        ":",
+        "\\n",
+        "[REDACTED:email]",
+        "x",
+        "é",
+        "1",
+        "9",
+        "_",
+        "\"",
     ]);
     prop::collection::vec(pieces, 0..24).prop_map(|pieces| pieces.concat())
 }
