@@ -153,7 +153,7 @@ impl Detector {
             Kind::Phone => profile.digits() >= 7,
             Kind::CreditCard => profile.digits() >= 13,
             Kind::Ipv4 => profile.has_joining(b'.', 3, u8::is_ascii_digit),
-            Kind::Ipv6 => memchr::memmem::find(profile.bytes, b"::").is_some(),
+            Kind::Ipv6 => double_colon().find(profile.bytes).is_some(),
             Kind::Ipv6Full => profile.has_joining(b':', 7, u8::is_ascii_hexdigit),
             Kind::Secret => profile.bytes.len() >= 16,
         }
@@ -222,6 +222,13 @@ impl Detector {
             }
         }
     }
+}
+
+/// The searcher for `::`, built once: building one for each value cost more than searching.
+fn double_colon() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memchr::memmem::Finder::new(b"::"))
 }
 
 /// Whether the byte before `at` ends a JSON or C escape (`\n`, `\t`, …) whose letter is at `at`.
