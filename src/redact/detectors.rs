@@ -152,9 +152,13 @@ impl Detector {
             Kind::Email => profile.has(b'@', 1),
             Kind::Phone => profile.digits() >= 7,
             Kind::CreditCard => profile.digits() >= 13,
-            Kind::Ipv4 => profile.has_joining(b'.', 3, u8::is_ascii_digit),
+            // The digit count is vectorized and shared with the other detectors; walking the
+            // dots of prose one by one is not.
+            Kind::Ipv4 => profile.digits() >= 4 && profile.has_joining(b'.', 3, u8::is_ascii_digit),
             Kind::Ipv6 => double_colon().find(profile.bytes).is_some(),
-            Kind::Ipv6Full => profile.has_joining(b':', 7, u8::is_ascii_hexdigit),
+            Kind::Ipv6Full => {
+                profile.digits() >= 1 && profile.has_joining(b':', 7, u8::is_ascii_hexdigit)
+            }
             Kind::Secret => profile.bytes.len() >= 16,
         }
     }
