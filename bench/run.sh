@@ -53,7 +53,7 @@ echo "rustc: $(rustc --version)"
 if wants criterion; then
   step "criterion: decode, normalize, store batch write"
   cargo bench --bench ingest --quiet -- --warm-up-time 2 --measurement-time 8 2>/dev/null \
-    | grep -E "^(ingest|store|store codec)/|thrpt" | tee "$RESULTS/criterion.txt"
+    | grep -E "^(ingest|store|store codec|redact)/|thrpt" | tee "$RESULTS/criterion.txt"
 fi
 
 if wants embedded; then

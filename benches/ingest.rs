@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the ingest path, one stage at a time, on the load generator's
 //! traffic (1000 LLM spans per request, 1 KiB input and output, ~12 attributes, a mix of
 //! conventions): decoding a protobuf request into spans, normalizing them, encoding and decoding
-//! the embedded store's stored spans, and the embedded store's batch write. `bench/run.sh` runs
+//! the embedded store's stored spans, the embedded store's batch write, and redaction with every
+//! detector on. `bench/run.sh` runs
 //! them; BENCHMARKS.md has the numbers.
 
 use std::sync::Arc;
@@ -9,9 +10,11 @@ use std::sync::Arc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
-use spanhouse::model::{EncodedBody, NormalizedSpan};
+use spanhouse::model::project::RedactRule;
+use spanhouse::model::{AttrValue, EncodedBody, KeyValue, NormalizedSpan, Span};
 use spanhouse::normalize::Normalizer;
 use spanhouse::otlp::{Encoding, decode_trace_request, spans_from_request};
+use spanhouse::redact::{DETECTORS, Redactor};
 use spanhouse::store::codec::{
     columns_of, decode_stored_body, encode_in_blocks, encode_stored_span,
 };
@@ -229,10 +232,125 @@ fn store_write(criterion: &mut Criterion) {
     group.finish();
 }
 
+/// Redaction with every built-in detector on (`redact::Redactor`), against normalization of the
+/// same spans: the load generator's spans, which hold nothing to redact (the common case); the
+/// same with an email, a card number, a key and a phone number in every tenth span's prompt; and
+/// the spans captured from real instrumentation libraries (tests/fixtures/corpus).
+fn redaction(criterion: &mut Criterion) {
+    let rules: Vec<RedactRule> = DETECTORS
+        .iter()
+        .map(|name| RedactRule::Detector((*name).to_owned()))
+        .collect();
+    let redactor = Redactor::new(&rules).unwrap().unwrap();
+    let clean = spans_from_request(request(1)).spans;
+    let mut with_pii = clean.clone();
+    for span in with_pii.iter_mut().step_by(10) {
+        span.attributes.push(KeyValue::new(
+            "input.value",
+            AttrValue::String(
+                "Reach me at jane.doe@example.com or +1 415 555 0134; card 4111 1111 1111 1111; \
+                 my key is sk-proj-Zx81fKqLmNoPq3RsTuVwXyZ0123456789abc"
+                    .into(),
+            ),
+        ));
+    }
+    let corpus_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus");
+    let corpus: Vec<Span> = std::fs::read_dir(corpus_dir)
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "pb"))
+        .flat_map(|entry| {
+            let body = std::fs::read(entry.path()).unwrap();
+            let request = decode_trace_request(Encoding::Protobuf, &body).unwrap();
+            spans_from_request(request).spans
+        })
+        .collect();
+    let normalizer = Normalizer::default();
+    let mut group = criterion.benchmark_group("redact");
+    for (name, spans) in [
+        ("1000 spans, nothing to redact", &clean),
+        ("1000 spans, every 10th with PII", &with_pii),
+    ] {
+        group.throughput(Throughput::Elements(spans.len() as u64));
+        group.bench_function(format!("redact {name}"), |bencher| {
+            bencher.iter_batched(
+                || spans.clone(),
+                |mut spans| {
+                    let shared = redactor.redact_shared(&mut spans);
+                    shared
+                        + spans
+                            .iter_mut()
+                            .map(|span| redactor.redact_span(span))
+                            .sum::<usize>()
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_function(
+            format!("clone only (the baseline of redact) {name}"),
+            |bencher| {
+                bencher.iter_batched(|| spans.clone(), |spans| spans.len(), BatchSize::LargeInput)
+            },
+        );
+    }
+    // Each detector alone, on the spans with nothing to redact: where the time goes.
+    group.throughput(Throughput::Elements(clean.len() as u64));
+    for name in DETECTORS {
+        let alone = Redactor::new(&[RedactRule::Detector(name.to_owned())])
+            .unwrap()
+            .unwrap();
+        group.bench_function(
+            format!("{name} alone, 1000 spans, nothing to redact"),
+            |bencher| {
+                bencher.iter_batched(
+                    || clean.clone(),
+                    |mut spans| {
+                        spans
+                            .iter_mut()
+                            .map(|span| alone.redact_span(span))
+                            .sum::<usize>()
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+    }
+    group.throughput(Throughput::Elements(corpus.len() as u64));
+    group.bench_function(
+        format!("redact the corpus ({} spans)", corpus.len()),
+        |bencher| {
+            bencher.iter_batched(
+                || corpus.clone(),
+                |mut spans| {
+                    spans
+                        .iter_mut()
+                        .map(|span| redactor.redact_span(span))
+                        .sum::<usize>()
+                },
+                BatchSize::LargeInput,
+            )
+        },
+    );
+    group.bench_function(
+        format!("normalize the corpus ({} spans)", corpus.len()),
+        |bencher| {
+            bencher.iter(|| {
+                corpus
+                    .iter()
+                    .map(|span| normalizer.normalize(span, &[]))
+                    .filter(|semantics| semantics.llm.is_some())
+                    .count()
+            })
+        },
+    );
+    group.finish();
+}
+
 criterion_group!(
     benches,
     decode_and_normalize,
     stored_span_codec,
-    store_write
+    store_write,
+    redaction
 );
 criterion_main!(benches);

@@ -6,6 +6,7 @@ use crate::auth::{self, Role};
 use crate::config::{
     ClickhouseCommand, Config, DialectArg, ProjectCommand, StorageKind, TokenCommand,
 };
+use crate::model::project::{CustomRedactRule, RedactRule};
 use crate::model::time::format_rfc3339;
 use crate::server::{StoreUser, open_store};
 use crate::store::{NewToken, Project, Store};
@@ -52,6 +53,12 @@ pub async fn project(config: &Config, command: ProjectCommand) -> anyhow::Result
             }
             if let Some(days) = arguments.retention_days {
                 settings.retention_days = Some(days);
+            }
+            if arguments.no_redact {
+                settings.redact.clear();
+            }
+            if !(arguments.redact.is_empty() && arguments.redact_patterns.is_empty()) {
+                settings.redact = redact_rules(&arguments.redact, arguments.redact_patterns);
             }
             settings
                 .compile()
@@ -162,4 +169,33 @@ pub async fn clickhouse(config: &Config, command: ClickhouseCommand) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// The redaction rules of `project configure --redact … --redact-pattern …`: detectors by name
+/// (`all` for every built-in one, each named once), then the patterns with the default
+/// replacement. Unknown names are refused when the settings compile.
+fn redact_rules(detectors: &[String], patterns: Vec<String>) -> Vec<RedactRule> {
+    let mut names: Vec<String> = Vec::new();
+    for name in detectors.iter().map(|name| name.trim()) {
+        let expanded: Vec<&str> = if name == "all" {
+            crate::redact::DETECTORS.to_vec()
+        } else {
+            vec![name]
+        };
+        for name in expanded {
+            if !name.is_empty() && !names.iter().any(|known| known == name) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(RedactRule::Detector)
+        .chain(patterns.into_iter().map(|pattern| {
+            RedactRule::Custom(CustomRedactRule {
+                pattern,
+                replacement: None,
+            })
+        }))
+        .collect()
 }

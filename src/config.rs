@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use crate::normalize::pricing::ModelPrice;
 use crate::store::sqlite::{Compression, SqliteOptions, Synchronous};
 
-mod client_args;
-pub use client_args::{ExportArgs, ExportFormatArg, ImportArgs};
+mod commands;
+pub use commands::{ConfigureArgs, ExportArgs, ExportFormatArg, ImportArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -148,40 +148,6 @@ pub enum ProjectCommand {
     List,
     /// Change a project's ingestion settings; running servers apply them within 5 seconds.
     Configure(ConfigureArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct ConfigureArgs {
-    /// Project id or name.
-    pub name: String,
-    /// Keep only spans whose attribute KEY is "true" (and their traces' spans in the request).
-    #[arg(long, value_name = "KEY", conflicts_with = "no_sample_attribute")]
-    pub sample_attribute: Option<String>,
-    /// Keep spans whatever their sampling attribute.
-    #[arg(long)]
-    pub no_sample_attribute: bool,
-    /// Add an OTTL condition; spans matching any condition are dropped. Repeatable.
-    #[arg(long = "filter", value_name = "CONDITION")]
-    pub filters: Vec<String>,
-    /// Remove all conditions (before adding those given with --filter).
-    #[arg(long)]
-    pub clear_filters: bool,
-    /// Accept at most this many spans per second for the project; more is answered 429.
-    #[arg(
-        long,
-        value_name = "SPANS_PER_SECOND",
-        conflicts_with = "no_rate_limit"
-    )]
-    pub rate_limit: Option<f64>,
-    /// Remove the rate limit.
-    #[arg(long)]
-    pub no_rate_limit: bool,
-    /// Keep traces this many days (1 to 36500): older ones are deleted, older spans filtered.
-    #[arg(long, value_name = "DAYS", conflicts_with = "no_retention")]
-    pub retention_days: Option<u32>,
-    /// Use the server's default retention (`--retention-days` of `serve`; none: keep all).
-    #[arg(long)]
-    pub no_retention: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! What happens to an export request once it is decoded and converted, for every receiver
-//! alike: values cut to the limits, the project's sampling attribute and filters applied, the
+//! alike: the project's redaction rules applied to every string value (first, so that nothing
+//! after sees what they remove), values cut to the limits, the project's sampling attribute and filters applied, the
 //! rest normalized, rate-limited and handed to the pipeline. Every span is counted under what
 //! happened to it (`stats`); log records and metric points take the same rate limit and are
 //! counted too.
@@ -13,6 +14,7 @@ use crate::model::attributes::find;
 use crate::model::{AttrValue, ConvertedLogs, ConvertedSpans, NormalizedSpan, Span, TraceId};
 use crate::normalize::Normalizer;
 use crate::pipeline::{Pipeline, PipelineError};
+use crate::redact::Redactor;
 use crate::settings::{ProjectRules, RulesCache};
 use crate::stats::{IngestionStats, RETENTION_RULE, SAMPLING_RULE, counter, reason, signal};
 use crate::store::{PreparedTraces, Store};
@@ -69,7 +71,7 @@ impl Ingest {
     pub fn prepare(
         &self,
         project_id: &str,
-        converted: ConvertedSpans,
+        mut converted: ConvertedSpans,
     ) -> Result<PreparedSpans, IngestError> {
         let received = converted.spans.len() + converted.rejected.len();
         self.stats
@@ -92,14 +94,31 @@ impl Ingest {
             reason::INVALID_SPAN,
             converted.rejected.len() as u64,
         );
+        let rules = self.rules.get(project_id);
+        // Redaction comes first: the reasons of rejected spans quote their names, and sampling,
+        // filters, normalization, the store, the spool and the logs see only redacted values.
+        let spans = std::mem::take(&mut converted.spans);
+        let spans = match rules.as_ref().and_then(|rules| rules.redactor.as_ref()) {
+            Some(redactor) => {
+                let mut redacted = 0;
+                for rejected in &mut converted.rejected {
+                    redacted += usize::from(redactor.redact_text(&mut rejected.reason));
+                }
+                let (spans, redacted_spans) = self.redact_all(redactor, spans);
+                redacted += redacted_spans;
+                self.stats
+                    .record(project_id, counter::REDACTED, "", redacted as u64);
+                spans
+            }
+            None => spans,
+        };
         for rejected in converted.rejected.iter().take(3) {
             tracing::debug!(project = project_id, reason = %rejected.reason, "rejected span");
         }
         let error_message = converted.error_message();
-        let rules = self.rules.get(project_id);
         let kept = match &rules {
-            Some(rules) => self.apply_rules(project_id, rules, converted.spans),
-            None => converted.spans,
+            Some(rules) => self.apply_rules(project_id, rules, spans),
+            None => spans,
         };
         let kept = self.drop_expired(project_id, kept);
         if !self.pipeline.has_room(kept.len()) {
@@ -133,19 +152,7 @@ impl Ingest {
         project_id: &str,
         spans: Vec<Span>,
     ) -> (Vec<NormalizedSpan>, usize, Vec<PreparedTraces>) {
-        // Split only while less than this request's worth of spans waits to be written, i.e.
-        // below full load: at full load every core is busy anyway, and a thread per part then
-        // cost memory and speed (4x overload: 507-519 MiB and 9,100-9,500 spans/s split,
-        // 416-425 MiB and 11,300-12,000 spans/s not).
-        let idle = self.pipeline.buffered() < spans.len() as u64;
-        let parts = if idle {
-            std::thread::available_parallelism()
-                .map_or(1, usize::from)
-                .min(spans.len() / MIN_SPANS_PER_THREAD)
-                .max(1)
-        } else {
-            1
-        };
+        let parts = self.parts_for(spans.len());
         let parts = in_parts(spans, parts, |part| {
             let mut truncated = 0;
             let mut spans: Vec<NormalizedSpan> = part
@@ -173,6 +180,40 @@ impl Ingest {
             traces.extend(part_traces);
         }
         (all, truncated, traces)
+    }
+
+    /// How many parts to split the work on `spans` spans of a request into. Split only while
+    /// less than this request's worth of spans waits to be written, i.e. below full load: at
+    /// full load every core is busy anyway, and a thread per part then cost memory and speed
+    /// (4x overload: 507-519 MiB and 9,100-9,500 spans/s split, 416-425 MiB and 11,300-12,000
+    /// spans/s not).
+    fn parts_for(&self, spans: usize) -> usize {
+        let idle = self.pipeline.buffered() < spans as u64;
+        if !idle {
+            return 1;
+        }
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(spans / MIN_SPANS_PER_THREAD)
+            .max(1)
+    }
+
+    /// Redacts the spans of a request, split over cores as normalization is; returns them with
+    /// the number of values changed. Resources and scopes, shared by many spans, are done once.
+    fn redact_all(&self, redactor: &Redactor, mut spans: Vec<Span>) -> (Vec<Span>, usize) {
+        let shared = redactor.redact_shared(&mut spans);
+        let parts = self.parts_for(spans.len());
+        let parts = in_parts(spans, parts, |mut part| {
+            let changed: usize = part.iter_mut().map(|span| redactor.redact_span(span)).sum();
+            (part, changed)
+        });
+        let mut all = Vec::with_capacity(parts.iter().map(|(spans, _)| spans.len()).sum());
+        let mut changed = shared;
+        for (spans, part_changed) in parts {
+            all.extend(spans);
+            changed += part_changed;
+        }
+        (all, changed)
     }
 
     /// The sampling attribute, then the filter conditions; counts what they drop, by rule.
@@ -286,6 +327,17 @@ impl Ingest {
         let records = (converted.content.len() + converted.ignored) as u64;
         self.stats
             .record(project_id, counter::LOG_RECORDS, "", records);
+        if let Some(rules) = self.rules.get(project_id)
+            && let Some(redactor) = &rules.redactor
+        {
+            let redacted: usize = converted
+                .content
+                .iter_mut()
+                .map(|content| redactor.redact_event(&mut content.event))
+                .sum();
+            self.stats
+                .record(project_id, counter::REDACTED, "", redacted as u64);
+        }
         if converted.ignored > 0 {
             tracing::debug!(
                 records = converted.ignored,

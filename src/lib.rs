@@ -9,7 +9,8 @@
 //! otlp ────── decompress under the budget, decode protobuf or OTLP/JSON, convert to model
 //!    │        types (invalid spans are rejected one by one: partial_success)
 //!    ▼
-//! ingest ──── limits, sampling, filters, rate limit; normalize reads the LLM meaning
+//! ingest ──── redaction first (redact: the project's detectors rewrite every string value),
+//!    │        then limits, sampling, filters, rate limit; normalize reads the LLM meaning
 //!    │        (model::SpanSemantics); every span is counted (stats)
 //!    ▼
 //! pipeline ── bounded queue (503 when full); one writer batches concurrent requests
@@ -42,6 +43,7 @@ pub mod otlp;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod receiver;
+pub mod redact;
 pub mod server;
 pub mod settings;
 pub mod stats;

@@ -129,6 +129,12 @@ impl Metrics {
                 None,
             ),
             (
+                counter::REDACTED,
+                "spanhouse_values_redacted_total",
+                "String values rewritten by the project's redaction rules.",
+                None,
+            ),
+            (
                 counter::METRIC_POINTS,
                 "spanhouse_metric_points_received_total",
                 "Data points of the metrics signal, acknowledged and not stored.",

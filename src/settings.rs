@@ -1,5 +1,5 @@
-//! Per-project ingestion settings (SPEC §4, §6): the sampling attribute, filter conditions and
-//! the rate limit. Saved through the store, validated when saved (a condition that does not parse
+//! Per-project ingestion settings (SPEC §4, §6, §9): the sampling attribute, filter conditions,
+//! the rate limit and redaction. Saved through the store, validated when saved (a condition that does not parse
 //! is refused with its column), and compiled into [`ProjectRules`] that running servers reload
 //! every two seconds.
 
@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::filter::{self, Condition};
 use crate::ratelimit::TokenBucket;
+use crate::redact::{RedactError, Redactor};
 use crate::store::{Store, StoreError};
 
 /// Longest list of filter conditions a project may have.
@@ -50,11 +51,22 @@ pub enum SettingsError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Redact(#[from] RedactError),
+}
+
+/// Settings compiled for ingest.
+#[derive(Debug, Default)]
+pub struct CompiledSettings {
+    /// Each filter condition with its text, which filtered spans are counted under.
+    pub filters: Vec<(String, Condition)>,
+    /// The redaction rules; `None` when the project redacts nothing.
+    pub redactor: Option<Redactor>,
 }
 
 impl ProjectSettings {
-    /// Checks the settings and compiles their conditions.
-    pub fn compile(&self) -> Result<Vec<(String, Condition)>, SettingsError> {
+    /// Checks the settings and compiles their conditions and redaction rules.
+    pub fn compile(&self) -> Result<CompiledSettings, SettingsError> {
         if self.filters.len() > MAX_FILTERS {
             return Err(SettingsError::Invalid(format!(
                 "at most {MAX_FILTERS} filter conditions"
@@ -82,7 +94,9 @@ impl ProjectSettings {
         if let Some(days) = self.retention_days {
             check_retention_days(days)?;
         }
-        self.filters
+        let redactor = Redactor::new(&self.redact)?;
+        let filters = self
+            .filters
             .iter()
             .enumerate()
             .map(|(index, condition)| {
@@ -95,7 +109,8 @@ impl ProjectSettings {
                         message: error.message,
                     })
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(CompiledSettings { filters, redactor })
     }
 }
 
@@ -105,10 +120,13 @@ pub struct ProjectRules {
     pub settings: ProjectSettings,
     pub filters: Vec<(String, Condition)>,
     pub rate_limiter: Option<TokenBucket>,
+    /// Applied to every span and content event first, before anything else sees them.
+    pub redactor: Option<Redactor>,
 }
 
 impl ProjectRules {
-    fn new(settings: ProjectSettings, filters: Vec<(String, Condition)>) -> Self {
+    fn new(settings: ProjectSettings, compiled: CompiledSettings) -> Self {
+        let CompiledSettings { filters, redactor } = compiled;
         let rate_limiter = settings
             .rate_limit
             .map(|rate| TokenBucket::new(rate, settings.rate_limit_burst.unwrap_or(rate.max(1.0))));
@@ -116,6 +134,7 @@ impl ProjectRules {
             settings,
             filters,
             rate_limiter,
+            redactor,
         }
     }
 }
@@ -175,8 +194,8 @@ impl RulesCache {
                 continue;
             }
             match settings.compile() {
-                Ok(filters) => {
-                    next.insert(project_id, Arc::new(ProjectRules::new(settings, filters)));
+                Ok(compiled) => {
+                    next.insert(project_id, Arc::new(ProjectRules::new(settings, compiled)));
                 }
                 Err(error) => {
                     tracing::warn!(project = %project_id, %error, "ignoring stored settings");
@@ -240,13 +259,35 @@ mod tests {
                     retention_days: Some(7),
                     ..Default::default()
                 },
-                Vec::new(),
+                CompiledSettings::default(),
             )),
         );
         assert_eq!(cache.retention_days("p"), Some(7));
         assert_eq!(RulesCache::default().retention_days("p"), None);
         assert_eq!(retention_cutoff(10 * DAY_NANOS, 3), 7 * DAY_NANOS);
         assert_eq!(retention_cutoff(DAY_NANOS, 3), 0);
+    }
+
+    #[test]
+    fn a_bad_redaction_rule_names_its_index() {
+        let settings: ProjectSettings = serde_json::from_value(serde_json::json!({
+            "redact": ["email", {"pattern": "cust-\\d+"}, {"pattern": "(", "replacement": "x"}]
+        }))
+        .unwrap();
+        let error = settings.compile().unwrap_err();
+        assert!(
+            error.to_string().starts_with("redact[2]: pattern"),
+            "{error}"
+        );
+        let settings: ProjectSettings =
+            serde_json::from_value(serde_json::json!({"redact": ["email", "secret"]})).unwrap();
+        assert!(settings.compile().unwrap().redactor.is_some());
+        assert!(
+            serde_json::from_value::<ProjectSettings>(
+                serde_json::json!({"redact": [{"regex": "x"}]})
+            )
+            .is_err()
+        );
     }
 
     #[test]

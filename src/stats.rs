@@ -34,6 +34,9 @@ pub mod counter {
     pub const METRIC_POINTS: &str = "metric_points";
     /// Log records received in a request spanhouse could decode, with GenAI content or not.
     pub const LOG_RECORDS: &str = "log_records";
+    /// String values rewritten by the project's redaction rules (SPEC §9), of spans and of
+    /// log records alike.
+    pub const REDACTED: &str = "redacted";
 }
 
 /// The labels `rate_limited` and `truncated` carry: the signal (spans have none).
@@ -201,6 +204,8 @@ pub struct Counts {
     pub metric_points: u64,
     /// Log records received; those with GenAI content are stored with their spans.
     pub log_records: u64,
+    /// String values rewritten by the project's redaction rules, in spans and log records.
+    pub redacted: u64,
 }
 
 impl Counts {
@@ -220,6 +225,7 @@ impl Counts {
             counter::TRUNCATED => self.truncated += value,
             counter::METRIC_POINTS => self.metric_points += value,
             counter::LOG_RECORDS => self.log_records += value,
+            counter::REDACTED => self.redacted += value,
             _ => {}
         }
     }

@@ -57,7 +57,7 @@ async fn settings_api_validates_and_scopes() {
     assert_eq!(
         settings,
         json!({"sample_attribute": null, "filters": [], "rate_limit": null, "rate_limit_burst": null,
-               "retention_days": null})
+               "retention_days": null, "redact": []})
     );
     let (status, error) = server
         .put_json(

@@ -11,7 +11,7 @@ const REFRESH_MS = 10000;
 /** `buffered` is a present value, so its history is what this page sampled while open. */
 const bufferedSamples = [];
 const MAX_SAMPLES = 360;
-const COUNTERS = ["received", "accepted", "filtered", "rejected", "rate_limited", "truncated", "metric_points"];
+const COUNTERS = ["received", "accepted", "filtered", "rejected", "rate_limited", "truncated", "redacted", "metric_points"];
 
 function reasonTable(title, reasons, emptyText) {
   const entries = Object.entries(reasons).sort((a, b) => b[1] - a[1]);

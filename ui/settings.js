@@ -1,8 +1,11 @@
-// Settings of the project: sampling attribute, filter conditions, rate limit, retention (saved through
+// Settings of the project: sampling attribute, filter conditions, rate limit, retention, redaction (saved through
 // PUT /api/v1/project/settings, which validates them) and tokens. Changes need an admin token.
 
 import { api, session } from "./api.js";
 import { el, formatTime, notice, replace } from "./dom.js";
+
+const DETECTORS = [["email", "Email addresses"], ["phone", "Phone numbers"], ["credit_card", "Card numbers (Luhn)"],
+  ["ip_address", "IP addresses"], ["secret", "Secrets (API keys, bearer tokens, JWTs, cloud keys)"]];
 
 function settingsForm(settings, isAdmin) {
   const sample = el("input", { id: "sample-attribute", type: "text", value: settings.sample_attribute || "", placeholder: "e.g. gentrace.sample", disabled: !isAdmin });
@@ -11,6 +14,14 @@ function settingsForm(settings, isAdmin) {
   filters.value = settings.filters.join("\n");
   const rate = el("input", { id: "rate-limit", type: "number", min: "0", step: "any", value: settings.rate_limit ?? "", placeholder: "no limit", disabled: !isAdmin });
   const retention = el("input", { id: "retention-days", type: "number", min: "1", max: "36500", step: "1", value: settings.retention_days ?? "", placeholder: "server default", disabled: !isAdmin });
+  const rules = settings.redact || [];
+  const detectorBoxes = DETECTORS.map(([name, label]) => el("label", { class: "inline" },
+    el("input", { type: "checkbox", name: "redact-detector", value: name, checked: rules.includes(name), disabled: !isAdmin }),
+    ` ${label}`));
+  const customRules = rules.filter((rule) => typeof rule === "object");
+  const patterns = el("textarea", { id: "redact-patterns", rows: 3, spellcheck: "false", disabled: !isAdmin,
+    placeholder: "one regular expression per line, e.g. cust-\\d{6}" });
+  patterns.value = customRules.map((rule) => rule.pattern).join("\n");
   const status = el("p", { id: "settings-status", role: "status" });
   const form = el(
     "form",
@@ -27,6 +38,13 @@ function settingsForm(settings, isAdmin) {
     el("label", { for: "retention-days" }, "Retention (days)"),
     el("p", { class: "hint" }, "Older traces are deleted, older spans filtered as they arrive. Empty: the server's default."),
     retention,
+    el("fieldset", { id: "redact-detectors" },
+      el("legend", {}, "Redact at ingest"),
+      el("p", { class: "hint" }, "Matches are replaced by [REDACTED:detector] in every string value before anything is stored."),
+      detectorBoxes),
+    el("label", { for: "redact-patterns" }, "Custom redaction patterns"),
+    el("p", { class: "hint" }, "Matches are replaced by [REDACTED]."),
+    patterns,
     isAdmin ? el("button", { type: "submit", id: "save-settings" }, "Save settings")
       : el("p", { class: "muted", id: "read-only-note" }, "Signed in with a read token: settings can be viewed, not changed."),
     status,
@@ -37,7 +55,16 @@ function settingsForm(settings, isAdmin) {
     status.textContent = "Saving…";
     const rateText = rate.value.trim();
     const retentionText = retention.value.trim();
+    const replacements = new Map(customRules.map((rule) => [rule.pattern, rule.replacement]));
+    const redact = [
+      ...detectorBoxes.map((label) => label.firstChild).filter((box) => box.checked).map((box) => box.value),
+      ...patterns.value.split("\n").map((line) => line.trim()).filter(Boolean)
+        .map((pattern) => (replacements.get(pattern) ? { pattern, replacement: replacements.get(pattern) } : { pattern })),
+    ];
+    // Settings this form does not show are sent back as they were.
     const body = {
+      ...settings,
+      redact,
       sample_attribute: sample.value.trim() || null,
       filters: filters.value.split("\n").map((line) => line.trim()).filter(Boolean),
       rate_limit: rateText === "" ? null : Number(rateText),

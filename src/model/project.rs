@@ -74,6 +74,33 @@ pub struct ProjectSettings {
     /// (`retention_days` of its configuration), itself none unless configured.
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// Redaction at ingest (SPEC §9): built-in detectors and custom patterns, applied to every
+    /// string value before anything is stored; empty: nothing is redacted.
+    #[serde(default)]
+    pub redact: Vec<RedactRule>,
+}
+
+/// One redaction rule: a built-in detector by name (`"email"`), or a custom pattern
+/// (`{"pattern": "...", "replacement": "..."}`). Names and patterns are checked when settings are
+/// saved (`redact::Redactor::new`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RedactRule {
+    /// A built-in detector: `email`, `phone`, `credit_card`, `ip_address` or `secret`.
+    Detector(String),
+    /// A regular expression of the project's own.
+    Custom(CustomRedactRule),
+}
+
+/// A custom redaction rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRedactRule {
+    /// A regular expression (Rust `regex` syntax); every match is replaced.
+    pub pattern: String,
+    /// The text put in place of a match, taken literally; `[REDACTED]` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
 }
 
 /// A project: the unit every token, span and setting belongs to.

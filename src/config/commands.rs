@@ -1,8 +1,65 @@
-//! The arguments of the commands that talk to a running server (`import`, `export`).
+//! The arguments of the commands beside `serve`: `project configure`, and those that talk to a
+//! running server (`import`, `export`).
 
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+
+/// `spanhouse project configure`'s arguments.
+#[derive(Debug, Args)]
+pub struct ConfigureArgs {
+    /// Project id or name.
+    pub name: String,
+    /// Keep only spans whose attribute KEY is "true" (and their traces' spans in the request).
+    #[arg(long, value_name = "KEY", conflicts_with = "no_sample_attribute")]
+    pub sample_attribute: Option<String>,
+    /// Keep spans whatever their sampling attribute.
+    #[arg(long)]
+    pub no_sample_attribute: bool,
+    /// Add an OTTL condition; spans matching any condition are dropped. Repeatable.
+    #[arg(long = "filter", value_name = "CONDITION")]
+    pub filters: Vec<String>,
+    /// Remove all conditions (before adding those given with --filter).
+    #[arg(long)]
+    pub clear_filters: bool,
+    /// Accept at most this many spans per second for the project; more is answered 429.
+    #[arg(
+        long,
+        value_name = "SPANS_PER_SECOND",
+        conflicts_with = "no_rate_limit"
+    )]
+    pub rate_limit: Option<f64>,
+    /// Remove the rate limit.
+    #[arg(long)]
+    pub no_rate_limit: bool,
+    /// Keep traces this many days (1 to 36500): older ones are deleted, older spans filtered.
+    #[arg(long, value_name = "DAYS", conflicts_with = "no_retention")]
+    pub retention_days: Option<u32>,
+    /// Use the server's default retention (`--retention-days` of `serve`; none: keep all).
+    #[arg(long)]
+    pub no_retention: bool,
+    /// Redact these built-in detectors' matches at ingest: email, phone, credit_card,
+    /// ip_address, secret, or all. Comma-separated or repeatable; with --redact-pattern, replaces
+    /// the project's redaction rules.
+    #[arg(
+        long,
+        value_name = "DETECTORS",
+        value_delimiter = ',',
+        conflicts_with = "no_redact"
+    )]
+    pub redact: Vec<String>,
+    /// Redact the matches of this regular expression (replaced by "[REDACTED]"). Repeatable;
+    /// with --redact, replaces the project's redaction rules.
+    #[arg(
+        long = "redact-pattern",
+        value_name = "REGEX",
+        conflicts_with = "no_redact"
+    )]
+    pub redact_patterns: Vec<String>,
+    /// Redact nothing.
+    #[arg(long)]
+    pub no_redact: bool,
+}
 
 /// `spanhouse import`'s arguments.
 #[derive(Debug, Args)]
