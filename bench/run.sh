@@ -7,14 +7,16 @@
 #   STEPS="criterion embedded" bench/run.sh
 #
 # Steps: criterion embedded split latency overload (OTLP/HTTP, then OTLP/gRPC) clickhouse queries
-# reads (the reads users wait on at QUERY_SPANS spans, on READ_BACKENDS) phoenix
+# reads (the reads users wait on at QUERY_SPANS spans, on READ_BACKENDS) lifecycle (export, import
+# and an erasure at LIFECYCLE_SPANS spans) phoenix. Redaction's ingest cost: bench/redaction.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-60}"            # seconds of sustained load
 CONNECTIONS="${CONNECTIONS:-8}"
 QUERY_SPANS="${QUERY_SPANS:-5000000}" # spans stored before the query timings
-STEPS="${STEPS:-criterion embedded split latency overload clickhouse queries reads phoenix}"
+LIFECYCLE_SPANS="${LIFECYCLE_SPANS:-500000}" # spans exported, imported back, erased from
+STEPS="${STEPS:-criterion embedded split latency overload clickhouse queries reads lifecycle phoenix}"
 READ_BACKENDS="${READ_BACKENDS:-embedded clickhouse}"
 RESULTS=bench/results
 mkdir -p "$RESULTS"
@@ -217,6 +219,42 @@ PY
     } | tee "$RESULTS/reads-$backend.txt"
     stop
   done
+fi
+
+if wants lifecycle; then
+  step "data lifecycle: export, import, erasure at $LIFECYCLE_SPANS spans (embedded store)"
+  serve lifecycle
+  load --connections "$CONNECTIONS" --spans "$LIFECYCLE_SPANS" --json "$RESULTS/lifecycle-load.json" >/dev/null
+  # SECONDS FORMAT: time and size of a whole export to a file.
+  export_timing() {
+    local start end
+    start=$(date +%s.%N)
+    SPANHOUSE_TOKEN=$TOKEN "$SPANHOUSE" export --url "http://127.0.0.1:$PORT" --format "$1" >"$WORK/export.$1"
+    end=$(date +%s.%N)
+    echo "export $1: $(python3 -c "print(round($end - $start, 1))") s, $(du -m "$WORK/export.$1" | cut -f1) MiB" \
+      | tee -a "$RESULTS/lifecycle.txt"
+  }
+  : >"$RESULTS/lifecycle.txt"
+  for format in csv jsonl otlp; do export_timing "$format"; done
+  rm -f "$WORK/export.jsonl" "$WORK/export.csv"
+  stop
+  step "import of the otlp export into a fresh server"
+  serve lifecycle-import
+  start=$(date +%s.%N)
+  SPANHOUSE_TOKEN=$TOKEN "$SPANHOUSE" import --url "http://127.0.0.1:$PORT" "$WORK/export.otlp" 2>"$WORK/import.log"
+  end=$(date +%s.%N)
+  tail -1 "$WORK/import.log"
+  spans=$(grep -o '[0-9]* spans sent' "$WORK/import.log" | cut -d' ' -f1)
+  echo "import: $spans spans in $(python3 -c "print(round($end - $start, 1))") s: $(python3 -c "print(round($spans / ($end - $start)))") spans/s; server peak resident memory $(peak_rss_mib) MiB" \
+    | tee -a "$RESULTS/lifecycle.txt"
+  step "erasure of a tenant (2 % of the traces) and the purge"
+  start=$(date +%s.%N)
+  deleted=$(curl -s -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+    -d '{"filter": "span.attributes[\"tenant\"] == \"tenant-7\""}' "http://127.0.0.1:$PORT/api/v1/traces/delete")
+  end=$(date +%s.%N)
+  echo "erasure: $deleted in $(python3 -c "print(round($end - $start, 2))") s" | tee -a "$RESULTS/lifecycle.txt"
+  stop
+  rm -f "$WORK/export.otlp"
 fi
 
 if wants phoenix; then

@@ -287,8 +287,8 @@ pub fn sample_queries() -> Vec<(String, String)> {
             "trace_keys_oldest_first",
             trace_keys(&oldest_first),
             vec![
-                "'p'", "0", "10", "5", "5", "'t'", "'q'", "'q'", "2", "'s'", "'u'", "'l'", "'m'",
-                "50",
+                "'p'", "0", "10", "'p'", "'p'", "5", "5", "'t'", "'q'", "'q'", "2", "'s'", "'u'",
+                "'l'", "'m'", "50",
             ],
         ),
         (
@@ -437,7 +437,9 @@ pub fn sample_queries() -> Vec<(String, String)> {
             let mut values = values.into_iter();
             for (index, part) in sql.split('?').enumerate() {
                 if index > 0 {
-                    filled.push_str(values.next().expect("a value per placeholder"));
+                    let value = values.next();
+                    assert!(value.is_some(), "{name}: a value per placeholder");
+                    filled.push_str(value.unwrap_or_default());
                 }
                 filled.push_str(part);
             }
