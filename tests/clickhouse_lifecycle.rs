@@ -163,7 +163,7 @@ async fn tables_holding(database: &str, needle: &str) -> Vec<(String, u64)> {
 }
 
 /// Files of the database's directories that contain `needle`, when this process can read them.
-async fn files_holding(database: &str, needle: &str) -> Option<Vec<String>> {
+async fn database_files_holding(database: &str, needle: &str) -> Option<Vec<String>> {
     let paths = clickhouse_query(&format!(
         "SELECT data_path FROM system.tables WHERE database = '{database}'"
     ))
@@ -174,30 +174,13 @@ async fn files_holding(database: &str, needle: &str) -> Option<Vec<String>> {
         if !directory.is_dir() {
             return None;
         }
-        for entry in walk(directory) {
-            let bytes = std::fs::read(&entry).unwrap_or_default();
-            if bytes
-                .windows(needle.len())
-                .any(|window| window == needle.as_bytes())
-            {
-                found.push(entry.display().to_string());
-            }
-        }
+        found.extend(
+            files::files_holding(directory, &[needle])
+                .into_iter()
+                .map(|(file, _)| file.display().to_string()),
+        );
     }
     Some(found)
-}
-
-fn walk(directory: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(directory).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 async fn drop_database(database: &str) {
@@ -250,7 +233,7 @@ async fn deleted_traces_leave_every_read_at_once_and_the_disk_after_a_purge() {
 
     let (_, stats) = node.get("/api/v1/stats").await;
     assert_eq!(stats["totals"]["traces"], 3, "{stats}");
-    let files_before = files_holding(&database, MARKER).await;
+    let files_before = database_files_holding(&database, MARKER).await;
     eprintln!("files holding the marker before the deletion: {files_before:?}");
 
     // Deletions through a store of their own: another server of the deployment.
@@ -400,12 +383,14 @@ async fn deleted_traces_leave_every_read_at_once_and_the_disk_after_a_purge() {
     .unwrap_or(480);
     if lifetime > 600 {
         eprintln!("SKIPPED the file check: old_parts_lifetime is {lifetime} s");
-    } else if let Some(files) = files_holding(&database, MARKER).await {
+    } else if let Some(files) = database_files_holding(&database, MARKER).await {
         let deadline = std::time::Instant::now() + Duration::from_secs(lifetime + 120);
         let mut files = files;
         while !files.is_empty() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            files = files_holding(&database, MARKER).await.unwrap_or_default();
+            files = database_files_holding(&database, MARKER)
+                .await
+                .unwrap_or_default();
         }
         assert_eq!(files, Vec::<String>::new());
     } else {

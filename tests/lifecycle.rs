@@ -148,33 +148,6 @@ async fn spans_with_note(server: &TestServer, token: &str, marker: &str) -> usiz
     body["spans"].as_array().unwrap().len()
 }
 
-/// The files under `directory` (recursively) whose bytes hold any of `needles`, with the needle.
-fn files_holding(directory: &std::path::Path, needles: &[&str]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pending = vec![directory.to_owned()];
-    while let Some(path) = pending.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                pending.push(entry.unwrap().path());
-            }
-            continue;
-        }
-        // A file may vanish while the server works (a WAL truncated, a temporary file).
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        for needle in needles {
-            if bytes
-                .windows(needle.len())
-                .any(|window| window == needle.as_bytes())
-            {
-                found.push(format!("{} holds {needle}", path.display()));
-            }
-        }
-    }
-    found
-}
-
 #[tokio::test]
 async fn deleted_traces_leave_every_read_and_after_the_purge_the_disk() {
     let server = TestServer::start().await;
@@ -223,7 +196,7 @@ async fn deleted_traces_leave_every_read_and_after_the_purge_the_disk() {
     let markers = [by_id, erased, "qzmarkerscorecomment"];
     if !on_clickhouse() {
         // The check below can see the texts: they are on disk now.
-        assert!(!files_holding(server.data_dir.path(), &markers).is_empty());
+        assert!(!files::files_holding(server.data_dir.path(), &markers).is_empty());
     }
 
     // Only an admin deletes.
@@ -335,7 +308,7 @@ async fn deleted_traces_leave_every_read_and_after_the_purge_the_disk() {
     // index and the WALs included, stops holding the deleted texts.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let found = files_holding(server.data_dir.path(), &markers);
+        let found = files::files_holding(server.data_dir.path(), &markers);
         if found.is_empty() {
             break;
         }
@@ -345,8 +318,8 @@ async fn deleted_traces_leave_every_read_and_after_the_purge_the_disk() {
     // The traces kept are whole, before and after a restart.
     let data_dir = server.data_dir.path().to_owned();
     let server = server.restart().await;
-    assert!(files_holding(&data_dir, &markers).is_empty());
-    assert!(!files_holding(&data_dir, &["keptmarkertoo"]).is_empty());
+    assert!(files::files_holding(&data_dir, &markers).is_empty());
+    assert!(!files::files_holding(&data_dir, &["keptmarkertoo"]).is_empty());
     assert_eq!(
         listed(&server, &read, 1, &[("q", "keptmarker-input")]).await,
         [hex_trace(3)]
@@ -481,20 +454,10 @@ async fn the_servers_default_retention_applies_to_projects_without_their_own() {
     server.stop().await;
 }
 
-/// `spanhouse project configure NAME --retention-days N | --no-retention`, printed as saved.
-fn configure(server: &TestServer, arguments: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_spanhouse"))
-        .args(["project", "configure", "default"])
-        .args(arguments)
-        .envs(server.store_env())
-        .output()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_cli_sets_and_clears_a_projects_retention() {
     let server = TestServer::start().await;
-    let output = configure(&server, &["--retention-days", "30"]);
+    let output = process::project_configure(&server.store_env(), &["--retention-days", "30"]);
     assert!(
         output.status.success(),
         "{}",
@@ -507,11 +470,11 @@ async fn the_cli_sets_and_clears_a_projects_retention() {
         .await;
     assert_eq!(settings["retention_days"], 30);
 
-    let refused = configure(&server, &["--retention-days", "0"]);
+    let refused = process::project_configure(&server.store_env(), &["--retention-days", "0"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("retention_days"));
 
-    let output = configure(&server, &["--no-retention"]);
+    let output = process::project_configure(&server.store_env(), &["--no-retention"]);
     assert!(
         output.status.success(),
         "{}",

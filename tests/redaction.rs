@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, KeyValueList, any_value};
@@ -191,42 +189,6 @@ async fn send(server: &TestServer) {
     assert_eq!(response.status(), 200);
 }
 
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
-
-/// The raw values found in the files of `dir`, with the file: read as bytes.
-fn raw_values_on_disk(dir: &Path) -> Vec<(String, &'static str)> {
-    let mut found = Vec::new();
-    for path in files(dir) {
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        for value in RAW {
-            if bytes
-                .windows(value.len())
-                .any(|window| window == value.as_bytes())
-            {
-                found.push((path.display().to_string(), value));
-            }
-        }
-    }
-    found
-}
-
 /// The raw values found in any table of the server's ClickHouse database.
 async fn raw_values_in_clickhouse(server: &TestServer) -> Vec<(String, &'static str)> {
     let database = &server.started_with.clickhouse.database;
@@ -280,7 +242,7 @@ async fn personal_data_and_secrets_never_reach_the_store() {
     assert_eq!(status, 200, "{settings}");
     send(&server).await;
     // On ClickHouse the spool still holds what was acknowledged.
-    let on_disk = raw_values_on_disk(server.data_dir.path());
+    let on_disk = files::files_holding(server.data_dir.path(), &RAW);
     assert!(on_disk.is_empty(), "raw values on disk: {on_disk:?}");
 
     let shown = api_text(&server).await;
@@ -365,7 +327,7 @@ async fn personal_data_and_secrets_never_reach_the_store() {
     }
     let data_dir = server.data_dir.path().to_owned();
     let server = stop_keeping(server).await;
-    let on_disk = raw_values_on_disk(&data_dir);
+    let on_disk = files::files_holding(&data_dir, &RAW);
     assert!(on_disk.is_empty(), "raw values on disk: {on_disk:?}");
     server.stop().await;
 }
@@ -377,7 +339,7 @@ async fn without_the_setting_values_are_stored_as_sent() {
     }
     let server = start().await;
     send(&server).await;
-    let spooled = raw_values_on_disk(server.data_dir.path());
+    let spooled = files::files_holding(server.data_dir.path(), &RAW);
     let shown = api_text(&server).await;
     for value in RAW {
         assert!(shown.contains(value), "{value} not shown by the API");
@@ -397,7 +359,7 @@ async fn without_the_setting_values_are_stored_as_sent() {
     let data_dir = server.data_dir.path().to_owned();
     let server = stop_keeping(server).await;
     if !on_clickhouse() {
-        let on_disk = raw_values_on_disk(&data_dir);
+        let on_disk = files::files_holding(&data_dir, &RAW);
         assert!(
             RAW.iter()
                 .all(|value| on_disk.iter().any(|(_, found)| found == value)),
@@ -416,24 +378,14 @@ async fn stop_keeping(mut server: TestServer) -> TestServer {
     server
 }
 
-/// Runs `spanhouse project configure default ARGS…` on the server's store.
-fn configure(server: &TestServer, arguments: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_spanhouse"))
-        .args(["project", "configure", "default"])
-        .args(arguments)
-        .envs(server.store_env())
-        .output()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_cli_sets_and_clears_the_rules() {
     if on_clickhouse() && !clickhouse_available().await {
         return;
     }
     let server = TestServer::start().await;
-    let output = configure(
-        &server,
+    let output = process::project_configure(
+        &server.store_env(),
         &[
             "--redact",
             "email,phone",
@@ -456,14 +408,18 @@ async fn the_cli_sets_and_clears_the_rules() {
         json!(["email", "phone", "credit_card", "ip_address", "secret", {"pattern": r"cust-\d+"}])
     );
 
-    let unknown = configure(&server, &["--redact", "emial"]);
+    let unknown = process::project_configure(&server.store_env(), &["--redact", "emial"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("redact[0]: unknown detector"));
-    let invalid = configure(&server, &["--redact-pattern", "("]);
+    let invalid = process::project_configure(&server.store_env(), &["--redact-pattern", "("]);
     assert!(!invalid.status.success());
     assert!(String::from_utf8_lossy(&invalid.stderr).contains("redact[0]: pattern"));
 
-    assert!(configure(&server, &["--no-redact"]).status.success());
+    assert!(
+        process::project_configure(&server.store_env(), &["--no-redact"])
+            .status
+            .success()
+    );
     let (_, settings) = server
         .get_json("/api/v1/project/settings", &server.admin_token)
         .await;

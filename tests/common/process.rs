@@ -77,3 +77,20 @@ pub fn bootstrap_token(data_dir: &Path) -> String {
         .trim()
         .to_owned()
 }
+
+/// Runs `spanhouse project configure default ARGS…` on a store (`TestServer::store_env`).
+pub fn project_configure(
+    store_env: &[(&'static str, String)],
+    arguments: &[&str],
+) -> std::process::Output {
+    Command::new(binary())
+        .args(["project", "configure", "default"])
+        .args(arguments)
+        .envs(
+            store_env
+                .iter()
+                .map(|(name, value)| (*name, value.as_str())),
+        )
+        .output()
+        .unwrap()
+}
