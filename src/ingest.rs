@@ -1,9 +1,9 @@
 //! What happens to an export request once it is decoded and converted, for every receiver
 //! alike: the project's redaction rules applied to every string value (first, so that nothing
-//! after sees what they remove), values cut to the limits, the project's sampling attribute and filters applied, the
-//! rest normalized, rate-limited and handed to the pipeline. Every span is counted under what
-//! happened to it (`stats`); log records and metric points take the same rate limit and are
-//! counted too.
+//! after sees what they remove), values cut to the limits, the project's sampling attribute and
+//! filters applied, the rest normalized, rate-limited and handed to the pipeline. Every span is
+//! counted under what happened to it (`stats`); log records and metric points take the same rate
+//! limit and are counted too.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -216,7 +216,6 @@ impl Ingest {
         (all, changed)
     }
 
-    /// The sampling attribute, then the filter conditions; counts what they drop, by rule.
     /// Filters the spans that start before the project's retention keeps (rule `retention`):
     /// retention would delete their trace, whose timestamp is a span's start, at its next run.
     fn drop_expired(&self, project_id: &str, mut spans: Vec<Span>) -> Vec<Span> {
@@ -238,6 +237,7 @@ impl Ingest {
         spans
     }
 
+    /// The sampling attribute, then the filter conditions; counts what they drop, by rule.
     fn apply_rules(&self, project_id: &str, rules: &ProjectRules, spans: Vec<Span>) -> Vec<Span> {
         let spans = match &rules.settings.sample_attribute {
             Some(attribute) => {
