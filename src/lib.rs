@@ -19,6 +19,8 @@
 //! store ───── ControlPlane + SpanStore; store::sqlite writes spans and recomputes the
 //!             TraceRecords of touched traces in one transaction, then the receiver answers 200
 //!
+//! insights ── what changed between two periods (SPEC §10): segments tested over the store's
+//!             traces; the api serves them
 //! api ─────── the query API, UI, sessions, /metrics: reads through the same store
 //! error ───── the one edge error and what a client may retry; model: types, no I/O
 //! ```
@@ -35,6 +37,7 @@ pub mod config;
 pub mod error;
 pub mod filter;
 pub mod ingest;
+pub mod insights;
 pub mod limits;
 pub mod metrics;
 pub mod model;

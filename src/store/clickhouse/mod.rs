@@ -8,6 +8,7 @@ mod deliver;
 mod export;
 mod filter_sql;
 mod hidden;
+mod insights;
 mod metadata;
 mod purge;
 pub mod queries;
@@ -341,6 +342,24 @@ impl SpanStore for ClickHouseStore {
         trace_ids: &[TraceId],
     ) -> StoreResult<Vec<Score>> {
         scores::scores_of_traces(&self.client, project_id, trace_ids).await
+    }
+
+    async fn insight_traces(
+        &self,
+        project_id: &str,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        filter: Option<Arc<crate::filter::query::TraceFilter>>,
+        sink: crate::store::insight_traces::InsightSink,
+    ) -> StoreResult<()> {
+        insights::insight_traces(
+            &self.client,
+            project_id,
+            (start_unix_nano, end_unix_nano),
+            filter.as_deref(),
+            &sink,
+        )
+        .await
     }
 
     async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {

@@ -1,0 +1,96 @@
+//! Insights' scan on the embedded store: the window's trace rows (those a filter matches,
+//! driven as filtered stats are), each with its metadata and tags from the term index and its
+//! numeric scores, sent in chunks from a reader connection.
+
+use rusqlite::Connection;
+use rusqlite::types::Value as SqlValue;
+
+use super::filter_plan::window_rows;
+use crate::filter::query::TraceFilter;
+use crate::store::insight_traces::{CHUNK, InsightSink, InsightTrace};
+use crate::store::terms::TermKind;
+use crate::store::{StoreError, StoreResult};
+
+pub(super) fn insight_traces(
+    connection: &Connection,
+    project_id: &str,
+    (start, end): (u64, u64),
+    filter: Option<&TraceFilter>,
+    sink: &InsightSink,
+) -> StoreResult<()> {
+    let _snapshot = connection.unchecked_transaction()?;
+    let (from_where, where_values) = window_rows(connection, project_id, filter, (start, end))?;
+    // A trace's metadata and tags are terms of its spans: found per span through
+    // `span_terms_by_span`, only under the project's metadata and tag keys.
+    let sql = format!(
+        "SELECT NULL, traces.timestamp_ns, traces.status, traces.models,
+                traces.pipeline_id,
+                json_extract(traces.record, '$.duration_ms'),
+                json_extract(traces.record, '$.total_token_count'),
+                json_extract(traces.record, '$.total_cost'),
+                json_extract(traces.record, '$.service_name'),
+                json_extract(traces.record, '$.root_span_name'),
+                (SELECT json_group_array(json_array(keys.kind, keys.key, terms.value))
+                 FROM spans AS s CROSS JOIN span_terms AS terms ON terms.span_key = s.rowid
+                 CROSS JOIN filter_keys AS keys ON keys.id = terms.key_id
+                 WHERE s.trace_key = traces.rowid AND typeof(terms.value) = 'text'
+                   AND terms.key_id IN (SELECT id FROM filter_keys
+                                        WHERE project_id = ? AND kind IN (?, ?))),
+                (SELECT json_group_array(json_array(sc.name, sc.number)) FROM scores AS sc
+                 WHERE sc.project_id = traces.project_id AND sc.trace_id = traces.trace_id
+                   AND sc.number IS NOT NULL)
+         {from_where}"
+    );
+    let mut values = vec![
+        SqlValue::Text(project_id.to_owned()),
+        SqlValue::Integer(i64::from(TermKind::Metadata.code())),
+        SqlValue::Integer(i64::from(TermKind::Tag.code())),
+    ];
+    values.extend(where_values);
+    let mut statement = connection.prepare_cached(&sql)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(values.iter()))?;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while let Some(row) = rows.next()? {
+        chunk.push(trace_of_row(row)?);
+        if chunk.len() == CHUNK && sink.blocking_send(std::mem::take(&mut chunk)).is_err() {
+            return Ok(());
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = sink.blocking_send(chunk);
+    }
+    Ok(())
+}
+
+fn trace_of_row(row: &rusqlite::Row<'_>) -> StoreResult<InsightTrace> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("trace row: {what}"));
+    let status: String = row.get(2)?;
+    let models: String = row.get(3)?;
+    let mut trace = InsightTrace {
+        timestamp_unix_nano: row.get::<_, i64>(1)?.max(0) as u64,
+        is_error: status == "error",
+        models: serde_json::from_str(&models).map_err(|_| corrupt("models"))?,
+        pipeline_id: row.get(4)?,
+        duration_ms: row.get::<_, Option<f64>>(5)?.unwrap_or(0.0),
+        total_tokens: row.get::<_, Option<i64>>(6)?.unwrap_or(0),
+        total_cost: row.get::<_, Option<f64>>(7)?.unwrap_or(0.0),
+        service_name: row.get(8)?,
+        root_span_name: row.get(9)?,
+        ..Default::default()
+    };
+    if let Some(labels) = row.get::<_, Option<String>>(10)? {
+        let labels: Vec<(u8, String, String)> =
+            serde_json::from_str(&labels).map_err(|_| corrupt("terms"))?;
+        for (kind, key, value) in labels {
+            match TermKind::from_code(kind) {
+                Some(TermKind::Metadata) => trace.metadata.push((key, value)),
+                Some(TermKind::Tag) => trace.tags.push(value),
+                _ => {}
+            }
+        }
+    }
+    if let Some(scores) = row.get::<_, Option<String>>(11)? {
+        trace.scores = serde_json::from_str(&scores).map_err(|_| corrupt("scores"))?;
+    }
+    Ok(trace)
+}
