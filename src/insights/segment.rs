@@ -72,7 +72,7 @@ impl Segment {
         let is = |value: &Option<String>| value.as_deref() == Some(self.value.as_str());
         match &self.field {
             Field::Project => true,
-            Field::Model => trace.models.iter().any(|model| *model == self.value),
+            Field::Model => trace.models.contains(&self.value),
             Field::PipelineId => is(&trace.pipeline_id),
             Field::ServiceName => is(&trace.service_name),
             Field::RootSpanName => is(&trace.root_span_name),
@@ -80,7 +80,7 @@ impl Segment {
                 .metadata
                 .iter()
                 .any(|(k, v)| k == key && *v == self.value),
-            Field::Tag => trace.tags.iter().any(|tag| *tag == self.value),
+            Field::Tag => trace.tags.contains(&self.value),
         }
     }
 
