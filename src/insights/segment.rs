@@ -136,14 +136,24 @@ pub fn quote(text: &str) -> String {
     quoted
 }
 
-/// `user` and `extra` joined with `and`, each in parentheses; `None` when both are.
+/// The conditions joined with `and`, each in parentheses when there are several; `None` when
+/// there are none (empty ones are left out).
 pub fn conjunction(parts: impl IntoIterator<Item = String>) -> Option<String> {
     let parts: Vec<String> = parts
         .into_iter()
         .filter(|part| !part.trim().is_empty())
-        .map(|part| format!("({part})"))
         .collect();
-    (!parts.is_empty()).then(|| parts.join(" and "))
+    match parts.len() {
+        0 => None,
+        1 => parts.into_iter().next(),
+        _ => Some(
+            parts
+                .iter()
+                .map(|part| format!("({part})"))
+                .collect::<Vec<_>>()
+                .join(" and "),
+        ),
+    }
 }
 
 #[cfg(test)]

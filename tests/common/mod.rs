@@ -6,6 +6,7 @@
 pub mod files;
 pub mod process;
 pub mod switch;
+pub mod traffic;
 
 use std::io::Write as _;
 

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { filtersAndScores } from "./filters.mjs";
+import { insights } from "./insights.mjs";
 
 const url = process.env.SPANHOUSE_URL;
 const adminToken = process.env.SPANHOUSE_ADMIN_TOKEN;
@@ -213,6 +214,7 @@ const scenarios = {
   "admin-flow": adminFlow, "hostile-output": hostileOutput, "read-only": readOnly, empty,
   "filters-and-scores": (page) => filtersAndScores(page,
     { url, adminToken, readToken, traceId, otherTraceId, check, shot, signIn, signOut }),
+  insights: (page) => insights(page, { adminToken, check, shot, signIn }),
 };
 
 async function main() {
