@@ -161,6 +161,20 @@ async fn unchanged_traffic_yields_no_insight_and_bad_requests_are_named() {
         assert_eq!(status, 400, "{params}: {body}");
         assert!(body.to_string().contains(named), "{params}: {body}");
     }
+    // A project with no traces (and so no metadata keys): nothing to test, nothing found.
+    let empty = server.create_token("insights-empty", "read").await;
+    server.wait_for_token(&empty).await;
+    let (status, body) = server
+        .get_json(&format!("/api/v1/insights?{query}"), &empty)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["tests"].as_u64(),
+            body["insights"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
     let (status, _) = server.get_json("/api/v1/insights", "not-a-token").await;
     assert_eq!(status, 401);
     server.stop().await;

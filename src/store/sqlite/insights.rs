@@ -20,8 +20,29 @@ pub(super) fn insight_traces(
 ) -> StoreResult<()> {
     let _snapshot = connection.unchecked_transaction()?;
     let (from_where, where_values) = window_rows(connection, project_id, filter, (start, end))?;
+    let mut values = vec![
+        SqlValue::Text(project_id.to_owned()),
+        SqlValue::Integer(i64::from(TermKind::Metadata.code())),
+        SqlValue::Integer(i64::from(TermKind::Tag.code())),
+    ];
+    let labelled: bool = connection
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM filter_keys WHERE project_id = ?1 AND kind IN (?2, ?3))",
+        )?
+        .query_row(rusqlite::params_from_iter(values.iter()), |row| row.get(0))?;
     // A trace's metadata and tags are terms of its spans: found per span through
-    // `span_terms_by_span`, only under the project's metadata and tag keys.
+    // `span_terms_by_span`, only under the project's metadata and tag keys (when it has any).
+    let labels = if labelled {
+        "(SELECT json_group_array(json_array(keys.kind, keys.key, terms.value))
+          FROM spans AS s CROSS JOIN span_terms AS terms ON terms.span_key = s.rowid
+          CROSS JOIN filter_keys AS keys ON keys.id = terms.key_id
+          WHERE s.trace_key = traces.rowid AND typeof(terms.value) = 'text'
+            AND terms.key_id IN (SELECT id FROM filter_keys
+                                 WHERE project_id = ? AND kind IN (?, ?)))"
+    } else {
+        values.clear();
+        "NULL"
+    };
     let sql = format!(
         "SELECT NULL, traces.timestamp_ns, traces.status, traces.models,
                 traces.pipeline_id,
@@ -30,22 +51,12 @@ pub(super) fn insight_traces(
                 json_extract(traces.record, '$.total_cost'),
                 json_extract(traces.record, '$.service_name'),
                 json_extract(traces.record, '$.root_span_name'),
-                (SELECT json_group_array(json_array(keys.kind, keys.key, terms.value))
-                 FROM spans AS s CROSS JOIN span_terms AS terms ON terms.span_key = s.rowid
-                 CROSS JOIN filter_keys AS keys ON keys.id = terms.key_id
-                 WHERE s.trace_key = traces.rowid AND typeof(terms.value) = 'text'
-                   AND terms.key_id IN (SELECT id FROM filter_keys
-                                        WHERE project_id = ? AND kind IN (?, ?))),
+                {labels},
                 (SELECT json_group_array(json_array(sc.name, sc.number)) FROM scores AS sc
                  WHERE sc.project_id = traces.project_id AND sc.trace_id = traces.trace_id
                    AND sc.number IS NOT NULL)
          {from_where}"
     );
-    let mut values = vec![
-        SqlValue::Text(project_id.to_owned()),
-        SqlValue::Integer(i64::from(TermKind::Metadata.code())),
-        SqlValue::Integer(i64::from(TermKind::Tag.code())),
-    ];
     values.extend(where_values);
     let mut statement = connection.prepare_cached(&sql)?;
     let mut rows = statement.query(rusqlite::params_from_iter(values.iter()))?;
