@@ -42,17 +42,6 @@ async fn project_with(
     (token, query)
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                (byte as char).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_planted_change_is_found_and_its_link_lists_its_traces() {
     let server = TestServer::start().await;
@@ -96,7 +85,7 @@ async fn the_planted_change_is_found_and_its_link_lists_its_traces() {
             .get_json(
                 &format!(
                     "/api/v1/traces?limit=1000&{window}&filter={}",
-                    encode(filter)
+                    url_encoded(filter)
                 ),
                 &token,
             )
@@ -113,7 +102,7 @@ async fn the_planted_change_is_found_and_its_link_lists_its_traces() {
         .get_json(
             &format!(
                 "/api/v1/insights?{query}&filter={}",
-                encode(r#"model == "m-a""#)
+                url_encoded(r#"model == "m-a""#)
             ),
             &token,
         )

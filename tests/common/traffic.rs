@@ -1,12 +1,11 @@
 //! Traffic with planted changes, for the insights tests (API and browser): what changed is
 //! known, so what insights find can be checked against it.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{int_attribute, span, string_attribute};
+use super::{double_attribute, int_attribute, span, string_attribute};
 
 const MINUTE: u64 = 60 * 1_000_000_000;
 
@@ -19,16 +18,6 @@ pub const PLANTED: [(&str, &str, &str); 3] = [
     ("cost_per_trace", "pipeline_id", "p-2"),
     ("p95_duration_ms", r#"metadata["team"]"#, "t3"),
 ];
-
-fn double_attribute(key: &str, value: f64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::DoubleValue(value)),
-        }),
-        ..Default::default()
-    }
-}
 
 /// `period` of baseline from `start`, then `period` of window, [`PER_PERIOD`] traces each (none
 /// in the last five minutes of a period): one LLM span per trace, three models and three

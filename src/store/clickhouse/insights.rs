@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::filter_sql::{Sql, bind, trace_split};
 use super::hidden::visible_trace;
 use super::read::filter_error;
-use super::scores::numeric_scores;
+use super::scores::project_numeric_scores;
 use super::unavailable;
 use crate::filter::query::TraceFilter;
 use crate::store::StoreResult;
@@ -74,15 +74,7 @@ pub async fn insight_traces(
     sink: &InsightSink,
 ) -> StoreResult<()> {
     let mut scores: HashMap<String, Vec<(String, f64)>> = HashMap::new();
-    let rows: Vec<(String, String, f64)> = client
-        .query(&numeric_scores())
-        .bind(project_id)
-        .bind(project_id)
-        .bind(project_id)
-        .bind(project_id)
-        .fetch_all()
-        .await
-        .map_err(unavailable)?;
+    let rows = project_numeric_scores(client, project_id).await?;
     for (trace, name, value) in rows {
         scores.entry(trace).or_default().push((name, value));
     }

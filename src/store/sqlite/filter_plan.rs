@@ -469,19 +469,8 @@ pub(super) fn matching_rowids(
     filter: &TraceFilter,
     (start, end): (u64, u64),
 ) -> StoreResult<(String, Vec<SqlValue>)> {
-    let rows = matching_rows(
-        connection,
-        project_id,
-        filter,
-        (start, end),
-        (String::new(), Vec::new()),
-        None,
-        STATS_DRIVE_CAP,
-    )?;
-    Ok((
-        format!("SELECT traces.rowid {}", rows.from_where),
-        rows.values,
-    ))
+    let (from_where, values) = window_rows(connection, project_id, Some(filter), (start, end))?;
+    Ok((format!("SELECT traces.rowid {from_where}"), values))
 }
 
 /// The numeric and boolean score values of the window's traces that `filter` matches:
