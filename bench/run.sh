@@ -252,7 +252,7 @@ if wants lifecycle; then
   SPANHOUSE_TOKEN=$TOKEN "$SPANHOUSE" import --url "http://127.0.0.1:$PORT" "$WORK/export.otlp" 2>"$WORK/import.log"
   end=$(date +%s.%N)
   tail -1 "$WORK/import.log"
-  spans=$(grep -o '[0-9]* spans sent' "$WORK/import.log" | cut -d' ' -f1)
+  spans=$(grep -o '[0-9]* spans sent' "$WORK/import.log" | tail -1 | cut -d' ' -f1)
   echo "import: $spans spans in $(python3 -c "print(round($end - $start, 1))") s: $(python3 -c "print(round($spans / ($end - $start)))") spans/s; server peak resident memory $(peak_rss_mib) MiB" \
     | tee -a "$RESULTS/lifecycle.txt"
   step "erasure of a tenant (2 % of the traces) and the purge"
