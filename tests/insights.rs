@@ -42,16 +42,11 @@ async fn project_with(
     (token, query)
 }
 
-#[tokio::test]
-async fn the_planted_change_is_found_and_its_link_lists_its_traces() {
-    let server = TestServer::start().await;
-    let (token, query) = project_with(&server, "insights-planted", 1, true).await;
-    let (status, body) = server
-        .get_json(&format!("/api/v1/insights?{query}"), &token)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let insights = body["insights"].as_array().unwrap();
-    let found: BTreeSet<(String, String, String)> = insights
+/// The insights of an answer, as (metric, segment field, segment value).
+fn found_in(body: &Value) -> BTreeSet<(String, String, String)> {
+    body["insights"]
+        .as_array()
+        .unwrap()
         .iter()
         .map(|insight| {
             (
@@ -63,7 +58,19 @@ async fn the_planted_change_is_found_and_its_link_lists_its_traces() {
                     .to_owned(),
             )
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn the_planted_change_is_found_and_its_link_lists_its_traces() {
+    let server = TestServer::start().await;
+    let (token, query) = project_with(&server, "insights-planted", 1, true).await;
+    let (status, body) = server
+        .get_json(&format!("/api/v1/insights?{query}"), &token)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let insights = body["insights"].as_array().unwrap();
+    let found = found_in(&body);
     let planted: BTreeSet<(String, String, String)> = PLANTED
         .into_iter()
         .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
@@ -97,6 +104,14 @@ async fn the_planted_change_is_found_and_its_link_lists_its_traces() {
             "{filter}"
         );
     }
+    // A sample (one trace in two, chosen by the store) finds the same changes.
+    let (status, sampled) = server
+        .get_json(&format!("/api/v1/insights?{query}&max_traces=1000"), &token)
+        .await;
+    assert_eq!(status, 200, "{sampled}");
+    assert_eq!(sampled["sample"], 2, "{sampled}");
+
+    assert_eq!(found_in(&sampled), planted, "{sampled:#}");
     // With a filter, the links keep it.
     let (status, body) = server
         .get_json(

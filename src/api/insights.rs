@@ -12,7 +12,9 @@ use super::query::{MAX_TIMESTAMP_NANOS, timestamp_param};
 use super::{ApiError, AppState, authenticate};
 use crate::auth::Access;
 use crate::insights::segment::{Field, conjunction};
-use crate::insights::{Comparison, DEFAULT_ALPHA, DEFAULT_MIN_TRACES, Insight, StoreSource, find};
+use crate::insights::{
+    Comparison, DEFAULT_ALPHA, DEFAULT_MAX_TRACES, DEFAULT_MIN_TRACES, Insight, StoreSource, find,
+};
 use crate::model::time::{format_rfc3339, now_unix_nano};
 
 const DEFAULT_WINDOW_NANOS: u64 = 24 * 3600 * 1_000_000_000;
@@ -23,6 +25,9 @@ const MAX_PERIOD_NANOS: u64 = 31 * 86_400 * 1_000_000_000;
 const MIN_MIN_TRACES: u64 = 10;
 /// The largest `alpha` accepted.
 const MAX_ALPHA: f64 = 0.1;
+/// The range of `max_traces`, the traces read per period before a sample is read instead.
+const MIN_MAX_TRACES: u64 = 1_000;
+const MAX_MAX_TRACES: u64 = 1_000_000;
 
 #[derive(Debug, Deserialize)]
 pub struct InsightParams {
@@ -33,6 +38,7 @@ pub struct InsightParams {
     filter: Option<String>,
     min_traces: Option<String>,
     alpha: Option<String>,
+    max_traces: Option<String>,
 }
 
 /// A period as the API shows it.
@@ -104,6 +110,9 @@ pub struct InsightsView {
     alpha: f64,
     /// Traces a segment needed on each side.
     min_traces: u64,
+    /// One trace in this many was read (1: all; above 100,000 traces in a period, a sample):
+    /// `traces` and `baseline_traces` are then estimates.
+    sample: u64,
 }
 
 fn comparison(params: &InsightParams) -> Result<Comparison, ApiError> {
@@ -157,11 +166,25 @@ fn comparison(params: &InsightParams) -> Result<Comparison, ApiError> {
                 ))
             })?,
     };
+    let max_traces = match params.max_traces.as_deref() {
+        None | Some("") => DEFAULT_MAX_TRACES,
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|value| (MIN_MAX_TRACES..=MAX_MAX_TRACES).contains(value))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "max_traces must be a whole number from {MIN_MAX_TRACES} to {MAX_MAX_TRACES}, \
+                     got {text:?}"
+                ))
+            })?,
+    };
     Ok(Comparison {
         window: (start, end),
         baseline: (baseline_start, baseline_end),
         min_traces,
         alpha,
+        max_traces,
     })
 }
 
@@ -190,7 +213,7 @@ fn insight_view(insight: &Insight, filter: Option<&str>) -> InsightView {
     }
 }
 
-/// `GET /api/v1/insights?start=&end=&baseline_start=&baseline_end=&filter=&min_traces=&alpha=`
+/// `GET /api/v1/insights?start=&end=&baseline_start=&baseline_end=&filter=&min_traces=&alpha=&max_traces=`
 pub async fn insights(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -219,6 +242,7 @@ pub async fn insights(
         truncated: found.truncated,
         alpha: comparison.alpha,
         min_traces: comparison.min_traces,
+        sample: found.sample,
     }))
 }
 
@@ -241,6 +265,7 @@ mod tests {
             filter: get("filter"),
             min_traces: get("min_traces"),
             alpha: get("alpha"),
+            max_traces: get("max_traces"),
         }
     }
 
@@ -275,6 +300,7 @@ mod tests {
             (vec![("min_traces", "3")], "min_traces"),
             (vec![("alpha", "0.5")], "alpha"),
             (vec![("alpha", "NaN")], "alpha"),
+            (vec![("max_traces", "10")], "max_traces"),
             (
                 vec![
                     ("start", "2026-01-01T00:00:00Z"),

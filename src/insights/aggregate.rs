@@ -81,9 +81,19 @@ pub struct Aggregates {
     metadata_keys: usize,
     /// Values (or metadata keys) were left unsegmented for the caps above.
     pub truncated: bool,
+    /// One trace in this many was read (1: all); counts are scaled by it where they are shown.
+    pub sample: u64,
 }
 
 impl Aggregates {
+    /// Empty, for a scan that reads one trace in `sample`.
+    pub fn sampled(sample: u64) -> Self {
+        Self {
+            sample,
+            ..Self::default()
+        }
+    }
+
     /// Counts a trace on its side in every segment it belongs to.
     pub fn add(&mut self, trace: &InsightTrace, period: Period) {
         for segment in Segment::all_of(trace) {

@@ -23,7 +23,7 @@ pub async fn explain(
     comparison: &Comparison,
     significant: Vec<Insight>,
     tests: usize,
-    lengths: (f64, f64),
+    (lengths, sample): ((f64, f64), u64),
 ) -> StoreResult<Explained> {
     let mut by_metric: BTreeMap<Metric, Vec<Insight>> = BTreeMap::new();
     for insight in significant {
@@ -54,7 +54,7 @@ pub async fn explain(
                 break;
             }
             scans += 1;
-            let rest = aggregate(source, comparison, &excluded).await?;
+            let rest = aggregate(source, comparison, &excluded, sample).await?;
             let retested = test_some(&rest, comparison.min_traces, lengths, Some(&metric));
             candidates.retain(|candidate| {
                 retested.iter().any(|test| {

@@ -154,6 +154,7 @@ pub fn test_some(
                 project: &project,
                 lengths,
                 min_traces,
+                sample: aggregates.sample.max(1),
             };
             tested.extend(test.run(metric));
         }
@@ -168,6 +169,8 @@ struct Test<'a> {
     project: &'a Pair,
     lengths: (f64, f64),
     min_traces: u64,
+    /// One trace in this many was read: counts shown are scaled by it.
+    sample: u64,
 }
 
 impl Test<'_> {
@@ -227,8 +230,8 @@ impl Test<'_> {
             large_enough,
             baseline: values.0,
             current: values.1,
-            traces: current.traces,
-            baseline_traces: base.traces,
+            traces: current.traces * self.sample,
+            baseline_traces: base.traces * self.sample,
         })
     }
 
@@ -236,8 +239,9 @@ impl Test<'_> {
     fn volume(&self) -> (TestResult, f64, bool, (f64, f64)) {
         let (base, current) = (&self.pair.baseline, &self.pair.window);
         let (baseline_length, window_length) = self.lengths;
-        let scaled = base.traces as f64 * window_length / baseline_length;
-        let values = (scaled, current.traces as f64);
+        let sample = self.sample as f64;
+        let scaled = sample * base.traces as f64 * window_length / baseline_length;
+        let values = (scaled, sample * current.traces as f64);
         if self.segment.field == Field::Project {
             let result =
                 stats::poisson_rates(base.traces, baseline_length, current.traces, window_length);

@@ -42,6 +42,10 @@ pub const DEFAULT_MIN_TRACES: u64 = 30;
 /// Most scans with traces left out, per request, that explaining may take.
 pub const MAX_EXPLAIN_SCANS: usize = 6;
 
+/// Traces read per period by default: beyond it, one trace in `n` is read (the same `n` for
+/// both periods), which bounds what a request costs whatever the traffic.
+pub const DEFAULT_MAX_TRACES: u64 = 100_000;
+
 /// What to compare.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
@@ -53,6 +57,8 @@ pub struct Comparison {
     pub min_traces: u64,
     /// Family-wise significance level.
     pub alpha: f64,
+    /// Traces read per period at most (about): beyond, a sample.
+    pub max_traces: u64,
 }
 
 /// One significant change.
@@ -75,9 +81,9 @@ pub struct Insight {
     /// The effect size: Cohen's h for rates and shares, the log rate ratio for the project's
     /// volume, the rank-biserial correlation for distributions, Cohen's d for score means.
     pub effect: f64,
-    /// The segment's traces in the window.
+    /// The segment's traces in the window (estimated from the sample when there is one).
     pub traces: u64,
-    /// The segment's traces in the baseline.
+    /// The segment's traces in the baseline (estimated from the sample when there is one).
     pub baseline_traces: u64,
 }
 
@@ -92,21 +98,24 @@ pub struct Found {
     pub truncated: bool,
     /// Scans of the periods made, the first included.
     pub scans: usize,
+    /// One trace in this many was read (1: all).
+    pub sample: u64,
 }
 
-/// Aggregates both periods' traces, leaving out those of `exclude`.
+/// Aggregates both periods' traces (one in `sample`), leaving out those of `exclude`.
 async fn aggregate(
     source: &dyn TraceSource,
     comparison: &Comparison,
     exclude: &[Segment],
+    sample: u64,
 ) -> StoreResult<Aggregates> {
-    let mut aggregates = Aggregates::default();
-    for (period, (start, end)) in [
+    let mut aggregates = Aggregates::sampled(sample);
+    for (period, range) in [
         (Period::Baseline, comparison.baseline),
         (Period::Window, comparison.window),
     ] {
         source
-            .scan(start, end, exclude, &mut |trace| {
+            .scan(range, exclude, sample, &mut |trace| {
                 aggregates.add(trace, period)
             })
             .await?;
@@ -114,9 +123,21 @@ async fn aggregate(
     Ok(aggregates)
 }
 
+/// The sample that keeps each period's scan near `max_traces`: one in `n`, the same `n` for
+/// both so that their counts compare.
+async fn sample_for(source: &dyn TraceSource, comparison: &Comparison) -> StoreResult<u64> {
+    let mut sample = 1;
+    for (start, end) in [comparison.baseline, comparison.window] {
+        let count = source.count(start, end).await?;
+        sample = sample.max(count.div_ceil(comparison.max_traces.max(1)));
+    }
+    Ok(sample)
+}
+
 /// Finds the significant changes between the comparison's baseline and window.
 pub async fn find(source: &dyn TraceSource, comparison: &Comparison) -> StoreResult<Found> {
-    let aggregates = aggregate(source, comparison, &[]).await?;
+    let sample = sample_for(source, comparison).await?;
+    let aggregates = aggregate(source, comparison, &[], sample).await?;
     let lengths = (
         (comparison.baseline.1 - comparison.baseline.0) as f64,
         (comparison.window.1 - comparison.window.0) as f64,
@@ -133,7 +154,8 @@ pub async fn find(source: &dyn TraceSource, comparison: &Comparison) -> StoreRes
         .filter(|(test, adjusted)| *adjusted < comparison.alpha && test.large_enough)
         .map(|(test, adjusted)| test.into_insight(adjusted))
         .collect();
-    let explained = explain::explain(source, comparison, significant, tests, lengths).await?;
+    let explained =
+        explain::explain(source, comparison, significant, tests, (lengths, sample)).await?;
     let mut insights = explained.insights;
     insights.sort_by(|a, b| {
         b.z.abs()
@@ -147,5 +169,6 @@ pub async fn find(source: &dyn TraceSource, comparison: &Comparison) -> StoreRes
         tests,
         truncated: aggregates.truncated,
         scans: 1 + explained.scans,
+        sample,
     })
 }

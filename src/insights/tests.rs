@@ -91,6 +91,7 @@ pub fn hours() -> Comparison {
         baseline: (0, HOUR),
         min_traces: DEFAULT_MIN_TRACES,
         alpha: DEFAULT_ALPHA,
+        max_traces: super::DEFAULT_MAX_TRACES,
     }
 }
 
@@ -178,4 +179,39 @@ async fn the_insight_carries_its_numbers() {
         "{} scans",
         found.scans
     );
+}
+
+#[tokio::test]
+async fn a_sample_finds_the_same_changes_and_scales_its_counts() {
+    let source = ListSource(traffic(11, 6000, PLANTED));
+    let comparison = Comparison {
+        max_traces: 2000,
+        ..hours()
+    };
+    let found = find(&source, &comparison).await.unwrap();
+    assert_eq!(found.sample, 3);
+    let names: BTreeSet<(String, String, String)> = found
+        .insights
+        .iter()
+        .map(|insight| {
+            (
+                insight.metric.to_string(),
+                insight.segment.field.to_string(),
+                insight.segment.value.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(names, planted());
+    let errors = &found
+        .insights
+        .iter()
+        .find(|insight| insight.metric == Metric::ErrorRate)
+        .unwrap();
+    // About a third of 6000 traces use m-a; the sample's count is scaled back.
+    assert!((1700..2300).contains(&errors.traces), "{errors:?}");
+    assert_eq!(errors.traces % 3, 0);
+    let null = find(&ListSource(traffic(12, 6000, NOTHING)), &comparison)
+        .await
+        .unwrap();
+    assert!(null.insights.is_empty(), "{:?}", null.insights);
 }

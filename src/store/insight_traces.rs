@@ -30,6 +30,20 @@ pub struct InsightTrace {
     pub scores: Vec<(String, f64)>,
 }
 
+/// What one scan reads: the traces of a project's window that a filter matches, one in
+/// `sample` of them (1: all).
+#[derive(Debug, Clone, Copy)]
+pub struct Scan<'a> {
+    /// The project.
+    pub project_id: &'a str,
+    /// `[start, end)` of the trace timestamp, in nanoseconds since the Unix epoch.
+    pub window: (u64, u64),
+    /// The filter, if any.
+    pub filter: Option<&'a crate::filter::query::TraceFilter>,
+    /// Read one trace in this many (at least 1).
+    pub sample: u64,
+}
+
 /// Traces in a chunk a backend sends at once.
 pub const CHUNK: usize = 1000;
 

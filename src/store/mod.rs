@@ -323,13 +323,14 @@ pub trait SpanStore: Send + Sync + 'static {
     /// The traces of `[start, end)` that the filter matches (every trace of the window
     /// without one), with what insights measure and segment them by, sent to `sink` in chunks
     /// of at most [`insight_traces::CHUNK`], in any order. Returns when all are sent, or
-    /// early when the receiver is gone.
+    /// early when the receiver is gone. `sample` above 1 reads only about one trace in
+    /// `sample`, chosen by a key that has nothing to do with what the trace measures.
     async fn insight_traces(
         &self,
         project_id: &str,
-        start_unix_nano: u64,
-        end_unix_nano: u64,
+        window: (u64, u64),
         filter: Option<Arc<TraceFilter>>,
+        sample: u64,
         sink: insight_traces::InsightSink,
     ) -> StoreResult<()>;
 

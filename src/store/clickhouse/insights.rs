@@ -12,7 +12,6 @@ use super::hidden::visible_trace;
 use super::read::filter_error;
 use super::scores::project_numeric_scores;
 use super::unavailable;
-use crate::filter::query::TraceFilter;
 use crate::store::StoreResult;
 use crate::store::insight_traces::{CHUNK, InsightSink, InsightTrace};
 use crate::store::terms::TermKind;
@@ -37,13 +36,15 @@ struct InsightRow {
     root_span_name: Option<String>,
 }
 
-/// The matching traces of a window. Placeholders: project, window start, window end, then
-/// `prewhere`'s, project twice (deletions), then `condition`'s.
+/// The matching traces of a window, one in `sample` by a hash of the trace id. Placeholders:
+/// the sample, project, window start, window end, then `prewhere`'s, project twice
+/// (deletions), then `condition`'s.
 fn insight_rows(prewhere: &str, condition: &str) -> String {
     format!(
         "SELECT trace_id, timestamp_ns, trace_status_code, duration_ns, total_token_count, \
          trace_total_cost, models, trace_pipeline_id, trace_service_name, root_span_name \
-         FROM traces FINAL PREWHERE project_id = ? AND timestamp_ns >= ? AND timestamp_ns < ? \
+         FROM traces FINAL PREWHERE cityHash64(trace_id) % ? = 0 AND project_id = ? \
+         AND timestamp_ns >= ? AND timestamp_ns < ? \
          AND {prewhere} WHERE deleted = 0 AND {} AND {condition}",
         visible_trace()
     )
@@ -66,20 +67,21 @@ struct LabelRow {
     values: Vec<String>,
 }
 
+pub use crate::store::insight_traces::Scan;
+
 pub async fn insight_traces(
     client: &Client,
-    project_id: &str,
-    (start, end): (u64, u64),
-    filter: Option<&TraceFilter>,
+    scan: &Scan<'_>,
     sink: &InsightSink,
 ) -> StoreResult<()> {
+    let (project_id, (start, end)) = (scan.project_id, scan.window);
     let mut scores: HashMap<String, Vec<(String, f64)>> = HashMap::new();
     let rows = project_numeric_scores(client, project_id).await?;
     for (trace, name, value) in rows {
         scores.entry(trace).or_default().push((name, value));
     }
     let labels = labels(client, project_id, (start, end)).await?;
-    let split = filter.map(|filter| trace_split(project_id, filter));
+    let split = scan.filter.map(|filter| trace_split(project_id, filter));
     let always = Sql {
         text: "1".into(),
         params: Vec::new(),
@@ -94,6 +96,7 @@ pub async fn insight_traces(
         .unwrap_or(&always);
     let statement = client
         .query(&insight_rows(&prewhere.text, &rest.text))
+        .bind(scan.sample.max(1))
         .bind(project_id)
         .bind(start)
         .bind(end);

@@ -347,19 +347,18 @@ impl SpanStore for ClickHouseStore {
     async fn insight_traces(
         &self,
         project_id: &str,
-        start_unix_nano: u64,
-        end_unix_nano: u64,
+        window: (u64, u64),
         filter: Option<Arc<crate::filter::query::TraceFilter>>,
+        sample: u64,
         sink: crate::store::insight_traces::InsightSink,
     ) -> StoreResult<()> {
-        insights::insight_traces(
-            &self.client,
+        let scan = insights::Scan {
             project_id,
-            (start_unix_nano, end_unix_nano),
-            filter.as_deref(),
-            &sink,
-        )
-        .await
+            window,
+            filter: filter.as_deref(),
+            sample,
+        };
+        insights::insight_traces(&self.client, &scan, &sink).await
     }
 
     async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {

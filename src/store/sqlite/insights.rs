@@ -1,25 +1,47 @@
 //! Insights' scan on the embedded store: the window's trace rows (those a filter matches,
-//! driven as filtered stats are), each with its metadata and tags from the term index and its
-//! numeric scores, sent in chunks from a reader connection.
+//! driven as filtered stats are; one in `sample` by rowid), each with its metadata and tags from
+//! the term index and its numeric scores, sent in chunks from a reader connection.
 
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
+use serde::Deserialize;
 
 use super::filter_plan::window_rows;
-use crate::filter::query::TraceFilter;
 use crate::store::insight_traces::{CHUNK, InsightSink, InsightTrace};
 use crate::store::terms::TermKind;
 use crate::store::{StoreError, StoreResult};
 
+pub(super) use crate::store::insight_traces::Scan;
+
+/// The figures of a trace's record that insights read (one parse, not an extraction each).
+#[derive(Debug, Default, Deserialize)]
+struct RecordFigures {
+    #[serde(default)]
+    duration_ms: Option<f64>,
+    #[serde(default)]
+    total_token_count: Option<i64>,
+    #[serde(default)]
+    total_cost: Option<f64>,
+    #[serde(default)]
+    service_name: Option<String>,
+    #[serde(default)]
+    root_span_name: Option<String>,
+}
+
 pub(super) fn insight_traces(
     connection: &Connection,
-    project_id: &str,
-    (start, end): (u64, u64),
-    filter: Option<&TraceFilter>,
+    scan: &Scan<'_>,
     sink: &InsightSink,
 ) -> StoreResult<()> {
     let _snapshot = connection.unchecked_transaction()?;
-    let (from_where, where_values) = window_rows(connection, project_id, filter, (start, end))?;
+    let project_id = scan.project_id;
+    let (mut from_where, mut where_values) =
+        window_rows(connection, project_id, scan.filter, scan.window)?;
+    if scan.sample > 1 {
+        // Rowids are given in the order traces first arrive: one in `sample` of them.
+        from_where.push_str(" AND traces.rowid % ? = 0");
+        where_values.push(SqlValue::Integer(scan.sample.min(i64::MAX as u64) as i64));
+    }
     let mut values = vec![
         SqlValue::Text(project_id.to_owned()),
         SqlValue::Integer(i64::from(TermKind::Metadata.code())),
@@ -44,14 +66,8 @@ pub(super) fn insight_traces(
         "NULL"
     };
     let sql = format!(
-        "SELECT NULL, traces.timestamp_ns, traces.status, traces.models,
-                traces.pipeline_id,
-                json_extract(traces.record, '$.duration_ms'),
-                json_extract(traces.record, '$.total_token_count'),
-                json_extract(traces.record, '$.total_cost'),
-                json_extract(traces.record, '$.service_name'),
-                json_extract(traces.record, '$.root_span_name'),
-                {labels},
+        "SELECT traces.timestamp_ns, traces.status, traces.models, traces.pipeline_id,
+                traces.record, {labels},
                 (SELECT json_group_array(json_array(sc.name, sc.number)) FROM scores AS sc
                  WHERE sc.project_id = traces.project_id AND sc.trace_id = traces.trace_id
                    AND sc.number IS NOT NULL)
@@ -75,21 +91,26 @@ pub(super) fn insight_traces(
 
 fn trace_of_row(row: &rusqlite::Row<'_>) -> StoreResult<InsightTrace> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("trace row: {what}"));
-    let status: String = row.get(2)?;
-    let models: String = row.get(3)?;
+    let text = |index| -> StoreResult<&str> {
+        row.get_ref(index)?
+            .as_str()
+            .map_err(|error| corrupt(&error.to_string()))
+    };
+    // A record that cannot be read counts with no figures, as the rollup counts it.
+    let figures: RecordFigures = serde_json::from_str(text(4)?).unwrap_or_default();
     let mut trace = InsightTrace {
-        timestamp_unix_nano: row.get::<_, i64>(1)?.max(0) as u64,
-        is_error: status == "error",
-        models: serde_json::from_str(&models).map_err(|_| corrupt("models"))?,
-        pipeline_id: row.get(4)?,
-        duration_ms: row.get::<_, Option<f64>>(5)?.unwrap_or(0.0),
-        total_tokens: row.get::<_, Option<i64>>(6)?.unwrap_or(0),
-        total_cost: row.get::<_, Option<f64>>(7)?.unwrap_or(0.0),
-        service_name: row.get(8)?,
-        root_span_name: row.get(9)?,
+        timestamp_unix_nano: row.get::<_, i64>(0)?.max(0) as u64,
+        is_error: text(1)? == "error",
+        models: serde_json::from_str(text(2)?).map_err(|_| corrupt("models"))?,
+        pipeline_id: row.get(3)?,
+        duration_ms: figures.duration_ms.unwrap_or(0.0),
+        total_tokens: figures.total_token_count.unwrap_or(0),
+        total_cost: figures.total_cost.unwrap_or(0.0),
+        service_name: figures.service_name,
+        root_span_name: figures.root_span_name,
         ..Default::default()
     };
-    if let Some(labels) = row.get::<_, Option<String>>(10)? {
+    if let Some(labels) = row.get::<_, Option<String>>(5)? {
         let labels: Vec<(u8, String, String)> =
             serde_json::from_str(&labels).map_err(|_| corrupt("terms"))?;
         for (kind, key, value) in labels {
@@ -100,7 +121,7 @@ fn trace_of_row(row: &rusqlite::Row<'_>) -> StoreResult<InsightTrace> {
             }
         }
     }
-    if let Some(scores) = row.get::<_, Option<String>>(11)? {
+    if let Some(scores) = row.get::<_, Option<String>>(6)? {
         trace.scores = serde_json::from_str(&scores).map_err(|_| corrupt("scores"))?;
     }
     Ok(trace)

@@ -406,20 +406,20 @@ impl SpanStore for SqliteStore {
     async fn insight_traces(
         &self,
         project_id: &str,
-        start_unix_nano: u64,
-        end_unix_nano: u64,
+        window: (u64, u64),
         filter: Option<Arc<TraceFilter>>,
+        sample: u64,
         sink: crate::store::insight_traces::InsightSink,
     ) -> StoreResult<()> {
         let project_id = project_id.to_owned();
         self.with_reader(move |connection| {
-            insights::insight_traces(
-                connection,
-                &project_id,
-                (start_unix_nano, end_unix_nano),
-                filter.as_deref(),
-                &sink,
-            )
+            let scan = insights::Scan {
+                project_id: &project_id,
+                window,
+                filter: filter.as_deref(),
+                sample,
+            };
+            insights::insight_traces(connection, &scan, &sink)
         })
         .await
     }
