@@ -20,6 +20,8 @@
 //!             TraceRecords of touched traces in one transaction, then the receiver answers 200
 //!
 //! api ─────── the query API, UI, sessions, /metrics: reads through the same store
+//! alerts ──── one server of a deployment (a lease in the store) evaluates alert rules over
+//!             the same reads and POSTs a signed webhook on each change of state
 //! error ───── the one edge error and what a client may retry; model: types, no I/O
 //! ```
 //!
@@ -28,6 +30,7 @@
 //! server over HTTP (`import`, `export`). docs/architecture.md says more.
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod client;
