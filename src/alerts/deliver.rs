@@ -11,7 +11,10 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 
+use std::sync::atomic::Ordering;
+
 use super::LeaseClock;
+use crate::metrics::Metrics;
 use crate::model::alert::{AlertEvent, AlertRule};
 use crate::model::time::now_unix_nano;
 use crate::store::Store;
@@ -95,12 +98,13 @@ pub struct Deliverer {
     client: reqwest::Client,
     store: Arc<dyn Store>,
     lease: Arc<LeaseClock>,
+    metrics: Arc<Metrics>,
     /// Ids of the events a task of this server is delivering.
     in_flight: Mutex<HashSet<String>>,
 }
 
 impl Deliverer {
-    pub fn new(store: Arc<dyn Store>, lease: Arc<LeaseClock>) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Store>, lease: Arc<LeaseClock>, metrics: Arc<Metrics>) -> Arc<Self> {
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             // A redirect would carry the signed body somewhere the admin did not name.
@@ -112,6 +116,7 @@ impl Deliverer {
             client,
             store,
             lease,
+            metrics,
             in_flight: Mutex::new(HashSet::new()),
         })
     }
@@ -173,6 +178,11 @@ impl Deliverer {
                 return;
             }
             let outcome = self.attempt(url, &event, &signature).await;
+            let counter = match outcome {
+                Outcome::Delivered => &self.metrics.alerts.webhooks_delivered,
+                _ => &self.metrics.alerts.webhooks_failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             record_attempt(&mut event, outcome, now_unix_nano());
             match (&event.last_error, event.finished) {
                 (None, _) => tracing::info!(event = %event.id, "alert webhook delivered"),

@@ -17,6 +17,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::Ordering;
+
+use crate::metrics::Metrics;
 use crate::model::alert::{AlertEvent, AlertRule, AlertRuleState, AlertState, webhook_payload};
 use crate::model::time::now_unix_nano;
 use crate::store::{Store, StoreResult};
@@ -62,11 +65,11 @@ pub struct Alerts {
 
 impl Alerts {
     /// Starts the evaluator of a server: rules are evaluated every `interval` while this server
-    /// holds the lease.
-    pub fn start(store: Arc<dyn Store>, interval: Duration) -> Self {
+    /// holds the lease; what it does is counted in `metrics`.
+    pub fn start(store: Arc<dyn Store>, interval: Duration, metrics: Arc<Metrics>) -> Self {
         let lease = Arc::new(LeaseClock::default());
         let holder = format!("{:032x}", rand::random::<u128>());
-        let task = tokio::spawn(run(store, interval, holder, Arc::clone(&lease)));
+        let task = tokio::spawn(run(store, interval, holder, Arc::clone(&lease), metrics));
         Self { task, lease }
     }
 
@@ -78,12 +81,19 @@ impl Alerts {
     }
 }
 
-async fn run(store: Arc<dyn Store>, interval: Duration, holder: String, lease: Arc<LeaseClock>) {
-    let deliverer = Deliverer::new(Arc::clone(&store), Arc::clone(&lease));
+async fn run(
+    store: Arc<dyn Store>,
+    interval: Duration,
+    holder: String,
+    lease: Arc<LeaseClock>,
+    metrics: Arc<Metrics>,
+) {
+    let deliverer = Deliverer::new(Arc::clone(&store), Arc::clone(&lease), Arc::clone(&metrics));
     let mut evaluator = Evaluator {
         store: Arc::clone(&store),
         deliverer,
         lease: Arc::clone(&lease),
+        metrics: Arc::clone(&metrics),
         written: HashMap::new(),
     };
     let mut ticks = tokio::time::interval(interval.min(TICK));
@@ -97,7 +107,12 @@ async fn run(store: Arc<dyn Store>, interval: Duration, holder: String, lease: A
             // The last grant still runs out when it says.
             Err(error) => tracing::warn!(%error, "asking for the alerts lease failed"),
         }
-        if !lease.held_for(Duration::ZERO) {
+        let held = lease.held_for(Duration::ZERO);
+        metrics
+            .alerts
+            .lease_held
+            .store(u64::from(held), Ordering::Relaxed);
+        if !held {
             if holding {
                 tracing::info!("this server no longer evaluates alerts");
             }
@@ -123,6 +138,7 @@ struct Evaluator {
     store: Arc<dyn Store>,
     deliverer: Arc<Deliverer>,
     lease: Arc<LeaseClock>,
+    metrics: Arc<Metrics>,
     /// The states this server wrote, by rule id: a store whose reads lag its writes (a
     /// ClickHouse cluster) cannot make it notify a change twice.
     written: HashMap<String, AlertRuleState>,
@@ -183,6 +199,10 @@ impl Evaluator {
     ) -> Result<(), evaluate::MeasureError> {
         let now = now_unix_nano();
         let measurement = evaluate::measure(self.store.as_ref(), rule, now).await?;
+        self.metrics
+            .alerts
+            .evaluations
+            .fetch_add(1, Ordering::Relaxed);
         let current_state = current.map_or(AlertState::Ok, |state| state.state);
         let Some(next) = evaluate::decide(&rule.spec, current_state, &measurement) else {
             return Ok(());

@@ -129,8 +129,12 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         Arc::clone(&rules),
         Arc::clone(&purge_signal),
     ));
-    let alerts = Alerts::start(Arc::clone(&store), config.alerts.evaluation_interval);
     let metrics = Arc::new(Metrics::default());
+    let alerts = Alerts::start(
+        Arc::clone(&store),
+        config.alerts.evaluation_interval,
+        Arc::clone(&metrics),
+    );
     let (pipeline, writer) = Pipeline::start(
         Arc::clone(&store),
         PipelineLimits {
