@@ -198,3 +198,52 @@ async fn two_servers_notify_each_change_once_and_the_second_carries_on_from_the_
         .send()
         .await;
 }
+
+/// The lease itself, asked for by two stores of one database in turns: once a claim has
+/// settled, exactly one holder is granted it at every ask, across slot boundaries (the shortest
+/// slot, 15 s, is crossed at least once), and the other never is.
+#[tokio::test]
+async fn of_two_stores_asking_in_turns_one_holds_the_lease_across_slots() {
+    if !clickhouse_available().await {
+        return;
+    }
+    let database = fresh_database();
+    let directory = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(directory.path());
+    use_clickhouse(&mut config, &database);
+    let open = || spanhouse::server::open_store(&config, spanhouse::server::StoreUser::Command);
+    let stores = [open().await.unwrap(), open().await.unwrap()];
+    let ttl = Duration::from_secs(15);
+    let mut holders = Vec::new();
+    let mut first_grant: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while first_grant.is_none_or(|first| first.elapsed() < ttl + Duration::from_secs(2)) {
+        let mut granted = Vec::new();
+        for (index, store) in stores.iter().enumerate() {
+            let holder = format!("holder-{index}");
+            if let Some(grant) = store.acquire_lease("test", &holder, ttl).await.unwrap() {
+                assert!(grant.valid_for < 2 * ttl, "{grant:?}");
+                granted.push(index);
+            }
+        }
+        assert!(granted.len() <= 1, "both holders were granted the lease");
+        if let [holder] = granted[..] {
+            first_grant.get_or_insert_with(Instant::now);
+            holders.push(holder);
+        } else {
+            assert!(holders.is_empty(), "the holder lost the lease while asking");
+        }
+        assert!(Instant::now() < deadline, "nobody was granted the lease");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        holders.iter().all(|holder| *holder == holders[0]),
+        "{holders:?}"
+    );
+    drop(stores);
+    let _ = reqwest::Client::new()
+        .post(clickhouse_url())
+        .body(format!("DROP DATABASE IF EXISTS {database}"))
+        .send()
+        .await;
+}

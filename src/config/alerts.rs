@@ -60,8 +60,9 @@ mod tests {
         let file = FileAlerts {
             evaluation_interval_s: Some(30),
         };
-        let interval =
-            |flag, file| AlertsConfig::resolve(flag, file).map(|c| c.evaluation_interval);
+        fn interval(flag: Option<u64>, file: &FileAlerts) -> Result<Duration, ConfigError> {
+            AlertsConfig::resolve(flag, file).map(|config| config.evaluation_interval)
+        }
         assert_eq!(
             interval(None, &FileAlerts::default()).unwrap(),
             Duration::from_secs(60)

@@ -16,8 +16,10 @@
 //! every server reading the claims agrees — once the claims made before are all visible: a
 //! claim counts only [`SETTLE_SECONDS`] after its `claimed_at`, time for an insert in flight to
 //! land. The holder claims the next slot as soon as it holds one, before any other server may
-//! (others claim a slot once it has begun), so it keeps the lease while it lives; when it stops,
-//! another server holds the lease within two slots.
+//! (others claim a slot once it has begun, by ClickHouse's clock): that early claim is the
+//! next slot's first whatever comes later, so it counts at once and the holder keeps the lease
+//! without a gap while it lives. When it stops, its early claim keeps the next slot empty, and
+//! another server holds the lease within two slots (and [`SETTLE_SECONDS`]).
 
 use std::time::Duration;
 
@@ -297,35 +299,46 @@ pub(super) async fn acquire_lease(
         .map_err(unavailable)?;
     let now = u64::from(now);
     let slot = now / slot_seconds;
+    let slot_start = |slot: u64| slot * slot_seconds;
     let claims: Vec<Claim> =
         fetch(client.query(CLAIMS).bind(name).bind(slot).bind(slot + 1)).await?;
-    let claimed = |slot: u64| {
+    let mine = |slot: u64| {
         claims
             .iter()
-            .any(|claim| claim.slot == slot && claim.holder == holder)
+            .find(|claim| claim.slot == slot && claim.holder == holder)
     };
+    // Made before its slot began: only the holder of the slot before claims so early, and
+    // every other claim of the slot comes later.
+    let early = |claim: &Claim| u64::from(claim.claimed_at) < slot_start(claim.slot);
     let claim = |slot: u64| ClaimRow {
         name: name.to_owned(),
         slot,
         holder: holder.to_owned(),
     };
-    if !claimed(slot) {
+    if mine(slot).is_none() {
         insert(client, "leases", &[claim(slot)]).await?;
     }
-    // Ordered by slot, then claimed_at and holder: the first of a slot is its holder.
+    // Ordered by slot, then claimed_at and holder: the first of a slot is its holder, once no
+    // earlier claim can still be unseen.
     let Some(first) = claims.iter().find(|claim| claim.slot == slot) else {
         return Ok(None);
     };
-    if first.holder != holder || now < u64::from(first.claimed_at) + SETTLE_SECONDS {
+    let settled = early(first) || now >= u64::from(first.claimed_at) + SETTLE_SECONDS;
+    if first.holder != holder || !settled {
         return Ok(None);
     }
-    if !claimed(slot + 1) {
-        insert(client, "leases", &[claim(slot + 1)]).await?;
-    }
+    // The next slot, claimed before any other server may: held through it too.
+    let holds_next = match mine(slot + 1) {
+        Some(next) => early(next),
+        None => {
+            insert(client, "leases", &[claim(slot + 1)]).await?;
+            false
+        }
+    };
+    let until = slot_start(slot + if holds_next { 2 } else { 1 });
     // `now` is a whole second: up to one more may have passed.
-    let left = ((slot + 1) * slot_seconds).saturating_sub(now + 1);
     Ok(Some(LeaseGrant {
-        valid_for: Duration::from_secs(left),
+        valid_for: Duration::from_secs(until.saturating_sub(now + 1)),
     }))
 }
 

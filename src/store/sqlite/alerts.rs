@@ -329,3 +329,145 @@ impl AlertStore for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ControlPlane;
+
+    fn rule(project_id: &str, id: &str, created: u64) -> AlertRule {
+        AlertRule {
+            id: id.into(),
+            project_id: project_id.into(),
+            spec: AlertRuleSpec {
+                name: format!("rule {id}"),
+                metric: AlertMetric::Score("helpful".into()),
+                filter: Some("model == \"gpt-4o\"".into()),
+                window_seconds: 900,
+                op: AlertOp::Below,
+                threshold: 0.5,
+                min_traces: Some(10),
+                webhook_url: "http://127.0.0.1:9/hook".into(),
+            },
+            secret: "shwh_00".into(),
+            created_at_unix_nano: created,
+            updated_at_unix_nano: created,
+        }
+    }
+
+    fn event(rule: &AlertRule, id: &str, at: u64) -> AlertEvent {
+        AlertEvent {
+            id: id.into(),
+            project_id: rule.project_id.clone(),
+            rule_id: rule.id.clone(),
+            state: AlertState::Firing,
+            value: 0.25,
+            threshold: 0.5,
+            at_unix_nano: at,
+            payload: "{}".into(),
+            attempts: 0,
+            delivered: false,
+            finished: false,
+            last_error: None,
+            last_attempt_unix_nano: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_until_its_time_runs_out() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::super::tests::open(directory.path());
+        let ttl = Duration::from_secs(30);
+        let granted = store.acquire_lease("alerts", "a", ttl).await.unwrap();
+        assert!(granted.is_some_and(|grant| grant.valid_for <= ttl));
+        assert_eq!(store.acquire_lease("alerts", "b", ttl).await.unwrap(), None);
+        assert!(
+            store
+                .acquire_lease("alerts", "a", ttl)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // Another lease is another row.
+        assert!(
+            store
+                .acquire_lease("other", "b", ttl)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // A grant of no time runs out at once: the next asker takes the lease.
+        store
+            .acquire_lease("alerts", "a", Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .acquire_lease("alerts", "b", ttl)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(store.acquire_lease("alerts", "a", ttl).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn rules_states_and_events_by_project() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::super::tests::open(directory.path());
+        let (first, second, theirs) = (rule("p", "r1", 1), rule("p", "r2", 2), rule("q", "r3", 3));
+        for rule in [&second, &first, &theirs] {
+            store.put_alert_rule(rule).await.unwrap();
+        }
+        assert_eq!(
+            store.alert_rules(Some("p")).await.unwrap(),
+            [first.clone(), second.clone()]
+        );
+        assert_eq!(store.alert_rules(None).await.unwrap().len(), 3);
+        assert_eq!(store.alert_rule("q", "r1").await.unwrap(), None);
+        assert_eq!(
+            store.alert_rule("p", "r1").await.unwrap(),
+            Some(first.clone())
+        );
+
+        let state = AlertRuleState {
+            project_id: "p".into(),
+            rule_id: "r1".into(),
+            state: AlertState::Firing,
+            value: Some(0.25),
+            changed_at_unix_nano: 10,
+            transitions: 1,
+        };
+        let mut fired = event(&first, "e1", 10);
+        store.record_alert_change(&state, &fired).await.unwrap();
+        let later = event(&first, "e2", 20);
+        store.record_alert_change(&state, &later).await.unwrap();
+        assert_eq!(store.alert_states(Some("p")).await.unwrap(), [state]);
+        assert_eq!(store.alert_states(Some("q")).await.unwrap(), []);
+        let newest_first: Vec<String> = store
+            .alert_events("p", "r1", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|event| event.id)
+            .collect();
+        assert_eq!(newest_first, ["e2", "e1"]);
+
+        fired.attempts = 2;
+        fired.delivered = true;
+        fired.finished = true;
+        fired.last_attempt_unix_nano = Some(15);
+        store.update_alert_event(&fired).await.unwrap();
+        let unfinished = store.unfinished_alert_events(0).await.unwrap();
+        assert_eq!(unfinished, [later.clone()]);
+        assert_eq!(store.unfinished_alert_events(21).await.unwrap(), []);
+        assert_eq!(store.alert_events("p", "r1", 1).await.unwrap(), [later]);
+
+        assert!(store.delete_alert_rule("p", "r1").await.unwrap());
+        assert!(!store.delete_alert_rule("p", "r1").await.unwrap());
+        assert!(!store.delete_alert_rule("q", "r2").await.unwrap());
+        assert_eq!(store.alert_states(None).await.unwrap(), []);
+        assert_eq!(store.alert_events("p", "r1", 10).await.unwrap(), []);
+        assert_eq!(store.alert_rules(Some("p")).await.unwrap(), [second]);
+    }
+}
