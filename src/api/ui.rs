@@ -26,6 +26,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("dashboard.js", JS, include_str!("../../ui/dashboard.js")),
     ("ingestion.js", JS, include_str!("../../ui/ingestion.js")),
     ("settings.js", JS, include_str!("../../ui/settings.js")),
+    ("alerts.js", JS, include_str!("../../ui/alerts.js")),
     (
         "style.css",
         "text/css; charset=utf-8",
