@@ -259,7 +259,7 @@ pub fn parse_window(text: &str) -> Result<u64, AlertRuleError> {
 /// Seconds in the largest unit that divides them: `90` → `90s`, `900` → `15m`, `86400` → `1d`.
 pub fn format_window(seconds: u64) -> String {
     for (unit, unit_seconds) in [('d', 86_400), ('h', 3600), ('m', 60)] {
-        if seconds > 0 && seconds % unit_seconds == 0 {
+        if seconds > 0 && seconds.is_multiple_of(unit_seconds) {
             return format!("{}{unit}", seconds / unit_seconds);
         }
     }
@@ -468,7 +468,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: [(fn(&mut AlertRuleInput), &str); 7] = [
+        type Change = fn(&mut AlertRuleInput);
+        let cases: [(Change, &str); 7] = [
             (|rule| rule.name = "  ".into(), "name"),
             (|rule| rule.metric = "latency".into(), "metric"),
             (|rule| rule.window = "2w".into(), "window"),

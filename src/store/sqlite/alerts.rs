@@ -459,7 +459,7 @@ mod tests {
         fired.last_attempt_unix_nano = Some(15);
         store.update_alert_event(&fired).await.unwrap();
         let unfinished = store.unfinished_alert_events(0).await.unwrap();
-        assert_eq!(unfinished, [later.clone()]);
+        assert_eq!(unfinished, std::slice::from_ref(&later));
         assert_eq!(store.unfinished_alert_events(21).await.unwrap(), []);
         assert_eq!(store.alert_events("p", "r1", 1).await.unwrap(), [later]);
 
