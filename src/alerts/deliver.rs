@@ -101,6 +101,8 @@ pub struct Deliverer {
     metrics: Arc<Metrics>,
     /// Ids of the events a task of this server is delivering.
     in_flight: Mutex<HashSet<String>>,
+    /// The delivery tasks, so that stopping the server stops them.
+    tasks: Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl Deliverer {
@@ -118,6 +120,7 @@ impl Deliverer {
             lease,
             metrics,
             in_flight: Mutex::new(HashSet::new()),
+            tasks: Mutex::new(tokio::task::JoinSet::new()),
         })
     }
 
@@ -133,7 +136,13 @@ impl Deliverer {
         }
         let deliverer = Arc::clone(self);
         let (secret, url) = (rule.secret.clone(), rule.spec.webhook_url.clone());
-        tokio::spawn(async move {
+        let mut tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        // The results of finished tasks are of no use: let them go.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             let id = event.id.clone();
             deliverer.deliver(event, &secret, &url).await;
             deliverer
@@ -142,6 +151,15 @@ impl Deliverer {
                 .unwrap_or_else(|poison| poison.into_inner())
                 .remove(&id);
         });
+    }
+
+    /// Stops every delivery at once; what they left unfinished, the next holder of the lease
+    /// delivers.
+    pub fn stop(&self) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .abort_all();
     }
 
     /// Goes on with the unfinished events of the last hour: a server that takes the lease over

@@ -61,6 +61,7 @@ impl LeaseClock {
 pub struct Alerts {
     task: tokio::task::JoinHandle<()>,
     lease: Arc<LeaseClock>,
+    deliverer: Arc<Deliverer>,
 }
 
 impl Alerts {
@@ -69,33 +70,38 @@ impl Alerts {
     pub fn start(store: Arc<dyn Store>, interval: Duration, metrics: Arc<Metrics>) -> Self {
         let lease = Arc::new(LeaseClock::default());
         let holder = format!("{:032x}", rand::random::<u128>());
-        let task = tokio::spawn(run(store, interval, holder, Arc::clone(&lease), metrics));
-        Self { task, lease }
+        let deliverer =
+            Deliverer::new(Arc::clone(&store), Arc::clone(&lease), Arc::clone(&metrics));
+        let evaluator = Evaluator {
+            store: Arc::clone(&store),
+            deliverer: Arc::clone(&deliverer),
+            lease: Arc::clone(&lease),
+            metrics: Arc::clone(&metrics),
+            written: HashMap::new(),
+        };
+        let task = tokio::spawn(run(evaluator, interval, holder));
+        Self {
+            task,
+            lease,
+            deliverer,
+        }
     }
 
-    /// Stops evaluating; deliveries in progress stop before their next attempt, and the next
-    /// holder of the lease finishes them.
+    /// Stops evaluating and delivering; the next holder of the lease finishes the deliveries
+    /// left unfinished.
     pub fn stop(self) {
         self.task.abort();
         self.lease.set(None);
+        self.deliverer.stop();
     }
 }
 
-async fn run(
-    store: Arc<dyn Store>,
-    interval: Duration,
-    holder: String,
-    lease: Arc<LeaseClock>,
-    metrics: Arc<Metrics>,
-) {
-    let deliverer = Deliverer::new(Arc::clone(&store), Arc::clone(&lease), Arc::clone(&metrics));
-    let mut evaluator = Evaluator {
-        store: Arc::clone(&store),
-        deliverer,
-        lease: Arc::clone(&lease),
-        metrics: Arc::clone(&metrics),
-        written: HashMap::new(),
-    };
+async fn run(mut evaluator: Evaluator, interval: Duration, holder: String) {
+    let (store, lease, metrics) = (
+        Arc::clone(&evaluator.store),
+        Arc::clone(&evaluator.lease),
+        Arc::clone(&evaluator.metrics),
+    );
     let mut ticks = tokio::time::interval(interval.min(TICK));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_evaluation: Option<Instant> = None;
