@@ -108,8 +108,10 @@ async fn run(mut evaluator: Evaluator, interval: Duration, holder: String) {
     let mut holding = false;
     loop {
         ticks.tick().await;
+        // Counted from before the ask: the grant runs from the store's answer, later.
+        let asked = Instant::now();
         match store.acquire_lease(LEASE_NAME, &holder, LEASE_TTL).await {
-            Ok(grant) => lease.set(grant.map(|grant| Instant::now() + grant.valid_for)),
+            Ok(grant) => lease.set(grant.map(|grant| asked + grant.valid_for)),
             // The last grant still runs out when it says.
             Err(error) => tracing::warn!(%error, "asking for the alerts lease failed"),
         }
