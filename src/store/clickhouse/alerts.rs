@@ -28,6 +28,7 @@ use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 
 use super::metadata::insert;
+use super::schema::{Engine, Table};
 use super::{ClickHouseStore, unavailable, version_now};
 use crate::model::alert::{
     AlertEvent, AlertMetric, AlertOp, AlertRule, AlertRuleSpec, AlertRuleState, AlertState,
@@ -169,6 +170,63 @@ pub fn sample_queries() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ("alert_events_since", events_since(), vec!["0"]),
         ("clickhouse_now", CLICKHOUSE_NOW.to_owned(), vec![]),
         ("lease_claims", CLAIMS.to_owned(), vec!["'n'", "1", "2"]),
+    ]
+}
+
+/// The tables of alerts (migration 7): rules by project and id, the newest version standing
+/// (a deletion is a version marked deleted); each rule's state, the row with the most
+/// transitions standing; each change of state with its webhook's delivery, the row with the
+/// most progress standing; and the claims of the leases (a few rows per server and minute,
+/// `claimed_at` filled in by ClickHouse: the earliest claim of a slot holds the lease).
+pub(super) fn tables() -> Vec<Table> {
+    vec![
+        Table {
+            name: "alert_rules",
+            columns: "project_id String, id String, name String, metric String, \
+                      filter Nullable(String), window_s UInt64, op String, threshold Float64, \
+                      min_traces Nullable(UInt64), webhook_url String, secret String, \
+                      created_at_ns UInt64, updated_at_ns UInt64, version UInt64, deleted UInt8",
+            modern_indexes: "",
+            engine: Engine::Replacing(Some("version")),
+            partition_by: None,
+            order_by: "(project_id, id)",
+            expires: false,
+            sharding_key: "cityHash64(project_id)",
+        },
+        Table {
+            name: "alert_states",
+            columns: "project_id String, rule_id String, state String, value Nullable(Float64), \
+                      changed_at_ns UInt64, transitions UInt64",
+            modern_indexes: "",
+            engine: Engine::Replacing(Some("transitions")),
+            partition_by: None,
+            order_by: "(project_id, rule_id)",
+            expires: false,
+            sharding_key: "cityHash64(project_id)",
+        },
+        Table {
+            name: "alert_events",
+            columns: "id String, project_id String, rule_id String, state String, value Float64, \
+                      threshold Float64, at_ns UInt64, payload String, attempts UInt32, \
+                      delivered UInt8, finished UInt8, last_error Nullable(String), \
+                      last_attempt_ns Nullable(UInt64), progress UInt64",
+            modern_indexes: "",
+            engine: Engine::Replacing(Some("progress")),
+            partition_by: None,
+            order_by: "(project_id, rule_id, at_ns, id)",
+            expires: false,
+            sharding_key: "cityHash64(project_id)",
+        },
+        Table {
+            name: "leases",
+            columns: "name String, slot UInt64, holder String, claimed_at DateTime DEFAULT now()",
+            modern_indexes: "",
+            engine: Engine::Replacing(None),
+            partition_by: None,
+            order_by: "(name, slot, claimed_at, holder)",
+            expires: false,
+            sharding_key: "cityHash64(name)",
+        },
     ]
 }
 

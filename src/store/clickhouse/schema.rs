@@ -40,18 +40,19 @@ pub struct SchemaOptions {
     pub retention_days: Option<u32>,
 }
 
-struct Table {
-    name: &'static str,
-    columns: &'static str,
+/// A table of the schema, in words both dialects and a cluster are written from.
+pub(super) struct Table {
+    pub(super) name: &'static str,
+    pub(super) columns: &'static str,
     /// Extra column definitions of the modern dialect (skip indexes).
-    modern_indexes: &'static str,
-    engine: Engine,
-    partition_by: Option<&'static str>,
-    order_by: &'static str,
+    pub(super) modern_indexes: &'static str,
+    pub(super) engine: Engine,
+    pub(super) partition_by: Option<&'static str>,
+    pub(super) order_by: &'static str,
     /// Whether rows expire after the retention period (modern dialect).
-    expires: bool,
+    pub(super) expires: bool,
     /// Distributed sharding key in a cluster.
-    sharding_key: &'static str,
+    pub(super) sharding_key: &'static str,
 }
 
 impl Table {
@@ -78,7 +79,7 @@ impl Table {
 }
 
 #[derive(Clone, Copy)]
-enum Engine {
+pub(super) enum Engine {
     Replacing(Option<&'static str>),
     /// Sums the given column; `""` sums every numeric column outside the key, and nested
     /// tables whose name ends in `Map` as maps.
@@ -453,63 +454,6 @@ fn deletion() -> Vec<Table> {
     ]
 }
 
-/// Alerts (migration 7; see `alerts`): rules by project and id, the newest version standing
-/// (a deletion is a version marked deleted); each rule's state, the row with the most
-/// transitions standing; each change of state with its webhook's delivery, the row with the
-/// most progress standing; and the claims of the leases (a few rows per server and minute,
-/// `claimed_at` filled in by ClickHouse: the earliest claim of a slot holds the lease).
-fn alerts() -> Vec<Table> {
-    vec![
-        Table {
-            name: "alert_rules",
-            columns: "project_id String, id String, name String, metric String, \
-                      filter Nullable(String), window_s UInt64, op String, threshold Float64, \
-                      min_traces Nullable(UInt64), webhook_url String, secret String, \
-                      created_at_ns UInt64, updated_at_ns UInt64, version UInt64, deleted UInt8",
-            modern_indexes: "",
-            engine: Engine::Replacing(Some("version")),
-            partition_by: None,
-            order_by: "(project_id, id)",
-            expires: false,
-            sharding_key: "cityHash64(project_id)",
-        },
-        Table {
-            name: "alert_states",
-            columns: "project_id String, rule_id String, state String, value Nullable(Float64), \
-                      changed_at_ns UInt64, transitions UInt64",
-            modern_indexes: "",
-            engine: Engine::Replacing(Some("transitions")),
-            partition_by: None,
-            order_by: "(project_id, rule_id)",
-            expires: false,
-            sharding_key: "cityHash64(project_id)",
-        },
-        Table {
-            name: "alert_events",
-            columns: "id String, project_id String, rule_id String, state String, value Float64, \
-                      threshold Float64, at_ns UInt64, payload String, attempts UInt32, \
-                      delivered UInt8, finished UInt8, last_error Nullable(String), \
-                      last_attempt_ns Nullable(UInt64), progress UInt64",
-            modern_indexes: "",
-            engine: Engine::Replacing(Some("progress")),
-            partition_by: None,
-            order_by: "(project_id, rule_id, at_ns, id)",
-            expires: false,
-            sharding_key: "cityHash64(project_id)",
-        },
-        Table {
-            name: "leases",
-            columns: "name String, slot UInt64, holder String, claimed_at DateTime DEFAULT now()",
-            modern_indexes: "",
-            engine: Engine::Replacing(None),
-            partition_by: None,
-            order_by: "(name, slot, claimed_at, holder)",
-            expires: false,
-            sharding_key: "cityHash64(name)",
-        },
-    ]
-}
-
 /// The versioned migrations: version 1 is the schema above, version 2 adds the deployment's
 /// secrets, version 3 the read model (its rows are then built from the stored spans, see
 /// `trace_rows::build`), version 4 scores, version 5 the terms of the filter language (spans
@@ -545,7 +489,7 @@ pub fn migrations(dialect: Dialect, options: &SchemaOptions) -> Vec<(u32, Vec<St
         ),
         (
             7,
-            alerts()
+            super::alerts::tables()
                 .iter()
                 .flat_map(|table| table_statements(table, dialect, options))
                 .collect(),
