@@ -146,6 +146,11 @@ if wants reads; then
     done
     python3 -c "print(round($best, 1))"
   }
+  once_ms() { # PATH: one answer, in ms, and its status when not 200
+    local out
+    out=$(curl -s -o /dev/null -w "%{http_code} %{time_total}" -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$1")
+    python3 -c "import sys; c, t = sys.argv[1].split(); print(round(float(t) * 1000, 1), '' if c == '200' else f'(status {c})')" "$out"
+  }
   for backend in $READ_BACKENDS; do
     step "reads with $QUERY_SPANS spans stored ($backend)"
     if [ "$backend" = clickhouse ]; then
@@ -208,6 +213,9 @@ PY
       echo "filtered dashboard 24 h, duration_ms > 5000 (~40 %): $(best_ms "/api/v1/stats?filter=$(f 'duration_ms > 5000')") ms"
       echo "spans, LLM calls of a model: $(best_ms "/api/v1/spans?filter=$(f 'llm.model == "gpt-4o-mini-2024-07-18"')") ms"
       echo "spans, tenant (2 %): $(best_ms "/api/v1/spans?filter=$(f 'attributes["tenant"] == "tenant-7"')") ms"
+      # Insights (issue 24) scan both periods' traces: every trace of the load is in the window.
+      echo "insights, last 24 h against the 24 before: $(once_ms /api/v1/insights) ms"
+      echo "insights, last hour against the hour before: $(once_ms "/api/v1/insights?start=$(date -u -d '1 hour ago' +%Y-%m-%dT%H:%M:%SZ)") ms"
       echo "resident memory: $rss_before MiB before the reads, $(rss_mib) MiB after"
       if [ "$backend" = clickhouse ]; then
         bytes=$(curl -s "$url" --data-binary "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = 'spanhouse_reads'")
@@ -244,7 +252,7 @@ if wants lifecycle; then
   SPANHOUSE_TOKEN=$TOKEN "$SPANHOUSE" import --url "http://127.0.0.1:$PORT" "$WORK/export.otlp" 2>"$WORK/import.log"
   end=$(date +%s.%N)
   tail -1 "$WORK/import.log"
-  spans=$(grep -o '[0-9]* spans sent' "$WORK/import.log" | cut -d' ' -f1)
+  spans=$(grep -o '[0-9]* spans sent' "$WORK/import.log" | tail -1 | cut -d' ' -f1)
   echo "import: $spans spans in $(python3 -c "print(round($end - $start, 1))") s: $(python3 -c "print(round($spans / ($end - $start)))") spans/s; server peak resident memory $(peak_rss_mib) MiB" \
     | tee -a "$RESULTS/lifecycle.txt"
   step "erasure of a tenant (2 % of the traces) and the purge"

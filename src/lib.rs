@@ -19,6 +19,8 @@
 //! store ───── ControlPlane + SpanStore; store::sqlite writes spans and recomputes the
 //!             TraceRecords of touched traces in one transaction, then the receiver answers 200
 //!
+//! insights ── what changed between two periods (SPEC §10): segments tested over the store's
+//!             traces; the api serves them
 //! api ─────── the query API, UI, sessions, /metrics: reads through the same store
 //! alerts ──── one server of a deployment (a lease in the store) evaluates alert rules over
 //!             the same reads and POSTs a signed webhook on each change of state
@@ -38,6 +40,7 @@ pub mod config;
 pub mod error;
 pub mod filter;
 pub mod ingest;
+pub mod insights;
 pub mod limits;
 pub mod metrics;
 pub mod model;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::*;
 use futures_util::StreamExt as _;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -22,16 +22,6 @@ fn trace_id(index: usize) -> Vec<u8> {
     let mut id = vec![0x5e; 16];
     id[8..].copy_from_slice(&(index as u64).to_be_bytes());
     id
-}
-
-fn double_attribute(key: &str, value: f64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::DoubleValue(value)),
-        }),
-        ..Default::default()
-    }
 }
 
 /// Trace `index`: a root with input, output and a user, and an LLM call with tokens, a cost,

@@ -212,15 +212,7 @@ async fn server_with_traces() -> TestServer {
 
 /// `filter` percent-encoded for a query string.
 fn query(filter: &str) -> String {
-    filter
-        .bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                (byte as char).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
+    url_encoded(filter)
 }
 
 async fn trace_ids(server: &TestServer, parameters: &str) -> BTreeSet<String> {

@@ -68,18 +68,6 @@ async fn send(
     server.settle(token).await;
 }
 
-/// `text` percent-encoded for a query string.
-fn escaped(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                (byte as char).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
-}
-
 async fn get_with_query(
     server: &TestServer,
     path: &str,
@@ -89,7 +77,7 @@ async fn get_with_query(
     server.settle(token).await;
     let parameters: Vec<String> = query
         .iter()
-        .map(|(name, value)| format!("{name}={}", escaped(value)))
+        .map(|(name, value)| format!("{name}={}", url_encoded(value)))
         .collect();
     let url = format!("{}?{}", server.url(path), parameters.join("&"));
     send_json(server.client.get(url).bearer_auth(token), None).await

@@ -503,10 +503,13 @@ async fn text_search_is_exact_across_text_changes_restarts_and_a_lost_index() {
             })
             .collect()
     };
-    // A child span alone gives trace 0xA1 its input; its root, sent later, replaces it.
-    let mut child = span(0xA1, 2, Some(1), "child", recent(10));
+    // A child span alone gives trace 0xA1 its input; its root, sent later, replaces it. The
+    // times are taken once: B stays the newer trace however long the ingests take.
+    let now = recent(0);
+    let seconds_ago = |seconds: u64| now - seconds * 1_000_000_000;
+    let mut child = span(0xA1, 2, Some(1), "child", seconds_ago(10));
     child.attributes = vec![string_attribute("input.value", "first wording of A")];
-    let mut other = span(0xA2, 1, None, "b", recent(9));
+    let mut other = span(0xA2, 1, None, "b", seconds_ago(9));
     other.attributes = vec![string_attribute("input.value", "wording of B")];
     ingest(&server, &token, vec![child, other]).await;
     let (_, page) = server.get_json("/api/v1/traces?q=WORDING", &token).await;
@@ -516,7 +519,7 @@ async fn text_search_is_exact_across_text_changes_restarts_and_a_lost_index() {
         .await;
     assert_eq!(names(&page), ["(no root)"]);
 
-    let mut root = span(0xA1, 1, None, "a", recent(11));
+    let mut root = span(0xA1, 1, None, "a", seconds_ago(11));
     root.attributes = vec![string_attribute("input.value", "second wording of A")];
     ingest(&server, &token, vec![root]).await;
     for _ in 0..2 {

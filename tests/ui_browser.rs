@@ -3,8 +3,9 @@
 //! trace, reading its conversation, the dashboard, the ingestion counters and changing settings;
 //! hostile LLM output that must not run; a read token that cannot change settings; filtering
 //! traces and spans with the filter language, scoring a trace and its score on the dashboard
-//! (`tests/ui/filters.mjs`); an alert rule made, firing and deleted in Settings
-//! (`tests/ui/alerts.mjs`).
+//! (`tests/ui/filters.mjs`); the Insights page showing planted changes and opening an
+//! insight's traces (`tests/ui/insights.mjs`); an alert rule made, firing and deleted in
+//! Settings (`tests/ui/alerts.mjs`).
 //!
 //! `scripts/test.sh` installs chromium and `tests/ui/node_modules`. In CI (`CI` set) a missing
 //! one fails the test; elsewhere the test says so and skips. Screenshots are written to
@@ -128,11 +129,21 @@ fn other_tenant_trace(trace: u8) -> Vec<Span> {
     vec![root, llm]
 }
 
-/// The traces a scenario starts with: none for `empty`, the agent trace, and for
-/// `filters-and-scores` the agent trace of tenant acme and another tenant's trace.
+/// The traces a scenario starts with, as requests: none for `empty`, the agent trace, for
+/// `filters-and-scores` the agent trace of tenant acme and another tenant's trace, and for
+/// `insights` two days of traffic whose last has planted changes (`common::traffic`).
 fn scenario_traces(scenario: &str, trace: u8, other_trace: u8) -> Vec<Vec<Span>> {
     match scenario {
         "empty" => vec![],
+        "insights" => {
+            const DAY: u64 = 86_400_000_000_000;
+            // The page compares the last 24 hours with the 24 before, from when it loads.
+            let start = recent(2 * 86_400) + 2 * 60_000_000_000;
+            common::traffic::traffic(3, start, DAY, true)
+                .chunks(500)
+                .map(<[Span]>::to_vec)
+                .collect()
+        }
         "filters-and-scores" => {
             let mut agent = agent_trace(trace);
             agent[0].attributes.push(string_attribute("tenant", "acme"));
@@ -259,6 +270,20 @@ async fn a_reviewer_filters_traces_scores_one_and_sees_it_on_the_dashboard() {
         "the spans page lists the LLM calls",
         "the project's attribute keys are suggested",
         "a read session sees the scores and no scoring form",
+    ] {
+        assert!(output.contains(&format!("PASS {step}")), "{output}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_insights_page_shows_a_planted_change_and_opens_its_traces() {
+    if !browser_installed() {
+        return;
+    }
+    let output = run_scenario("insights").await;
+    for step in [
+        "the insights page shows the planted changes",
+        "the insight's link opens its traces",
     ] {
         assert!(output.contains(&format!("PASS {step}")), "{output}");
     }

@@ -1,5 +1,5 @@
 // The spanhouse web UI: sign-in, then views chosen by the URL fragment (#/traces, #/trace/ID,
-// #/spans, #/dashboard, #/ingestion, #/settings), each with its parameters after a `?`
+// #/spans, #/dashboard, #/insights, #/ingestion, #/settings), each with its parameters after a `?`
 // (#/traces?filter=…).
 
 import { restoreSession, session, signIn, signOut, whenSignedOut } from "./api.js";
@@ -7,6 +7,7 @@ import { el, notice, replace } from "./dom.js";
 import { renderSpans, renderTraces } from "./traces.js";
 import { renderTrace } from "./trace.js";
 import { renderDashboard } from "./dashboard.js";
+import { renderInsights } from "./insights.js";
 import { renderIngestion } from "./ingestion.js";
 import { renderSettings } from "./settings.js";
 
@@ -85,6 +86,7 @@ function route() {
     spans: renderSpans,
     trace: renderTrace,
     dashboard: renderDashboard,
+    insights: renderInsights,
     ingestion: renderIngestion,
     settings: renderSettings,
   };

@@ -85,3 +85,22 @@ export function timeChart({ title, times, series, format = String, id }) {
   return el("figure", { class: "chart-card", id },
     el("figcaption", {}, title), chart, legend, el("p", { class: "visually-hidden" }, total));
 }
+
+/** Two bars, the range before and this one, of one metric (an insight's chart). */
+export function beforeAfter({ id, title, before, after, format = String }) {
+  const width = 320;
+  const row = 26;
+  const label = 70;
+  const max = Math.max(before, after, 0) || 1;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${2 * row + 8}`, class: "chart before-after", role: "img",
+    "aria-labelledby": `${id}-title` });
+  chart.append(svg("title", { id: `${id}-title` }, `${title}: ${format(before)} before, ${format(after)} now`));
+  [["before", before, "series-1"], ["now", after, "series-0"]].forEach(([name, value, className], index) => {
+    const y = 4 + index * row;
+    const length = Math.max(((width - label - 90) * value) / max, value > 0 ? 1 : 0);
+    chart.append(svg("text", { x: label - 8, y: y + 15, class: "axis", "text-anchor": "end" }, name));
+    chart.append(svg("rect", { x: label, y, width: length, height: row - 8, class: `bar ${className}` }));
+    chart.append(svg("text", { x: label + length + 6, y: y + 15, class: "axis" }, format(value)));
+  });
+  return el("figure", { class: "insight-chart", id }, chart);
+}

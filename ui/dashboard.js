@@ -112,8 +112,12 @@ export function renderDashboard(container, _argument, parameters = new URLSearch
   const body = el("div", { "aria-live": "polite" }, notice("Loading…"));
   const bar = filterBar({ ...TRACE_FILTER, value: filter, suggestions: filterSuggestions("trace") });
   const tracesLink = el("a", { href: viewHash("traces", { filter: filter || null }), id: "list-these" }, "List these traces");
+  // What changed in this range against the one before, of the same traces.
+  const insightsHash = () => viewHash("insights", { range: rangeId, filter: filter || null });
+  const insightsLink = el("a", { href: insightsHash(), id: "what-changed" }, "What changed?");
   const form = el("form", { class: "filters", role: "search", "aria-label": "Filter the dashboard's traces" },
-    bar.element, el("div", { class: "field actions" }, el("button", { type: "submit" }, "Apply"), tracesLink));
+    bar.element, el("div", { class: "field actions" }, el("button", { type: "submit" }, "Apply"), tracesLink,
+      insightsLink));
   const load = (byReader = false) => {
     const range = RANGES.find((range) => range.id === rangeId);
     const sent = filter;
@@ -136,10 +140,12 @@ export function renderDashboard(container, _argument, parameters = new URLSearch
     filter = bar.value();
     keepInUrl("dashboard", { filter: filter || null });
     tracesLink.setAttribute("href", viewHash("traces", { filter: filter || null }));
+    insightsLink.setAttribute("href", insightsHash());
     load(true);
   });
   const heading = el("div", { class: "view-heading" }, el("h1", {}, "Dashboard"), rangePicker(rangeId, (id) => {
     rangeId = id;
+    insightsLink.setAttribute("href", insightsHash());
     load();
   }));
   container.append(heading, form, body);

@@ -100,6 +100,11 @@ export const TRACE_FILTER = {
 export function renderTraces(container, _argument, parameters = new URLSearchParams()) {
   let filter = parameters.get("filter") || "";
   lastFilter = filter;
+  // A window given in the URL (an insight's link) instead of the time range, until the reader
+  // applies the filters.
+  let fixed = parameters.get("start") ? { start: parameters.get("start"), end: parameters.get("end") } : null;
+  const windowNote = el("p", { class: "muted", id: "fixed-window", hidden: !fixed },
+    fixed ? `From ${formatTime(fixed.start)} to ${fixed.end ? formatTime(fixed.end) : "now"}; Apply shows the time range instead.` : "");
   const bar = filterBar({ ...TRACE_FILTER, value: filter, suggestions: filterSuggestions("trace") });
   const chartLink = el("a", { href: viewHash("dashboard", { filter: filter || null }), id: "chart-these" },
     "Chart these traces");
@@ -134,15 +139,20 @@ export function renderTraces(container, _argument, parameters = new URLSearchPar
   const results = el("div", { class: "results", "aria-live": "polite" });
   const pager = el("nav", { class: "pager", "aria-label": "Pages" });
   container.append(el("div", { class: "view-heading" }, el("h1", {}, "Traces"), chartLink,
-    el("span", { class: "download" }, downloadFormat, download)), filters, results, pager);
+    el("span", { class: "download" }, downloadFormat, download)), filters, windowNote, results, pager);
+
+  /** The window of the list: the URL's, else the chosen time range up to now. */
+  function period() {
+    const range = RANGES.find((range) => range.id === state.range) || RANGES[2];
+    return fixed ? { start: fixed.start, end: fixed.end } : { start: ago(range.seconds), end: null };
+  }
 
   /** The export of what the list shows: its filter, quick filters and time range, oldest first. */
   function exportHref() {
-    const range = RANGES.find((range) => range.id === state.range) || RANGES[2];
     return `/api/v1/export${query({
       format: downloadFormat.value, filter, q: state.q, status: state.status, model: state.model,
       session_id: state.session_id, user_id: state.user_id, pipeline_id: state.pipeline_id,
-      start: ago(range.seconds),
+      ...period(),
     })}`;
   }
 
@@ -153,12 +163,10 @@ export function renderTraces(container, _argument, parameters = new URLSearchPar
 
   /** Loads the page of `cursor`; `byReader` when the reader asked (not the auto-refresh). */
   async function load(byReader = false) {
-    const range = RANGES.find((range) => range.id === state.range) || RANGES[2];
     const sent = filter;
     const parameters = {
       filter: sent, q: state.q, status: state.status, model: state.model, session_id: state.session_id,
-      user_id: state.user_id, pipeline_id: state.pipeline_id, start: ago(range.seconds),
-      limit: 50, cursor,
+      user_id: state.user_id, pipeline_id: state.pipeline_id, ...period(), limit: 50, cursor,
     };
     download.setAttribute("href", exportHref());
     try {
@@ -217,6 +225,8 @@ export function renderTraces(container, _argument, parameters = new URLSearchPar
     for (const [name, input] of Object.entries(inputs)) state[name] = input.value.trim();
     filter = bar.value();
     lastFilter = filter;
+    fixed = null;
+    windowNote.hidden = true;
     keepInUrl("traces", { filter: filter || null });
     chartLink.setAttribute("href", viewHash("dashboard", { filter: filter || null }));
     cursors = [];

@@ -8,6 +8,7 @@ mod export;
 mod export_render;
 mod export_walk;
 mod filters;
+mod insights;
 mod query;
 mod scores;
 pub mod session;
@@ -76,6 +77,7 @@ fn api_routes(state: AppState) -> Router {
         )
         .route("/api/v1/ingestion", get(control::ingestion))
         .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/insights", get(insights::insights))
         .route("/api/v1/spans", get(filters::list_spans))
         .route("/api/v1/filter/keys", get(filters::keys))
         .route("/api/v1/scores", post(scores::create))

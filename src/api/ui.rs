@@ -24,6 +24,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("traces.js", JS, include_str!("../../ui/traces.js")),
     ("trace.js", JS, include_str!("../../ui/trace.js")),
     ("dashboard.js", JS, include_str!("../../ui/dashboard.js")),
+    ("insights.js", JS, include_str!("../../ui/insights.js")),
     ("ingestion.js", JS, include_str!("../../ui/ingestion.js")),
     ("settings.js", JS, include_str!("../../ui/settings.js")),
     ("alerts.js", JS, include_str!("../../ui/alerts.js")),

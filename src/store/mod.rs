@@ -4,6 +4,7 @@
 pub mod clickhouse;
 pub mod codec;
 pub mod content_events;
+pub mod insight_traces;
 pub mod rollup;
 pub mod sketch;
 pub mod sqlite;
@@ -385,6 +386,20 @@ pub trait SpanStore: Send + Sync + 'static {
     /// in total and per model (see [`trace_stats`]); only of the traces its filter matches,
     /// when it has one.
     async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats>;
+
+    /// The traces of `[start, end)` that the filter matches (every trace of the window
+    /// without one), with what insights measure and segment them by, sent to `sink` in chunks
+    /// of at most [`insight_traces::CHUNK`], in any order. Returns when all are sent, or
+    /// early when the receiver is gone. `sample` above 1 reads only about one trace in
+    /// `sample`, chosen by a key that has nothing to do with what the trace measures.
+    async fn insight_traces(
+        &self,
+        project_id: &str,
+        window: (u64, u64),
+        filter: Option<Arc<TraceFilter>>,
+        sample: u64,
+        sink: insight_traces::InsightSink,
+    ) -> StoreResult<()>;
 
     /// Stores scores, replacing those of the same ids: all of them or, on an error, none.
     async fn put_scores(&self, project_id: &str, scores: Vec<Score>) -> StoreResult<()>;

@@ -6,6 +6,7 @@
 pub mod files;
 pub mod process;
 pub mod switch;
+pub mod traffic;
 
 use std::io::Write as _;
 
@@ -333,6 +334,28 @@ pub fn string_attribute(key: &str, value: &str) -> KeyValue {
         }),
         ..Default::default()
     }
+}
+
+pub fn double_attribute(key: &str, value: f64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::DoubleValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// `text` percent-encoded for a query string (a filter, say).
+pub fn url_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 pub fn int_attribute(key: &str, value: i64) -> KeyValue {

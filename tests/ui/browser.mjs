@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { alerts } from "./alerts.mjs";
 import { filtersAndScores } from "./filters.mjs";
+import { insights } from "./insights.mjs";
 
 const url = process.env.SPANHOUSE_URL;
 const adminToken = process.env.SPANHOUSE_ADMIN_TOKEN;
@@ -215,6 +216,7 @@ const scenarios = {
   "filters-and-scores": (page) => filtersAndScores(page,
     { url, adminToken, readToken, traceId, otherTraceId, check, shot, signIn, signOut }),
   alerts: (page) => alerts(page, { adminToken, readToken, check, shot, signIn, signOut }),
+  insights: (page) => insights(page, { adminToken, check, shot, signIn }),
 };
 
 async function main() {

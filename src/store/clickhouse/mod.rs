@@ -9,6 +9,7 @@ mod deliver;
 mod export;
 mod filter_sql;
 mod hidden;
+mod insights;
 mod metadata;
 mod purge;
 pub mod queries;
@@ -342,6 +343,23 @@ impl SpanStore for ClickHouseStore {
         trace_ids: &[TraceId],
     ) -> StoreResult<Vec<Score>> {
         scores::scores_of_traces(&self.client, project_id, trace_ids).await
+    }
+
+    async fn insight_traces(
+        &self,
+        project_id: &str,
+        window: (u64, u64),
+        filter: Option<Arc<crate::filter::query::TraceFilter>>,
+        sample: u64,
+        sink: crate::store::insight_traces::InsightSink,
+    ) -> StoreResult<()> {
+        let scan = insights::Scan {
+            project_id,
+            window,
+            filter: filter.as_deref(),
+            sample,
+        };
+        insights::insight_traces(&self.client, &scan, &sink).await
     }
 
     async fn trace_stats(&self, project_id: &str, query: &StatsQuery) -> StoreResult<TraceStats> {

@@ -162,13 +162,12 @@ pub async fn scores_of_traces(
 
 /// The project's scores (few beside its traces) first, then their traces' timestamps by id:
 /// a dashboard of a project without scores costs one small query, whatever its traces.
-pub async fn score_values(
+/// Every numeric and boolean score of a project: (trace id, name, value).
+pub async fn project_numeric_scores(
     client: &Client,
     project_id: &str,
-    start_unix_nano: u64,
-    end_unix_nano: u64,
-) -> StoreResult<Vec<(u64, String, f64)>> {
-    let scores: Vec<(String, String, f64)> = client
+) -> StoreResult<Vec<(String, String, f64)>> {
+    client
         .query(&numeric_scores())
         .bind(project_id)
         .bind(project_id)
@@ -176,7 +175,16 @@ pub async fn score_values(
         .bind(project_id)
         .fetch_all()
         .await
-        .map_err(unavailable)?;
+        .map_err(unavailable)
+}
+
+pub async fn score_values(
+    client: &Client,
+    project_id: &str,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+) -> StoreResult<Vec<(u64, String, f64)>> {
+    let scores = project_numeric_scores(client, project_id).await?;
     let mut trace_ids: Vec<&str> = scores.iter().map(|(trace, _, _)| trace.as_str()).collect();
     trace_ids.sort_unstable();
     trace_ids.dedup();

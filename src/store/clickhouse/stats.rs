@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::filter_sql::{Sql, bind, trace_condition, trace_split};
 use super::queries::{matching_trace_facts, matching_trace_timestamps, rollup_cells};
 use super::read::filter_error;
-use super::scores::numeric_scores;
+use super::scores::project_numeric_scores;
 use super::trace_rows::TRACE_IDS_PER_QUERY;
 use super::unavailable;
 use crate::filter::query::TraceFilter;
@@ -125,15 +125,7 @@ pub async fn filtered_score_values(
     query: &StatsQuery,
     filter: &TraceFilter,
 ) -> StoreResult<Vec<(u64, String, f64)>> {
-    let scores: Vec<(String, String, f64)> = client
-        .query(&numeric_scores())
-        .bind(project_id)
-        .bind(project_id)
-        .bind(project_id)
-        .bind(project_id)
-        .fetch_all()
-        .await
-        .map_err(unavailable)?;
+    let scores = project_numeric_scores(client, project_id).await?;
     let mut trace_ids: Vec<&str> = scores.iter().map(|(trace, _, _)| trace.as_str()).collect();
     trace_ids.sort_unstable();
     trace_ids.dedup();

@@ -428,14 +428,27 @@ pub(super) fn filtered_stats(
     Ok(builder.finish())
 }
 
-/// The statement of the rowids of the window's traces that `filter` matches (a deletion's
-/// selection), with its values; driven as a filtered stats query is.
-pub(super) fn matching_rowids(
+/// `FROM traces … WHERE …` of the window's traces that `filter` matches (every trace of the
+/// window without one), with its values; driven as a filtered stats query is.
+pub(super) fn window_rows(
     connection: &Connection,
     project_id: &str,
-    filter: &TraceFilter,
+    filter: Option<&TraceFilter>,
     (start, end): (u64, u64),
 ) -> StoreResult<(String, Vec<SqlValue>)> {
+    let Some(filter) = filter else {
+        let (start, end) = window(start, end);
+        return Ok((
+            "FROM traces INDEXED BY traces_by_time WHERE traces.project_id = ? \
+             AND traces.timestamp_ns >= ? AND traces.timestamp_ns < ?"
+                .to_owned(),
+            vec![
+                SqlValue::Text(project_id.to_owned()),
+                SqlValue::Integer(start),
+                SqlValue::Integer(end),
+            ],
+        ));
+    };
     let rows = matching_rows(
         connection,
         project_id,
@@ -445,10 +458,19 @@ pub(super) fn matching_rowids(
         None,
         STATS_DRIVE_CAP,
     )?;
-    Ok((
-        format!("SELECT traces.rowid {}", rows.from_where),
-        rows.values,
-    ))
+    Ok((rows.from_where, rows.values))
+}
+
+/// The statement of the rowids of the window's traces that `filter` matches (a deletion's
+/// selection), with its values; driven as a filtered stats query is.
+pub(super) fn matching_rowids(
+    connection: &Connection,
+    project_id: &str,
+    filter: &TraceFilter,
+    (start, end): (u64, u64),
+) -> StoreResult<(String, Vec<SqlValue>)> {
+    let (from_where, values) = window_rows(connection, project_id, Some(filter), (start, end))?;
+    Ok((format!("SELECT traces.rowid {from_where}"), values))
 }
 
 /// The numeric and boolean score values of the window's traces that `filter` matches:

@@ -15,6 +15,7 @@ mod delete;
 mod export;
 mod filter_plan;
 mod filter_sql;
+mod insights;
 mod metadata;
 mod purge;
 mod read;
@@ -43,6 +44,7 @@ use super::{
     StoreError, StoreResult, StoredSpan, TracePage, TraceQuery,
 };
 use super::{StatsQuery, TraceStats};
+use crate::filter::query::TraceFilter;
 use crate::model::score::Score;
 use crate::model::{ContentEvent, NormalizedSpan, TraceId, TraceRecord};
 use crate::normalize::Normalizer;
@@ -398,6 +400,27 @@ impl SpanStore for SqliteStore {
         let (project_id, trace_ids) = (project_id.to_owned(), trace_ids.to_vec());
         self.with_reader(move |connection| {
             scores::scores_of_traces(connection, &project_id, &trace_ids)
+        })
+        .await
+    }
+
+    async fn insight_traces(
+        &self,
+        project_id: &str,
+        window: (u64, u64),
+        filter: Option<Arc<TraceFilter>>,
+        sample: u64,
+        sink: crate::store::insight_traces::InsightSink,
+    ) -> StoreResult<()> {
+        let project_id = project_id.to_owned();
+        self.with_reader(move |connection| {
+            let scan = insights::Scan {
+                project_id: &project_id,
+                window,
+                filter: filter.as_deref(),
+                sample,
+            };
+            insights::insight_traces(connection, &scan, &sink)
         })
         .await
     }
