@@ -72,5 +72,5 @@ if [ "$clickhouse_started" = true ]; then
     --test http_ingest --test query_api --test grpc_ingest --test corpus --test conventions --test semantics \
     --test logs --test metrics_signal --test hostile_clients --test ingestion_control --test stats_api --test tokens_api --test ui_session \
     --test ui_browser --test e2e_sdks --test e2e_instrumentations --test hostile_input --test rollups --test scores_api --test filter_language --test filter_stats \
-    --test import --test lifecycle --test export --test redaction --test insights "$@"
+    --test import --test lifecycle --test export --test redaction --test insights --test alerts "$@"
 fi

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use crate::normalize::pricing::ModelPrice;
 use crate::store::sqlite::{Compression, SqliteOptions, Synchronous};
 
+mod alerts;
 mod commands;
+pub use alerts::AlertsConfig;
 pub use commands::{ConfigureArgs, ExportArgs, ExportFormatArg, ImportArgs};
 
 #[derive(Debug, Parser)]
@@ -98,6 +100,14 @@ pub struct GlobalArgs {
         value_name = "DAYS"
     )]
     pub retention_days: Option<u32>,
+    /// Seconds between two evaluations of the alert rules, 10 to 60 [default: 60].
+    #[arg(
+        long,
+        global = true,
+        env = "SPANHOUSE_ALERTS_EVALUATION_INTERVAL_S",
+        value_name = "SECONDS"
+    )]
+    pub alerts_evaluation_interval_s: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +223,8 @@ pub struct FileConfig {
     pub limits: FileLimits,
     #[serde(default)]
     pub sqlite: FileSqlite,
+    #[serde(default)]
+    pub alerts: alerts::FileAlerts,
     /// Model prices (USD per million tokens) added to or replacing the built-in table.
     #[serde(default)]
     pub pricing: BTreeMap<String, ModelPrice>,
@@ -273,6 +285,8 @@ pub struct Config {
     pub sqlite: SqliteOptions,
     /// Model price overrides; see `normalize::pricing`.
     pub pricing: BTreeMap<String, ModelPrice>,
+    /// Alert evaluation (`[alerts]`).
+    pub alerts: AlertsConfig,
 }
 
 pub use crate::store::clickhouse::ClickHouseConfig;
@@ -437,7 +451,9 @@ impl Config {
             crate::settings::check_retention_days(days)
                 .map_err(|error| ConfigError::Invalid(error.to_string()))?;
         }
+        let alerts = AlertsConfig::resolve(args.alerts_evaluation_interval_s, &file.alerts)?;
         Ok(Self {
+            alerts,
             retention_days,
             data_dir: args
                 .data_dir

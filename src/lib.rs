@@ -22,6 +22,8 @@
 //! insights ── what changed between two periods (SPEC §10): segments tested over the store's
 //!             traces; the api serves them
 //! api ─────── the query API, UI, sessions, /metrics: reads through the same store
+//! alerts ──── one server of a deployment (a lease in the store) evaluates alert rules over
+//!             the same reads and POSTs a signed webhook on each change of state
 //! error ───── the one edge error and what a client may retry; model: types, no I/O
 //! ```
 //!
@@ -30,6 +32,7 @@
 //! server over HTTP (`import`, `export`). docs/architecture.md says more.
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod client;

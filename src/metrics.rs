@@ -1,7 +1,10 @@
 //! Prometheus metrics, written out in the text exposition format at `GET /metrics`.
 //!
 //! Per-project span counters come from [`IngestionStats`]; the request latency histograms (by
-//! route and status), the store write latency histogram and the queue depth live here.
+//! route and status), the store write latency histogram, the queue depth and the alert
+//! evaluator's counters live here; a project's business figures in `project`.
+
+pub mod project;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -62,11 +65,27 @@ impl Histogram {
     }
 }
 
+/// What this server's alert evaluator did (`alerts`).
+#[derive(Debug, Default)]
+pub struct AlertMetrics {
+    /// Rules evaluated: each rule counts once per evaluation round.
+    pub evaluations: AtomicU64,
+    /// Webhook attempts answered 2xx.
+    pub webhooks_delivered: AtomicU64,
+    /// Webhook attempts that failed (any other answer, or none).
+    pub webhooks_failed: AtomicU64,
+    /// 1 while this server holds the alerts lease.
+    pub lease_held: AtomicU64,
+}
+
 /// Everything measured outside the ingestion counters.
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), std::sync::Arc<Histogram>>>,
     pub store_writes: Histogram,
+    pub alerts: AlertMetrics,
+    /// The business figures of each project, read once a minute (`project`).
+    pub project_figures: project::ProjectFiguresCache,
 }
 
 impl Metrics {
@@ -175,6 +194,25 @@ impl Metrics {
         );
         self.store_writes
             .write(&mut out, "spanhouse_store_write_duration_seconds", "");
+        let alerts = &self.alerts;
+        let _ = writeln!(
+            out,
+            "# HELP spanhouse_alert_evaluations_total Alert rules evaluated by this server (only \
+             the holder of the alerts lease evaluates).\n\
+             # TYPE spanhouse_alert_evaluations_total counter\n\
+             spanhouse_alert_evaluations_total {}\n\
+             # HELP spanhouse_alert_webhook_attempts_total Alert webhook attempts of this server, \
+             by result.\n\
+             # TYPE spanhouse_alert_webhook_attempts_total counter\n\
+             spanhouse_alert_webhook_attempts_total{{result=\"delivered\"}} {}\n\
+             spanhouse_alert_webhook_attempts_total{{result=\"failed\"}} {}\n\
+             # HELP spanhouse_alerts_lease_held 1 while this server holds the alerts lease.\n\
+             # TYPE spanhouse_alerts_lease_held gauge\nspanhouse_alerts_lease_held {}",
+            alerts.evaluations.load(Ordering::Relaxed),
+            alerts.webhooks_delivered.load(Ordering::Relaxed),
+            alerts.webhooks_failed.load(Ordering::Relaxed),
+            alerts.lease_held.load(Ordering::Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP spanhouse_request_duration_seconds Time to answer a request, by route and status.\n\
@@ -194,7 +232,7 @@ impl Metrics {
 }
 
 /// Escapes a label value (backslash, quote, newline).
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -4,7 +4,8 @@
 //! hostile LLM output that must not run; a read token that cannot change settings; filtering
 //! traces and spans with the filter language, scoring a trace and its score on the dashboard
 //! (`tests/ui/filters.mjs`); the Insights page showing planted changes and opening an
-//! insight's traces (`tests/ui/insights.mjs`).
+//! insight's traces (`tests/ui/insights.mjs`); an alert rule made, firing and deleted in
+//! Settings (`tests/ui/alerts.mjs`).
 //!
 //! `scripts/test.sh` installs chromium and `tests/ui/node_modules`. In CI (`CI` set) a missing
 //! one fails the test; elsewhere the test says so and skips. Screenshots are written to
@@ -155,7 +156,11 @@ fn scenario_traces(scenario: &str, trace: u8, other_trace: u8) -> Vec<Vec<Span>>
 /// Starts a server with the scenario's traces, runs one scenario of `tests/ui/browser.mjs` and
 /// returns its output; panics when it fails.
 async fn run_scenario(scenario: &str) -> String {
-    let server = TestServer::start().await;
+    // Alert rules are evaluated every second, so that one fires while the page is open.
+    let server = TestServer::start_with(|config| {
+        config.alerts.evaluation_interval = std::time::Duration::from_secs(1);
+    })
+    .await;
     let read_token = server.create_token("default", "read").await;
     server.wait_for_token(&read_token).await;
     let (trace, other_trace) = (0x7a, 0x7b);
@@ -279,6 +284,22 @@ async fn the_insights_page_shows_a_planted_change_and_opens_its_traces() {
     for step in [
         "the insights page shows the planted changes",
         "the insight's link opens its traces",
+    ] {
+        assert!(output.contains(&format!("PASS {step}")), "{output}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_makes_an_alert_rule_sees_it_fire_and_deletes_it() {
+    if !browser_installed() {
+        return;
+    }
+    let output = run_scenario("alerts").await;
+    for step in [
+        "an alert rule is created and its secret shown once",
+        "the rule fires and its history shows the change and the webhook attempts",
+        "a read session sees the rule and cannot change it",
+        "the rule is deleted",
     ] {
         assert!(output.contains(&format!("PASS {step}")), "{output}");
     }

@@ -1,6 +1,8 @@
 // Settings of the project: sampling attribute, filter conditions, rate limit, retention, redaction (saved through
-// PUT /api/v1/project/settings, which validates them) and tokens. Changes need an admin token.
+// PUT /api/v1/project/settings, which validates them), tokens and alert rules (alerts.js). Changes need an admin
+// token.
 
+import { alertsSection } from "./alerts.js";
 import { api, session } from "./api.js";
 import { el, formatTime, notice, replace } from "./dom.js";
 
@@ -141,6 +143,6 @@ export function renderSettings(container) {
   const body = el("div", {}, notice("Loading settings…"));
   container.append(el("h1", {}, "Settings"), body);
   api("/api/v1/project/settings")
-    .then((settings) => replace(body, settingsForm(settings, isAdmin), isAdmin ? tokensSection() : null))
+    .then((settings) => replace(body, settingsForm(settings, isAdmin), isAdmin ? tokensSection() : null, alertsSection(isAdmin)))
     .catch((failure) => replace(body, notice(`Settings could not be loaded: ${failure.message}`, "error")));
 }

@@ -154,7 +154,8 @@ pub(super) fn parse_bucket(text: Option<&str>) -> Result<u64, ApiError> {
 }
 
 /// `GET /metrics`: Prometheus text format. Without a token, the server's own figures only;
-/// with a read or admin token (or a UI session), also that project's ingestion counters.
+/// with a read or admin token (or a UI session), also that project's ingestion counters and
+/// business figures (`metrics::project`).
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let signed_in = headers.contains_key(header::AUTHORIZATION)
         || super::session::session_cookie(&headers).is_some();
@@ -169,11 +170,28 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
             principal.project.name.as_str(),
         )
     });
-    let text = state.metrics.render(
+    let mut text = state.metrics.render(
         &state.ingest.stats,
         state.ingest.pipeline.buffered(),
         project,
     );
+    if let Some((project_id, project_name)) = project {
+        let figures = state
+            .metrics
+            .project_figures
+            .figures(state.store.as_ref(), project_id, now_unix_nano())
+            .await;
+        match figures {
+            Ok(figures) => text.push_str(&crate::metrics::project::render(
+                project_id,
+                project_name,
+                &figures,
+            )),
+            Err(error) => {
+                tracing::warn!(%error, project_id, "the project's figures are left out of /metrics")
+            }
+        }
+    }
     (
         StatusCode::OK,
         [(

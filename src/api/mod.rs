@@ -1,6 +1,7 @@
 //! The HTTP surface: the JSON query API, the web UI and health checks, on one router with the
 //! OTLP/HTTP receivers (`receiver::http`, given to [`app`]).
 
+mod alerts;
 mod control;
 mod delete;
 mod export;
@@ -81,6 +82,12 @@ fn api_routes(state: AppState) -> Router {
         .route("/api/v1/filter/keys", get(filters::keys))
         .route("/api/v1/scores", post(scores::create))
         .route("/api/v1/scores/{score_id}", delete(scores::remove))
+        .route("/api/v1/alerts", get(alerts::list).post(alerts::create))
+        .route(
+            "/api/v1/alerts/{alert_id}",
+            get(alerts::get).put(alerts::replace).delete(alerts::remove),
+        )
+        .route("/api/v1/alerts/{alert_id}/events", get(alerts::events))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{token_id}", delete(tokens::revoke))
         .route("/ui/login", post(session::login))

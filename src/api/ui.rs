@@ -27,6 +27,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("insights.js", JS, include_str!("../../ui/insights.js")),
     ("ingestion.js", JS, include_str!("../../ui/ingestion.js")),
     ("settings.js", JS, include_str!("../../ui/settings.js")),
+    ("alerts.js", JS, include_str!("../../ui/alerts.js")),
     (
         "style.css",
         "text/css; charset=utf-8",

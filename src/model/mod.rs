@@ -1,6 +1,7 @@
 //! spanhouse's own data types. No I/O here: receivers build these, the store keeps them, the API
 //! shows them.
 
+pub mod alert;
 pub mod attributes;
 pub mod ids;
 pub mod llm;

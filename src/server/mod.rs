@@ -15,6 +15,7 @@ use crate::api::session::Sessions;
 mod http;
 mod lifecycle;
 
+use crate::alerts::Alerts;
 use crate::api::{self, AppState};
 use crate::auth::{self, Authenticator, Role, TOKEN_REFRESH_INTERVAL};
 use crate::config::{Config, StorageKind};
@@ -84,6 +85,8 @@ pub struct RunningServer {
     sweeper: JoinHandle<()>,
     /// Retention and the purge (`lifecycle`).
     lifecycle: JoinHandle<()>,
+    /// Alert evaluation, while this server holds the alerts lease.
+    alerts: Alerts,
     stats: Arc<IngestionStats>,
     store: Arc<dyn Store>,
 }
@@ -127,6 +130,11 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         Arc::clone(&purge_signal),
     ));
     let metrics = Arc::new(Metrics::default());
+    let alerts = Alerts::start(
+        Arc::clone(&store),
+        config.alerts.evaluation_interval,
+        Arc::clone(&metrics),
+    );
     let (pipeline, writer) = Pipeline::start(
         Arc::clone(&store),
         PipelineLimits {
@@ -222,6 +230,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         flusher,
         sweeper,
         lifecycle,
+        alerts,
         stats,
         store,
     })
@@ -243,6 +252,7 @@ impl RunningServer {
         self.refresher.abort();
         self.sweeper.abort();
         self.lifecycle.abort();
+        self.alerts.stop();
         // Every sender is gone with the servers: the writer drains and ends.
         if tokio::time::timeout(Duration::from_secs(30), self.writer)
             .await

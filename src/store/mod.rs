@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use crate::filter::query::{SpanFilter, TraceFilter};
+use crate::model::alert::{AlertEvent, AlertRule, AlertRuleState};
 use crate::model::project::ProjectSettings;
 pub use crate::model::project::{ActiveToken, NewToken, Project, TokenInfo};
 use crate::model::score::Score;
@@ -186,11 +187,19 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Everything spanhouse stores: the control plane and the spans. Implementations must be safe
-/// to share between tasks; every backend implements both halves.
-pub trait Store: ControlPlane + SpanStore {}
+/// Everything spanhouse stores: the control plane, the alert rules and the spans.
+/// Implementations must be safe to share between tasks; every backend implements each part.
+pub trait Store: ControlPlane + AlertStore + SpanStore {}
 
-impl<T: ControlPlane + SpanStore> Store for T {}
+impl<T: ControlPlane + AlertStore + SpanStore> Store for T {}
+
+/// A lease granted by [`ControlPlane::acquire_lease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// How long from the answer on the holder may act. No other holder is granted the lease
+    /// before that has passed; the holder asks again before it does to keep it.
+    pub valid_for: std::time::Duration,
+}
 
 /// Projects, tokens, the deployment's secrets, project settings and ingestion counters: small,
 /// shared by every server of a deployment.
@@ -237,6 +246,64 @@ pub trait ControlPlane: Send + Sync + 'static {
         start_unix_nano: u64,
         end_unix_nano: u64,
     ) -> StoreResult<Vec<CountDelta>>;
+
+    /// Takes or keeps the lease `name` for `holder` (a server's random id), so that one server
+    /// of a deployment does a piece of work (alert evaluation): `Some` while `holder` holds it,
+    /// `None` while another does. A holder that keeps asking within `ttl` keeps it; one that
+    /// stops (it died) loses it within `ttl` or two. SQLite keeps a row of holder and expiry,
+    /// changed in a transaction; ClickHouse, without transactions or unique keys, elects the
+    /// earliest claim of each lease slot (see `store::clickhouse::alerts`).
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> StoreResult<Option<LeaseGrant>>;
+}
+
+/// Alert rules, their states and the events of their changes (SPEC §10): small, shared by
+/// every server of a deployment. Only the holder of the alerts lease writes states and events.
+#[async_trait]
+pub trait AlertStore: Send + Sync + 'static {
+    /// Stores a rule, replacing the project's rule of the same id.
+    async fn put_alert_rule(&self, rule: &AlertRule) -> StoreResult<()>;
+
+    /// A project's rule by id; `None` when it has none of that id.
+    async fn alert_rule(&self, project_id: &str, rule_id: &str) -> StoreResult<Option<AlertRule>>;
+
+    /// A project's rules, oldest first; every project's with `None`.
+    async fn alert_rules(&self, project_id: Option<&str>) -> StoreResult<Vec<AlertRule>>;
+
+    /// Deletes a rule, its state and its events; `false` when the project has none of that id.
+    async fn delete_alert_rule(&self, project_id: &str, rule_id: &str) -> StoreResult<bool>;
+
+    /// The states of a project's rules (every project's with `None`). A rule without one has
+    /// never changed state: it is ok.
+    async fn alert_states(&self, project_id: Option<&str>) -> StoreResult<Vec<AlertRuleState>>;
+
+    /// Records a change of state: the rule's new state and the event that notifies it. The
+    /// state's `transitions` is one more than the stored one's.
+    async fn record_alert_change(
+        &self,
+        state: &AlertRuleState,
+        event: &AlertEvent,
+    ) -> StoreResult<()>;
+
+    /// Records the progress of an event's delivery, replacing the stored event of its id
+    /// (attempts only grow; a finished event stays finished).
+    async fn update_alert_event(&self, event: &AlertEvent) -> StoreResult<()>;
+
+    /// A rule's events, newest first, at most `limit`.
+    async fn alert_events(
+        &self,
+        project_id: &str,
+        rule_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<AlertEvent>>;
+
+    /// The events of every project whose delivery has not finished, at or after `since`: what
+    /// a server that takes the alerts lease over goes on delivering.
+    async fn unfinished_alert_events(&self, since_unix_nano: u64) -> StoreResult<Vec<AlertEvent>>;
 }
 
 /// Spans, their content events and the reads of TraceRecords: the data plane.

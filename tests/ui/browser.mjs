@@ -10,6 +10,7 @@ import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { alerts } from "./alerts.mjs";
 import { filtersAndScores } from "./filters.mjs";
 import { insights } from "./insights.mjs";
 
@@ -214,6 +215,7 @@ const scenarios = {
   "admin-flow": adminFlow, "hostile-output": hostileOutput, "read-only": readOnly, empty,
   "filters-and-scores": (page) => filtersAndScores(page,
     { url, adminToken, readToken, traceId, otherTraceId, check, shot, signIn, signOut }),
+  alerts: (page) => alerts(page, { adminToken, readToken, check, shot, signIn, signOut }),
   insights: (page) => insights(page, { adminToken, check, shot, signIn }),
 };
 

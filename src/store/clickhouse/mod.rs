@@ -3,6 +3,7 @@
 //! batches (`deliver`); TraceRecords are kept in a read model at delivery (`trace_rows`);
 //! projects, tokens, settings and counters live in ClickHouse, so every server sees them.
 
+mod alerts;
 mod delete;
 mod deliver;
 mod export;
@@ -31,8 +32,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    ActiveToken, ContentEventBatch, ControlPlane, CountDelta, NewToken, Project, SpanBatch,
-    SpanStore, StoreError, StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
+    ActiveToken, ContentEventBatch, ControlPlane, CountDelta, LeaseGrant, NewToken, Project,
+    SpanBatch, SpanStore, StoreError, StoreResult, StoredSpan, TokenInfo, TracePage, TraceQuery,
 };
 use super::{FilterKeys, SpanPage, SpanQuery};
 use super::{PurgeReport, TraceSelection};
@@ -464,5 +465,14 @@ impl ControlPlane for ClickHouseStore {
         end_unix_nano: u64,
     ) -> StoreResult<Vec<CountDelta>> {
         metadata::ingestion_counts(&self.client, project_id, start_unix_nano, end_unix_nano).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> StoreResult<Option<LeaseGrant>> {
+        alerts::acquire_lease(&self.client, name, holder, ttl).await
     }
 }

@@ -428,7 +428,8 @@ pub fn sample_queries() -> Vec<(String, String)> {
     let samples = samples
         .into_iter()
         .chain(super::delete::sample_queries())
-        .chain(super::purge::sample_queries());
+        .chain(super::purge::sample_queries())
+        .chain(super::alerts::sample_queries());
     samples
         .into_iter()
         .chain(filtered)

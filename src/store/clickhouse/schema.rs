@@ -40,18 +40,19 @@ pub struct SchemaOptions {
     pub retention_days: Option<u32>,
 }
 
-struct Table {
-    name: &'static str,
-    columns: &'static str,
+/// A table of the schema, in words both dialects and a cluster are written from.
+pub(super) struct Table {
+    pub(super) name: &'static str,
+    pub(super) columns: &'static str,
     /// Extra column definitions of the modern dialect (skip indexes).
-    modern_indexes: &'static str,
-    engine: Engine,
-    partition_by: Option<&'static str>,
-    order_by: &'static str,
+    pub(super) modern_indexes: &'static str,
+    pub(super) engine: Engine,
+    pub(super) partition_by: Option<&'static str>,
+    pub(super) order_by: &'static str,
     /// Whether rows expire after the retention period (modern dialect).
-    expires: bool,
+    pub(super) expires: bool,
     /// Distributed sharding key in a cluster.
-    sharding_key: &'static str,
+    pub(super) sharding_key: &'static str,
 }
 
 impl Table {
@@ -78,7 +79,7 @@ impl Table {
 }
 
 #[derive(Clone, Copy)]
-enum Engine {
+pub(super) enum Engine {
     Replacing(Option<&'static str>),
     /// Sums the given column; `""` sums every numeric column outside the key, and nested
     /// tables whose name ends in `Map` as maps.
@@ -456,7 +457,8 @@ fn deletion() -> Vec<Table> {
 /// The versioned migrations: version 1 is the schema above, version 2 adds the deployment's
 /// secrets, version 3 the read model (its rows are then built from the stored spans, see
 /// `trace_rows::build`), version 4 scores, version 5 the terms of the filter language (spans
-/// stored before it have none), version 6 the tombstones and horizons of deletion. A later
+/// stored before it have none), version 6 the tombstones and horizons of deletion, version 7
+/// alerts and leases. A later
 /// change appends a version with its statements; a server applies the versions it has not
 /// recorded.
 pub fn migrations(dialect: Dialect, options: &SchemaOptions) -> Vec<(u32, Vec<String>)> {
@@ -481,6 +483,13 @@ pub fn migrations(dialect: Dialect, options: &SchemaOptions) -> Vec<(u32, Vec<St
         (
             6,
             deletion()
+                .iter()
+                .flat_map(|table| table_statements(table, dialect, options))
+                .collect(),
+        ),
+        (
+            7,
+            super::alerts::tables()
                 .iter()
                 .flat_map(|table| table_statements(table, dialect, options))
                 .collect(),
@@ -536,7 +545,7 @@ mod tests {
     #[test]
     fn the_second_migration_adds_the_deployment_secrets() {
         let legacy = migrations(Dialect::Legacy, &options(None));
-        assert_eq!(legacy.len(), 6);
+        assert_eq!(legacy.len(), 7);
         assert_eq!(
             legacy[1].1,
             vec![

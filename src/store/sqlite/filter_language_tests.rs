@@ -354,7 +354,8 @@ async fn terms_are_written_once_and_filled_by_the_migration() {
             "DROP TABLE span_terms; DROP TABLE filter_keys; DROP INDEX spans_by_start;
              DROP INDEX scores_by_name; ALTER TABLE spans DROP COLUMN llm_provider;
              ALTER TABLE spans DROP COLUMN llm_operation; DROP TABLE purge_pending;
-             PRAGMA user_version = 13;",
+             DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE alert_events;
+             DROP TABLE leases; PRAGMA user_version = 13;",
         )
         .unwrap();
     drop(connection);

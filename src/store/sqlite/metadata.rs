@@ -9,7 +9,8 @@ use super::SqliteStore;
 use crate::model::project::{ProjectSettings, Role};
 use crate::model::time::now_unix_nano;
 use crate::store::{
-    ActiveToken, ControlPlane, CountDelta, NewToken, Project, StoreError, StoreResult, TokenInfo,
+    ActiveToken, ControlPlane, CountDelta, LeaseGrant, NewToken, Project, StoreError, StoreResult,
+    TokenInfo,
 };
 
 fn random_project_id() -> String {
@@ -336,6 +337,19 @@ impl ControlPlane for SqliteStore {
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> StoreResult<Option<LeaseGrant>> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.with_writer(move |connection| {
+            super::alerts::acquire_lease(connection, &name, &holder, ttl)
         })
         .await
     }

@@ -6,6 +6,7 @@
 //! `q` lives in a second file, kept up to date by a thread of its own (see `search`); WAL
 //! checkpoints run on another, beside the writer (see `checkpoint`).
 
+mod alerts;
 mod background;
 mod blocks;
 mod checkpoint;

@@ -229,6 +229,8 @@ async fn migrating_builds_the_rollup_of_stored_traces() {
              DROP TABLE span_terms; DROP TABLE filter_keys; DROP INDEX spans_by_start; \
              ALTER TABLE spans DROP COLUMN llm_provider; \
              ALTER TABLE spans DROP COLUMN llm_operation; DROP TABLE purge_pending; \
+             DROP TABLE alert_rules; DROP TABLE alert_states; DROP TABLE alert_events; \
+             DROP TABLE leases; \
              PRAGMA user_version = {};",
             super::schema::ROLLUP_MIGRATION
         ))

@@ -265,6 +265,60 @@ CREATE TABLE purge_pending (
     spans      INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Alerts (SPEC §10, store/sqlite/alerts.rs): the rules of each project (the secret is kept:
+-- every delivery signs with it), the state the evaluator last wrote of each (none: ok), and
+-- each change of state with its webhook's delivery.
+CREATE TABLE alert_rules (
+    project_id    TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    metric        TEXT NOT NULL,
+    filter        TEXT,
+    window_s      INTEGER NOT NULL,
+    op            TEXT NOT NULL,
+    threshold     REAL NOT NULL,
+    min_traces    INTEGER,
+    webhook_url   TEXT NOT NULL,
+    secret        TEXT NOT NULL,
+    created_at_ns INTEGER NOT NULL,
+    updated_at_ns INTEGER NOT NULL,
+    PRIMARY KEY (project_id, id)
+) WITHOUT ROWID;
+CREATE TABLE alert_states (
+    project_id    TEXT NOT NULL,
+    rule_id       TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    value         REAL,
+    changed_at_ns INTEGER NOT NULL,
+    transitions   INTEGER NOT NULL,
+    PRIMARY KEY (project_id, rule_id)
+) WITHOUT ROWID;
+CREATE TABLE alert_events (
+    id              TEXT PRIMARY KEY,
+    project_id      TEXT NOT NULL,
+    rule_id         TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    value           REAL NOT NULL,
+    threshold       REAL NOT NULL,
+    at_ns           INTEGER NOT NULL,
+    payload         TEXT NOT NULL,
+    attempts        INTEGER NOT NULL,
+    delivered       INTEGER NOT NULL,
+    finished        INTEGER NOT NULL,
+    last_error      TEXT,
+    last_attempt_ns INTEGER
+);
+CREATE INDEX alert_events_by_rule ON alert_events (project_id, rule_id, at_ns DESC);
+CREATE INDEX alert_events_unfinished ON alert_events (at_ns) WHERE finished = 0;
+-- Leases (ControlPlane::acquire_lease): which server does a deployment's one-server work
+-- (alert evaluation), until when.
+CREATE TABLE leases (
+    name          TEXT PRIMARY KEY,
+    holder        TEXT NOT NULL,
+    expires_at_ns INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The migration that makes the term index, which [`super::term_index::fill`] fills from the
