@@ -3,64 +3,13 @@
 //! and checked here, and the webhook's body is written here; the evaluator is `alerts`, the
 //! storage `store::{sqlite,clickhouse}::alerts`.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use super::time::format_rfc3339;
 
-/// What a rule measures over the traces of its window (and filter). The names are those of the
-/// insights (`GET /api/v1/insights`), so a metric reads the same on both.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AlertMetric {
-    /// How many traces.
-    Traces,
-    /// The share of them whose status is `error`, from 0 to 1.
-    ErrorRate,
-    /// The 95th percentile of their `duration_ms`.
-    P95DurationMs,
-    /// Their mean `total_cost`, in USD.
-    CostPerTrace,
-    /// Their mean `total_token_count`.
-    TokensPerTrace,
-    /// The mean of their numeric and boolean (1 or 0) scores of this name: `score:<name>`.
-    Score(String),
-}
-
-/// The metrics that are not scores, by name.
-const FIXED_METRICS: [(&str, AlertMetric); 5] = [
-    ("traces", AlertMetric::Traces),
-    ("error_rate", AlertMetric::ErrorRate),
-    ("p95_duration_ms", AlertMetric::P95DurationMs),
-    ("cost_per_trace", AlertMetric::CostPerTrace),
-    ("tokens_per_trace", AlertMetric::TokensPerTrace),
-];
-
-impl AlertMetric {
-    /// Reads a metric as [`fmt::Display`] writes it.
-    pub fn parse(text: &str) -> Option<Self> {
-        if let Some(name) = text.strip_prefix("score:") {
-            return (!name.is_empty()).then(|| Self::Score(name.to_owned()));
-        }
-        FIXED_METRICS
-            .iter()
-            .find(|(name, _)| *name == text)
-            .map(|(_, metric)| metric.clone())
-    }
-}
-
-impl fmt::Display for AlertMetric {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Self::Score(name) = self {
-            return write!(formatter, "score:{name}");
-        }
-        let name = FIXED_METRICS
-            .iter()
-            .find(|(_, metric)| metric == self)
-            .map_or("", |(name, _)| name);
-        formatter.write_str(name)
-    }
-}
+/// What a rule measures over the traces of its window (and filter): the insights' metrics
+/// (`GET /api/v1/insights`), by the same names, so a metric reads the same on both.
+pub use super::metric::Metric as AlertMetric;
 
 /// How a rule compares its metric with its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,7 @@ pub mod alert;
 pub mod attributes;
 pub mod ids;
 pub mod llm;
+pub mod metric;
 pub mod project;
 pub mod received;
 pub mod score;
