@@ -14,10 +14,15 @@ use crate::store::StoreResult;
 
 /// What explaining kept, and the scans it took.
 pub struct Explained {
+    /// The significant changes that are not another's echo, in no order.
     pub insights: Vec<Insight>,
+    /// Scans made with kept segments left out.
     pub scans: usize,
 }
 
+/// Keeps, per metric, the changes of `significant` that remain once the stronger ones' traces
+/// are left out; `tests` is the number of comparisons the p-values were corrected for, and
+/// `lengths` the periods' lengths (baseline, window), read one trace in `sample`.
 pub async fn explain(
     source: &dyn TraceSource,
     comparison: &Comparison,
