@@ -25,16 +25,7 @@ async fn start_server() -> TestServer {
 async fn send_traces(server: &TestServer, traces: impl IntoIterator<Item = u8>, error: bool) {
     let spans = traces
         .into_iter()
-        .map(|trace| {
-            let mut root = span(trace, 1, None, "agent", recent(5));
-            if error {
-                root.status = Some(opentelemetry_proto::tonic::trace::v1::Status {
-                    code: 2,
-                    message: "failed".into(),
-                });
-            }
-            root
-        })
+        .map(|trace| root_span(trace, error))
         .collect();
     let response = server
         .post_protobuf("/v1/traces", &server.admin_token, &request("svc", spans))
@@ -45,15 +36,7 @@ async fn send_traces(server: &TestServer, traces: impl IntoIterator<Item = u8>, 
 
 /// How many rules this server has evaluated (`/metrics`).
 async fn evaluations(server: &TestServer) -> u64 {
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.public_metrics_text().await;
     text.lines()
         .find_map(|line| line.strip_prefix("spanhouse_alert_evaluations_total "))
         .and_then(|value| value.parse().ok())
@@ -380,15 +363,7 @@ async fn prometheus_sees_the_projects_figures_of_the_last_whole_minutes() {
         assert!(text.contains(&expected), "{expected} missing from:\n{text}");
     }
     // Without a token: no project's figures.
-    let public = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let public = server.public_metrics_text().await;
     assert!(!public.contains("spanhouse_project_"), "{public}");
     assert!(
         public.contains("# TYPE spanhouse_alerts_lease_held gauge"),

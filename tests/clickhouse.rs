@@ -7,79 +7,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::node::{Node, drop_database};
 use common::switch::Switch;
 use common::*;
 use prost::Message as _;
 use spanhouse::config::Config;
-use spanhouse::server::{RunningServer, start};
-
-struct Node {
-    server: RunningServer,
-    _data_dir: tempfile::TempDir,
-}
-
-impl Node {
-    async fn start(database: &str, adjust: impl FnOnce(&mut Config)) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut config = Config::for_data_dir(data_dir.path());
-        use_clickhouse(&mut config, database);
-        adjust(&mut config);
-        Self {
-            server: start(&config).await.unwrap(),
-            _data_dir: data_dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.server.http_addr, path)
-    }
-}
-
-async fn post(
-    node: &Node,
-    token: &str,
-    spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
-) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(node.url("/v1/traces"))
-        .bearer_auth(token)
-        .header("content-type", "application/x-protobuf")
-        .body(request("svc", spans).encode_to_vec())
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn get(node: &Node, token: &str, path: &str) -> (u16, serde_json::Value) {
-    let response = reqwest::Client::new()
-        .get(node.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or_default())
-}
-
-/// Waits until a node's spool is empty.
-async fn drained(node: &Node) {
-    for _ in 0..1000 {
-        let (_, ready) = get(node, "", "/readyz").await;
-        if ready["buffered"] == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the spool did not drain");
-}
-
-async fn drop_database(database: &str) {
-    let _ = reqwest::Client::new()
-        .post(clickhouse_url())
-        .body(format!("DROP DATABASE IF EXISTS {database}"))
-        .send()
-        .await;
-}
 
 #[tokio::test]
 async fn several_nodes_share_tokens_settings_and_traces() {
@@ -122,7 +54,7 @@ async fn several_nodes_share_tokens_settings_and_traces() {
         .unwrap();
     let mut status = 0;
     for _ in 0..50 {
-        status = post(&second, &ingest, vec![]).await.status().as_u16();
+        status = second.post_spans(&ingest, vec![]).await.status().as_u16();
         if status == 200 {
             break;
         }
@@ -138,13 +70,14 @@ async fn several_nodes_share_tokens_settings_and_traces() {
     root.attributes = vec![string_attribute("input.value", "question")];
     let mut child = span(0xe1, 2, Some(1), "child", recent(10) + 10);
     child.attributes = vec![string_attribute("output.value", "answer")];
-    assert_eq!(post(&second, &ingest, vec![child]).await.status(), 200);
-    assert_eq!(post(&first, &ingest, vec![root]).await.status(), 200);
-    drained(&first).await;
-    drained(&second).await;
+    assert_eq!(second.post_spans(&ingest, vec![child]).await.status(), 200);
+    assert_eq!(first.post_spans(&ingest, vec![root]).await.status(), 200);
+    first.drained().await;
+    second.drained().await;
     for node in [&first, &second] {
-        let (status, trace) =
-            get(node, &admin, &format!("/api/v1/traces/{}", hex_trace(0xe1))).await;
+        let (status, trace) = node
+            .get_as(&admin, &format!("/api/v1/traces/{}", hex_trace(0xe1)))
+            .await;
         assert_eq!(status, 200);
         assert_eq!(trace["trace"]["span_count"], 2);
         assert_eq!(trace["trace"]["input"], "question");
@@ -152,8 +85,8 @@ async fn several_nodes_share_tokens_settings_and_traces() {
     }
     // The list and the dashboard, read from the read model the two nodes keep, are the same
     // from both, and count the split trace once, whole.
-    let (_, list) = get(&first, &admin, "/api/v1/traces").await;
-    let (_, stats) = get(&first, &admin, "/api/v1/stats").await;
+    let (_, list) = first.get_as(&admin, "/api/v1/traces").await;
+    let (_, stats) = first.get_as(&admin, "/api/v1/stats").await;
     let listed = list["traces"].as_array().unwrap();
     let split: Vec<_> = listed
         .iter()
@@ -162,8 +95,8 @@ async fn several_nodes_share_tokens_settings_and_traces() {
     assert_eq!(split.len(), 1, "{list}");
     assert_eq!(split[0]["span_count"], 2);
     assert_eq!(stats["totals"]["traces"], listed.len(), "{stats}");
-    assert_eq!(get(&second, &admin, "/api/v1/traces").await.1, list);
-    assert_eq!(get(&second, &admin, "/api/v1/stats").await.1, stats);
+    assert_eq!(second.get_as(&admin, "/api/v1/traces").await.1, list);
+    assert_eq!(second.get_as(&admin, "/api/v1/stats").await.1, stats);
 
     // Settings saved through one node are applied by the other within 5 s.
     let response = reqwest::Client::new()
@@ -176,13 +109,13 @@ async fn several_nodes_share_tokens_settings_and_traces() {
     assert_eq!(response.status(), 200);
     let mut filtered = false;
     for attempt in 0..50u8 {
-        post(
-            &second,
-            &ingest,
-            vec![span(0xf0 ^ attempt, 1, None, "noise", recent(5))],
-        )
-        .await;
-        let (_, ingestion) = get(&second, &admin, "/api/v1/ingestion").await;
+        second
+            .post_spans(
+                &ingest,
+                vec![span(0xf0 ^ attempt, 1, None, "noise", recent(5))],
+            )
+            .await;
+        let (_, ingestion) = second.get_as(&admin, "/api/v1/ingestion").await;
         if ingestion["totals"]["filtered"].as_u64().unwrap_or(0) > 0 {
             filtered = true;
             break;
@@ -210,10 +143,7 @@ async fn the_spool_keeps_acknowledged_spans_while_clickhouse_is_down() {
     };
     let mut config = Config::for_data_dir(data_dir.path());
     configure(&mut config);
-    let node = Node {
-        server: start(&config).await.unwrap(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    };
+    let node = Node::with_config(&config).await;
     let admin = node.server.bootstrap_token.clone().unwrap();
 
     switch.set(false);
@@ -222,12 +152,12 @@ async fn the_spool_keeps_acknowledged_spans_while_clickhouse_is_down() {
             .map(|id| span(trace, id, None, "while-down", recent(5)))
             .collect();
         assert_eq!(
-            post(&node, &admin, spans).await.status(),
+            node.post_spans(&admin, spans).await.status(),
             200,
             "acknowledged while down"
         );
     }
-    let (status, ready) = get(&node, "", "/readyz").await;
+    let (status, ready) = node.get_as("", "/readyz").await;
     assert_eq!(status, 503, "not ready while ClickHouse is down");
     assert_eq!(ready["buffered"], 9);
 
@@ -238,7 +168,7 @@ async fn the_spool_keeps_acknowledged_spans_while_clickhouse_is_down() {
         let spans = (1..=20)
             .map(|id| span(trace, id, None, "flood", recent(5)))
             .collect();
-        let response = post(&node, &admin, spans).await;
+        let response = node.post_spans(&admin, spans).await;
         if response.status() == 503 {
             refused = Some(response);
             break;
@@ -253,18 +183,12 @@ async fn the_spool_keeps_acknowledged_spans_while_clickhouse_is_down() {
     // acknowledged span is delivered from the spool, once.
     node.server.shutdown().await.unwrap();
     switch.set(true);
-    let restarted = Node {
-        server: start(&config).await.unwrap(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    };
-    drained(&restarted).await;
+    let restarted = Node::with_config(&config).await;
+    restarted.drained().await;
     for (trace, spans) in acknowledged {
-        let (status, body) = get(
-            &restarted,
-            &admin,
-            &format!("/api/v1/traces/{}", hex_trace(trace)),
-        )
-        .await;
+        let (status, body) = restarted
+            .get_as(&admin, &format!("/api/v1/traces/{}", hex_trace(trace)))
+            .await;
         assert_eq!(status, 200, "trace {trace} lost");
         assert_eq!(body["trace"]["span_count"], spans, "trace {trace}");
         assert_eq!(body["spans"].as_array().unwrap().len() as u64, spans);
@@ -419,14 +343,11 @@ async fn a_spool_file_of_the_first_format_is_delivered_after_an_upgrade() {
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_data_dir(data_dir.path());
     use_clickhouse(&mut config, &database);
-    let node = Node {
-        server: start(&config).await.unwrap(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    };
+    let node = Node::with_config(&config).await;
     let admin = node.server.bootstrap_token.clone().unwrap();
     let spans = vec![span(1, 1, None, "stored", recent(5))];
-    assert_eq!(post(&node, &admin, spans).await.status(), 200);
-    drained(&node).await;
+    assert_eq!(node.post_spans(&admin, spans).await.status(), 200);
+    node.drained().await;
 
     // A row as the server stores it, moved to trace 2: what the old spool held.
     let client = clickhouse::Client::default()
@@ -456,14 +377,13 @@ async fn a_spool_file_of_the_first_format_is_delivered_after_an_upgrade() {
     let spool = data_dir.path().join("spool");
     std::fs::write(spool.join("00000000000000000100.spool"), line + "\n").unwrap();
 
-    let node = Node {
-        server: start(&config).await.unwrap(),
-        _data_dir: tempfile::tempdir().unwrap(),
-    };
-    drained(&node).await;
+    let node = Node::with_config(&config).await;
+    node.drained().await;
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
     assert_traces(node.server.http_addr, &admin, &[(1, 1), (2, 1)]).await;
-    let (_, trace) = get(&node, &admin, &format!("/api/v1/traces/{}", hex_trace(2))).await;
+    let (_, trace) = node
+        .get_as(&admin, &format!("/api/v1/traces/{}", hex_trace(2)))
+        .await;
     assert_eq!(trace["spans"][0]["name"], "from the old spool");
     node.server.shutdown().await.unwrap();
     drop_database(&database).await;
@@ -487,8 +407,8 @@ async fn a_batch_of_more_traces_than_one_query_holds_is_delivered() {
             one
         })
         .collect();
-    assert_eq!(post(&node, &admin, spans).await.status(), 200);
-    drained(&node).await;
+    assert_eq!(node.post_spans(&admin, spans).await.status(), 200);
+    node.drained().await;
     let count =
         clickhouse_query(&format!("SELECT uniqExact(trace_id) FROM {database}.spans")).await;
     assert_eq!(count.trim(), "9000");

@@ -11,34 +11,14 @@ mod webhook;
 
 use std::time::{Duration, Instant};
 
+use common::node::{Node, drop_database};
 use common::*;
-use prost::Message as _;
 use serde_json::json;
 use spanhouse::config::Config;
-use spanhouse::server::{RunningServer, start};
 use webhook::{Receiver, signature};
 
-struct Node {
-    server: RunningServer,
-    _data_dir: tempfile::TempDir,
-}
-
+/// What these tests ask of a node: its alert figures, and traces stored.
 impl Node {
-    async fn start(database: &str) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut config = Config::for_data_dir(data_dir.path());
-        use_clickhouse(&mut config, database);
-        config.alerts.evaluation_interval = Duration::from_secs(1);
-        Self {
-            server: start(&config).await.unwrap(),
-            _data_dir: data_dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.server.http_addr, path)
-    }
-
     /// A figure of this server's `/metrics` (its own, without a token).
     async fn metric(&self, name: &str) -> u64 {
         let text = reqwest::get(self.url("/metrics"))
@@ -74,41 +54,9 @@ impl Node {
     /// Traces of one root span each, with an error status or not, in one request; returns once
     /// they are in ClickHouse.
     async fn send(&self, token: &str, traces: std::ops::Range<u8>, error: bool) {
-        let spans = traces
-            .map(|trace| {
-                let mut root = span(trace, 1, None, "agent", recent(5));
-                if error {
-                    root.status = Some(opentelemetry_proto::tonic::trace::v1::Status {
-                        code: 2,
-                        message: "failed".into(),
-                    });
-                }
-                root
-            })
-            .collect();
-        let response = reqwest::Client::new()
-            .post(self.url("/v1/traces"))
-            .bearer_auth(token)
-            .header("content-type", "application/x-protobuf")
-            .body(request("svc", spans).encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ready: serde_json::Value = reqwest::get(self.url("/readyz"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if ready["buffered"] == 0 {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the spool did not drain");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let spans = traces.map(|trace| root_span(trace, error)).collect();
+        assert_eq!(self.post_spans(token, spans).await.status(), 200);
+        self.drained().await;
     }
 }
 
@@ -139,9 +87,15 @@ async fn two_servers_notify_each_change_once_and_the_second_carries_on_from_the_
         return;
     }
     let database = fresh_database();
-    let first = Node::start(&database).await;
+    let first = Node::start(&database, |config| {
+        config.alerts.evaluation_interval = Duration::from_secs(1);
+    })
+    .await;
     let token = first.server.bootstrap_token.clone().unwrap();
-    let second = Node::start(&database).await;
+    let second = Node::start(&database, |config| {
+        config.alerts.evaluation_interval = Duration::from_secs(1);
+    })
+    .await;
     let receiver = Receiver::start(0).await;
 
     let (status, created) = send_json(
@@ -192,11 +146,7 @@ async fn two_servers_notify_each_change_once_and_the_second_carries_on_from_the_
     assert_ne!(resolved["event_id"], firing[0].json()["event_id"]);
 
     survivor.server.shutdown().await.unwrap();
-    let _ = reqwest::Client::new()
-        .post(clickhouse_url())
-        .body(format!("DROP DATABASE IF EXISTS {database}"))
-        .send()
-        .await;
+    drop_database(&database).await;
 }
 
 /// The lease itself, asked for by two stores of one database in turns: once a claim has
@@ -241,9 +191,5 @@ async fn of_two_stores_asking_in_turns_one_holds_the_lease_across_slots() {
         "{holders:?}"
     );
     drop(stores);
-    let _ = reqwest::Client::new()
-        .post(clickhouse_url())
-        .body(format!("DROP DATABASE IF EXISTS {database}"))
-        .send()
-        .await;
+    drop_database(&database).await;
 }

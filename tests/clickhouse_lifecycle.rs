@@ -9,11 +9,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::node::{Node, drop_database};
 use common::*;
-use prost::Message as _;
 use spanhouse::config::Config;
 use spanhouse::model::TraceId;
-use spanhouse::server::{RunningServer, StoreUser, open_store, start};
+use spanhouse::server::{StoreUser, open_store};
 use spanhouse::store::{PurgeReport, TraceSelection};
 
 /// What every deleted trace carries in its texts (and no kept trace does).
@@ -21,65 +21,14 @@ const MARKER: &str = "ERASEME";
 
 const DAY_SECONDS: u64 = 86_400;
 
-struct Node {
-    server: RunningServer,
-    _data_dir: tempfile::TempDir,
-}
-
+/// What these tests ask of a node: as its admin.
 impl Node {
-    async fn start(database: &str) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut config = Config::for_data_dir(data_dir.path());
-        use_clickhouse(&mut config, database);
-        Self {
-            server: start(&config).await.unwrap(),
-            _data_dir: data_dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.server.http_addr, path)
-    }
-
-    fn admin(&self) -> String {
-        self.server
-            .bootstrap_token
-            .clone()
-            .expect("a fresh database bootstraps")
-    }
-
     async fn post(&self, spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>) {
-        let response = reqwest::Client::new()
-            .post(self.url("/v1/traces"))
-            .bearer_auth(self.admin())
-            .header("content-type", "application/x-protobuf")
-            .body(request("svc", spans).encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(self.post_spans(&self.admin(), spans).await.status(), 200);
     }
 
     async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = reqwest::Client::new()
-            .get(self.url(path))
-            .bearer_auth(self.admin())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or_default())
-    }
-
-    async fn drained(&self) {
-        for _ in 0..1000 {
-            let (_, ready) = self.get("/readyz").await;
-            if ready["buffered"] == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the spool did not drain");
+        self.get_as(&self.admin(), path).await
     }
 
     /// The trace ids a list of the last 90 days shows, with `extra` parameters.
@@ -183,17 +132,13 @@ async fn database_files_holding(database: &str, needle: &str) -> Option<Vec<Stri
     Some(found)
 }
 
-async fn drop_database(database: &str) {
-    clickhouse_query(&format!("DROP DATABASE IF EXISTS {database}")).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_traces_leave_every_read_at_once_and_the_disk_after_a_purge() {
     if !clickhouse_available().await {
         return;
     }
     let database = fresh_database();
-    let node = Node::start(&database).await;
+    let node = Node::start(&database, |_| {}).await;
     let erased_by_user = 0xa1;
     let erased_by_id = 0xb1;
     let kept = 0xc1;

@@ -211,15 +211,7 @@ async fn metrics_show_no_project_to_a_caller_without_a_token() {
         assert_eq!(response.status(), 200);
     }
 
-    let public = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let public = server.public_metrics_text().await;
     assert!(public.contains("spanhouse_ingest_queue_spans"), "{public}");
     assert!(!public.contains("project_id"), "{public}");
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod files;
+pub mod node;
 pub mod process;
 pub mod switch;
 pub mod traffic;
@@ -173,6 +174,13 @@ impl TestServer {
             .send()
             .await
             .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    /// `GET /metrics` without a token: the server's own figures, no project's.
+    pub async fn public_metrics_text(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
         assert_eq!(response.status(), 200);
         response.text().await.unwrap()
     }
@@ -393,6 +401,18 @@ pub fn span(trace: u8, span: u8, parent: Option<u8>, name: &str, start: u64) -> 
         }),
         ..Default::default()
     }
+}
+
+/// The root span of trace `trace` (named `agent`, started 5 s ago), failed when `error`.
+pub fn root_span(trace: u8, error: bool) -> Span {
+    let mut root = span(trace, 1, None, "agent", recent(5));
+    if error {
+        root.status = Some(Status {
+            code: 2,
+            message: "failed".into(),
+        });
+    }
+    root
 }
 
 /// A logs export request holding `records` under one resource and scope.
